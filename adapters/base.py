@@ -1,0 +1,163 @@
+"""The adapter contract: the one small interface through which any MLLM enters the benchmark.
+
+An adapter wraps a native transformers model and exposes the three parts of the paper's decomposition
+(vision encoder -> projector -> LLM) without re-implementing any forward pass:
+
+* ``vision_features(pixel_values)``: what enters the projector (cacheable; the vision encoder is frozen in
+  every regime);
+* ``project(features)``: the post-projection image tokens ``Hv = phi(Xv)``;
+* ``lm_forward(...)``: the model's own forward with those tokens placed at the image positions.
+
+Everything else (prompting, losses, class scoring, probes) is written once, in ``benchmark``, on top of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """A registry entry: how to build an adapter, and what it is, for `list models`."""
+
+    name: str                       # CLI name, e.g. "llava15"
+    factory: Callable[..., ModelAdapter]  # factory(source=None, device="cpu", dtype=None, cache_dir=None)
+    checkpoint: str                 # hub id or description of the default checkpoint
+    projector_family: str           # "mlp", "linear", "q-former", "resampler", "patch-merger", ...
+    projector_modules: str          # what counts as the projector, in the model's own attribute names
+    description: str = ""
+    tiny: bool = False              # a tiny random-init twin for tests and the demo
+    origin: str = "builtin"         # filled in by the registry: the plugin that registered it
+
+
+@dataclass
+class PromptParts:
+    """Token ids of one example: the prompt (image tokens expanded) and the answer (ending in EOS)."""
+
+    prompt_ids: list[int]
+    answer_ids: list[int] = field(default_factory=list)
+
+
+class ModelAdapter:
+    """Base class of every adapter. Subclasses fill in the model-specific methods below."""
+
+    name: str = ""
+    projector_family: str = ""
+    checkpoint: str = ""            # resolved hub id or local path of the loaded weights
+    model: nn.Module
+    tokenizer: Any
+    processor: Any
+    device: torch.device
+    dtype: torch.dtype
+
+    # --- parts, for freezing and for saving the fine-tuned projector ---------------------------------------
+    def vision_module(self) -> nn.Module:
+        raise NotImplementedError
+
+    def projector_module(self) -> nn.Module:
+        raise NotImplementedError
+
+    def llm_module(self) -> nn.Module:
+        """The language model including its embeddings and LM head."""
+        raise NotImplementedError
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {"vision": self.vision_module(), "projector": self.projector_module(), "llm": self.llm_module()}
+
+    # --- images ---------------------------------------------------------------------------------------------
+    def preprocess(self, images: list) -> torch.Tensor:
+        """PIL images -> pixel values, with the model's own image processor."""
+        raise NotImplementedError
+
+    def preprocessing_signature(self) -> dict:
+        """Everything about preprocessing and feature selection that changes the cached features."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, N, D_vision): the features the model feeds its projector."""
+        raise NotImplementedError
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, T, D_llm): post-projection image tokens."""
+        raise NotImplementedError
+
+    # --- text -----------------------------------------------------------------------------------------------
+    def format_prompt(self, question: str) -> str:
+        """The model's conversation template around one image and one user question."""
+        raise NotImplementedError
+
+    @property
+    def num_image_tokens(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def pad_token_id(self) -> int:
+        tok = self.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def encode(self, question: str, answer: str | None = None) -> PromptParts:
+        """Tokenise prompt and answer so that prompt + answer equals the tokenisation of the whole text.
+
+        The answer is split off the joint tokenisation (not encoded alone) so that tokenisers that merge across
+        the boundary (SentencePiece's leading space) give the ids the model would really see; EOS ends it.
+        """
+        prompt_text = self.format_prompt(question)
+        prompt_ids = self._tokenize(prompt_text, first=True)
+        if answer is None:
+            return PromptParts(prompt_ids)
+        whole = self._tokenize(prompt_text + self.answer_prefix + answer, first=True)
+        if whole[: len(prompt_ids)] == prompt_ids:
+            answer_ids = whole[len(prompt_ids):]
+        else:  # the boundary merged; fall back to encoding the answer alone
+            answer_ids = self._tokenize(self.answer_prefix + answer, first=False)
+        return PromptParts(prompt_ids, answer_ids + [self.tokenizer.eos_token_id])
+
+    answer_prefix: str = " "
+
+    def _tokenize(self, text: str, first: bool) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=first)["input_ids"]
+        return self._expand_image_tokens(list(ids))
+
+    def _expand_image_tokens(self, ids: list[int]) -> list[int]:
+        """Replace the single image placeholder by as many placeholders as the projector emits tokens."""
+        out: list[int] = []
+        for i in ids:
+            out.extend([self.image_token_id] * self.num_image_tokens if i == self.image_token_id else [i])
+        return out
+
+    image_token_id: int = -1
+
+    # --- the language model ---------------------------------------------------------------------------------
+    def lm_forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        image_embeds: torch.Tensor | None,
+        past_key_values: Any = None,
+        use_cache: bool = False,
+    ) -> Any:
+        """The model's own forward, with ``image_embeds`` (B, T, D) placed at the image-token positions.
+
+        Returns the transformers output (``.logits``, ``.past_key_values``).
+        """
+        raise NotImplementedError
+
+    def full_forward(self, input_ids, attention_mask, position_ids, pixel_values) -> Any:
+        """The model's forward from pixels, untouched: the reference the cached path must equal."""
+        raise NotImplementedError
+
+    # --- fine-tuned weights -------------------------------------------------------------------------------
+    def trainable_modules(self, regime: str) -> dict[str, nn.Module]:
+        """Modules trained in a regime: ``ft-proj`` -> projector; ``ft-e2e`` -> projector + LLM."""
+        if regime == "ft-proj":
+            return {"projector": self.projector_module()}
+        if regime == "ft-e2e":
+            return {"projector": self.projector_module(), "llm": self.llm_module()}
+        raise ValueError(f"no trainable modules for regime {regime!r}")

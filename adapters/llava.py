@@ -1,0 +1,199 @@
+"""LLaVA-1.5 adapter: CLIP ViT-L/14-336 -> 2-layer MLP projector -> Vicuna (LlavaForConditionalGeneration).
+
+The projector is ``model.model.multi_modal_projector``. The vision features are what LLaVA itself feeds it:
+the hidden states of ``config.vision_feature_layer`` (the penultimate CLIP layer) with CLS dropped under the
+"default" selection strategy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from .base import AdapterSpec, ModelAdapter
+from .loading import load_pretrained, resolve_dtype
+from .tiny import build_tokenizer, materialise
+
+LLAVA_TEMPLATE = "USER: <image>\n{question} ASSISTANT:"
+
+
+class LlavaAdapter(ModelAdapter):
+    projector_family = "mlp"
+
+    def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
+        from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+        self.name = name
+        self.checkpoint = str(source)
+        self.device = torch.device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = load_pretrained(
+            LlavaForConditionalGeneration, source, local_files_only=local_files_only, dtype=self.dtype
+        ).to(self.device)
+        self.model.eval()
+        self.processor = load_pretrained(AutoProcessor, source, local_files_only=local_files_only)
+        self.tokenizer = self.processor.tokenizer
+        cfg = self.model.config
+        self.image_token_id = cfg.image_token_id
+        self._feature_layer = cfg.vision_feature_layer
+        self._strategy = cfg.vision_feature_select_strategy
+        # Count placeholders the way the model's own processor expands them, on one blank image.
+        from PIL import Image
+
+        size = self.processor.image_processor.crop_size
+        blank = Image.new("RGB", (size["width"], size["height"]))
+        ids = self.processor(text="<image>", images=[blank], return_tensors="pt")["input_ids"][0]
+        self._num_image_tokens = int((ids == self.image_token_id).sum())
+
+    # parts
+    def vision_module(self):
+        return self.model.model.vision_tower
+
+    def projector_module(self):
+        return self.model.model.multi_modal_projector
+
+    def llm_module(self):
+        return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
+
+    # images
+    def preprocess(self, images):
+        px = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return px.to(self.device, self.dtype)
+
+    def preprocessing_signature(self):
+        return {
+            "image_processor": self.processor.image_processor.to_dict(),
+            "vision_feature_layer": self._feature_layer,
+            "vision_feature_select_strategy": self._strategy,
+        }
+
+    @torch.no_grad()
+    def vision_features(self, pixel_values):
+        out = self.vision_module()(pixel_values, output_hidden_states=True, return_dict=True)
+        layers = [self._feature_layer] if isinstance(self._feature_layer, int) else list(self._feature_layer)
+        hs = [out.hidden_states[i] for i in layers]
+        if self._strategy == "default":
+            hs = [h[:, 1:] for h in hs]
+        return torch.cat(hs, dim=-1)
+
+    def project(self, features):
+        return self.projector_module()(features.to(self.dtype))
+
+    # text
+    def format_prompt(self, question):
+        return LLAVA_TEMPLATE.format(question=question)
+
+    @property
+    def num_image_tokens(self):
+        return self._num_image_tokens
+
+    # language model
+    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
+        mm = None
+        if image_embeds is not None:
+            mm = {"image": BaseModelOutputWithPooling(pooler_output=list(image_embeds))}
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            mm_encoder_outputs=mm,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            return_dict=True,
+        )
+
+    def full_forward(self, input_ids, attention_mask, position_ids, pixel_values):
+        return self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            pixel_values=pixel_values, return_dict=True,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tiny twin: same class, tiny config, fixed-seed random init, offline tokenizer + processor.
+
+
+def _build_tiny_llava(out: Path) -> None:
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = build_tokenizer()
+    image_size, patch = 56, 14
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+        image_size=image_size, patch_size=patch, projection_dim=32,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    config = LlavaConfig(
+        vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2, vision_feature_select_strategy="default", projector_hidden_act="gelu",
+    )
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(config)
+    model.save_pretrained(out)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+        do_center_crop=True, do_resize=True,
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=patch,
+        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+    )
+    processor.save_pretrained(out)
+
+
+def load_llava(name: str, default_source: str):
+    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
+        return LlavaAdapter(name, source or default_source, device=device, dtype=dtype,
+                            local_files_only=local_files_only)
+
+    return factory
+
+
+def load_llava_tiny(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
+    from benchmark.paths import cache_root
+
+    path = source or materialise(Path(cache_dir) if cache_dir else cache_root(), "llava15-tiny", _build_tiny_llava)
+    return LlavaAdapter("llava15-tiny", path, device=device, dtype=dtype or "float32", local_files_only=True)
+
+
+ADAPTERS = [
+    AdapterSpec(
+        name="llava15",
+        factory=load_llava("llava15", "llava-hf/llava-1.5-7b-hf"),
+        checkpoint="llava-hf/llava-1.5-7b-hf",
+        projector_family="mlp",
+        projector_modules="model.multi_modal_projector (linear-GELU-linear)",
+        description="LLaVA-1.5-7B: CLIP ViT-L/14-336 + 2-layer MLP + Vicuna-7B (the paper's model)",
+    ),
+    AdapterSpec(
+        name="llava15-13b",
+        factory=load_llava("llava15-13b", "llava-hf/llava-1.5-13b-hf"),
+        checkpoint="llava-hf/llava-1.5-13b-hf",
+        projector_family="mlp",
+        projector_modules="model.multi_modal_projector (linear-GELU-linear)",
+        description="LLaVA-1.5-13B: CLIP ViT-L/14-336 + 2-layer MLP + Vicuna-13B",
+    ),
+    AdapterSpec(
+        name="llava15-tiny",
+        factory=load_llava_tiny,
+        checkpoint="tiny random-init LlavaForConditionalGeneration (seed 0), built offline",
+        projector_family="mlp",
+        projector_modules="model.multi_modal_projector (linear-GELU-linear)",
+        description="Tiny twin of llava15: same classes, tiny config, for tests and the offline demo",
+        tiny=True,
+    ),
+]

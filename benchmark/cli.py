@@ -1,0 +1,130 @@
+"""Command line: ``python -m benchmark run | list | leaderboard``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import BenchmarkError
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .protocol import REGIMES, RunConfig
+
+    d = RunConfig(model="", task="")
+    p = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the protocol (zero-shot, FT-Proj, FT-E2E, probes) for one model and task")
+    r.add_argument("--model", required=True, help="adapter name (see `list models`)")
+    r.add_argument("--task", required=True, help="task name (see `list tasks`)")
+    r.add_argument("--seeds", type=_int_list, default=d.seeds, help="comma-separated seeds (default: 0)")
+    r.add_argument("--regimes", type=_str_list, default=d.regimes, help=f"subset of {','.join(REGIMES)}")
+    r.add_argument("--data-dir", help="local data: DIR/train/<class>/* and DIR/test/<class>/*")
+    r.add_argument("--model-path", help="local checkpoint directory instead of the hub id")
+    r.add_argument("--domain", help="override the task's domain phrase in the prompt")
+    r.add_argument("--results-dir", help="where result folders go (default ./results or $PROJBENCH_RESULTS)")
+    r.add_argument("--cache-dir", help="feature and tiny-model cache (default ~/.cache/projbench or $PROJBENCH_CACHE)")
+    r.add_argument("--batch-size", type=int, default=d.batch_size)
+    r.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
+    r.add_argument("--grad-accum", type=int, default=d.grad_accum)
+    r.add_argument("--epochs", type=int, default=d.epochs)
+    r.add_argument("--lr-proj", type=float, default=d.lr_proj)
+    r.add_argument("--lr-e2e", type=float, default=d.lr_e2e)
+    r.add_argument("--lora", action="store_true", help="FT-E2E with LoRA on the LLM (labelled in results)")
+    r.add_argument("--lora-rank", type=int, default=d.lora_rank)
+    r.add_argument("--gradient-checkpointing", action="store_true")
+    r.add_argument("--max-per-class", type=int, help="quick run: at most N images per class and split")
+    r.add_argument("--probe-max-epochs", type=int, default=d.probe.max_epochs)
+    r.add_argument("--device", default=d.device)
+    r.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)")
+    r.add_argument("--keep-checkpoints", action="store_true", help="keep the full trainable state after a run")
+    r.add_argument("--no-progress", action="store_true")
+
+    ls = sub.add_parser("list", help="list registered models, tasks or plugins")
+    ls.add_argument("what", choices=["models", "tasks", "plugins"])
+    ls.add_argument("--verbose", "-v", action="store_true")
+
+    lb = sub.add_parser("leaderboard", help="render the leaderboard from result folders")
+    lb.add_argument("--results", help="results folder (default ./results)")
+    lb.add_argument("--format", choices=["markdown", "csv", "json"], default="markdown")
+    lb.add_argument("--output", help="write to this file instead of stdout")
+    lb.add_argument("--plot", help="also draw the richness-vs-gain plot to this PNG")
+    lb.add_argument("--reference", action="store_true", help="include the paper's LLaVA-1.5-7B reference rows")
+    return p
+
+
+def cmd_run(a) -> int:
+    from .probe import ProbeConfig
+    from .protocol import RunConfig, Runner, summary_table
+
+    cfg = RunConfig(
+        model=a.model, task=a.task, seeds=a.seeds, regimes=a.regimes, data_dir=a.data_dir, model_path=a.model_path,
+        domain=a.domain, results_dir=a.results_dir, cache_dir=a.cache_dir, batch_size=a.batch_size,
+        eval_batch_size=a.eval_batch_size, grad_accum=a.grad_accum, epochs=a.epochs, lr_proj=a.lr_proj,
+        lr_e2e=a.lr_e2e, lora=a.lora, lora_rank=a.lora_rank, gradient_checkpointing=a.gradient_checkpointing,
+        max_per_class=a.max_per_class, device=a.device, dtype=a.dtype,
+        probe=ProbeConfig(max_epochs=a.probe_max_epochs), keep_checkpoints=a.keep_checkpoints,
+        progress=not a.no_progress,
+    )
+    runner = Runner(cfg)
+    try:
+        results = runner.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished parts are saved under {runner.results}; run the same command to resume.",
+              file=sys.stderr)
+        return 130
+    print()
+    print(f"{cfg.model} on {cfg.task}" + (f" (limited to {cfg.max_per_class} per class)" if cfg.max_per_class else ""))
+    print(summary_table(results))
+    print(f"\nresults: {runner.results}")
+    return 0
+
+
+def cmd_list(a) -> int:
+    from tabulate import tabulate
+
+    from .registry import plugins
+
+    reg = plugins()
+    if a.what == "models":
+        rows = [[s.name, s.projector_family, s.projector_modules, s.checkpoint, s.origin] for s in reg.adapters]
+        print(tabulate(rows, headers=["model", "projector", "projector modules", "checkpoint", "from"]))
+    elif a.what == "tasks":
+        rows = []
+        for t in reg.tasks:
+            row = [t.name, t.version, t.domain, len(t.classes) or "from folders", t.source.describe(), t.origin]
+            if a.verbose:
+                row += [t.citation, t.license]
+            rows.append(row)
+        headers = ["task", "version", "domain", "classes", "source", "from"] + (["citation", "licence"] if a.verbose else [])
+        print(tabulate(rows, headers=headers, disable_numparse=True))
+    else:
+        print(tabulate(reg.list_plugins(), headers=["plugin", "module"]))
+    return 0
+
+
+def cmd_leaderboard(a) -> int:
+    from .leaderboard.cli import main as leaderboard_main
+
+    return leaderboard_main(a)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard}[args.command](args)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

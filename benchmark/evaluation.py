@@ -1,0 +1,83 @@
+"""Evaluation by class-name log-likelihood (``loglik``): deterministic, no answer parsing.
+
+Each example's prompt (image included) runs once with a KV cache; the cache is repeated for the candidate
+classes and every class continuation (name + EOS) is scored in one batch, with explicit positions and masks
+so that results do not depend on batch composition or padding.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .batching import collate, positions
+from .metrics import classification_metrics
+from .prompt import build_question
+
+
+def class_answer_ids(adapter, classes: list[str]) -> list[list[int]]:
+    return [adapter.encode("", c).answer_ids for c in classes]
+
+
+@torch.no_grad()
+def score_batch(adapter, features: torch.Tensor, questions: list[str], answers: list[list[int]],
+                max_rows: int = 256) -> torch.Tensor:
+    """(B, C) summed log-probabilities of each class continuation after each prompt."""
+    dev = adapter.device
+    batch = collate([adapter.encode(q) for q in questions], adapter.pad_token_id, with_answer=False)
+    mask = batch["attention_mask"].to(dev)
+    out = adapter.lm_forward(batch["input_ids"].to(dev), mask, batch["position_ids"].to(dev),
+                             adapter.project(features.to(dev)), use_cache=True)
+    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
+    cache = out.past_key_values
+    b, c = len(questions), len(answers)
+    length = max(len(a) for a in answers)
+    ans = torch.full((c, length), adapter.pad_token_id, dtype=torch.long)
+    ans_mask = torch.zeros((c, length), dtype=torch.long)
+    for i, a in enumerate(answers):
+        ans[i, : len(a)] = torch.tensor(a)
+        ans_mask[i, : len(a)] = 1
+    ans, ans_mask = ans.to(dev), ans_mask.to(dev)
+    scores = torch.empty((b, c), device=dev)
+    k = max(1, min(c, max_rows // b))       # classes per chunk; the cache is repeated once for k
+    cache.batch_repeat_interleave(k)
+    prompt_len = mask.sum(-1)
+    for c0 in range(0, c, k):
+        chunk = list(range(c0, min(c0 + k, c)))
+        padded = chunk + [chunk[-1]] * (k - len(chunk))  # keep k rows per example; extra rows are ignored
+        cont = ans[padded].repeat(b, 1)                   # (b*k, L), example-major like the repeated cache
+        cont_mask = ans_mask[padded].repeat(b, 1)
+        full_mask = torch.cat([mask.repeat_interleave(k, 0), cont_mask], dim=1)
+        pos = positions(cont_mask, prompt_len.repeat_interleave(k)) + 0
+        o = adapter.lm_forward(cont, full_mask, pos, None, past_key_values=cache, use_cache=True)
+        logp = torch.log_softmax(o.logits.float(), dim=-1)  # (b*k, L, V)
+        tok = torch.cat([first.repeat_interleave(k, 0).gather(1, cont[:, :1]),
+                         logp[:, :-1].gather(2, cont[:, 1:, None]).squeeze(-1)], dim=1)
+        total = (tok * cont_mask).sum(-1).view(b, k)
+        scores[:, c0: c0 + len(chunk)] = total[:, : len(chunk)]
+        cache.crop(-length)
+    return scores.cpu()
+
+
+def evaluate_loglik(adapter, store, samples, classes, domain, seed, batch_size=8, progress=True) -> dict:
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    answers = class_answer_ids(adapter, classes)
+    all_scores = []
+    for b0 in tqdm(range(0, len(samples), batch_size), desc="evaluate (loglik)", unit="batch", disable=not progress):
+        idx = list(range(b0, min(b0 + batch_size, len(samples))))
+        questions = [build_question(domain, classes, seed, samples[i].uid) for i in idx]
+        all_scores.append(score_batch(adapter, store.get(idx), questions, answers))
+    scores = torch.cat(all_scores)
+    preds = scores.argmax(-1).tolist()
+    truth = [s.label for s in samples]
+    metrics = classification_metrics(truth, preds, len(classes), classes)
+    predictions = [
+        {"uid": s.uid, "label": classes[s.label], "prediction": classes[p],
+         "scores": [round(float(x), 5) for x in row]}
+        for s, p, row in zip(samples, preds, scores, strict=True)
+    ]
+    metrics["seconds"] = time.perf_counter() - start
+    return {"metrics": metrics, "predictions": predictions}

@@ -1,0 +1,114 @@
+"""Content-addressed cache of vision features (what enters the projector), shared by every regime and probe.
+
+The vision encoder is frozen in every regime, so images are encoded once per (checkpoint, task fingerprint,
+split, preprocessing). Features are written in safetensors parts as they are computed: an interrupted
+extraction resumes from the last finished part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .results import atomic_write_json, atomic_write_with
+from .tasks.base import Sample, decode_image
+
+PART_SIZE = 256
+
+
+def checkpoint_identity(adapter) -> dict:
+    """What identifies the weights: the hub id, or a local directory's config and weight-file stats."""
+    src = Path(str(adapter.checkpoint))
+    ident = {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint)}
+    if src.is_dir():
+        files = sorted(p for p in src.iterdir() if p.suffix in (".json", ".safetensors", ".bin"))
+        h = hashlib.sha256()
+        for p in files:
+            h.update(p.name.encode())
+            h.update(p.read_bytes() if p.suffix == ".json" else str(p.stat().st_size).encode())
+        ident["content"] = h.hexdigest()[:16]
+    return ident
+
+
+def cache_key(adapter, task_fingerprint: str, split: str) -> str:
+    payload = json.dumps(
+        {"ckpt": checkpoint_identity(adapter), "task": task_fingerprint, "split": split,
+         "pre": adapter.preprocessing_signature(), "dtype": str(adapter.dtype)},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+class FeatureStore:
+    """Read-only view of one split's cached features; rows in the order of the split's samples."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        meta = json.loads((directory / "index.json").read_text())
+        self.uids: list[str] = meta["uids"]
+        self.shape = tuple(meta["shape"])
+        self._handles = [safe_open(str(directory / f), framework="pt") for f in meta["parts"]]
+
+    def __len__(self):
+        return len(self.uids)
+
+    def get(self, indices) -> torch.Tensor:
+        rows = []
+        for i in (indices.tolist() if torch.is_tensor(indices) else indices):
+            part, row = divmod(int(i), PART_SIZE)
+            rows.append(self._handles[part].get_slice("features")[row: row + 1])
+        return torch.cat(rows)
+
+
+def extract(adapter, samples: list[Sample], cache_dir: Path, task_fingerprint: str, split: str,
+            batch_size: int = 16, progress: bool = True) -> tuple[FeatureStore, float]:
+    """Cached features for ``samples`` (computing what is missing). Returns the store and seconds spent."""
+    from tqdm.auto import tqdm
+
+    directory = Path(cache_dir) / "features" / cache_key(adapter, task_fingerprint, split)
+    if (directory / "index.json").exists():
+        return FeatureStore(directory), 0.0
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(directory / "key.json", {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint),
+                                               "task_fingerprint": task_fingerprint, "split": split})
+    start = time.perf_counter()
+    parts, shape = [], None
+    bar = tqdm(total=len(samples), desc=f"vision features ({split})", unit="img", disable=not progress)
+    for p0 in range(0, len(samples), PART_SIZE):
+        name = f"part-{p0 // PART_SIZE:05d}.safetensors"
+        chunk = samples[p0: p0 + PART_SIZE]
+        if (directory / name).exists():  # finished before an interruption
+            parts.append(name)
+            bar.update(len(chunk))
+            continue
+        feats = []
+        for b0 in range(0, len(chunk), batch_size):
+            images = [decode_image(s.load_bytes()) for s in chunk[b0: b0 + batch_size]]
+            feats.append(adapter.vision_features(adapter.preprocess(images)).to("cpu").contiguous())
+            bar.update(len(images))
+        tensor = torch.cat(feats)
+        atomic_write_with(directory / name, lambda tmp, t=tensor: save_file({"features": t}, str(tmp)))
+        parts.append(name)
+    bar.close()
+    with safe_open(str(directory / parts[0]), framework="pt") as f:
+        shape = [len(samples), *f.get_slice("features").get_shape()[1:]]
+    atomic_write_json(directory / "index.json", {"uids": [s.uid for s in samples], "parts": parts, "shape": shape})
+    return FeatureStore(directory), time.perf_counter() - start
+
+
+@torch.no_grad()
+def pooled(store: FeatureStore, adapter=None, batch_size: int = 64) -> torch.Tensor:
+    """Mean over tokens of the pre-projection features, or of ``adapter.project(features)`` if given."""
+    out = []
+    for b0 in range(0, len(store), batch_size):
+        x = store.get(range(b0, min(b0 + batch_size, len(store)))).to(adapter.device if adapter else "cpu")
+        if adapter is not None:
+            x = adapter.project(x)
+        out.append(x.float().mean(dim=1).cpu())
+    return torch.cat(out)

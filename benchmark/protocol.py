@@ -1,0 +1,315 @@
+"""One `run`: the paper's protocol for one model and one task, over seeds, resumable.
+
+For each seed: zero-shot evaluation (+ probes of the pre-projection features and of the original projector),
+FT-Proj and FT-E2E (train from cached features, evaluate, probe the fine-tuned projector). Every (regime, seed)
+is a run directory whose ``metrics.json`` is written last; a finished one is skipped, an interrupted one
+resumes from its last saved stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import RESULT_SCHEMA_VERSION, __version__
+from .errors import BenchmarkError
+from .evaluation import evaluate_loglik
+from .features import extract, pooled
+from .paths import cache_root, results_root
+from .probe import ProbeConfig, train_probe
+from .registry import plugins
+from .results import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    PREDICTIONS,
+    PROJECTOR,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_with,
+    provenance,
+    read_json,
+    run_dir,
+)
+from .tasks.base import TaskData, load_task
+from .training import TrainConfig, finetune, projector_state, trainable_state
+
+REGIMES = ("zero-shot", "ft-proj", "ft-e2e")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str
+    task: str
+    seeds: tuple[int, ...] = (0,)
+    regimes: tuple[str, ...] = REGIMES
+    data_dir: str | None = None         # local train/<class>/*, test/<class>/* instead of the task's source
+    model_path: str | None = None       # local checkpoint directory instead of the hub id
+    domain: str | None = None           # override of the prompt's domain phrase
+    results_dir: str | None = None
+    cache_dir: str | None = None
+    eval_mode: str = "loglik"
+    batch_size: int = 8
+    eval_batch_size: int = 8
+    grad_accum: int = 1
+    epochs: int = 1
+    lr_proj: float = 1e-3               # LLaVA-1.5 pre-training lr for the projector
+    lr_e2e: float = 2e-5                # LLaVA-1.5 fine-tuning lr
+    warmup_ratio: float = 0.03
+    lora: bool = False
+    lora_rank: int = 8
+    gradient_checkpointing: bool = False
+    max_per_class: int | None = None    # quick runs: at most k images per class and split
+    device: str = "auto"
+    dtype: str | None = None
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    keep_checkpoints: bool = False
+    progress: bool = True
+
+    # Fields that do not change results, and so are left out of the run's identity.
+    _NOT_IDENTITY = ("results_dir", "cache_dir", "progress", "keep_checkpoints", "regimes", "seeds", "device")
+
+    def identity(self, regime: str, seed: int) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k not in self._NOT_IDENTITY}
+        d.update(regime=regime, seed=seed)
+        if regime != "ft-e2e":
+            d.pop("lora"), d.pop("lora_rank"), d.pop("lr_e2e")
+        if regime != "ft-proj":
+            d.pop("lr_proj")
+        if regime == "zero-shot":
+            for k in ("batch_size", "grad_accum", "epochs", "warmup_ratio", "gradient_checkpointing"):
+                d.pop(k)
+        return d
+
+    def regime_dir_name(self, regime: str) -> str:
+        return "ft-e2e-lora" if regime == "ft-e2e" and self.lora else regime
+
+
+def config_hash(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class Runner:
+    def __init__(self, cfg: RunConfig, log=print):
+        for r in cfg.regimes:
+            if r not in REGIMES:
+                raise BenchmarkError(f"Unknown regime {r!r}; choose from {', '.join(REGIMES)}.")
+        if cfg.eval_mode != "loglik":
+            raise BenchmarkError(f"Evaluation mode {cfg.eval_mode!r} is not available; use 'loglik'.")
+        self.cfg, self.log = cfg, log
+        reg = plugins()
+        self.adapter_spec = reg.adapters.get(cfg.model)
+        self.task_spec = reg.tasks.get(cfg.task)
+        if cfg.domain:
+            self.task_spec = replace(self.task_spec, domain=cfg.domain)
+        self.results = Path(cfg.results_dir) if cfg.results_dir else results_root()
+        self.cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
+        self.device = resolve_device(cfg.device)
+        self.timing: dict[str, float] = {}
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def load_adapter(self):
+        t = time.perf_counter()
+        adapter = self.adapter_spec.factory(source=self.cfg.model_path, device=self.device, dtype=self.cfg.dtype,
+                                            cache_dir=self.cache)
+        self.timing["model_load_s"] = self.timing.get("model_load_s", 0.0) + time.perf_counter() - t
+        return adapter
+
+    def dir_for(self, regime: str, seed: int) -> Path:
+        return run_dir(self.results, self.cfg.model, self.cfg.task, self.cfg.regime_dir_name(regime), seed,
+                       self.cfg.max_per_class)
+
+    def check_existing(self, d: Path, identity: dict) -> bool:
+        """True if ``d`` holds a finished run of this very configuration; error if of another one."""
+        if not (d / CONFIG).exists():
+            return False
+        old = read_json(d / CONFIG)
+        if old.get("config_hash") != config_hash(identity):
+            diff = sorted(k for k in set(old.get("identity", {})) | set(identity)
+                          if old.get("identity", {}).get(k) != identity.get(k))
+            raise BenchmarkError(
+                f"{d} holds results of a different configuration (differs in: {', '.join(diff)}). "
+                "Nothing was overwritten: use another --results-dir, or delete that folder to redo it."
+            )
+        return (d / METRICS).exists()
+
+    # -- the protocol --------------------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        cfg = self.cfg
+        todo = [(r, s) for s in cfg.seeds for r in REGIMES if r in cfg.regimes]
+        pending = []
+        for regime, seed in todo:
+            d = self.dir_for(regime, seed)
+            if self.check_existing(d, cfg.identity(regime, seed)):
+                self.log(f"[skip] {regime} seed {seed}: finished ({d})")
+            else:
+                pending.append((regime, seed))
+        if pending:
+            self._run_pending(pending)
+        return [read_json(self.dir_for(r, s) / METRICS) for r, s in todo]
+
+    def _run_pending(self, pending):
+        cfg = self.cfg
+        t = time.perf_counter()
+        data = load_task(self.task_spec, Path(cfg.data_dir) if cfg.data_dir else None, cfg.max_per_class,
+                         progress=cfg.progress)
+        self.timing["data_load_s"] = time.perf_counter() - t
+        self._report_data(data)
+        adapter = self.load_adapter()
+        stores, feat_s = {}, 0.0
+        for split in ("train", "test"):
+            stores[split], s = extract(adapter, data.splits[split], self.cache, data.fingerprint, split,
+                                       progress=cfg.progress)
+            feat_s += s
+        self.timing["feature_extraction_s"] = feat_s
+        pre = None
+        for regime, seed in pending:
+            if getattr(adapter, "_tuned", False):
+                adapter = self.load_adapter()  # fine-tuning changes weights: start from the checkpoint
+            if regime == "zero-shot" and pre is None:
+                pre = (pooled(stores["train"]), pooled(stores["test"]))
+            self._run_one(regime, seed, adapter, data, stores, pre)
+
+    def _report_data(self, data: TaskData):
+        n_skip = sum(len(v) for v in data.skipped.values())
+        self.log(f"task {data.spec.name} v{data.spec.version}: {len(data.classes)} classes, "
+                 f"{len(data.splits['train'])} train / {len(data.splits['test'])} test images"
+                 + (f", {n_skip} unreadable image(s) skipped" if n_skip else "")
+                 + (f", limited to {data.limit['max_per_class']} per class" if data.limit else ""))
+        if data.missing_classes:
+            self.log(f"warning: {len(data.missing_classes)} declared class(es) have no images and are left out "
+                     f"of the label space: {data.missing_classes}")
+
+    def _run_one(self, regime, seed, adapter, data: TaskData, stores, pre):
+        cfg = self.cfg
+        d = self.dir_for(regime, seed)
+        identity = cfg.identity(regime, seed)
+        started = time.perf_counter()
+        atomic_write_json(d / CONFIG, {"config_hash": config_hash(identity), "identity": identity,
+                                       "config": asdict(cfg), "schema_version": RESULT_SCHEMA_VERSION})
+        self.log(f"[run] {regime} seed {seed} -> {d}")
+        classes, domain = data.classes, data.spec.domain
+        train, test = data.splits["train"], data.splits["test"]
+        training = None
+        if regime != "zero-shot":
+            tcfg = TrainConfig(lr=cfg.lr_proj if regime == "ft-proj" else cfg.lr_e2e, epochs=cfg.epochs,
+                               batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio,
+                               lora=cfg.lora and regime == "ft-e2e", lora_rank=cfg.lora_rank,
+                               gradient_checkpointing=cfg.gradient_checkpointing)
+            ckpt = d / CHECKPOINT
+            adapter._tuned = True
+            if ckpt.exists() and (d / "training.json").exists():  # trained before an interruption
+                from .training import set_trainable
+
+                set_trainable(adapter, regime, tcfg)
+                missing = adapter.model.load_state_dict(load_file(str(ckpt)), strict=False)
+                if missing.unexpected_keys:
+                    raise BenchmarkError(f"{ckpt} does not match the model; delete {d} and rerun.")
+                adapter.model.eval()
+                training = read_json(d / "training.json")
+                self.log(f"[resume] {regime} seed {seed}: training finished earlier, reusing {ckpt.name}")
+            else:
+                training = finetune(adapter, regime, stores["train"], train, classes, domain, seed, tcfg,
+                                    progress=cfg.progress)
+                state = trainable_state(adapter, regime)
+                atomic_write_with(ckpt, lambda tmp: save_file(state, str(tmp)))
+                atomic_write_json(d / "training.json", training)
+        ev = evaluate_loglik(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
+                             progress=cfg.progress)
+        probe_cfg = cfg.probe
+        ytr, yte = [s.label for s in train], [s.label for s in test]
+        uids = [s.uid for s in train]
+        probes = {}
+        if regime == "zero-shot":
+            probes["pre_projection"] = train_probe(pre[0], ytr, uids, pre[1], yte, len(classes), seed, probe_cfg,
+                                                   cfg.progress, "probe (pre-projection)")
+        post = (pooled(stores["train"], adapter), pooled(stores["test"], adapter))
+        probes["post_projection"] = train_probe(post[0], ytr, uids, post[1], yte, len(classes), seed, probe_cfg,
+                                                cfg.progress, f"probe (post-projection, {regime})")
+        if regime != "zero-shot":
+            proj = projector_state(adapter)
+            atomic_write_with(d / PROJECTOR, lambda tmp: save_file(proj, str(tmp)))
+        atomic_write_text(d / PREDICTIONS, "".join(json.dumps(p) + "\n" for p in ev["predictions"]))
+        metrics = {
+            "schema_version": RESULT_SCHEMA_VERSION,
+            "projbench_version": __version__,
+            "model": cfg.model,
+            "checkpoint": str(adapter.checkpoint),
+            "projector_family": self.adapter_spec.projector_family,
+            "projector_modules": self.adapter_spec.projector_modules,
+            "task": cfg.task,
+            "task_version": data.spec.version,
+            "task_fingerprint": data.fingerprint,
+            "domain": domain,
+            "regime": regime,
+            "lora": bool(cfg.lora and regime == "ft-e2e"),
+            "seed": seed,
+            "eval_mode": cfg.eval_mode,
+            "limit": data.limit,
+            "config_hash": config_hash(identity),
+            "data": {
+                "classes": classes, "missing_classes": data.missing_classes, "source": data.source_description,
+                "n_train": len(train), "n_test": len(test),
+                "skipped_unreadable": {k: len(v) for k, v in data.skipped.items()},
+                "skipped_uids": data.skipped,
+            },
+            "metrics": {k: ev["metrics"][k] for k in ("macro_f1", "accuracy", "n", "per_class", "confusion_matrix")},
+            "probe": probes,
+            "probe_config": probe_cfg.to_dict(),
+            "training": training,
+            "timing": {**self.timing, "evaluation_s": ev["metrics"]["seconds"],
+                       "run_s": time.perf_counter() - started},
+            "provenance": provenance(),
+        }
+        atomic_write_json(d / METRICS, metrics)
+        if not cfg.keep_checkpoints and (d / CHECKPOINT).exists():
+            (d / CHECKPOINT).unlink()
+        self.log(f"[done] {regime} seed {seed}: macro-F1 {metrics['metrics']['macro_f1']:.4f}, "
+                 f"probe {probes['post_projection']['macro_f1']:.4f}")
+        return metrics
+
+
+def run(cfg: RunConfig, log=print) -> list[dict]:
+    return Runner(cfg, log).run()
+
+
+def summary_table(results: list[dict]) -> str:
+    """Mean (± std over seeds) per regime: task F1, probe F1, and the paper's gain and richness change."""
+    from statistics import mean, stdev
+
+    from tabulate import tabulate
+
+    def fmt(xs):
+        return f"{mean(xs):.4f}" + (f" ± {stdev(xs):.4f}" if len(xs) > 1 else "")
+
+    by = {}
+    for m in results:
+        key = m["regime"] + (" (LoRA)" if m.get("lora") else "")
+        by.setdefault(key, []).append(m)
+    zs = {m["seed"]: m for m in results if m["regime"] == "zero-shot"}
+    rows = []
+    for regime, ms in by.items():
+        f1 = [m["metrics"]["macro_f1"] for m in ms]
+        probe = [m["probe"]["post_projection"]["macro_f1"] for m in ms]
+        gain = [m["metrics"]["macro_f1"] - zs[m["seed"]]["metrics"]["macro_f1"] for m in ms if m["seed"] in zs]
+        rich = [m["probe"]["post_projection"]["macro_f1"] - zs[m["seed"]]["probe"]["post_projection"]["macro_f1"]
+                for m in ms if m["seed"] in zs]
+        rows.append([regime, fmt(f1), fmt([m["metrics"]["accuracy"] for m in ms]), fmt(probe),
+                     fmt(gain) if gain else "-", fmt(rich) if rich else "-", len(ms)])
+    if zs:
+        pre = [m["probe"]["pre_projection"]["macro_f1"] for m in zs.values()]
+        rows.append(["pre-projection features", "-", "-", fmt(pre), "-", "-", len(pre)])
+    return tabulate(rows, headers=["regime", "task macro-F1", "accuracy", "probe macro-F1", "task gain",
+                                   "richness change", "seeds"], tablefmt="github")

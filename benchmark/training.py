@@ -1,0 +1,132 @@
+"""Fine-tuning from cached vision features: FT-Proj (projector only) and FT-E2E (projector + LLM, or LoRA).
+
+One plain loop: for each batch, project the cached features, run the model's own forward with them at the
+image positions, and take the cross-entropy of the answer tokens only. The vision encoder is never run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .batching import answer_loss, collate
+from .prompt import build_question
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float                       # 1e-3 FT-Proj, 2e-5 FT-E2E (LLaVA-1.5 defaults)
+    epochs: int = 1
+    batch_size: int = 8
+    grad_accum: int = 1             # effective batch = batch_size * grad_accum
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora: bool = False              # FT-E2E only: LoRA on the LLM instead of full fine-tuning
+    lora_rank: int = 8
+    gradient_checkpointing: bool = False
+
+
+def set_trainable(adapter, regime: str, cfg: TrainConfig) -> list[torch.nn.Parameter]:
+    """Freeze everything, then unfreeze what the regime trains. Returns the trainable parameters."""
+    adapter.model.requires_grad_(False)
+    modules = adapter.trainable_modules(regime)
+    if regime == "ft-e2e" and cfg.lora:
+        from peft import LoraConfig, inject_adapter_in_model
+
+        llm = modules.pop("llm")
+        targets = getattr(adapter, "lora_targets", LORA_TARGETS)
+        inject_adapter_in_model(LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=targets), llm)
+        for name, p in llm.named_parameters():
+            p.requires_grad_("lora_" in name)
+    for m in modules.values():
+        m.requires_grad_(True)
+    if cfg.gradient_checkpointing:
+        adapter.model.gradient_checkpointing_enable()
+    return [p for p in adapter.model.parameters() if p.requires_grad]
+
+
+def cosine_with_warmup(optimizer, total_steps: int, warmup_ratio: float):
+    warmup = max(1, math.ceil(total_steps * warmup_ratio))
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def training_batch(adapter, samples, indices, classes, domain, seed):
+    parts = [adapter.encode(build_question(domain, classes, seed, samples[i].uid), classes[samples[i].label])
+             for i in indices]
+    return collate(parts, adapter.pad_token_id, with_answer=True)
+
+
+def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, cfg: TrainConfig,
+             progress: bool = True, features_fn=None) -> dict:
+    """Train in place. ``features_fn(indices)`` overrides where features come from (benchmarks use pixels)."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    params = set_trainable(adapter, regime, cfg)
+    if not params:
+        raise RuntimeError(f"Regime {regime!r} left no trainable parameter in {adapter.name}.")
+    for m in adapter.trainable_modules(regime).values():
+        m.train()
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(samples)
+    batches_per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = math.ceil(batches_per_epoch * cfg.epochs / cfg.grad_accum)
+    scheduler = cosine_with_warmup(optimizer, total_steps, cfg.warmup_ratio)
+    gen = torch.Generator().manual_seed(seed)
+    features_fn = features_fn or store.get
+    losses, supervised, step = [], 0, 0
+    start = time.perf_counter()
+    bar = tqdm(total=batches_per_epoch * cfg.epochs, desc=f"train {regime}", unit="batch", disable=not progress)
+    micro = 0
+    for _epoch in range(cfg.epochs):
+        for idx in torch.randperm(n, generator=gen).split(cfg.batch_size):
+            batch = training_batch(adapter, samples, idx.tolist(), classes, domain, seed)
+            feats = features_fn(idx).to(adapter.device)
+            embeds = adapter.project(feats)
+            out = adapter.lm_forward(batch["input_ids"].to(adapter.device), batch["attention_mask"].to(adapter.device),
+                                     batch["position_ids"].to(adapter.device), embeds)
+            loss, n_tok = answer_loss(out.logits, batch["labels"])
+            (loss / cfg.grad_accum).backward()
+            supervised += n_tok
+            losses.append(loss.item())
+            micro += 1
+            if micro % cfg.grad_accum == 0 or micro == batches_per_epoch * cfg.epochs:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
+    adapter.model.eval()
+    if cfg.gradient_checkpointing:
+        adapter.model.gradient_checkpointing_disable()
+    return {
+        "optimizer_steps": step, "batches": micro, "supervised_answer_tokens": supervised,
+        "first_loss": losses[0], "final_loss": losses[-1],
+        "mean_loss_last_10pct": float(sum(losses[-max(1, len(losses) // 10):]) / max(1, len(losses) // 10)),
+        "trainable_parameters": int(sum(p.numel() for p in params)), "seconds": time.perf_counter() - start,
+    }
+
+
+def trainable_state(adapter, regime: str) -> dict[str, torch.Tensor]:
+    """The parameters a regime changed, keyed by their name in the full model (LoRA weights included)."""
+    return {k: v.detach().cpu().contiguous() for k, v in adapter.model.named_parameters() if v.requires_grad}
+
+
+def projector_state(adapter) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in adapter.projector_module().state_dict().items()}

@@ -1,0 +1,1 @@
+"""Leaderboard: a pure function of the results directory, rendered as Markdown, CSV/JSON and a plot."""

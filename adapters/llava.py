@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .base import AdapterSpec, ModelAdapter
 from .loading import load_pretrained, resolve_dtype
@@ -91,6 +90,8 @@ class LlavaAdapter(ModelAdapter):
 
     # language model
     def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
         mm = None
         if image_embeds is not None:
             mm = {"image": BaseModelOutputWithPooling(pooler_output=list(image_embeds))}

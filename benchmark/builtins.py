@@ -9,9 +9,15 @@ from .hookspecs import hookimpl
 # Each module exposes ADAPTERS (a list of AdapterSpec) / TASKS (a list of TaskSpec).
 ADAPTER_MODULES = [
     "benchmark.adapters.llava",
+    "benchmark.adapters.blip2",
+    "benchmark.adapters.paligemma",
+    "benchmark.adapters.limber",
+    "benchmark.adapters.idefics3",
+    "benchmark.adapters.qwen2vl",
 ]
 TASK_MODULES = [
     "benchmark.tasks.builtin",
+    "benchmark.tasks.paper",
 ]
 
 

@@ -20,7 +20,7 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .protocol import REGIMES, RunConfig
+    from .config import REGIMES, RunConfig
 
     d = RunConfig(model="", task="")
     p = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results-dir", help="where result folders go (default ./results or $PROJBENCH_RESULTS)")
     r.add_argument("--cache-dir", help="feature and tiny-model cache (default ~/.cache/projbench or $PROJBENCH_CACHE)")
     r.add_argument("--batch-size", type=int, default=d.batch_size)
+    r.add_argument("--eval", dest="eval_mode", choices=("loglik", "generate"), default=d.eval_mode,
+                   help="loglik: score every class name (default); generate: greedy decoding + name matching, "
+                        "reports the unmatched rate")
     r.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
     r.add_argument("--grad-accum", type=int, default=d.grad_accum)
     r.add_argument("--epochs", type=int, default=d.epochs)
@@ -66,13 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(a) -> int:
-    from .probe import ProbeConfig
-    from .protocol import RunConfig, Runner, summary_table
+    from .config import ProbeConfig, RunConfig
+    from .protocol import Runner, summary_table
 
     cfg = RunConfig(
         model=a.model, task=a.task, seeds=a.seeds, regimes=a.regimes, data_dir=a.data_dir, model_path=a.model_path,
         domain=a.domain, results_dir=a.results_dir, cache_dir=a.cache_dir, batch_size=a.batch_size,
         eval_batch_size=a.eval_batch_size, grad_accum=a.grad_accum, epochs=a.epochs, lr_proj=a.lr_proj,
+        eval_mode=a.eval_mode,
         lr_e2e=a.lr_e2e, lora=a.lora, lora_rank=a.lora_rank, gradient_checkpointing=a.gradient_checkpointing,
         max_per_class=a.max_per_class, device=a.device, dtype=a.dtype,
         probe=ProbeConfig(max_epochs=a.probe_max_epochs), keep_checkpoints=a.keep_checkpoints,

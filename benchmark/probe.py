@@ -6,28 +6,14 @@ the test split), and the same architecture (input width aside) probes pre- and p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
+from .config import ProbeConfig
 from .errors import DataError
 from .metrics import classification_metrics
 from .tasks.base import stratified_holdout
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    hidden: tuple[int, ...] = (2048, 1536, 1024, 512, 256)  # paper A.2
-    lr: float = 1e-4                 # Adam
-    batch_size: int = 128
-    max_epochs: int = 200
-    patience: int = 10               # epochs without a better validation macro-F1
-    val_fraction: float = 0.1        # of each training class, held out for early stopping
-
-    def to_dict(self):
-        return asdict(self)
 
 
 def probe_mlp(in_dim: int, num_classes: int, hidden: tuple[int, ...]) -> nn.Sequential:

@@ -11,18 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from . import RESULT_SCHEMA_VERSION, __version__
+from .config import REGIMES, ProbeConfig, RunConfig, TrainConfig  # noqa: F401  (re-exported)
 from .errors import BenchmarkError
 from .evaluation import evaluate_loglik
 from .features import extract, pooled
+from .generation import GENERATE_METRICS, evaluate_generate
 from .paths import cache_root, results_root
-from .probe import ProbeConfig, train_probe
+from .probe import train_probe, validation_split
 from .registry import plugins
 from .results import (
     CHECKPOINT,
@@ -38,57 +40,9 @@ from .results import (
     run_dir,
 )
 from .tasks.base import TaskData, load_task
-from .training import TrainConfig, finetune, projector_state, trainable_state
+from .training import finetune, projector_state, trainable_state
 
-REGIMES = ("zero-shot", "ft-proj", "ft-e2e")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    model: str
-    task: str
-    seeds: tuple[int, ...] = (0,)
-    regimes: tuple[str, ...] = REGIMES
-    data_dir: str | None = None         # local train/<class>/*, test/<class>/* instead of the task's source
-    model_path: str | None = None       # local checkpoint directory instead of the hub id
-    domain: str | None = None           # override of the prompt's domain phrase
-    results_dir: str | None = None
-    cache_dir: str | None = None
-    eval_mode: str = "loglik"
-    batch_size: int = 8
-    eval_batch_size: int = 8
-    grad_accum: int = 1
-    epochs: int = 1
-    lr_proj: float = 1e-3               # LLaVA-1.5 pre-training lr for the projector
-    lr_e2e: float = 2e-5                # LLaVA-1.5 fine-tuning lr
-    warmup_ratio: float = 0.03
-    lora: bool = False
-    lora_rank: int = 8
-    gradient_checkpointing: bool = False
-    max_per_class: int | None = None    # quick runs: at most k images per class and split
-    device: str = "auto"
-    dtype: str | None = None
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
-    keep_checkpoints: bool = False
-    progress: bool = True
-
-    # Fields that do not change results, and so are left out of the run's identity.
-    _NOT_IDENTITY = ("results_dir", "cache_dir", "progress", "keep_checkpoints", "regimes", "seeds", "device")
-
-    def identity(self, regime: str, seed: int) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k not in self._NOT_IDENTITY}
-        d.update(regime=regime, seed=seed)
-        if regime != "ft-e2e":
-            d.pop("lora"), d.pop("lora_rank"), d.pop("lr_e2e")
-        if regime != "ft-proj":
-            d.pop("lr_proj")
-        if regime == "zero-shot":
-            for k in ("batch_size", "grad_accum", "epochs", "warmup_ratio", "gradient_checkpointing"):
-                d.pop(k)
-        return d
-
-    def regime_dir_name(self, regime: str) -> str:
-        return "ft-e2e-lora" if regime == "ft-e2e" and self.lora else regime
+EVAL_MODES = ("loglik", "generate")  # class log-likelihood (default) | greedy decoding + name matching
 
 
 def config_hash(identity: dict) -> str:
@@ -106,8 +60,8 @@ class Runner:
         for r in cfg.regimes:
             if r not in REGIMES:
                 raise BenchmarkError(f"Unknown regime {r!r}; choose from {', '.join(REGIMES)}.")
-        if cfg.eval_mode != "loglik":
-            raise BenchmarkError(f"Evaluation mode {cfg.eval_mode!r} is not available; use 'loglik'.")
+        if cfg.eval_mode not in EVAL_MODES:
+            raise BenchmarkError(f"Evaluation mode {cfg.eval_mode!r} is not available; use one of {EVAL_MODES}.")
         self.cfg, self.log = cfg, log
         reg = plugins()
         self.adapter_spec = reg.adapters.get(cfg.model)
@@ -128,8 +82,10 @@ class Runner:
         return adapter
 
     def dir_for(self, regime: str, seed: int) -> Path:
-        return run_dir(self.results, self.cfg.model, self.cfg.task, self.cfg.regime_dir_name(regime), seed,
-                       self.cfg.max_per_class)
+        name = self.cfg.regime_dir_name(regime)
+        if self.cfg.eval_mode == "generate":  # its own folder: a loglik run of the same regime may sit next to it
+            name += "-generate"
+        return run_dir(self.results, self.cfg.model, self.cfg.task, name, seed, self.cfg.max_per_class)
 
     def check_existing(self, d: Path, identity: dict) -> bool:
         """True if ``d`` holds a finished run of this very configuration; error if of another one."""
@@ -167,6 +123,9 @@ class Runner:
                          progress=cfg.progress)
         self.timing["data_load_s"] = time.perf_counter() - t
         self._report_data(data)
+        # Fail before any run starts if the probe cannot carve its validation split.
+        validation_split([s.uid for s in data.splits["train"]], [s.label for s in data.splits["train"]],
+                         cfg.probe.val_fraction)
         adapter = self.load_adapter()
         stores, feat_s = {}, 0.0
         for split in ("train", "test"):
@@ -191,6 +150,11 @@ class Runner:
         if data.missing_classes:
             self.log(f"warning: {len(data.missing_classes)} declared class(es) have no images and are left out "
                      f"of the label space: {data.missing_classes}")
+        if data.excluded:
+            self.log(f"excluded by the task definition: {data.excluded}")
+        if data.duplicates:
+            self.log(f"warning: {len(data.duplicates)} test image(s) are byte-identical to training images, e.g. "
+                     f"{data.duplicates[:3]}; they are kept (listed in metrics.json under data.duplicates)")
 
     def _run_one(self, regime, seed, adapter, data: TaskData, stores, pre):
         cfg = self.cfg
@@ -226,8 +190,9 @@ class Runner:
                 state = trainable_state(adapter, regime)
                 atomic_write_with(ckpt, lambda tmp: save_file(state, str(tmp)))
                 atomic_write_json(d / "training.json", training)
-        ev = evaluate_loglik(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
-                             progress=cfg.progress)
+        evaluate = evaluate_generate if cfg.eval_mode == "generate" else evaluate_loglik
+        ev = evaluate(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
+                      progress=cfg.progress)
         probe_cfg = cfg.probe
         ytr, yte = [s.label for s in train], [s.label for s in test]
         uids = [s.uid for s in train]
@@ -264,8 +229,11 @@ class Runner:
                 "n_train": len(train), "n_test": len(test),
                 "skipped_unreadable": {k: len(v) for k, v in data.skipped.items()},
                 "skipped_uids": data.skipped,
+                "excluded": data.excluded,
+                "duplicates": [list(p) for p in data.duplicates],
             },
-            "metrics": {k: ev["metrics"][k] for k in ("macro_f1", "accuracy", "n", "per_class", "confusion_matrix")},
+            "metrics": {k: ev["metrics"][k] for k in ("macro_f1", "accuracy", "n", "per_class", "confusion_matrix",
+                                                      *GENERATE_METRICS) if k in ev["metrics"]},
             "probe": probes,
             "probe_config": probe_cfg.to_dict(),
             "training": training,
@@ -276,8 +244,10 @@ class Runner:
         atomic_write_json(d / METRICS, metrics)
         if not cfg.keep_checkpoints and (d / CHECKPOINT).exists():
             (d / CHECKPOINT).unlink()
-        self.log(f"[done] {regime} seed {seed}: macro-F1 {metrics['metrics']['macro_f1']:.4f}, "
-                 f"probe {probes['post_projection']['macro_f1']:.4f}")
+        unmatched = metrics["metrics"].get("unmatched_rate")
+        self.log(f"[done] {regime} seed {seed}: macro-F1 {metrics['metrics']['macro_f1']:.4f}"
+                 + (f" (unmatched {unmatched:.1%})" if unmatched is not None else "")
+                 + f", probe {probes['post_projection']['macro_f1']:.4f}")
         return metrics
 
 
@@ -306,7 +276,9 @@ def summary_table(results: list[dict]) -> str:
         gain = [m["metrics"]["macro_f1"] - zs[m["seed"]]["metrics"]["macro_f1"] for m in ms if m["seed"] in zs]
         rich = [m["probe"]["post_projection"]["macro_f1"] - zs[m["seed"]]["probe"]["post_projection"]["macro_f1"]
                 for m in ms if m["seed"] in zs]
-        rows.append([regime, fmt(f1), fmt([m["metrics"]["accuracy"] for m in ms]), fmt(probe),
+        unmatched = [m["metrics"]["unmatched_rate"] for m in ms if "unmatched_rate" in m["metrics"]]
+        f1_cell = fmt(f1) + (f" (unmatched {sum(unmatched) / len(unmatched):.1%})" if unmatched else "")
+        rows.append([regime, f1_cell, fmt([m["metrics"]["accuracy"] for m in ms]), fmt(probe),
                      fmt(gain) if gain else "-", fmt(rich) if rich else "-", len(ms)])
     if zs:
         pre = [m["probe"]["pre_projection"]["macro_f1"] for m in zs.values()]

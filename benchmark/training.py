@@ -8,28 +8,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import torch
 
 from .batching import answer_loss, collate
+from .config import TrainConfig
 from .prompt import build_question
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    lr: float                       # 1e-3 FT-Proj, 2e-5 FT-E2E (LLaVA-1.5 defaults)
-    epochs: int = 1
-    batch_size: int = 8
-    grad_accum: int = 1             # effective batch = batch_size * grad_accum
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    lora: bool = False              # FT-E2E only: LoRA on the LLM instead of full fine-tuning
-    lora_rank: int = 8
-    gradient_checkpointing: bool = False
 
 
 def set_trainable(adapter, regime: str, cfg: TrainConfig) -> list[torch.nn.Parameter]:

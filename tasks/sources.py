@@ -1,4 +1,4 @@
-"""Where task images come from: a local image folder, an installed package, scikit-learn, or the HF hub."""
+"""Where task images come from: a local image folder, an installed package, scikit-learn, the HF hub, or by hand."""
 
 from __future__ import annotations
 
@@ -18,14 +18,18 @@ def _reader(path: Path):
     return lambda: path.read_bytes()
 
 
-def _scan_class_folders(root: Path) -> list[tuple[str, str, object]]:
-    items = []
+def _scan_class_folders(root: Path) -> tuple[list[tuple[str, str, object]], list[str]]:
+    """Image files under ``root/<class>/`` (any depth), and the class folders that hold none."""
+    items, empty = [], []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        n = len(items)
         for f in sorted(class_dir.rglob("*")):
             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."):
                 items.append((f"{root.name}/{class_dir.name}/{f.relative_to(class_dir).as_posix()}",
                               class_dir.name, _reader(f)))
-    return items
+        if len(items) == n:
+            empty.append(class_dir.name)
+    return items, empty
 
 
 class ImageFolderSource(Source):
@@ -55,9 +59,14 @@ class ImageFolderSource(Source):
                     f"Data folder {str(root)!r} has no {name!r} sub-folder. Expected layout: "
                     f"{root}/{self.split_dirs['train']}/<class>/*.jpg and {root}/{self.split_dirs['test']}/<class>/*.jpg."
                 )
-            items = _scan_class_folders(d)
+            items, empty = _scan_class_folders(d)
             if not items:
                 raise DataError(f"Data folder {str(d)!r} holds no images in class sub-folders ({name}/<class>/*.jpg).")
+            if empty:
+                raise DataError(
+                    f"Class folder(s) {empty} in {str(d)!r} hold no images (looked for "
+                    f"{', '.join(sorted(IMAGE_SUFFIXES))}). Add images or remove the empty folders."
+                )
             out[split] = RawSplit(items)
         return out
 
@@ -127,16 +136,22 @@ def _split_by_hash(items, test_fraction):
 
 
 class HFDatasetSource(Source):
-    """A Hugging Face dataset (one dataset id per split, pinned revision), loaded with ``datasets``."""
+    """A Hugging Face dataset (one dataset id per split, pinned revision), loaded with ``datasets``.
+
+    Image bytes stay in the Arrow cache and are read per sample, so a large split is never held in memory.
+    """
 
     kind = "hf"
 
-    def __init__(self, splits: dict[str, tuple[str, str, str | None]], image_column="image", label_column="label"):
-        # splits: {"train": (dataset_id, split_name, revision), "test": (...)}
+    def __init__(self, splits: dict[str, tuple[str, str, str | None]], image_column="image", label_column="label",
+                 config: str | None = None):
+        # splits: {"train": (dataset_id, split_name, revision), "test": (...)}; revision None = the main branch
         self.splits, self.image_column, self.label_column = splits, image_column, label_column
+        self.config = config
 
     def describe(self) -> str:
-        return ", ".join(f"{s}: hf://{d}[{sp}]@{r or 'main'}" for s, (d, sp, r) in self.splits.items())
+        cfg = f"/{self.config}" if self.config else ""
+        return ", ".join(f"{s}: hf://{d}{cfg}[{sp}]@{r or 'main'}" for s, (d, sp, r) in self.splits.items())
 
     def load(self, data_dir):
         import datasets
@@ -145,28 +160,54 @@ class HFDatasetSource(Source):
             ids = sorted({d for d, _, _ in self.splits.values()})
             raise DataError(
                 f"Could not fetch this task's data {ids}: the dataset hub ({hub_endpoint()}) is not reachable from "
-                "this machine.\nFix: get the images where the hub is reachable and pass --data-dir DIR with "
-                "DIR/train/<class>/*.jpg and DIR/test/<class>/*.jpg."
+                f"this machine.\n{LOCAL_FIX}"
             )
         out = {}
         for split in SPLITS:
             ds_id, ds_split, revision = self.splits[split]
             try:
-                ds = datasets.load_dataset(ds_id, split=ds_split, revision=revision)
+                ds = datasets.load_dataset(ds_id, self.config, split=ds_split, revision=revision)
             except Exception as exc:  # missing, renamed, gated...
                 raise DataError(
                     f"Could not fetch the {split} data of this task from the dataset hub ({ds_id!r}, split "
-                    f"{ds_split!r}): {type(exc).__name__}: {str(exc)[:200]}\nFix: get the images where the hub is "
-                    "reachable and pass --data-dir DIR with DIR/train/<class>/*.jpg and DIR/test/<class>/*.jpg."
+                    f"{ds_split!r}): {type(exc).__name__}: {str(exc)[:200]}\n{LOCAL_FIX}"
                 ) from None
-            ds = ds.cast_column(self.image_column, datasets.Image(decode=False))
-            feature = ds.features[self.label_column]
-            names = getattr(feature, "names", None)
-            items = []
-            for i, row in enumerate(ds):
-                key = names[row[self.label_column]] if names else str(row[self.label_column])
-                img = row[self.image_column]
-                data = img["bytes"] if img.get("bytes") else Path(img["path"]).read_bytes()
-                items.append((f"{ds_id}/{ds_split}/{i:06d}", key, (lambda d=data: d)))
-            out[split] = RawSplit(items)
+            out[split] = RawSplit(self._items(ds, f"{ds_id}/{ds_split}"))
         return out
+
+    def _items(self, ds, prefix: str):
+        import datasets
+
+        missing = [c for c in (self.image_column, self.label_column) if c not in ds.column_names]
+        if missing:
+            raise DataError(f"Dataset {prefix} has no column(s) {missing} (columns: {ds.column_names}).")
+        ds = ds.cast_column(self.image_column, datasets.Image(decode=False))
+        names = getattr(ds.features[self.label_column], "names", None)
+        labels = ds[self.label_column]  # one column read; the images are not touched here
+        images = ds.select_columns([self.image_column])
+
+        def reader(i):
+            img = images[i][self.image_column]
+            return img["bytes"] if img.get("bytes") else Path(img["path"]).read_bytes()
+
+        return [(f"{prefix}/{i:06d}", names[y] if names else str(y), (lambda i=i: reader(i)))
+                for i, y in enumerate(labels)]
+
+
+class ManualSource(Source):
+    """A dataset with no maintained hub copy: loading explains where to get it and how to pass it in."""
+
+    kind = "manual"
+
+    def __init__(self, where: str, how: str):
+        self.where, self.how = where, how
+
+    def describe(self) -> str:
+        return f"manual download ({self.where}); pass --data-dir"
+
+    def load(self, data_dir):
+        raise DataError(f"This task's images have no maintained copy on the dataset hub. {self.how}\n{LOCAL_FIX}")
+
+
+LOCAL_FIX = ("Fix: get the images where they are reachable and pass --data-dir DIR with DIR/train/<class>/*.jpg and "
+             "DIR/test/<class>/*.jpg.")

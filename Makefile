@@ -1,0 +1,31 @@
+# projbench: `make demo` installs everything into .venv and runs the whole protocol offline;
+# `make test` runs the test suite. Both work on a fresh machine with Python 3.11 and no GPU.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[demo,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m benchmark run --model llava15-tiny --task textile
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m pytest benchmarks -q --benchmark-only --benchmark-columns=min,mean,median,rounds
+
+lint: install
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .benchmarks

@@ -1,0 +1,283 @@
+"""Idefics3 / SmolVLM adapter: SigLIP -> pixel-shuffle connector -> Llama-style LLM (Idefics3ForConditionalGeneration).
+
+The projector is ``model.model.connector``: a pixel shuffle that folds each ``s x s`` block of vision patches
+into one token (``s = config.scale_factor``) followed by one bias-free linear layer (``modality_projection``).
+It has no parameters besides that linear layer, so FT-Proj trains exactly one matrix.
+
+The vision features are what the model feeds the connector: the last hidden state of the SigLIP encoder after
+its post-layernorm, one row per 14/16-pixel patch, ``(B, (H/p)^2, D_vision)``.
+
+Image splitting is switched off (``do_image_splitting=False``). With it on, the processor tiles each image into
+a data-dependent number of sub-images plus a global view, so the number of image tokens varies with the image's
+size; off, every image is resized to one ``max_image_size`` square (aspect ratio not kept) and becomes exactly
+``image_seq_len`` tokens, framed as ``<fake_token_around_image><global-img><image>*n<fake_token_around_image>``
+just as the processor writes it. This is the model's own single-view mode, not a re-implementation, but it
+spends fewer tokens per image than the checkpoints' default and so can score lower than a tiled setup.
+
+SmolVLM (v1) checkpoints are Idefics3 checkpoints (``model_type: idefics3``), so one adapter serves both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .base import AdapterSpec, ModelAdapter, PromptParts
+from .loading import load_pretrained, resolve_dtype
+from .tiny import build_tokenizer, materialise
+
+QUESTION_SENTINEL = "\x00QUESTION\x00"
+
+
+def chat_template_around(processor) -> tuple[str, str]:
+    """The model's own chat template for one user turn (image, then text) + the assistant cue, as text
+    before and after the question. Rendered once with a sentinel so that prompts are plain concatenations."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION_SENTINEL}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    if text.count(QUESTION_SENTINEL) != 1:
+        raise ValueError("The processor's chat template did not render the question exactly once.")
+    before, after = text.split(QUESTION_SENTINEL)
+    return before, after
+
+
+class Idefics3Adapter(ModelAdapter):
+    projector_family = "pixel-shuffle"
+    answer_prefix = " "  # the template ends in "Assistant:" and the model answers " <text><end_of_utterance>"
+
+    def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
+        from PIL import Image
+        from transformers import AutoProcessor, Idefics3ForConditionalGeneration
+
+        self.name = name
+        self.checkpoint = str(source)
+        self.device = torch.device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = load_pretrained(
+            Idefics3ForConditionalGeneration, source, local_files_only=local_files_only, dtype=self.dtype
+        ).to(self.device)
+        self.model.eval()
+        self.processor = load_pretrained(AutoProcessor, source, local_files_only=local_files_only)
+        self.tokenizer = self.processor.tokenizer
+        self.processor.image_processor.do_image_splitting = False
+        self.image_token_id = self.model.config.image_token_id
+        self._side = self.processor.image_processor.max_image_size["longest_edge"]
+        # The image block exactly as the processor writes it for one unsplit image, read off a blank image.
+        blank = Image.new("RGB", (self._side, self._side))
+        enc = self.processor(text=self.processor.image_token, images=[blank], add_special_tokens=False)
+        self._image_block = list(enc["input_ids"][0])
+        self._num_image_tokens = self._image_block.count(self.image_token_id)
+        if self._num_image_tokens != self.model.model.image_seq_len:
+            raise ValueError(
+                f"{source}: the processor writes {self._num_image_tokens} image tokens per image but the model's "
+                f"connector emits {self.model.model.image_seq_len}; processor and model configs disagree."
+            )
+        self._before, self._after = chat_template_around(self.processor)
+        # Answers end with the chat turn's end marker, which is what the model emits after an answer.
+        self._turn_end_id = self.tokenizer.convert_tokens_to_ids(self.processor.end_of_utterance_token)
+
+    # parts
+    def vision_module(self):
+        return self.model.model.vision_model
+
+    def projector_module(self):
+        return self.model.model.connector
+
+    def llm_module(self):
+        return torch.nn.ModuleDict({"text_model": self.model.model.text_model, "lm_head": self.model.lm_head})
+
+    # images
+    def preprocess(self, images):
+        """(B, 1, 3, S, S): one unsplit view per image, the 5-D layout the model's forward takes."""
+        # One list per example: a flat list would read as several images of a single example.
+        px = self.processor.image_processor(images=[[im] for im in images], do_image_splitting=False,
+                                            return_tensors="pt")
+        return px["pixel_values"].to(self.device, self.dtype)
+
+    def preprocessing_signature(self):
+        return {
+            "image_processor": self.processor.image_processor.to_dict(),
+            "do_image_splitting": False,
+            "features": "vision_model.last_hidden_state (after post_layernorm)",
+        }
+
+    @torch.no_grad()
+    def vision_features(self, pixel_values):
+        # One image per example, so the images axis folds into the batch; a full patch mask, as the model
+        # builds itself when no image is padded.
+        px = pixel_values.reshape(-1, *pixel_values.shape[-3:]).to(self.device, self.dtype)
+        return self.vision_module()(pixel_values=px, return_dict=True).last_hidden_state
+
+    def project(self, features):
+        return self.projector_module()(features.to(self.device, self.dtype))
+
+    # text
+    def format_prompt(self, question):
+        return self._before + question + self._after
+
+    @property
+    def num_image_tokens(self):
+        return self._num_image_tokens
+
+    def _tokenize(self, text, first):
+        # The chat template already writes the BOS marker, so never let the tokenizer add another one.
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._expand_image_tokens(list(ids))
+
+    def _expand_image_tokens(self, ids):
+        out: list[int] = []
+        for i in ids:
+            out.extend(self._image_block if i == self.image_token_id else [i])
+        return out
+
+    def encode(self, question, answer=None):
+        parts = super().encode(question, answer)
+        if answer is None:
+            return parts
+        return PromptParts(parts.prompt_ids, parts.answer_ids[:-1] + [self._turn_end_id])
+
+    # language model
+    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
+        from transformers.modeling_outputs import BaseModelOutputWithPooling  # lazy: `list models` stays fast
+
+        mm = None
+        if image_embeds is not None:
+            mm = {"image": BaseModelOutputWithPooling(pooler_output=list(image_embeds))}
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            mm_encoder_outputs=mm,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            return_dict=True,
+        )
+
+    def full_forward(self, input_ids, attention_mask, position_ids, pixel_values):
+        return self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            pixel_values=pixel_values, return_dict=True,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tiny twins: same class, tiny config, fixed-seed random init, offline tokenizer + processor + chat template.
+
+# The real templates' shape (``<bos>User:<image>question<end_of_utterance>\nAssistant:``), written out for the
+# tiny twins; SmolVLM's begins with <|im_start|>, Idefics3's with the tokenizer's BOS.
+_TINY_TEMPLATE = (
+    "{bos}{{% for m in messages %}}{{{{ m['role'] | capitalize }}}}"
+    "{{{{ ':' if m['content'][0]['type'] == 'image' else ': ' }}}}"
+    "{{% for c in m['content'] %}}{{% if c['type'] == 'image' %}}<image>{{% else %}}{{{{ c['text'] }}}}{{% endif %}}"
+    "{{% endfor %}}<end_of_utterance>\n{{% endfor %}}{{% if add_generation_prompt %}}Assistant:{{% endif %}}"
+)
+
+
+def _tiny_builder(image_size: int, patch: int, scale: int, bos: str):
+    def build(out: Path) -> None:
+        from transformers import (
+            Idefics3Config,
+            Idefics3ForConditionalGeneration,
+            Idefics3ImageProcessor,
+            Idefics3Processor,
+            Idefics3VisionConfig,
+            LlamaConfig,
+        )
+
+        specials = ("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", "<|im_start|>")
+        tokenizer = build_tokenizer(extra_special=specials)
+        # The turn end doubles as EOS here; the real checkpoints' generation configs also stop on it.
+        tokenizer.eos_token = "<end_of_utterance>"
+        vision = Idefics3VisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            image_size=image_size, patch_size=patch,
+        )
+        text = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+        )
+        config = Idefics3Config(
+            vision_config=vision, text_config=text, scale_factor=scale,
+            image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
+        )
+        torch.manual_seed(0)
+        Idefics3ForConditionalGeneration(config).save_pretrained(out)
+        image_processor = Idefics3ImageProcessor(
+            size={"longest_edge": image_size}, max_image_size={"longest_edge": image_size}, do_image_splitting=False,
+        )
+        seq_len = (image_size // patch) ** 2 // scale**2
+        processor = Idefics3Processor(
+            image_processor=image_processor, tokenizer=tokenizer, image_seq_len=seq_len,
+            chat_template=_TINY_TEMPLATE.format(bos=bos),
+        )
+        processor.save_pretrained(out)
+
+    return build
+
+
+# SmolVLM-256M-like: 8x8 patches, 4x4 shuffle (the real one: 32x32 patches, scale 4 -> 64 tokens).
+_build_tiny_smolvlm = _tiny_builder(image_size=64, patch=8, scale=4, bos="<|im_start|>")
+# Idefics3-8B-like: 4x4 patches, 2x2 shuffle (the real one: 26x26 patches, scale 2 -> 169 tokens).
+_build_tiny_idefics3 = _tiny_builder(image_size=32, patch=8, scale=2, bos="{{ bos_token }}")
+
+
+def load_idefics3(name: str, default_source: str):
+    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
+        return Idefics3Adapter(name, source or default_source, device=device, dtype=dtype,
+                               local_files_only=local_files_only)
+
+    return factory
+
+
+def load_tiny(name: str, build):
+    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
+        from benchmark.paths import cache_root
+
+        path = source or materialise(Path(cache_dir) if cache_dir else cache_root(), name, build)
+        return Idefics3Adapter(name, path, device=device, dtype=dtype or "float32", local_files_only=True)
+
+    return factory
+
+
+_PROJECTOR = "model.connector (pixel shuffle, then modality_projection: one bias-free linear)"
+
+ADAPTERS = [
+    AdapterSpec(
+        name="smolvlm",
+        factory=load_idefics3("smolvlm", "HuggingFaceTB/SmolVLM-256M-Instruct"),
+        checkpoint="HuggingFaceTB/SmolVLM-256M-Instruct",
+        projector_family="pixel-shuffle",
+        projector_modules=_PROJECTOR,
+        description="SmolVLM-256M-Instruct: SigLIP-B/16-512 + 4x4 pixel shuffle + linear + SmolLM2-135M "
+                    "(64 image tokens, image splitting off); runs on a CPU",
+    ),
+    AdapterSpec(
+        name="idefics3",
+        factory=load_idefics3("idefics3", "HuggingFaceM4/Idefics3-8B-Llama3"),
+        checkpoint="HuggingFaceM4/Idefics3-8B-Llama3",
+        projector_family="pixel-shuffle",
+        projector_modules=_PROJECTOR,
+        description="Idefics3-8B: SigLIP-so400m/14-364 + 2x2 pixel shuffle + linear + Llama-3.1-8B "
+                    "(169 image tokens, image splitting off)",
+    ),
+    AdapterSpec(
+        name="smolvlm-tiny",
+        factory=load_tiny("smolvlm-tiny", _build_tiny_smolvlm),
+        checkpoint="tiny random-init Idefics3ForConditionalGeneration (seed 0, scale 4), built offline",
+        projector_family="pixel-shuffle",
+        projector_modules=_PROJECTOR,
+        description="Tiny twin of smolvlm: same class and template shape, tiny config, for tests and the demo",
+        tiny=True,
+    ),
+    AdapterSpec(
+        name="idefics3-tiny",
+        factory=load_tiny("idefics3-tiny", _build_tiny_idefics3),
+        checkpoint="tiny random-init Idefics3ForConditionalGeneration (seed 0, scale 2), built offline",
+        projector_family="pixel-shuffle",
+        projector_modules=_PROJECTOR,
+        description="Tiny twin of idefics3: same class and template shape, tiny config, for tests and the demo",
+        tiny=True,
+    ),
+]

@@ -1,0 +1,218 @@
+"""PaliGemma adapter: SigLIP -> one linear layer -> Gemma (PaliGemmaForConditionalGeneration).
+
+The projector is ``model.model.multi_modal_projector`` (a single ``nn.Linear``); the vision features are what
+PaliGemma itself feeds it, the SigLIP ``last_hidden_state`` (post-layernorm patch tokens, no CLS, no pooling
+head).
+
+PaliGemma is a prefix-LM, and the adapter keeps it one:
+
+* The processor's layout is ``<image>*N <bos> prompt \\n`` (the *prefix*) followed by ``answer <eos>`` (the
+  *suffix*), each tokenised on its own; ``encode`` reproduces it token for token.
+* The prefix attends bidirectionally and the suffix causally. The model reads this from ``token_type_ids``
+  (0 = prefix, 1 = suffix), which the benchmark's generic ``lm_forward`` call does not carry, so the adapter
+  derives them from the ids: the suffix is whatever follows the last newline-bearing token of a row (the
+  prefix always ends with the processor's ``\\n``; ``encode`` refuses answers containing a newline, so the rule
+  is exact). Training on prompt + answer therefore gets the prefix-LM mask, and class scoring gets a
+  bidirectional prefix in its first pass; continuation passes over a KV cache are causal, which is what
+  PaliGemma's own forward does after its first iteration.
+* PaliGemma counts positions from 1; the benchmark's explicit positions count from 0, so one is added.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .base import AdapterSpec, ModelAdapter, PromptParts
+from .loading import load_pretrained, resolve_dtype
+from .tiny import build_tokenizer, materialise
+
+
+class PaliGemmaAdapter(ModelAdapter):
+    projector_family = "linear"
+    answer_prefix = ""  # the suffix is tokenised on its own, right after the prefix's newline
+
+    def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
+        from transformers import AutoProcessor, PaliGemmaForConditionalGeneration
+
+        self.name = name
+        self.checkpoint = str(source)
+        self.device = torch.device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = load_pretrained(
+            PaliGemmaForConditionalGeneration, source, local_files_only=local_files_only, dtype=self.dtype
+        ).to(self.device)
+        self.model.eval()
+        self.processor = load_pretrained(AutoProcessor, source, local_files_only=local_files_only)
+        self.tokenizer = self.processor.tokenizer
+        self.image_token_id = self.model.config.image_token_id
+        self._num_image_tokens = int(self.processor.image_seq_length)
+        self._newline: dict[int, bool] = {}  # token id -> does its text contain "\n" (filled lazily)
+
+    # parts
+    def vision_module(self):
+        return self.model.model.vision_tower
+
+    def projector_module(self):
+        return self.model.model.multi_modal_projector
+
+    def llm_module(self):
+        return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
+
+    # images
+    def preprocess(self, images):
+        px = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return px.to(self.device, self.dtype)
+
+    def preprocessing_signature(self):
+        return {"image_processor": self.processor.image_processor.to_dict(), "features": "vision_tower.last_hidden_state"}
+
+    @torch.no_grad()
+    def vision_features(self, pixel_values):
+        # Exactly what PaliGemmaModel.get_image_features hands to its projector.
+        return self.vision_module()(pixel_values.to(self.dtype)).last_hidden_state
+
+    def project(self, features):
+        return self.projector_module()(features.to(self.dtype))
+
+    # text
+    def format_prompt(self, question):
+        return f"{self.processor.image_token}{self.tokenizer.bos_token}{question}\n"
+
+    @property
+    def num_image_tokens(self):
+        return self._num_image_tokens
+
+    def encode(self, question: str, answer: str | None = None) -> PromptParts:
+        # The processor tokenises prefix and suffix as a text pair, i.e. separately, with BOS written into
+        # the prefix text and EOS appended to the suffix text; no other special tokens are added.
+        prompt_ids = self._expand_image_tokens(
+            self.tokenizer(self.format_prompt(question), add_special_tokens=False)["input_ids"]
+        )
+        if answer is None:
+            return PromptParts(prompt_ids)
+        answer_ids = self.tokenizer(answer + self.tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        if any(self._is_newline(i) for i in answer_ids):
+            raise ValueError(f"PaliGemma answers cannot contain a newline (it ends the prefix): {answer!r}")
+        return PromptParts(prompt_ids, answer_ids)
+
+    def _is_newline(self, token_id: int) -> bool:
+        if token_id not in self._newline:
+            self._newline[token_id] = "\n" in self.tokenizer.decode([token_id])
+        return self._newline[token_id]
+
+    def token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """0 for the prefix (padding, image, prompt, up to its final newline), 1 for the suffix after it."""
+        ids = input_ids.tolist()
+        newline = torch.tensor([[self._is_newline(i) for i in row] for row in ids], dtype=torch.bool)
+        idx = torch.arange(input_ids.shape[1])
+        last = torch.where(newline, idx, -1).max(dim=1).values[:, None]  # -1: no newline, all prefix
+        return ((idx[None] > last) & (last >= 0)).long().to(input_ids.device)
+
+    # language model
+    def _forward(self, input_ids, attention_mask, position_ids, past_key_values=None, use_cache=False, **kwargs):
+        first_pass = past_key_values is None or not getattr(past_key_values, "is_initialized", False)
+        return self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids + 1,  # PaliGemma positions are 1-indexed
+            # After the first pass PaliGemma ignores token types: tokens added over a cache are causal suffix.
+            token_type_ids=self.token_type_ids(input_ids) if first_pass else None,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            return_dict=True,
+            **kwargs,
+        )
+
+    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        mm = None
+        if image_embeds is not None:
+            mm = {"image": BaseModelOutputWithPooling(pooler_output=image_embeds)}
+        return self._forward(input_ids, attention_mask, position_ids, past_key_values, use_cache,
+                             mm_encoder_outputs=mm)
+
+    def full_forward(self, input_ids, attention_mask, position_ids, pixel_values):
+        return self._forward(input_ids, attention_mask, position_ids, pixel_values=pixel_values.to(self.dtype))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tiny twin: same classes (PaliGemmaForConditionalGeneration + PaliGemmaProcessor), tiny config, fixed seed.
+
+
+def _build_tiny_paligemma(out: Path) -> None:
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessor,
+        SiglipVisionConfig,
+    )
+
+    image_size, patch = 28, 7
+    image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size})
+    image_processor.image_seq_length = (image_size // patch) ** 2  # PaliGemmaProcessor reads it from here
+    # The processor adds PaliGemma's <loc>/<seg> tokens to the tokenizer, so the vocabulary is sized after it.
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=build_tokenizer())
+    tokenizer = processor.tokenizer
+    hidden = 64
+    vision = SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        image_size=image_size, patch_size=patch, vision_use_head=False,
+    )
+    text = GemmaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    config = PaliGemmaConfig(
+        vision_config=vision, text_config=text, image_token_index=processor.image_token_id,
+        vocab_size=len(tokenizer), projection_dim=hidden, hidden_size=hidden,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = PaliGemmaForConditionalGeneration(config)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+
+
+def load_paligemma(name: str, default_source: str):
+    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
+        return PaliGemmaAdapter(name, source or default_source, device=device, dtype=dtype,
+                                local_files_only=local_files_only)
+
+    return factory
+
+
+def load_paligemma_tiny(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
+    from benchmark.paths import cache_root
+
+    path = source or materialise(Path(cache_dir) if cache_dir else cache_root(), "paligemma-tiny",
+                                 _build_tiny_paligemma)
+    return PaliGemmaAdapter("paligemma-tiny", path, device=device, dtype=dtype or "float32", local_files_only=True)
+
+
+PROJECTOR = "model.multi_modal_projector (PaliGemmaMultiModalProjector: one nn.Linear with bias, SigLIP -> Gemma{})"
+
+ADAPTERS = [
+    AdapterSpec(
+        name="paligemma",
+        factory=load_paligemma("paligemma", "google/paligemma-3b-pt-224"),
+        checkpoint="google/paligemma-3b-pt-224",
+        projector_family="linear",
+        projector_modules=PROJECTOR.format(": 1152 -> 2048"),
+        description="PaliGemma-3B (pt, 224px): SigLIP-So400m + linear projection + Gemma-2B, prefix-LM attention",
+    ),
+    AdapterSpec(
+        name="paligemma-tiny",
+        factory=load_paligemma_tiny,
+        checkpoint="tiny random-init PaliGemmaForConditionalGeneration (seed 0), built offline",
+        projector_family="linear",
+        projector_modules=PROJECTOR.format(": 32 -> 64"),
+        description="Tiny twin of paligemma: same classes, tiny config, for tests and the offline demo",
+        tiny=True,
+    ),
+]

@@ -1,0 +1,87 @@
+"""Typed run configuration: what one `run` does, with the paper's defaults (DESIGN.md §1).
+
+Kept free of heavy imports so that the command line can build its parser and list the registry quickly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+REGIMES = ("zero-shot", "ft-proj", "ft-e2e")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    hidden: tuple[int, ...] = (2048, 1536, 1024, 512, 256)  # paper A.2
+    lr: float = 1e-4                 # Adam
+    batch_size: int = 128
+    max_epochs: int = 100
+    patience: int = 5                # epochs without a better validation macro-F1
+    val_fraction: float = 0.1        # of each training class, held out for early stopping
+
+    def to_dict(self):
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float                       # 1e-3 FT-Proj, 2e-5 FT-E2E (LLaVA-1.5 defaults)
+    epochs: int = 1
+    batch_size: int = 8
+    grad_accum: int = 1             # effective batch = batch_size * grad_accum
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora: bool = False              # FT-E2E only: LoRA on the LLM instead of full fine-tuning
+    lora_rank: int = 8
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str
+    task: str
+    seeds: tuple[int, ...] = (0,)
+    regimes: tuple[str, ...] = REGIMES
+    data_dir: str | None = None         # local train/<class>/*, test/<class>/* instead of the task's source
+    model_path: str | None = None       # local checkpoint directory instead of the hub id
+    domain: str | None = None           # override of the prompt's domain phrase
+    results_dir: str | None = None
+    cache_dir: str | None = None
+    eval_mode: str = "loglik"
+    batch_size: int = 8
+    eval_batch_size: int = 8
+    grad_accum: int = 1
+    epochs: int = 1
+    lr_proj: float = 1e-3               # LLaVA-1.5 pre-training lr for the projector
+    lr_e2e: float = 2e-5                # LLaVA-1.5 fine-tuning lr
+    warmup_ratio: float = 0.03
+    lora: bool = False
+    lora_rank: int = 8
+    gradient_checkpointing: bool = False
+    max_per_class: int | None = None    # quick runs: at most k images per class and split
+    device: str = "auto"
+    dtype: str | None = None
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    keep_checkpoints: bool = False
+    progress: bool = True
+
+    # Fields that do not change results, and so are left out of the run's identity.
+    _NOT_IDENTITY = ("results_dir", "cache_dir", "progress", "keep_checkpoints", "regimes", "seeds", "device")
+
+    def identity(self, regime: str, seed: int) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k not in self._NOT_IDENTITY}
+        d.update(regime=regime, seed=seed)
+        if regime != "ft-e2e":
+            d.pop("lora"), d.pop("lora_rank"), d.pop("lr_e2e")
+        if regime != "ft-proj":
+            d.pop("lr_proj")
+        if regime == "zero-shot":
+            for k in ("batch_size", "grad_accum", "epochs", "warmup_ratio", "gradient_checkpointing"):
+                d.pop(k)
+        return d
+
+    def regime_dir_name(self, regime: str) -> str:
+        return "ft-e2e-lora" if regime == "ft-e2e" and self.lora else regime
+
+

@@ -1,0 +1,75 @@
+"""``python -m benchmark leaderboard``: collect, aggregate, render; report skipped files on stderr.
+
+The argument parser lives in ``benchmark.cli``; this module receives its Namespace (results, format, output,
+plot, reference) and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from benchmark.errors import BenchmarkError
+from benchmark.paths import results_root
+
+from .collect import collect
+from .render import FORMATS, render
+from .table import Leaderboard, build
+
+
+def leaderboard_for(results: Path) -> Leaderboard:
+    """The leaderboard of a results folder (the library entry point; no model is loaded)."""
+    results = Path(results)
+    if not results.is_dir():
+        raise BenchmarkError(
+            f"Results folder {results} does not exist. Run `python -m benchmark run ...` first, or point "
+            "--results (or $PROJBENCH_RESULTS) at the folder given as --results-dir to `run`."
+        )
+    return build(collect(results))
+
+
+def main(args) -> int:
+    fmt = getattr(args, "format", None) or "markdown"
+    if fmt not in FORMATS:
+        raise BenchmarkError(f"Unknown format {fmt!r}; choose from {', '.join(FORMATS)}.")
+    plot_path = Path(args.plot) if getattr(args, "plot", None) else None
+    if plot_path is not None and plot_path.suffix.lower() != ".png":
+        # Checked first, so that a typo fails before anything is written.
+        raise BenchmarkError(f"--plot writes a PNG; give a file name ending in .png (got {plot_path}).")
+    results = Path(args.results) if getattr(args, "results", None) else results_root()
+    board = leaderboard_for(results)
+
+    # Problems go to stderr as well as into the output: CSV has no room for them, and a shell user should see
+    # them even when the table goes to a file.
+    for s in board.skipped:
+        print(f"warning: skipped {results / s.path}: {s.reason}", file=sys.stderr)
+    if board.incomplete:
+        print(f"note: {len(board.incomplete)} run(s) missing or unfinished; they show as missing "
+              f"(listed under 'Incomplete runs' / the 'missing' field).", file=sys.stderr)
+    for w in board.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if not board.rows:
+        print(f"note: no runs found under {results}.", file=sys.stderr)
+
+    text = render(board, fmt, with_reference=bool(getattr(args, "reference", False)))
+    if getattr(args, "output", None):
+        out = Path(args.output)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            # newline="": the exact bytes on every OS (CSV and Markdown use "\n").
+            with out.open("w", encoding="utf-8", newline="") as f:
+                f.write(text)
+        except OSError as exc:
+            raise BenchmarkError(f"Cannot write the leaderboard to {out}: {exc.strerror}.") from None
+        print(f"leaderboard ({fmt}): {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    if plot_path is not None:
+        from .plot import draw
+
+        try:
+            draw(board, plot_path)
+        except OSError as exc:
+            raise BenchmarkError(f"Cannot write the plot to {plot_path}: {exc.strerror}.") from None
+        print(f"plot: {plot_path}", file=sys.stderr)
+    return 0

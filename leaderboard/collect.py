@@ -1,0 +1,204 @@
+"""Read and validate the result files under a results folder; nothing else in the leaderboard touches the disk.
+
+A run folder is ``<model>/<task>[@max<k>]/<regime>/seed<k>/``. ``metrics.json`` is written last, so its presence
+means "finished"; ``config.json`` alone means the run crashed, was interrupted or is still going. Every problem
+becomes a :class:`Skipped` entry (path + reason) instead of an exception, so one bad file never hides the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark import RESULT_SCHEMA_VERSION
+
+METRICS = "metrics.json"
+CONFIG = "config.json"
+
+# Folder names of the regimes, as written by the protocol (``RunConfig.regime_dir_name``). Kept here rather than
+# imported from ``benchmark.protocol`` because that module imports torch, and the leaderboard must stay light.
+REGIME_DIRS = ("zero-shot", "ft-proj", "ft-e2e", "ft-e2e-lora")
+SUPPORTED_SCHEMAS = (RESULT_SCHEMA_VERSION,)
+
+_TASK_DIR = re.compile(r"^(?P<task>.+?)(?:@max(?P<k>[0-9]+))?$")
+_SEED_DIR = re.compile(r"^seed(?P<seed>-?[0-9]+)$")
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """Where a run lives: the identity the folder layout gives it."""
+
+    model: str
+    task: str
+    limit: int | None  # max images per class and split; None for a full run
+    regime: str        # a folder name from REGIME_DIRS (LoRA FT-E2E is its own folder)
+    seed: int
+
+    def sort_key(self) -> tuple:
+        # Full runs before limited ones; ``None`` and ints do not compare, hence the flag.
+        return (self.model, self.task, self.limit is not None, self.limit or 0, REGIME_DIRS.index(self.regime),
+                self.seed)
+
+    @property
+    def task_dir(self) -> str:
+        return self.task if self.limit is None else f"{self.task}@max{self.limit}"
+
+    @property
+    def path(self) -> str:
+        """Relative to the results folder, with ``/`` on every OS, so output never depends on where it lives."""
+        return f"{self.model}/{self.task_dir}/{self.regime}/seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """The fields of one finished run that the leaderboard uses."""
+
+    key: RunKey
+    projector_family: str
+    task_version: str
+    task_fingerprint: str
+    eval_mode: str
+    checkpoint: str
+    f1: float
+    probe_post: float              # probe on post-projection features of this regime's projector
+    probe_pre: float | None        # probe on pre-projection features (zero-shot runs only)
+
+
+@dataclass(frozen=True, order=True)
+class Skipped:
+    path: str    # relative to the results folder
+    reason: str
+
+
+@dataclass(frozen=True)
+class Collection:
+    runs: tuple[Run, ...]                 # finished runs, sorted by key
+    unfinished: tuple[RunKey, ...]        # config.json without metrics.json, sorted
+    unreadable: tuple[RunKey, ...]        # metrics.json present but skipped (details in ``skipped``), sorted
+    skipped: tuple[Skipped, ...]          # sorted by path
+
+
+class _Invalid(Exception):
+    """A reason to skip one file; caught in :func:`collect`."""
+
+
+def parse_run_dir(rel: tuple[str, ...]) -> RunKey:
+    """The run key from a run folder's path relative to the results folder, or :class:`_Invalid`."""
+    if len(rel) != 4:
+        raise _Invalid("not in a <model>/<task>[@max<k>]/<regime>/seed<k>/ folder")
+    model, task_dir, regime, seed_dir = rel
+    task_match = _TASK_DIR.match(task_dir)
+    seed_match = _SEED_DIR.match(seed_dir)
+    if regime not in REGIME_DIRS:
+        raise _Invalid(f"unknown regime folder {regime!r} (expected one of {', '.join(REGIME_DIRS)})")
+    if not seed_match:
+        raise _Invalid(f"seed folder {seed_dir!r} is not named seed<k>")
+    limit = int(task_match["k"]) if task_match["k"] is not None else None
+    return RunKey(model, task_match["task"], limit, regime, int(seed_match["seed"]))
+
+
+def _field(obj: dict, dotted: str, kind):
+    """``obj[a][b]...`` checked against ``kind``; a missing or mistyped field is a reason to skip the file."""
+    cur = obj
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            raise _Invalid(f"missing field {dotted!r}")
+        cur = cur[part]
+    if kind is float:
+        # bool is an int in Python, and NaN/inf sneak through json.dumps; neither is a score.
+        if isinstance(cur, bool) or not isinstance(cur, int | float) or not math.isfinite(cur):
+            raise _Invalid(f"field {dotted!r} is not a finite number: {cur!r}")
+        return float(cur)
+    if not isinstance(cur, kind) or (kind is int and isinstance(cur, bool)):
+        raise _Invalid(f"field {dotted!r} has type {type(cur).__name__}, expected {kind.__name__}")
+    return cur
+
+
+def parse_metrics(key: RunKey, text: str) -> Run:
+    """Validate one metrics.json against the folder it sits in."""
+    try:
+        m = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Invalid(f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(m, dict):
+        raise _Invalid("not a JSON object")
+    if "schema_version" not in m:
+        raise _Invalid("missing field 'schema_version'")
+    if m["schema_version"] not in SUPPORTED_SCHEMAS:
+        raise _Invalid(f"unknown schema_version {m['schema_version']!r} (this projbench reads "
+                       f"{', '.join(map(str, SUPPORTED_SCHEMAS))}; upgrade projbench)")
+    model = _field(m, "model", str)
+    task = _field(m, "task", str)
+    regime = _field(m, "regime", str)
+    lora = _field(m, "lora", bool)
+    seed = _field(m, "seed", int)
+    limit = m.get("limit", "absent")
+    if limit == "absent":
+        raise _Invalid("missing field 'limit'")
+    run = Run(
+        key=key,
+        projector_family=_field(m, "projector_family", str),
+        task_version=_field(m, "task_version", str),
+        task_fingerprint=_field(m, "task_fingerprint", str),
+        eval_mode=_field(m, "eval_mode", str),
+        checkpoint=_field(m, "checkpoint", str),
+        f1=_field(m, "metrics.macro_f1", float),
+        probe_post=_field(m, "probe.post_projection.macro_f1", float),
+        probe_pre=_field(m, "probe.pre_projection.macro_f1", float) if regime == "zero-shot" else None,
+    )
+    # The folder decides where a run is shown, so it must agree with what the run says it is: a limited run in
+    # a full-run folder would otherwise be shown as a full run.
+    folder_regime = "ft-e2e-lora" if regime == "ft-e2e" and lora else regime
+    checks = [("model", model, key.model), ("task", task, key.task), ("regime", folder_regime, key.regime),
+              ("seed", seed, key.seed)]
+    for name, said, folder in checks:
+        if said != folder:
+            raise _Invalid(f"metrics.json says {name} {said!r} but the folder says {folder!r}")
+    if limit is None:
+        said_limit = None
+    elif isinstance(limit, dict) and isinstance(limit.get("max_per_class"), int):
+        said_limit = limit["max_per_class"]
+    else:
+        raise _Invalid(f"field 'limit' is neither null nor {{\"max_per_class\": <int>}}: {limit!r}")
+    if said_limit != key.limit:
+        said = "a full run" if said_limit is None else f"limited to {said_limit} per class"
+        folder = "a full run" if key.limit is None else f"limited to {key.limit} per class"
+        raise _Invalid(f"metrics.json says {said} but the folder name says {folder}")
+    return run
+
+
+def collect(root: Path) -> Collection:
+    """Every run under ``root``: finished, unfinished, or skipped with a reason. Sorted, so disk order is moot."""
+    root = Path(root)
+    run_dirs = sorted({p.parent for name in (METRICS, CONFIG) for p in root.rglob(name) if p.is_file()})
+    runs, unfinished, unreadable, skipped = [], [], [], []
+    for d in run_dirs:
+        rel = d.relative_to(root).parts
+        has_metrics = (d / METRICS).is_file()
+        shown = "/".join(rel + ((METRICS if has_metrics else CONFIG),))
+        try:
+            key = parse_run_dir(rel)
+        except _Invalid as exc:
+            skipped.append(Skipped(shown, str(exc)))
+            continue
+        if not has_metrics:
+            unfinished.append(key)
+            continue
+        try:
+            text = (d / METRICS).read_text(encoding="utf-8")
+            runs.append(parse_metrics(key, text))
+        except _Invalid as exc:
+            skipped.append(Skipped(shown, str(exc)))
+            unreadable.append(key)
+        except (OSError, UnicodeDecodeError) as exc:
+            # The message only, not str(exc): that names the absolute path, and output must not depend on it.
+            reason = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason})"
+            skipped.append(Skipped(shown, f"unreadable: {reason}"))
+            unreadable.append(key)
+    runs.sort(key=lambda r: r.key.sort_key())
+    unfinished.sort(key=RunKey.sort_key)
+    unreadable.sort(key=RunKey.sort_key)
+    return Collection(tuple(runs), tuple(unfinished), tuple(unreadable), tuple(sorted(skipped)))

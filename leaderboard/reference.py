@@ -1,0 +1,57 @@
+"""The paper's published numbers (Verma et al., ACL 2024; LLaVA-1.5-7B, macro-F1), as data.
+
+They are shown only in their own, labelled section (``--reference``) and are never mixed with measured rows:
+they come from the authors' setup (full fine-tuning, free-text generation with sampling, probes early-stopped on
+the test split), not from projbench's protocol, and they report no spread over seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .table import pct_change
+
+SOURCE = ("Verma et al., Cross-Modal Projection in Multimodal LLMs Doesn't Really Project Visual Attributes to "
+          "Textual Space, ACL 2024 (arXiv 2402.16832)")
+MODEL = "LLaVA-1.5-7B (paper)"
+PROJECTOR_FAMILY = "mlp"
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    task: str
+    zero_shot: float
+    ft_proj: float
+    ft_e2e: float
+    probe_original: float
+    probe_ft_proj: float
+    probe_ft_e2e: float
+
+    def f1(self, regime: str) -> float:
+        return {"zero-shot": self.zero_shot, "ft-proj": self.ft_proj, "ft-e2e": self.ft_e2e}[regime]
+
+    def probe(self, regime: str) -> float:
+        return {"zero-shot": self.probe_original, "ft-proj": self.probe_ft_proj, "ft-e2e": self.probe_ft_e2e}[regime]
+
+    # The paper gives no per-seed values, so changes are plain differences of its reported means (no spread).
+    def gain(self, regime: str) -> float:
+        return self.f1(regime) - self.zero_shot
+
+    def gain_pct(self, regime: str) -> float | None:
+        return pct_change(self.f1(regime), self.zero_shot)
+
+    def richness(self, regime: str) -> float:
+        return self.probe(regime) - self.probe_original
+
+    def richness_pct(self, regime: str) -> float | None:
+        return pct_change(self.probe(regime), self.probe_original)
+
+
+# Task labels name the paper's datasets; the projbench task names are in parentheses where they exist.
+ROWS = (
+    ReferenceRow("Agriculture (PlantDoc; agri)", 0.1064, 0.2221, 0.5984, 0.5701, 0.4134, 0.5346),
+    ReferenceRow("Textures (DTD; textures)", 0.1882, 0.4505, 0.7446, 0.6401, 0.4736, 0.6212),
+    ReferenceRow("Dermatology (DermNet, 23 classes; derm)", 0.0658, 0.2932, 0.4947, 0.3105, 0.2182, 0.2525),
+    ReferenceRow("Humanitarian (CrisisMMD, 4 classes; humanitarian)", 0.5169, 0.6227, 0.7950, 0.7498, 0.6025,
+                 0.7238),
+)

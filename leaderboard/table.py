@@ -1,0 +1,239 @@
+"""Aggregate collected runs into leaderboard rows, per-model summaries and the list of incomplete runs.
+
+Pure data in, pure data out: no files, no formatting. Gains and richness changes are computed per seed (each
+fine-tuned run against the zero-shot run of the same seed) and only then averaged, as the protocol asks.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field, replace
+
+from .collect import Collection, Run, RunKey, Skipped
+
+FINETUNED = ("ft-proj", "ft-e2e")   # the regimes of a row that are compared with zero-shot
+E2E_DIRS = ("ft-e2e", "ft-e2e-lora")  # the folders that can fill a row's FT-E2E slot
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Per-seed values of one quantity, with the seeds they came from (sorted)."""
+
+    seeds: tuple[int, ...]
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        # statistics.fmean sums exactly (fsum): the result does not depend on summation order.
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation over seeds; None for a single seed (there is no spread to report)."""
+        return statistics.stdev(self.values) if self.n > 1 else None
+
+
+def _stat(pairs: list[tuple[int, float | None]]) -> Stat | None:
+    """A Stat from (seed, value) pairs; None if there are none, or if any value is undefined (a zero baseline)."""
+    if not pairs or any(v is None for _, v in pairs):
+        return None
+    pairs = sorted(pairs)
+    return Stat(tuple(s for s, _ in pairs), tuple(v for _, v in pairs))
+
+
+def pct_change(new: float, base: float) -> float | None:
+    """Relative change in percent (the paper's Table 2 form); undefined when the baseline is 0."""
+    return None if base == 0 else 100.0 * (new - base) / base
+
+
+@dataclass(frozen=True)
+class Row:
+    """One leaderboard row: a model on a task (full or limited), with one FT-E2E variant (full or LoRA)."""
+
+    model: str
+    task: str
+    limit: int | None
+    e2e_dir: str                            # "ft-e2e" or "ft-e2e-lora": which folder fills the FT-E2E slot
+    projector_families: tuple[str, ...]     # normally one; more means runs disagree (see warnings)
+    task_versions: tuple[str, ...]
+    eval_modes: tuple[str, ...]
+    seeds: tuple[int, ...]                  # every seed seen for this row, finished or not
+    f1: dict[str, Stat | None]              # by regime: zero-shot, ft-proj, ft-e2e
+    probe: dict[str, Stat | None]           # post-projection probe by projector: zero-shot (= original), ...
+    probe_pre: Stat | None
+    gain: dict[str, Stat | None]            # by fine-tuned regime, absolute
+    gain_pct: dict[str, Stat | None]
+    richness: dict[str, Stat | None]
+    richness_pct: dict[str, Stat | None]
+    missing: tuple[str, ...] = ()           # run folders of this row that are not finished (see Incomplete)
+
+    @property
+    def lora(self) -> bool:
+        return self.e2e_dir == "ft-e2e-lora"
+
+    def folder(self, regime: str) -> str:
+        """The regime's folder name for this row (FT-E2E may live in the LoRA folder)."""
+        return self.e2e_dir if regime == "ft-e2e" else regime
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """Mean over a model's tasks of the per-task mean gain and richness change, per fine-tuned regime."""
+
+    model: str
+    limit: int | None
+    projector_families: tuple[str, ...]
+    tasks: tuple[str, ...]
+    # by regime folder (ft-proj, ft-e2e, ft-e2e-lora): per-task means, keyed by task
+    gain: dict[str, dict[str, float]]
+    gain_pct: dict[str, dict[str, float]]
+    richness: dict[str, dict[str, float]]
+    richness_pct: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Incomplete:
+    path: str     # the run folder, relative to the results folder
+    reason: str
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    rows: tuple[Row, ...]
+    summary: tuple[SummaryRow, ...]
+    incomplete: tuple[Incomplete, ...]
+    skipped: tuple[Skipped, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+
+def _group_key(model: str, task: str, limit: int | None) -> tuple:
+    return (model, task, limit is not None, limit or 0)
+
+
+def build(coll: Collection) -> Leaderboard:
+    """The leaderboard of a collection of runs. Deterministic: only sorted inputs and exact means."""
+    finished: dict[tuple, dict[str, dict[int, Run]]] = {}
+    seen: dict[tuple, dict[str, set[int]]] = {}   # every (regime folder, seed) with a folder on disk
+    names: dict[tuple, tuple[str, str, int | None]] = {}
+    for run in coll.runs:
+        k = run.key
+        g = _group_key(k.model, k.task, k.limit)
+        names[g] = (k.model, k.task, k.limit)
+        finished.setdefault(g, {}).setdefault(k.regime, {})[k.seed] = run
+        seen.setdefault(g, {}).setdefault(k.regime, set()).add(k.seed)
+    for k in coll.unfinished + coll.unreadable:
+        g = _group_key(k.model, k.task, k.limit)
+        names[g] = (k.model, k.task, k.limit)
+        finished.setdefault(g, {})
+        seen.setdefault(g, {}).setdefault(k.regime, set()).add(k.seed)
+
+    unfinished, unreadable = set(coll.unfinished), set(coll.unreadable)
+    rows, incomplete, warnings = [], {}, []
+    for g in sorted(names):
+        model, task, limit = names[g]
+        # Both a full and a LoRA FT-E2E may exist for one model and task: each gets its own row rather than one
+        # silently hiding the other. With neither, the row still shows (with FT-E2E missing).
+        e2e_dirs = [d for d in E2E_DIRS if d in seen[g]] or ["ft-e2e"]
+        for e2e_dir in e2e_dirs:
+            row = _row(model, task, limit, e2e_dir, finished[g], seen[g])
+            missing = []
+            for regime in ("zero-shot",) + FINETUNED:
+                folder = row.folder(regime)
+                done = finished[g].get(folder, {})
+                for seed in row.seeds:
+                    if seed in done:
+                        continue
+                    key = RunKey(model, task, limit, folder, seed)
+                    if key in unfinished:
+                        why = "config.json without metrics.json (crashed, interrupted or still running)"
+                    elif key in unreadable:
+                        why = "metrics.json could not be used (see skipped files)"
+                    elif folder not in seen[g]:
+                        why = "regime not run"
+                    else:
+                        why = "seed not run for this regime (other regimes have it)"
+                    incomplete[key] = why
+                    missing.append(key)
+            missing.sort(key=RunKey.sort_key)
+            rows.append(replace(row, missing=tuple(k.path for k in missing)))
+            warnings += _consistency_warnings(model, task, limit, e2e_dir, finished[g])
+    return Leaderboard(
+        rows=tuple(rows),
+        summary=_summaries(rows),
+        incomplete=tuple(Incomplete(k.path, incomplete[k]) for k in sorted(incomplete, key=RunKey.sort_key)),
+        skipped=coll.skipped,
+        warnings=tuple(dict.fromkeys(warnings)),  # dedupe, keep order
+    )
+
+
+def _row(model, task, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: dict[str, set[int]]) -> Row:
+    folders = {"zero-shot": "zero-shot", "ft-proj": "ft-proj", "ft-e2e": e2e_dir}
+    runs = {regime: done.get(folder, {}) for regime, folder in folders.items()}
+    seeds = tuple(sorted(set().union(*(seen.get(folder, set()) for folder in folders.values()))))
+    mine = [r for by_seed in runs.values() for r in by_seed.values()]
+    zs = runs["zero-shot"]
+
+    f1 = {regime: _stat([(s, r.f1) for s, r in by_seed.items()]) for regime, by_seed in runs.items()}
+    probe = {regime: _stat([(s, r.probe_post) for s, r in by_seed.items()]) for regime, by_seed in runs.items()}
+    probe_pre = _stat([(s, r.probe_pre) for s, r in zs.items() if r.probe_pre is not None])
+    gain, gain_pct, rich, rich_pct = {}, {}, {}, {}
+    for regime in FINETUNED:
+        # Paired by seed: a fine-tuned run without the zero-shot run of its seed has no baseline.
+        paired = [(s, r, zs[s]) for s, r in runs[regime].items() if s in zs]
+        gain[regime] = _stat([(s, r.f1 - z.f1) for s, r, z in paired])
+        gain_pct[regime] = _stat([(s, pct_change(r.f1, z.f1)) for s, r, z in paired])
+        rich[regime] = _stat([(s, r.probe_post - z.probe_post) for s, r, z in paired])
+        rich_pct[regime] = _stat([(s, pct_change(r.probe_post, z.probe_post)) for s, r, z in paired])
+    return Row(
+        model=model, task=task, limit=limit, e2e_dir=e2e_dir,
+        projector_families=tuple(sorted({r.projector_family for r in mine})),
+        task_versions=tuple(sorted({r.task_version for r in mine})),
+        eval_modes=tuple(sorted({r.eval_mode for r in mine})),
+        seeds=seeds, f1=f1, probe=probe, probe_pre=probe_pre,
+        gain=gain, gain_pct=gain_pct, richness=rich, richness_pct=rich_pct,
+    )
+
+
+def _consistency_warnings(model, task, limit, e2e_dir, done: dict[str, dict[int, Run]]) -> list[str]:
+    """Runs averaged into one row must measure the same thing; say so when they do not."""
+    runs = [r for folder in ("zero-shot", "ft-proj", e2e_dir) for r in done.get(folder, {}).values()]
+    label = f"{model}/{task if limit is None else f'{task}@max{limit}'}"
+    out = []
+    for what, attr in (("task versions", "task_version"), ("task data (fingerprints)", "task_fingerprint"),
+                       ("projector families", "projector_family"), ("evaluation modes", "eval_mode"),
+                       ("checkpoints", "checkpoint")):
+        values = sorted({getattr(r, attr) for r in runs})
+        if len(values) > 1:
+            out.append(f"{label}: runs with different {what} are averaged together: {', '.join(values)}")
+    return out
+
+
+def _summaries(rows: list[Row]) -> tuple[SummaryRow, ...]:
+    """Per (model, limit): the mean over tasks of each task's mean gain / richness change, per regime folder."""
+    groups: dict[tuple, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(_group_key(row.model, "", row.limit), []).append(row)
+    out = []
+    for g in sorted(groups):
+        members = groups[g]
+        gain, gain_pct, rich, rich_pct = {}, {}, {}, {}
+        for row in members:
+            for regime in FINETUNED:
+                folder = row.folder(regime)
+                # A task's FT-Proj appears in both rows when it has full and LoRA FT-E2E: the same numbers, so
+                # writing them twice under the same task key counts them once.
+                for target, stats in ((gain, row.gain), (gain_pct, row.gain_pct), (rich, row.richness),
+                                      (rich_pct, row.richness_pct)):
+                    if stats[regime] is not None:
+                        target.setdefault(folder, {})[row.task] = stats[regime].mean
+        out.append(SummaryRow(
+            model=members[0].model, limit=members[0].limit,
+            projector_families=tuple(sorted({f for r in members for f in r.projector_families})),
+            tasks=tuple(sorted({r.task for r in members})),
+            gain=gain, gain_pct=gain_pct, richness=rich, richness_pct=rich_pct,
+        ))
+    return tuple(out)

@@ -1,0 +1,90 @@
+"""Shared fixtures: a hermetic cache, offline hub settings, real images and small in-memory feature stores."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a hub, and third-party plugins installed on the machine must not change what they see.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+SHARED_DATA = Path(os.environ.get("PROJBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_cache(tmp_path_factory):
+    """One cache (tiny twins, features) per test session, never the user's ~/.cache/projbench."""
+    path = tmp_path_factory.mktemp("projbench-cache")
+    old = os.environ.get("PROJBENCH_CACHE")
+    os.environ["PROJBENCH_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("PROJBENCH_CACHE", None)
+    else:
+        os.environ["PROJBENCH_CACHE"] = old
+
+
+def textile_files() -> list[tuple[str, Path]]:
+    """(class folder, path) of real textile photos from the conformal-clip-data package, a few per class."""
+    import conformal_clip_data
+
+    root = Path(conformal_clip_data.textile_simulated_root())
+    out = []
+    for cls in ("nominal", "global", "local"):
+        out += [(cls, p) for p in sorted((root / cls).glob("*.jpg"))[:12]]
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_images():
+    """Twelve real RGB photos (4 per class) as PIL images with their class index."""
+    from PIL import Image
+
+    files = textile_files()
+    picked = [f for i, f in enumerate(files) if i % 12 < 4]
+    classes = ["nominal", "global", "local"]
+    return [(Image.open(p).convert("RGB"), classes.index(c)) for c, p in picked]
+
+
+def make_image_folder(root: Path, per_class: dict[str, tuple[int, int]]) -> Path:
+    """Write ``root/{train,test}/<class>/*.jpg`` from real textile photos: {class: (n_train, n_test)}."""
+    files = [p for _, p in textile_files()]
+    k = 0
+    for cls, (n_train, n_test) in per_class.items():
+        for split, n in (("train", n_train), ("test", n_test)):
+            d = root / split / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                (d / f"img{i:03d}.jpg").write_bytes(files[k % len(files)].read_bytes())
+                k += 1
+    return root
+
+
+class MemoryStore:
+    """An in-memory stand-in for the on-disk FeatureStore (same ``get`` interface), filled by the real encoder."""
+
+    def __init__(self, features):
+        self.features = features
+
+    def __len__(self):
+        return len(self.features)
+
+    def get(self, indices):
+        idx = indices.tolist() if hasattr(indices, "tolist") else list(indices)
+        return self.features[idx]
+
+
+def samples_for(images) -> list:
+    from benchmark.tasks.base import Sample
+
+    out = []
+    for i, (img, label) in enumerate(images):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        data = buf.getvalue()
+        out.append(Sample(uid=f"img{i:03d}", label=label, load_bytes=lambda d=data: d))
+    return out

@@ -1,0 +1,148 @@
+"""``--eval generate``: matching rules, greedy decoding from cached features, batch-size invariance, protocol."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmark import generation
+from benchmark.generation import evaluate_generate, generate_batch, match_class, normalize_answer
+from conftest import MemoryStore, make_image_folder, samples_for
+
+PLANTS = ["tomato leaf", "tomato leaf late blight", "tomato leaf bacterial spot", "apple leaf", "grape leaf"]
+HUMANITARIAN = ["affected, injured, or dead people", "infrastructure and utility damage", "not humanitarian",
+                "rescue, volunteering, or donation effort"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine the thread hand-off costs ~20x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("text, classes, expected", [
+    ("Tomato leaf late blight", PLANTS, (1, "exact")),
+    ('"tomato leaf."', PLANTS, (0, "exact")),
+    ("Tomato_Leaf  Bacterial-Spot", PLANTS, (2, "exact")),
+    ("tomato leaf late blight. The leaf shows lesions", PLANTS, (1, "prefix")),   # the longest class it starts with
+    ("tomato leaf, healthy", PLANTS, (0, "prefix")),
+    ("tomato leaf bacterial", PLANTS, (None, "unmatched")),   # "tomato leaf" or "... bacterial spot"? ambiguous
+    ("grape", PLANTS, (4, "prefix")),                          # the first word of exactly one class name
+    ("tomato", PLANTS, (None, "unmatched")),                   # ... of several: ambiguous
+    ("The answer is: apple leaf", PLANTS, (3, "contains")),
+    ("It could be tomato leaf late blight", PLANTS, (1, "contains")),  # "tomato leaf" is inside the longer match
+    ("apple leaf or grape leaf", PLANTS, (None, "unmatched")),  # hedging between two classes
+    ("tomato leaf late blight on a tomato leaf", PLANTS, (1, "prefix")),
+    ("", PLANTS, (None, "unmatched")),
+    ("potato", PLANTS, (None, "unmatched")),
+    ("Infrastructure and utility damage", HUMANITARIAN, (1, "exact")),
+    ("affected injured or dead people", HUMANITARIAN, (0, "exact")),       # punctuation does not matter
+    ("rescue, volunteering", HUMANITARIAN, (3, "prefix")),                 # cut off by the token budget
+    ("not humanitarian at all", HUMANITARIAN, (2, "prefix")),
+])
+def test_matching_rules(text, classes, expected):
+    assert match_class(text, classes) == expected
+
+
+def test_normalize_answer():
+    assert normalize_answer("  “Sea-Lake”\n") == "sea lake"
+    assert normalize_answer("ÉCZEMA!") == "éczema"
+    assert normalize_answer("Urticaria (Hives)") == "urticaria hives"
+
+
+@pytest.fixture(scope="module")
+def tiny(hermetic_cache):
+    from benchmark.adapters.llava import load_llava_tiny
+
+    return load_llava_tiny(cache_dir=hermetic_cache)
+
+
+@pytest.fixture(scope="module")
+def tiny_features(tiny, real_images):
+    with torch.no_grad():
+        return tiny.vision_features(tiny.preprocess([img for img, _ in real_images[:6]]))
+
+
+def test_batch_size_does_not_change_the_tokens(tiny, tiny_features):
+    # Prompts of different lengths, so that the batch is really left-padded.
+    questions = [f"Classify this image into one of {'these ' * (i % 4)}categories: a, b, c." for i in range(6)]
+    one_by_one = [generate_batch(tiny, tiny_features[i: i + 1], [q], 12)[0] for i, q in enumerate(questions)]
+    batched = generate_batch(tiny, tiny_features, questions, 12)
+    assert batched == one_by_one
+    assert all(len(ids) > 0 for ids in batched)
+
+
+def test_cached_decoding_equals_the_models_own_generate(tiny, tiny_features):
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    question = "Classify this image into one of the following categories relating to textures: \"banded\"."
+    ours = generate_batch(tiny, tiny_features[:1], [question], 10)[0]
+    ids = torch.tensor([tiny.encode(question).prompt_ids])
+    embeds = tiny.project(tiny_features[:1])
+    ref = tiny.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=10,
+                              mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=list(embeds))})
+    ref = [t for t in ref[0, ids.shape[1]:].tolist() if t != tiny.tokenizer.eos_token_id]
+    assert ours == ref[: len(ours)] and len(ours) == len(ref)
+
+
+def test_evaluate_generate_metrics_and_confusion_matrix(tiny, real_images, monkeypatch):
+    classes = ["nominal", "global defect", "local defect"]
+    samples = samples_for(real_images[:6])            # labels 0,0,0,0,1,1 in the fixture's order
+    answers = iter(["nominal", "Global defect.", "the local defect", "nonsense", "defect", "global defect"])
+
+    def scripted(adapter, features, questions, max_new_tokens):
+        return [adapter.tokenizer(next(answers), add_special_tokens=False)["input_ids"] for _ in questions]
+
+    monkeypatch.setattr(generation, "generate_batch", scripted)
+    store = MemoryStore(torch.zeros(len(samples), 1, 1))
+    ev = evaluate_generate(tiny, store, samples, classes, "textile surface defects", 0, batch_size=4, progress=False)
+    m = ev["metrics"]
+    truth = [s.label for s in samples]
+    assert [p["prediction"] for p in ev["predictions"]] == ["nominal", "global defect", "local defect", None, None,
+                                                            "global defect"]
+    assert m["n_unmatched"] == 2 and m["unmatched_rate"] == pytest.approx(2 / 6)
+    assert m["match_rules"] == {"exact": 3, "prefix": 0, "contains": 1, "unmatched": 2}
+    assert m["confusion_matrix_columns"] == [*classes, "<unmatched>"]
+    cm = m["confusion_matrix"]
+    assert len(cm) == 3 and all(len(row) == 4 for row in cm)
+    assert [sum(row) for row in cm] == [truth.count(c) for c in range(3)]   # unmatched still counted in its row
+    assert cm[0] == [1, 1, 1, 1] and cm[1] == [0, 1, 0, 1]
+    assert m["accuracy"] == pytest.approx(2 / 6)                             # unmatched answers are wrong
+    assert m["per_class"]["global defect"]["recall"] == pytest.approx(0.5)
+    assert m["max_new_tokens"] >= len(tiny.encode("", "global defect").answer_ids)
+
+
+def test_generate_mode_through_the_protocol(tmp_path, capsys):
+    from benchmark.cli import main
+
+    data = make_image_folder(tmp_path / "data", {"nominal": (3, 2), "global": (3, 2), "local": (3, 2)})
+    args = ["run", "--model", "llava15-tiny", "--task", "textile", "--data-dir", str(data), "--regimes", "zero-shot",
+            "--results-dir", str(tmp_path / "res"), "--probe-max-epochs", "1", "--no-progress"]
+    assert main([*args, "--eval", "generate", "--eval-batch-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "unmatched" in out
+    run = tmp_path / "res" / "llava15-tiny" / "textile" / "zero-shot-generate" / "seed0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["eval_mode"] == "generate"
+    assert 0.0 <= metrics["metrics"]["unmatched_rate"] <= 1.0
+    assert metrics["metrics"]["confusion_matrix_columns"][-1] == "<unmatched>"
+    preds = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 6 and all({"generated", "match", "prediction"} <= set(p) for p in preds)
+    # the default (loglik) run of the same regime lives next to it and does not collide
+    assert main(args) == 0
+    assert (tmp_path / "res" / "llava15-tiny" / "textile" / "zero-shot" / "seed0" / "metrics.json").exists()
+
+
+def test_unknown_eval_mode_is_refused():
+    from benchmark.errors import BenchmarkError
+    from benchmark.protocol import RunConfig, Runner
+
+    with pytest.raises(BenchmarkError, match="'sample' is not available"):
+        Runner(RunConfig(model="llava15-tiny", task="textile", eval_mode="sample"))

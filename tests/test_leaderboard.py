@@ -1,0 +1,339 @@
+"""The leaderboard: a pure, deterministic function of result files that never hides a missing or broken run.
+
+The fixtures under tests/fixtures/results/ are config.json + metrics.json of real tiny runs (see the README
+there). Regenerate the golden Markdown after an intended change with ``UPDATE_GOLDEN=1 pytest tests/test_leaderboard.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main as cli_main
+from benchmark.leaderboard.collect import collect
+from benchmark.leaderboard.render import render
+from benchmark.leaderboard.table import build
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RESULTS = FIXTURES / "results"
+GOLDEN = FIXTURES / "leaderboard.md"
+FORMATS = ("markdown", "csv", "json")
+
+
+def board_of(root: Path):
+    return build(collect(root))
+
+
+def rendered(root: Path, fmt: str = "markdown", reference: bool = False) -> str:
+    return render(board_of(root), fmt, with_reference=reference)
+
+
+def run_files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*.json"))
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """A private copy of the fixture tree to damage."""
+    return Path(shutil.copytree(RESULTS, tmp_path / "results"))
+
+
+def edit_metrics(path: Path, edit) -> None:
+    m = json.loads(path.read_text())
+    edit(m)
+    path.write_text(json.dumps(m, indent=2))
+
+
+def row(board, task: str, limit=None, lora=None):
+    rows = [r for r in board.rows if r.task == task and r.limit == limit and (lora is None or r.lora == lora)]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+# -- the checked-in fixtures -----------------------------------------------------------------------------------
+def test_fixtures_are_real_complete_runs():
+    board = board_of(RESULTS)
+    assert board.skipped == () and board.incomplete == () and board.warnings == ()
+    assert {(r.task, r.limit, r.lora) for r in board.rows} == {
+        ("textile", None, True), ("textile", 10, False), ("digits", 10, False)}
+    for m in RESULTS.rglob("metrics.json"):
+        d = json.loads(m.read_text())
+        assert d["model"] == "llava15-tiny" and d["provenance"]["versions"]["torch"]  # written by a real run
+    assert not list(RESULTS.rglob("*.safetensors")) and not list(RESULTS.rglob("*.jsonl"))
+
+
+def test_golden_markdown():
+    text = rendered(RESULTS)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert text == GOLDEN.read_text(encoding="utf-8"), (
+        "leaderboard Markdown changed; if intended, rerun with UPDATE_GOLDEN=1 and review the diff")
+
+
+def test_markdown_marks_limited_lora_and_seeds():
+    text = rendered(RESULTS)
+    full, limited = text.split("## Limited runs")
+    assert "textile (limited: ≤10/class)" in limited and "digits (limited: ≤10/class)" in limited
+    assert "limited" not in full.split("## Full runs")[1]  # no limited row shown among full runs
+    assert "(LoRA)" in full  # the full textile run tuned the LLM with LoRA
+    assert " ± " in text and "Reference" not in text
+
+
+def test_values_match_the_files_and_gains_are_paired_per_seed(results):
+    # Give the runs distinct numbers so that pairing by seed is visible: gain = ft(seed) - zs(seed).
+    base = results / "llava15-tiny" / "digits@max10"
+    f1 = {("zero-shot", 0): 0.2, ("zero-shot", 1): 0.4, ("ft-proj", 0): 0.5, ("ft-proj", 1): 0.5}
+    probe = {("zero-shot", 0): 0.8, ("zero-shot", 1): 0.6, ("ft-proj", 0): 0.4, ("ft-proj", 1): 0.6}
+    for (regime, seed), v in f1.items():
+        def set_values(m, r=regime, s=seed, v=v):
+            m["metrics"]["macro_f1"] = v
+            m["probe"]["post_projection"]["macro_f1"] = probe[r, s]
+        edit_metrics(base / regime / f"seed{seed}" / "metrics.json", set_values)
+    r = row(board_of(results), "digits", 10)
+    assert r.gain["ft-proj"].values == pytest.approx((0.3, 0.1))
+    assert r.gain["ft-proj"].mean == pytest.approx(0.2) and r.gain["ft-proj"].std == pytest.approx(0.1414214)
+    assert r.gain_pct["ft-proj"].values == pytest.approx((150.0, 25.0))
+    assert r.richness["ft-proj"].values == pytest.approx((-0.4, 0.0))
+    assert r.richness_pct["ft-proj"].values == pytest.approx((-50.0, 0.0))
+    assert r.f1["zero-shot"].mean == pytest.approx(0.3) and r.seeds == (0, 1)
+    text = render(board_of(results), "markdown")
+    assert "+0.2000 ± 0.1414" in text and "+87.5% ± 88.4%" in text and "-0.2000 ± 0.2828" in text
+
+
+def test_zero_baseline_gives_undefined_percent(results):
+    for seed in (0, 1):
+        edit_metrics(results / "llava15-tiny/digits@max10/zero-shot" / f"seed{seed}" / "metrics.json",
+                     lambda m: m["metrics"].__setitem__("macro_f1", 0.0))
+    board = board_of(results)
+    r = row(board, "digits", 10)
+    assert r.gain["ft-proj"] is not None and r.gain_pct["ft-proj"] is None
+    assert "| n/a " in render(board, "markdown")
+
+
+# -- determinism ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_rendering_twice_gives_identical_bytes(fmt):
+    assert rendered(RESULTS, fmt, True).encode() == rendered(RESULTS, fmt, True).encode()
+
+
+def test_file_creation_order_and_location_do_not_matter(tmp_path):
+    files = run_files(RESULTS)
+    for name, order in (("forward", files), ("backward", files[::-1]), ("interleaved", files[1::2] + files[::2])):
+        copy = tmp_path / name / "deep" / "results"
+        for rel in order:
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(RESULTS / rel, copy / rel)
+        for fmt in FORMATS:
+            assert rendered(copy, fmt, True) == rendered(RESULTS, fmt, True), (name, fmt)
+
+
+def test_output_has_no_timestamps_or_absolute_paths(results):
+    for fmt in FORMATS:
+        text = rendered(results, fmt, True)
+        assert str(results) not in text and "written_at" not in text and "2026-" not in text
+
+
+# -- broken and unfinished runs ---------------------------------------------------------------------------------
+def test_malformed_files_are_reported_by_path_and_the_rest_renders(results, capsys):
+    tex = results / "llava15-tiny" / "textile@max10"
+    dig = results / "llava15-tiny" / "digits@max10"
+    text = (tex / "ft-proj/seed1/metrics.json").read_text()
+    (tex / "ft-proj/seed1/metrics.json").write_text(text[: len(text) // 2])  # truncated JSON
+    edit_metrics(tex / "zero-shot/seed1/metrics.json", lambda m: m["metrics"].pop("macro_f1"))
+    edit_metrics(dig / "ft-e2e/seed0/metrics.json", lambda m: m.__setitem__("schema_version", 99))
+    edit_metrics(dig / "ft-proj/seed0/metrics.json", lambda m: m.__setitem__("seed", 7))
+    shutil.copytree(dig / "ft-e2e", dig / "ft-unknown")  # unknown regime folder
+    (results / "stray").mkdir()
+    (results / "stray" / "metrics.json").write_text("{}")  # not in a run folder
+
+    board = board_of(results)
+    reasons = {s.path: s.reason for s in board.skipped}
+    assert set(reasons) == {
+        "llava15-tiny/textile@max10/ft-proj/seed1/metrics.json",
+        "llava15-tiny/textile@max10/zero-shot/seed1/metrics.json",
+        "llava15-tiny/digits@max10/ft-e2e/seed0/metrics.json",
+        "llava15-tiny/digits@max10/ft-proj/seed0/metrics.json",
+        "llava15-tiny/digits@max10/ft-unknown/seed0/metrics.json",
+        "llava15-tiny/digits@max10/ft-unknown/seed1/metrics.json",
+        "stray/metrics.json",
+    }
+    assert "invalid JSON" in reasons["llava15-tiny/textile@max10/ft-proj/seed1/metrics.json"]
+    assert "missing field 'metrics.macro_f1'" in reasons["llava15-tiny/textile@max10/zero-shot/seed1/metrics.json"]
+    assert "unknown schema_version 99" in reasons["llava15-tiny/digits@max10/ft-e2e/seed0/metrics.json"]
+    assert "says seed 7" in reasons["llava15-tiny/digits@max10/ft-proj/seed0/metrics.json"]
+    assert "unknown regime folder 'ft-unknown'" in reasons["llava15-tiny/digits@max10/ft-unknown/seed0/metrics.json"]
+
+    # The rest still renders: the full textile run is untouched, the damaged cells show as partial/missing.
+    assert row(board, "textile", None).f1["zero-shot"].n == 2
+    assert row(board, "textile", 10).f1["ft-proj"].seeds == (0,)
+    md = render(board, "markdown")
+    skipped_section = md.split("## Skipped files")[1]
+    for path, reason in reasons.items():
+        assert f"- `{path}`: {reason}" in skipped_section
+    assert "`llava15-tiny/textile@max10/ft-proj/seed1`: metrics.json could not be used" in md
+    assert "(1/2 seeds)" in md
+    # ... and the command line says so on stderr, by path, while still succeeding.
+    assert cli_main(["leaderboard", "--results", str(results), "--format", "csv"]) == 0
+    err = capsys.readouterr().err
+    for path in reasons:
+        assert str(results / path) in err
+
+
+def test_limited_run_in_a_full_run_folder_is_never_shown_as_full(results):
+    src = results / "llava15-tiny" / "textile@max10"
+    dst = results / "llava15-tiny" / "digits"
+    shutil.copytree(src, dst)
+    for m in dst.rglob("metrics.json"):
+        edit_metrics(m, lambda m: m.__setitem__("task", "digits"))
+    board = board_of(results)
+    # The folders are on disk, so a full digits row appears, but with nothing in it: all its runs are refused.
+    full = row(board, "digits", None)
+    assert all(v is None for v in (*full.f1.values(), *full.probe.values(), full.probe_pre))
+    assert len(full.missing) == 6 and len(board.skipped) == 6
+    assert all("says limited to 10 per class but the folder name says a full run" in s.reason
+               for s in board.skipped)
+
+
+def test_incomplete_runs_show_as_missing(results):
+    tex = results / "llava15-tiny" / "textile@max10"
+    dig = results / "llava15-tiny" / "digits@max10"
+    (tex / "ft-proj/seed1/metrics.json").unlink()          # crashed: config.json without metrics.json
+    shutil.rmtree(dig / "ft-e2e/seed1")                      # a seed never run for one regime
+    shutil.rmtree(dig / "ft-proj")                           # a regime never run
+    # A new seed that crashed before finishing anything: the row now expects seed 2 everywhere.
+    shutil.copytree(tex / "zero-shot/seed0", tex / "zero-shot/seed2")
+    (tex / "zero-shot/seed2/metrics.json").unlink()
+
+    board = board_of(results)
+    assert board.skipped == ()
+    incomplete = {i.path: i.reason for i in board.incomplete}
+    assert incomplete == {
+        "llava15-tiny/digits@max10/ft-proj/seed0": "regime not run",
+        "llava15-tiny/digits@max10/ft-proj/seed1": "regime not run",
+        "llava15-tiny/digits@max10/ft-e2e/seed1": "seed not run for this regime (other regimes have it)",
+        "llava15-tiny/textile@max10/zero-shot/seed2": (
+            "config.json without metrics.json (crashed, interrupted or still running)"),
+        "llava15-tiny/textile@max10/ft-proj/seed1": (
+            "config.json without metrics.json (crashed, interrupted or still running)"),
+        "llava15-tiny/textile@max10/ft-proj/seed2": "seed not run for this regime (other regimes have it)",
+        "llava15-tiny/textile@max10/ft-e2e/seed2": "seed not run for this regime (other regimes have it)",
+    }
+    d = row(board, "digits", 10)
+    assert d.f1["ft-proj"] is None and d.gain["ft-proj"] is None and d.f1["ft-e2e"].n == 1
+    t = row(board, "textile", 10)
+    assert t.seeds == (0, 1, 2) and t.f1["ft-proj"].seeds == (0,) and t.f1["zero-shot"].seeds == (0, 1)
+
+    md = render(board, "markdown")
+    digits_line = next(line for line in md.splitlines() if line.startswith("| llava15-tiny | digits")
+                       and "Probe" not in line)
+    assert "| —" in digits_line and "(1/2 seeds)" in digits_line
+    assert "(1/3 seeds)" in md and "(2/3 seeds)" in md
+    for path, reason in incomplete.items():
+        assert f"- `{path}`: {reason}" in md
+    rows = list(csv.DictReader(io.StringIO(render(board, "csv"))))
+    digits = next(r for r in rows if r["task"] == "digits")
+    assert digits["f1_ft_proj_mean"] == "" and "llava15-tiny/digits@max10/ft-proj/seed0" in digits["missing"]
+    assert json.loads(render(board, "json"))["incomplete"][0]["path"] == "llava15-tiny/digits@max10/ft-proj/seed0"
+
+
+def test_full_and_lora_ft_e2e_get_separate_rows(results):
+    dig = results / "llava15-tiny" / "digits@max10"
+    shutil.copytree(dig / "ft-e2e", dig / "ft-e2e-lora")
+    for m in (dig / "ft-e2e-lora").rglob("metrics.json"):
+        edit_metrics(m, lambda m: m.update(lora=True))
+    board = board_of(results)
+    full, lora = row(board, "digits", 10, lora=False), row(board, "digits", 10, lora=True)
+    assert full.e2e_dir == "ft-e2e" and lora.e2e_dir == "ft-e2e-lora" and board.incomplete == ()
+    summary = next(s for s in board.summary if s.limit == 10)
+    assert set(summary.gain) == {"ft-proj", "ft-e2e", "ft-e2e-lora"}
+    assert "Gain FT-E2E (LoRA)" in render(board, "markdown")
+
+
+def test_lora_run_in_the_full_ft_e2e_folder_is_skipped(results):
+    edit_metrics(results / "llava15-tiny/digits@max10/ft-e2e/seed0/metrics.json", lambda m: m.update(lora=True))
+    (skipped,) = board_of(results).skipped
+    assert "says regime 'ft-e2e-lora' but the folder says 'ft-e2e'" in skipped.reason
+
+
+def test_mixed_task_versions_are_warned_about(results):
+    edit_metrics(results / "llava15-tiny/digits@max10/ft-e2e/seed0/metrics.json",
+                 lambda m: m.update(task_version="2.0"))
+    board = board_of(results)
+    assert any("different task versions" in w and "1.0, 2.0" in w for w in board.warnings)
+    assert "| 1.0, 2.0 " in render(board, "markdown")
+
+
+def test_empty_results_folder_renders_an_empty_board(tmp_path):
+    text = rendered(tmp_path)
+    assert "No runs of this kind yet." in text and "## Skipped files" in text
+
+
+# -- reference numbers ------------------------------------------------------------------------------------------
+def test_reference_numbers_are_a_separate_labelled_section():
+    md = rendered(RESULTS, reference=True)
+    measured, ref = md.split("## Reference: published paper numbers (not measured by projbench)")
+    assert "0.1064" not in measured and "LLaVA-1.5-7B" not in measured
+    assert "| Agriculture (PlantDoc; agri) " in ref and "+108.7%" in ref and "-27.5%" in ref
+    rows = list(csv.DictReader(io.StringIO(rendered(RESULTS, "csv", reference=True))))
+    assert [r["section"] for r in rows] == ["measured"] * 3 + ["reference"] * 4
+    assert float(rows[3]["f1_zero_shot_mean"]) == 0.1064
+    doc = json.loads(rendered(RESULTS, "json", reference=True))
+    assert all(r["model"] == "llava15-tiny" for r in doc["rows"]) and len(doc["reference"]["rows"]) == 4
+    assert "reference" not in json.loads(rendered(RESULTS, "json"))
+
+
+# -- plot -------------------------------------------------------------------------------------------------------
+def test_plot_is_a_png_of_sensible_size_and_deterministic(tmp_path):
+    from PIL import Image
+
+    from benchmark.leaderboard.plot import _points, draw
+
+    board = board_of(RESULTS)
+    labels = [p["label"] for p in _points(board)]
+    assert "llava15-tiny/textile FT-E2E (LoRA)" in labels and len(labels) == 6
+    a, b = draw(board, tmp_path / "a.png"), draw(board, tmp_path / "sub" / "b.png")
+    with Image.open(a) as img:
+        assert img.format == "PNG" and img.size == (1000, 750)
+        img.verify()
+    assert a.read_bytes() == b.read_bytes()
+    assert b"Software" not in a.read_bytes()[:4096]
+    with Image.open(draw(board_of(tmp_path / "empty"), tmp_path / "empty.png")) as img:
+        assert img.size == (1000, 750)
+
+
+# -- command line -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_cli_formats_to_stdout_and_file(fmt, tmp_path, capsys):
+    assert cli_main(["leaderboard", "--results", str(RESULTS), "--format", fmt]) == 0
+    stdout = capsys.readouterr().out
+    assert stdout == rendered(RESULTS, fmt)
+    out = tmp_path / "out" / f"board.{fmt}"
+    assert cli_main(["leaderboard", "--results", str(RESULTS), "--format", fmt, "--output", str(out),
+                     "--reference"]) == 0
+    assert capsys.readouterr().out == ""
+    assert out.read_bytes() == rendered(RESULTS, fmt, reference=True).encode()
+    if fmt == "json":
+        assert json.loads(out.read_text())["format"] == "projbench-leaderboard"
+    elif fmt == "csv":
+        assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 7
+
+
+def test_cli_plot_and_default_results_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PROJBENCH_RESULTS", str(RESULTS))
+    png = tmp_path / "plot.png"
+    assert cli_main(["leaderboard", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "plot:" in capsys.readouterr().err
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert cli_main(["leaderboard", "--results", str(tmp_path / "nope")]) == 2
+    assert "error: Results folder" in capsys.readouterr().err
+    assert cli_main(["leaderboard", "--results", str(RESULTS), "--plot", str(tmp_path / "p.jpg")]) == 2
+    assert "ending in .png" in capsys.readouterr().err

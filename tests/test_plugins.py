@@ -1,0 +1,100 @@
+"""Plugins: the registry's rules, and a third-party adapter + task installed through a real entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+
+import pytest
+
+from benchmark.errors import BenchmarkError, UnknownNameError
+from benchmark.registry import Plugins, Registry
+
+PLUGIN = '''
+"""A third-party projbench plugin, as a researcher would ship it in their own package."""
+from benchmark import hookimpl
+from benchmark.adapters import AdapterSpec
+from benchmark.adapters.llava import load_llava_tiny
+from benchmark.tasks import TaskSpec
+from benchmark.tasks.sources import PackageFolderSource
+
+
+def load_my_model(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
+    adapter = load_llava_tiny(source, device, dtype, cache_dir)
+    adapter.name = "my-mlp-tiny"
+    return adapter
+
+
+@hookimpl
+def register_adapters(register):
+    register(AdapterSpec(name="my-mlp-tiny", factory=load_my_model, checkpoint="(tiny)", projector_family="mlp",
+                         projector_modules="model.multi_modal_projector", tiny=True))
+
+
+@hookimpl
+def register_tasks(register):
+    register(TaskSpec(name="fabric", version="0.1", domain="fabric defects", classes=("nominal", "global", "local"),
+                      source=PackageFolderSource("conformal-clip-data", "textile_simulated_root", extra="demo")))
+'''
+
+
+@pytest.fixture
+def plugin_path(tmp_path):
+    """A package and its dist-info (with an entry point in the projbench group) on a fresh sys.path entry."""
+    (tmp_path / "my_projbench_plugin.py").write_text(PLUGIN)
+    dist = tmp_path / "my_projbench_plugin-1.2.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-projbench-plugin\nVersion: 1.2\n")
+    (dist / "entry_points.txt").write_text("[projbench]\nmine = my_projbench_plugin\n")
+    return tmp_path
+
+
+def cli(plugin_path, *args, autoload=True):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")])}
+    env.pop("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", None)
+    if not autoload:
+        env["PROJBENCH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def test_entry_point_plugin_is_listed_and_runs(plugin_path, tmp_path):
+    out = cli(plugin_path, "list", "plugins")
+    assert out.returncode == 0, out.stderr
+    assert "my-projbench-plugin 1.2" in out.stdout and "builtin" in out.stdout
+    models = cli(plugin_path, "list", "models").stdout
+    assert "my-mlp-tiny" in models and "my-projbench-plugin" in models
+    res = tmp_path / "res"
+    run = cli(plugin_path, "run", "--model", "my-mlp-tiny", "--task", "fabric", "--max-per-class", "4",
+              "--regimes", "zero-shot,ft-proj", "--probe-max-epochs", "2", "--results-dir", str(res), "--no-progress")
+    assert run.returncode == 0, run.stderr
+    assert (res / "my-mlp-tiny/fabric@max4/ft-proj/seed0/metrics.json").exists()
+
+
+def test_autoload_can_be_turned_off(plugin_path):
+    out = cli(plugin_path, "list", "models", autoload=False)
+    assert out.returncode == 0 and "my-mlp-tiny" not in out.stdout and "llava15-tiny" in out.stdout
+
+
+def test_duplicate_names_are_rejected():
+    reg = Registry("model")
+    spec = Plugins(autoload=False).adapters.get("llava15-tiny")
+    reg.add(spec, "builtin")
+    with pytest.raises(BenchmarkError, match="registered twice"):
+        reg.add(replace(spec), "someone-else")
+
+
+def test_unknown_names_get_suggestions():
+    with pytest.raises(UnknownNameError, match="Did you mean 'llava15'"):
+        Plugins(autoload=False).adapters.get("lava15")
+
+
+def test_builtins_come_through_the_hooks():
+    plugins = Plugins(autoload=False)
+    assert {"llava15", "llava15-13b", "llava15-tiny"} <= set(plugins.adapters.names())
+    assert {"derm", "textile", "digits"} <= set(plugins.tasks.names())
+    assert all(spec.origin == "builtin" for spec in plugins.adapters)
+    assert textwrap.dedent(plugins.pm.get_name(plugins.pm.get_plugin("builtin"))) == "builtin"

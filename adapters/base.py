@@ -116,9 +116,18 @@ class ModelAdapter:
             answer_ids = whole[len(prompt_ids):]
         else:  # the boundary merged; fall back to encoding the answer alone
             answer_ids = self._tokenize(self.answer_prefix + answer, first=False)
-        return PromptParts(prompt_ids, answer_ids + [self.tokenizer.eos_token_id])
+        return PromptParts(prompt_ids, answer_ids + [self.answer_end_id])
 
     answer_prefix: str = " "
+
+    @property
+    def answer_end_id(self) -> int:
+        """The token that ends an answer: supervised in training, the stop token of generation.
+
+        The tokenizer's EOS by default; chat models whose turns end with their own marker (Idefics3's
+        ``<end_of_utterance>``, Qwen's ``<|im_end|>``) override it.
+        """
+        return self.tokenizer.eos_token_id
 
     def _tokenize(self, text: str, first: bool) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=first)["input_ids"]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .base import AdapterSpec, ModelAdapter, PromptParts
+from .base import AdapterSpec, ModelAdapter
 from .loading import load_pretrained, resolve_dtype
 from .tiny import build_tokenizer, materialise
 
@@ -130,11 +130,10 @@ class Idefics3Adapter(ModelAdapter):
             out.extend(self._image_block if i == self.image_token_id else [i])
         return out
 
-    def encode(self, question, answer=None):
-        parts = super().encode(question, answer)
-        if answer is None:
-            return parts
-        return PromptParts(parts.prompt_ids, parts.answer_ids[:-1] + [self._turn_end_id])
+    @property
+    def answer_end_id(self):
+        # Answers end with the chat turn's end marker, which is what the model emits after an answer.
+        return self._turn_end_id
 
     # language model
     def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .base import AdapterSpec, ModelAdapter, PromptParts
+from .base import AdapterSpec, ModelAdapter
 from .idefics3 import chat_template_around
 from .loading import load_pretrained, resolve_dtype
 from .tiny import build_tokenizer, materialise
@@ -142,12 +142,10 @@ class Qwen2VLAdapter(ModelAdapter):
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self._expand_image_tokens(list(ids))
 
-    def encode(self, question, answer=None):
-        parts = super().encode(question, answer)
-        if answer is None:
-            return parts
+    @property
+    def answer_end_id(self):
         # Answers end with the chat turn's end marker, which is what the model emits after an answer.
-        return PromptParts(parts.prompt_ids, parts.answer_ids[:-1] + [self._turn_end_id])
+        return self._turn_end_id
 
     # language model
     def rope_positions(self, input_ids, attention_mask):

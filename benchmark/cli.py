@@ -20,7 +20,7 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import REGIMES, RunConfig
+    from .config import EVAL_MODES, REGIMES, RunConfig
 
     d = RunConfig(model="", task="")
     p = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results-dir", help="where result folders go (default ./results or $PROJBENCH_RESULTS)")
     r.add_argument("--cache-dir", help="feature and tiny-model cache (default ~/.cache/projbench or $PROJBENCH_CACHE)")
     r.add_argument("--batch-size", type=int, default=d.batch_size)
-    r.add_argument("--eval", dest="eval_mode", choices=("loglik", "generate"), default=d.eval_mode,
+    r.add_argument("--eval", dest="eval_mode", choices=EVAL_MODES, default=d.eval_mode,
                    help="loglik: score every class name (default); generate: greedy decoding + name matching, "
                         "reports the unmatched rate")
     r.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list registered models, tasks or plugins")
     ls.add_argument("what", choices=["models", "tasks", "plugins"])
     ls.add_argument("--verbose", "-v", action="store_true")
+
+    ck = sub.add_parser("check-adapter", help="run the adapter conformance suite on registered adapters")
+    ck.add_argument("names", nargs="+", help="adapter names (normally tiny twins), e.g. my-model-tiny")
+    ck.add_argument("-k", dest="keyword", help="only the checks whose names match this pytest -k expression")
 
     lb = sub.add_parser("leaderboard", help="render the leaderboard from result folders")
     lb.add_argument("--results", help="results folder (default ./results)")
@@ -119,6 +123,21 @@ def cmd_list(a) -> int:
     return 0
 
 
+def cmd_check_adapter(a) -> int:
+    import os
+
+    import pytest
+
+    from .registry import plugins
+
+    for name in a.names:
+        plugins().adapters.get(name)  # unknown names fail here, with suggestions
+    # Set before benchmark.conformance is imported: its parametrisation reads it at import time.
+    os.environ["PROJBENCH_CONFORMANCE_MODELS"] = ",".join(a.names)
+    args = ["-q", "-p", "no:cacheprovider", "--noconftest", "-o", "addopts=", "--pyargs", "benchmark.conformance"]
+    return int(pytest.main(args + (["-k", a.keyword] if a.keyword else [])))
+
+
 def cmd_leaderboard(a) -> int:
     from .leaderboard.cli import main as leaderboard_main
 
@@ -128,7 +147,8 @@ def cmd_leaderboard(a) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "check-adapter": cmd_check_adapter,
+                "leaderboard": cmd_leaderboard}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 REGIMES = ("zero-shot", "ft-proj", "ft-e2e")
+EVAL_MODES = ("loglik", "generate")  # class log-likelihood (default) | greedy decoding + name matching
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class ProbeConfig:
     max_epochs: int = 100
     patience: int = 5                # epochs without a better validation macro-F1
     val_fraction: float = 0.1        # of each training class, held out for early stopping
+    standardize: bool = True         # z-score inputs with training statistics: measure information, not scale
 
     def to_dict(self):
         return asdict(self)

@@ -23,15 +23,22 @@ PART_SIZE = 256
 
 
 def checkpoint_identity(adapter) -> dict:
-    """What identifies the weights: the hub id, or a local directory's config and weight-file stats."""
+    """What identifies the weights: the hub id, or a local checkpoint's configs and weight-file stats.
+
+    Local checkpoints are walked recursively (composite models keep parts in sub-folders); weight files are
+    identified by size and modification time, configs by content, so that replaced weights invalidate the cache.
+    """
     src = Path(str(adapter.checkpoint))
     ident = {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint)}
-    if src.is_dir():
-        files = sorted(p for p in src.iterdir() if p.suffix in (".json", ".safetensors", ".bin"))
+    if src.exists():
+        files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
         h = hashlib.sha256()
         for p in files:
-            h.update(p.name.encode())
-            h.update(p.read_bytes() if p.suffix == ".json" else str(p.stat().st_size).encode())
+            if p.suffix not in (".json", ".safetensors", ".bin", ".pt", ".pth"):
+                continue
+            h.update(str(p.relative_to(src) if p != src else p.name).encode())
+            st = p.stat()
+            h.update(p.read_bytes() if p.suffix == ".json" else f"{st.st_size}:{st.st_mtime_ns}".encode())
         ident["content"] = h.hexdigest()[:16]
     return ident
 

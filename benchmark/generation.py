@@ -75,7 +75,7 @@ def match_class(text: str, classes: list[str]) -> tuple[int | None, str]:
 def generate_batch(adapter, features: torch.Tensor, questions: list[str], max_new_tokens: int) -> list[list[int]]:
     """Greedy continuations (token ids, without the end-of-sequence token) of one left-padded batch."""
     dev = adapter.device
-    eos = adapter.tokenizer.eos_token_id
+    eos = adapter.answer_end_id
     batch = collate([adapter.encode(q) for q in questions], adapter.pad_token_id, with_answer=False)
     mask = batch["attention_mask"].to(dev)
     out = adapter.lm_forward(batch["input_ids"].to(dev), mask, batch["position_ids"].to(dev),

@@ -1,7 +1,9 @@
 """The richness probe (paper A.2): an MLP on mean-pooled image embeddings, early-stopped on a validation split.
 
 Improvements over the paper's released code: early stopping uses a validation split carved from train (never
-the test split), and the same architecture (input width aside) probes pre- and post-projection features.
+the test split); the same architecture (input width aside) probes pre- and post-projection features; inputs
+are z-scored with statistics of the probe's own training rows, so that features at different scales (a projector's
+output vs. CLIP's hidden states) are compared on the information they carry.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ def train_probe(x_train: torch.Tensor, y_train: list[int], uids_train: list[str]
     val = validation_split(uids_train, y_train, cfg.val_fraction)
     y = torch.tensor(y_train)
     xtr, ytr, xval, yval = x_train[~val], y[~val], x_train[val], y[val]
+    if cfg.standardize:
+        # Post-projection tokens can live at a very different scale from pre-projection features (and from one
+        # model to another); without this the same MLP and learning rate would compare scales, not information.
+        mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
+        xtr, xval, x_test = (xtr - mean) / std, (xval - mean) / std, (x_test - mean) / std
     model = probe_mlp(x_train.shape[1], num_classes, cfg.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(seed)

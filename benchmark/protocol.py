@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import RESULT_SCHEMA_VERSION, __version__
-from .config import REGIMES, ProbeConfig, RunConfig, TrainConfig  # noqa: F401  (re-exported)
+from .config import EVAL_MODES, REGIMES, ProbeConfig, RunConfig, TrainConfig  # noqa: F401  (re-exported)
 from .errors import BenchmarkError
 from .evaluation import evaluate_loglik
 from .features import extract, pooled
@@ -41,8 +41,6 @@ from .results import (
 )
 from .tasks.base import TaskData, load_task
 from .training import finetune, projector_state, trainable_state
-
-EVAL_MODES = ("loglik", "generate")  # class log-likelihood (default) | greedy decoding + name matching
 
 
 def config_hash(identity: dict) -> str:
@@ -82,16 +80,15 @@ class Runner:
         return adapter
 
     def dir_for(self, regime: str, seed: int) -> Path:
-        name = self.cfg.regime_dir_name(regime)
-        if self.cfg.eval_mode == "generate":  # its own folder: a loglik run of the same regime may sit next to it
-            name += "-generate"
-        return run_dir(self.results, self.cfg.model, self.cfg.task, name, seed, self.cfg.max_per_class)
+        return run_dir(self.results, self.cfg.model, self.cfg.task, self.cfg.regime_dir_name(regime), seed,
+                       self.cfg.max_per_class)
 
     def check_existing(self, d: Path, identity: dict) -> bool:
         """True if ``d`` holds a finished run of this very configuration; error if of another one."""
         if not (d / CONFIG).exists():
             return False
         old = read_json(d / CONFIG)
+        identity = json.loads(json.dumps(identity, default=str))  # as stored: tuples become lists
         if old.get("config_hash") != config_hash(identity):
             diff = sorted(k for k in set(old.get("identity", {})) | set(identity)
                           if old.get("identity", {}).get(k) != identity.get(k))

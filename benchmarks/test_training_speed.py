@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from benchmark.config import TrainConfig
+from benchmark.conformance import MemoryStore, real_photos, samples_for
 from benchmark.registry import Plugins
 from benchmark.tasks.base import decode_image
 from benchmark.training import finetune
@@ -21,15 +22,7 @@ CLASSES = ["nominal", "global defect", "local defect"]
 
 @pytest.fixture(scope="module")
 def setup():
-    import conformal_clip_data
-
-    from conftest import MemoryStore, samples_for  # noqa: I001  (tests/ is on the path via benchmarks/conftest)
-    from PIL import Image
-
-    root = conformal_clip_data.textile_simulated_root()
-    images = []
-    for label, cls in enumerate(("nominal", "global", "local")):
-        images += [(Image.open(p).convert("RGB"), label) for p in sorted((root / cls).glob("*.jpg"))[:16]]
+    images = real_photos(per_class=16)
     adapter = Plugins(autoload=False).adapters.get("llava15-tiny").factory()
     samples = samples_for(images)
     store = MemoryStore(adapter.vision_features(adapter.preprocess([im for im, _ in images])))

@@ -62,13 +62,15 @@ def draw(board: Leaderboard, path: Path) -> Path:
             color = COLORS[p["regime"]]
             ax.errorbar(p["x"], p["y"], xerr=p["xerr"], yerr=p["yerr"], fmt=marker[p["family"]], color=color,
                         markerfacecolor="none" if p["limited"] else color, markersize=8, capsize=3,
-                        linewidth=1)
+                        linewidth=1, zorder=3)
             # Points often coincide (e.g. no change at all): stack their labels instead of overprinting them.
             spot = (round(p["x"], 3), round(p["y"], 3))
             k = stacked.get(spot, 0)
             stacked[spot] = k + 1
-            ax.annotate(p["label"], (p["x"], p["y"]), xytext=(8, 6 + 11 * k), textcoords="offset points",
-                        fontsize=7.5, color=color)
+            # Labels below the markers (zorder), so a label box never hides a point.
+            ax.annotate(p["label"], (p["x"], p["y"]), xytext=(9, 6 + 11 * k), textcoords="offset points",
+                        fontsize=7.5, color=color, zorder=2,
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75})
         if not points:
             ax.text(0.5, 0.5, "no finished fine-tuned runs with a zero-shot baseline", ha="center", va="center",
                     transform=ax.transAxes)

@@ -126,9 +126,10 @@ def _changes_md(rows: list[Row]) -> str:
 
 
 def _summary_folders(summary: list[SummaryRow]) -> list[str]:
-    present = {f for s in summary for f in s.gain} | {f for s in summary for f in s.richness}
-    # FT-Proj and FT-E2E always show (missing if never run); LoRA only when some model has it.
-    return [f for f in ("ft-proj", "ft-e2e", "ft-e2e-lora") if f in present or f != "ft-e2e-lora"]
+    # FT-E2E columns for the variants the rows use (full, LoRA or both), so a LoRA-only board has no empty
+    # full-FT-E2E columns; missing runs still show as missing in the cells.
+    used = {d for s in summary for d in s.e2e_dirs}
+    return ["ft-proj"] + [d for d in ("ft-e2e", "ft-e2e-lora") if d in used]
 
 
 def _mean_over_tasks(per_task: dict[str, float] | None, kind: str, n_tasks: int) -> str:
@@ -170,7 +171,8 @@ def _runs_section_md(title: str, blurb: str, rows: list[Row], summary: list[Summ
 def _reference_md() -> list[str]:
     out = ["## Reference: published paper numbers (not measured by projbench)", "",
            f"{reference.MODEL}, projector: {reference.PROJECTOR_FAMILY}, macro-F1 as reported in {reference.SOURCE}. "
-           "The paper's setup differs from projbench's protocol (see DESIGN.md §1): compare trends, not decimals. "
+           "The paper's setup differs from projbench's protocol (free-text generation with sampling; probes "
+           "early-stopped on the test split): compare trends, not decimals. "
            "Changes are computed from the reported numbers; the paper gives no spread over seeds.", ""]
     regimes = ("zero-shot", "ft-proj", "ft-e2e")
     headers = ["Task"] + [f"{REGIME_LABELS[g]} F1" for g in regimes] + [

@@ -88,6 +88,7 @@ class SummaryRow:
     limit: int | None
     projector_families: tuple[str, ...]
     tasks: tuple[str, ...]
+    e2e_dirs: tuple[str, ...]               # which FT-E2E folders the model's rows use (full and/or LoRA)
     # by regime folder (ft-proj, ft-e2e, ft-e2e-lora): per-task means, keyed by task
     gain: dict[str, dict[str, float]]
     gain_pct: dict[str, dict[str, float]]
@@ -234,6 +235,7 @@ def _summaries(rows: list[Row]) -> tuple[SummaryRow, ...]:
             model=members[0].model, limit=members[0].limit,
             projector_families=tuple(sorted({f for r in members for f in r.projector_families})),
             tasks=tuple(sorted({r.task for r in members})),
+            e2e_dirs=tuple(d for d in E2E_DIRS if any(r.e2e_dir == d for r in members)),
             gain=gain, gain_pct=gain_pct, richness=rich, richness_pct=rich_pct,
         ))
     return tuple(out)

@@ -1,8 +1,7 @@
-"""Shared fixtures: a hermetic cache, offline hub settings, real images and small in-memory feature stores."""
+"""Shared fixtures: a hermetic cache, offline hub settings, and image folders made from real photos."""
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -39,17 +38,6 @@ def textile_files() -> list[tuple[str, Path]]:
     return out
 
 
-@pytest.fixture(scope="session")
-def real_images():
-    """Twelve real RGB photos (4 per class) as PIL images with their class index."""
-    from PIL import Image
-
-    files = textile_files()
-    picked = [f for i, f in enumerate(files) if i % 12 < 4]
-    classes = ["nominal", "global", "local"]
-    return [(Image.open(p).convert("RGB"), classes.index(c)) for c, p in picked]
-
-
 def make_image_folder(root: Path, per_class: dict[str, tuple[int, int]]) -> Path:
     """Write ``root/{train,test}/<class>/*.jpg`` from real textile photos: {class: (n_train, n_test)}."""
     files = [p for _, p in textile_files()]
@@ -64,27 +52,10 @@ def make_image_folder(root: Path, per_class: dict[str, tuple[int, int]]) -> Path
     return root
 
 
-class MemoryStore:
-    """An in-memory stand-in for the on-disk FeatureStore (same ``get`` interface), filled by the real encoder."""
 
-    def __init__(self, features):
-        self.features = features
+@pytest.fixture(scope="session")
+def real_images():
+    """Twelve real RGB photos (4 per class: nominal, global, local textile defects) with class indices."""
+    from benchmark.conformance import real_photos
 
-    def __len__(self):
-        return len(self.features)
-
-    def get(self, indices):
-        idx = indices.tolist() if hasattr(indices, "tolist") else list(indices)
-        return self.features[idx]
-
-
-def samples_for(images) -> list:
-    from benchmark.tasks.base import Sample
-
-    out = []
-    for i, (img, label) in enumerate(images):
-        buf = io.BytesIO()
-        img.save(buf, format="PNG")
-        data = buf.getvalue()
-        out.append(Sample(uid=f"img{i:03d}", label=label, load_bytes=lambda d=data: d))
-    return out
+    return real_photos(per_class=4)

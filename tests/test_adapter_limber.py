@@ -11,11 +11,11 @@ from safetensors.torch import load_file
 
 from benchmark.adapters.limber import ADAPTERS, LimberAdapter, load_limber_tiny
 from benchmark.batching import collate
+from benchmark.conformance import MemoryStore, samples_for
 from benchmark.errors import ModelLoadError
 from benchmark.evaluation import class_answer_ids, score_batch
 from benchmark.prompt import build_question
 from benchmark.training import TrainConfig, finetune
-from conftest import MemoryStore, samples_for
 
 CLASSES = ["nominal", "global defect", "local defect"]
 DOMAIN = "textile surface defects"

@@ -7,10 +7,10 @@ import torch
 
 from benchmark.adapters.paligemma import ADAPTERS, load_paligemma_tiny
 from benchmark.batching import answer_loss, collate
+from benchmark.conformance import MemoryStore, samples_for
 from benchmark.evaluation import class_answer_ids, score_batch
 from benchmark.prompt import build_question
 from benchmark.training import TrainConfig, finetune
-from conftest import MemoryStore, samples_for
 
 CLASSES = ["nominal", "global defect", "local defect"]
 DOMAIN = "textile surface defects"

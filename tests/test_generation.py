@@ -9,7 +9,9 @@ import torch
 
 from benchmark import generation
 from benchmark.generation import evaluate_generate, generate_batch, match_class, normalize_answer
-from conftest import MemoryStore, make_image_folder, samples_for
+from benchmark.prompt import build_question
+from benchmark.tasks.base import Sample
+from conftest import make_image_folder
 
 PLANTS = ["tomato leaf", "tomato leaf late blight", "tomato leaf bacterial spot", "apple leaf", "grape leaf"]
 HUMANITARIAN = ["affected, injured, or dead people", "infrastructure and utility damage", "not humanitarian",
@@ -64,10 +66,25 @@ def tiny(hermetic_cache):
     return load_llava_tiny(cache_dir=hermetic_cache)
 
 
+class MemoryStore:
+    """The ``get`` interface of the on-disk feature store, over a tensor."""
+
+    def __init__(self, features):
+        self.features = features
+
+    def get(self, indices):
+        return self.features[list(indices)]
+
+
 @pytest.fixture(scope="module")
-def tiny_features(tiny, real_images):
+def tiny_features(tiny):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (40 + 8 * i, 48, 3), dtype=np.uint8)) for i in range(6)]
     with torch.no_grad():
-        return tiny.vision_features(tiny.preprocess([img for img, _ in real_images[:6]]))
+        return tiny.vision_features(tiny.preprocess(images))
 
 
 def test_batch_size_does_not_change_the_tokens(tiny, tiny_features):
@@ -77,6 +94,26 @@ def test_batch_size_does_not_change_the_tokens(tiny, tiny_features):
     batched = generate_batch(tiny, tiny_features, questions, 12)
     assert batched == one_by_one
     assert all(len(ids) > 0 for ids in batched)
+
+
+def test_evaluate_generate_is_batch_size_invariant(tiny, tiny_features, monkeypatch):
+    """End to end, with prompts of different lengths (as real tokenisers give for shuffled class lists)."""
+    from benchmark.tasks.paper import DERM
+
+    def longer_for_some(domain, classes, seed, uid):  # the tiny tokeniser gives every class order one length
+        return build_question(domain, classes, seed, uid) + " Think." * (int(uid[-5]) % 3)
+
+    monkeypatch.setattr(generation, "build_question", longer_for_some)
+    classes = list(DERM.classes)[:6]
+    samples = [Sample(f"test/x/{i}.jpg", i % 6, lambda: b"") for i in range(6)]
+    lengths = {len(tiny.encode(longer_for_some(DERM.domain, classes, 0, s.uid)).prompt_ids) for s in samples}
+    assert len(lengths) == 3
+    store = MemoryStore(tiny_features)
+    runs = [evaluate_generate(tiny, store, samples, classes, DERM.domain, 0, batch_size=bs, progress=False)
+            for bs in (1, 4, 6)]
+    generated = [[p["generated"] for p in r["predictions"]] for r in runs]
+    assert generated[0] == generated[1] == generated[2]
+    assert runs[0]["metrics"]["confusion_matrix"] == runs[2]["metrics"]["confusion_matrix"]
 
 
 def test_cached_decoding_equals_the_models_own_generate(tiny, tiny_features):
@@ -92,9 +129,9 @@ def test_cached_decoding_equals_the_models_own_generate(tiny, tiny_features):
     assert ours == ref[: len(ours)] and len(ours) == len(ref)
 
 
-def test_evaluate_generate_metrics_and_confusion_matrix(tiny, real_images, monkeypatch):
+def test_evaluate_generate_metrics_and_confusion_matrix(tiny, monkeypatch):
     classes = ["nominal", "global defect", "local defect"]
-    samples = samples_for(real_images[:6])            # labels 0,0,0,0,1,1 in the fixture's order
+    samples = [Sample(f"img{i}", label, lambda: b"") for i, label in enumerate([0, 0, 0, 0, 1, 1])]
     answers = iter(["nominal", "Global defect.", "the local defect", "nonsense", "defect", "global defect"])
 
     def scripted(adapter, features, questions, max_new_tokens):
@@ -124,20 +161,21 @@ def test_generate_mode_through_the_protocol(tmp_path, capsys):
 
     data = make_image_folder(tmp_path / "data", {"nominal": (3, 2), "global": (3, 2), "local": (3, 2)})
     args = ["run", "--model", "llava15-tiny", "--task", "textile", "--data-dir", str(data), "--regimes", "zero-shot",
-            "--results-dir", str(tmp_path / "res"), "--probe-max-epochs", "1", "--no-progress"]
-    assert main([*args, "--eval", "generate", "--eval-batch-size", "4"]) == 0
+            "--results-dir", str(tmp_path / "res"), "--probe-max-epochs", "1", "--eval-batch-size", "4", "--no-progress"]
+    assert main([*args, "--eval", "generate"]) == 0
     out = capsys.readouterr().out
     assert "unmatched" in out
-    run = tmp_path / "res" / "llava15-tiny" / "textile" / "zero-shot-generate" / "seed0"
+    run = tmp_path / "res" / "llava15-tiny" / "textile" / "zero-shot" / "seed0"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["eval_mode"] == "generate"
     assert 0.0 <= metrics["metrics"]["unmatched_rate"] <= 1.0
     assert metrics["metrics"]["confusion_matrix_columns"][-1] == "<unmatched>"
     preds = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 6 and all({"generated", "match", "prediction"} <= set(p) for p in preds)
-    # the default (loglik) run of the same regime lives next to it and does not collide
-    assert main(args) == 0
-    assert (tmp_path / "res" / "llava15-tiny" / "textile" / "zero-shot" / "seed0" / "metrics.json").exists()
+    # A loglik run into the same results folder is another configuration: refused, nothing overwritten.
+    assert main(args) == 2
+    assert "eval_mode" in capsys.readouterr().err
+    assert json.loads((run / "metrics.json").read_text())["eval_mode"] == "generate"
 
 
 def test_unknown_eval_mode_is_refused():

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,20 @@ def test_builtins_come_through_the_hooks():
     assert {"derm", "textile", "digits"} <= set(plugins.tasks.names())
     assert all(spec.origin == "builtin" for spec in plugins.adapters)
     assert textwrap.dedent(plugins.pm.get_name(plugins.pm.get_plugin("builtin"))) == "builtin"
+
+
+def test_example_adapter_package_installs_and_passes_conformance(tmp_path):
+    """The worked example of docs/adding-an-adapter.md, installed with pip as a contributor would."""
+    import shutil
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "projbench-bakllava"
+    src, target = tmp_path / "src", tmp_path / "site"
+    shutil.copytree(example, src)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                          "--target", str(target), str(src)], capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr
+    models = cli(target, "list", "models")
+    assert "bakllava-tiny" in models.stdout and "projbench-bakllava 0.1.0" in models.stdout, models.stderr
+    check = cli(target, "check-adapter", "bakllava-tiny", "-k", "shapes or supervised or cached")
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert "3 passed" in check.stdout

@@ -1,0 +1,41 @@
+"""Registers BakLLaVA and its tiny twin with projbench through the ``projbench`` entry-point group.
+
+BakLLaVA-1 is LLaVA-1.5's recipe on Mistral-7B: the same ``LlavaForConditionalGeneration`` class, so the
+adapter reuses projbench's LLaVA adapter and changes only what differs: the conversation template.
+"""
+
+from __future__ import annotations
+
+from benchmark import hookimpl
+from benchmark.adapters import AdapterSpec
+from benchmark.adapters.llava import LlavaAdapter, _build_tiny_llava
+from benchmark.adapters.tiny import materialise
+from benchmark.paths import cache_root
+
+
+class BakLlavaAdapter(LlavaAdapter):
+    def format_prompt(self, question: str) -> str:
+        # BakLLaVA's template (its processor's chat template renders the same string).
+        return f"USER: <image>\n{question} ASSISTANT:"
+
+
+def load_bakllava(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
+    return BakLlavaAdapter("bakllava", source or "llava-hf/bakLlava-v1-hf", device=device, dtype=dtype,
+                           local_files_only=local_files_only)
+
+
+def load_bakllava_tiny(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
+    # Same class, tiny config, random init from a fixed seed, saved once and loaded with from_pretrained.
+    path = source or materialise(cache_dir or cache_root(), "bakllava-tiny", _build_tiny_llava)
+    return BakLlavaAdapter("bakllava-tiny", path, device=device, dtype=dtype or "float32", local_files_only=True)
+
+
+SPEC = dict(projector_family="mlp", projector_modules="model.multi_modal_projector (linear-GELU-linear)")
+
+
+@hookimpl
+def register_adapters(register):
+    register(AdapterSpec(name="bakllava", factory=load_bakllava, checkpoint="llava-hf/bakLlava-v1-hf",
+                         description="BakLLaVA-1: CLIP ViT-L/14-336 + MLP + Mistral-7B", **SPEC))
+    register(AdapterSpec(name="bakllava-tiny", factory=load_bakllava_tiny, tiny=True,
+                         checkpoint="tiny random-init LlavaForConditionalGeneration (seed 0)", **SPEC))

@@ -22,7 +22,7 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) -m pytest benchmarks -q --benchmark-only --benchmark-columns=min,mean,median,rounds
+	$(PY) -m pytest benchmarks -q -s --benchmark-only --benchmark-columns=min,mean,median,rounds
 
 lint: install
 	$(PY) -m ruff check .

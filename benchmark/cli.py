@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lr-e2e", type=float, default=d.lr_e2e)
     r.add_argument("--lora", action="store_true", help="FT-E2E with LoRA on the LLM (labelled in results)")
     r.add_argument("--lora-rank", type=int, default=d.lora_rank)
+    r.add_argument("--lr-lora", type=float, default=d.lr_lora, help="learning rate of the LoRA weights")
     r.add_argument("--gradient-checkpointing", action="store_true")
     r.add_argument("--max-per-class", type=int, help="quick run: at most N images per class and split")
     r.add_argument("--probe-max-epochs", type=int, default=d.probe.max_epochs)
@@ -81,7 +82,7 @@ def cmd_run(a) -> int:
         domain=a.domain, results_dir=a.results_dir, cache_dir=a.cache_dir, batch_size=a.batch_size,
         eval_batch_size=a.eval_batch_size, grad_accum=a.grad_accum, epochs=a.epochs, lr_proj=a.lr_proj,
         eval_mode=a.eval_mode,
-        lr_e2e=a.lr_e2e, lora=a.lora, lora_rank=a.lora_rank, gradient_checkpointing=a.gradient_checkpointing,
+        lr_e2e=a.lr_e2e, lora=a.lora, lora_rank=a.lora_rank, lr_lora=a.lr_lora, gradient_checkpointing=a.gradient_checkpointing,
         max_per_class=a.max_per_class, device=a.device, dtype=a.dtype,
         probe=ProbeConfig(max_epochs=a.probe_max_epochs), keep_checkpoints=a.keep_checkpoints,
         progress=not a.no_progress,

@@ -35,7 +35,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     lora: bool = False              # FT-E2E only: LoRA on the LLM instead of full fine-tuning
-    lora_rank: int = 8
+    lora_rank: int = 128            # LLaVA-1.5's LoRA recipe: r 128, alpha 256, lr 2e-4 (projector keeps `lr`)
+    lr_lora: float = 2e-4
     gradient_checkpointing: bool = False
 
 
@@ -58,8 +59,9 @@ class RunConfig:
     lr_proj: float = 1e-3               # LLaVA-1.5 pre-training lr for the projector
     lr_e2e: float = 2e-5                # LLaVA-1.5 fine-tuning lr
     warmup_ratio: float = 0.03
-    lora: bool = False
-    lora_rank: int = 8
+    lora: bool = False                  # FT-E2E with LoRA on the LLM (LLaVA-1.5 LoRA recipe), labelled in results
+    lora_rank: int = 128
+    lr_lora: float = 2e-4               # LoRA weights; the projector keeps lr_e2e
     gradient_checkpointing: bool = False
     max_per_class: int | None = None    # quick runs: at most k images per class and split
     device: str = "auto"
@@ -75,7 +77,9 @@ class RunConfig:
         d = {k: v for k, v in asdict(self).items() if k not in self._NOT_IDENTITY}
         d.update(regime=regime, seed=seed)
         if regime != "ft-e2e":
-            d.pop("lora"), d.pop("lora_rank"), d.pop("lr_e2e")
+            d.pop("lora"), d.pop("lora_rank"), d.pop("lr_lora"), d.pop("lr_e2e")
+        elif not self.lora:
+            d.pop("lora_rank"), d.pop("lr_lora")
         if regime != "ft-proj":
             d.pop("lr_proj")
         if regime == "zero-shot":

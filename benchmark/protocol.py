@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from . import RESULT_SCHEMA_VERSION, __version__
 from .config import EVAL_MODES, REGIMES, ProbeConfig, RunConfig, TrainConfig  # noqa: F401  (re-exported)
-from .errors import BenchmarkError
+from .errors import BenchmarkError, DataError
 from .evaluation import evaluate_loglik
 from .features import extract, pooled
 from .generation import GENERATE_METRICS, evaluate_generate
@@ -79,6 +79,23 @@ class Runner:
         self.timing["model_load_s"] = self.timing.get("model_load_s", 0.0) + time.perf_counter() - t
         return adapter
 
+    def model_problem(self) -> str | None:
+        """A cheap check, without loading anything, that the model's weights can be had; the problem if not."""
+        if self.cfg.model_path:
+            ok = Path(self.cfg.model_path).expanduser().exists()
+            return None if ok else f"--model-path {self.cfg.model_path!r} does not exist."
+        if self.adapter_spec.tiny or "/" not in self.adapter_spec.checkpoint:
+            return None
+        from huggingface_hub import try_to_load_from_cache
+
+        from .hub import hub_reachable
+
+        cached = try_to_load_from_cache(self.adapter_spec.checkpoint, "config.json")
+        if isinstance(cached, str) or hub_reachable():
+            return None
+        return (f"the model {self.adapter_spec.checkpoint!r} is not in the local Hugging Face cache and the hub "
+                "is not reachable: pass --model-path DIR with a local copy.")
+
     def dir_for(self, regime: str, seed: int) -> Path:
         return run_dir(self.results, self.cfg.model, self.cfg.task, self.cfg.regime_dir_name(regime), seed,
                        self.cfg.max_per_class)
@@ -116,8 +133,12 @@ class Runner:
     def _run_pending(self, pending):
         cfg = self.cfg
         t = time.perf_counter()
-        data = load_task(self.task_spec, Path(cfg.data_dir) if cfg.data_dir else None, cfg.max_per_class,
-                         progress=cfg.progress)
+        try:
+            data = load_task(self.task_spec, Path(cfg.data_dir) if cfg.data_dir else None, cfg.max_per_class,
+                             progress=cfg.progress)
+        except DataError as exc:
+            also = self.model_problem()  # report both missing pieces at once, not one per attempt
+            raise DataError(f"{exc}\n\nAlso: {also}" if also else str(exc)) from None
         self.timing["data_load_s"] = time.perf_counter() - t
         self._report_data(data)
         # Fail before any run starts if the probe cannot carve its validation split.
@@ -167,7 +188,7 @@ class Runner:
         if regime != "zero-shot":
             tcfg = TrainConfig(lr=cfg.lr_proj if regime == "ft-proj" else cfg.lr_e2e, epochs=cfg.epochs,
                                batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio,
-                               lora=cfg.lora and regime == "ft-e2e", lora_rank=cfg.lora_rank,
+                               lora=cfg.lora and regime == "ft-e2e", lora_rank=cfg.lora_rank, lr_lora=cfg.lr_lora,
                                gradient_checkpointing=cfg.gradient_checkpointing)
             ckpt = d / CHECKPOINT
             adapter._tuned = True

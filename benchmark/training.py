@@ -27,7 +27,8 @@ def set_trainable(adapter, regime: str, cfg: TrainConfig) -> list[torch.nn.Param
 
         llm = modules.pop("llm")
         targets = getattr(adapter, "lora_targets", LORA_TARGETS)
-        inject_adapter_in_model(LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=targets), llm)
+        inject_adapter_in_model(LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=targets),
+                                llm)
         for name, p in llm.named_parameters():
             p.requires_grad_("lora_" in name)
     for m in modules.values():
@@ -66,7 +67,11 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
         raise RuntimeError(f"Regime {regime!r} left no trainable parameter in {adapter.name}.")
     for m in adapter.trainable_modules(regime).values():
         m.train()
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # LoRA weights learn at their own rate (LLaVA-1.5: 2e-4); everything else trained at cfg.lr.
+    lora = [p for n, p in adapter.model.named_parameters() if p.requires_grad and "lora_" in n]
+    rest = [p for n, p in adapter.model.named_parameters() if p.requires_grad and "lora_" not in n]
+    groups = [{"params": rest, "lr": cfg.lr}] + ([{"params": lora, "lr": cfg.lr_lora}] if lora else [])
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     n = len(samples)
     batches_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = math.ceil(batches_per_epoch * cfg.epochs / cfg.grad_accum)

@@ -99,3 +99,11 @@ def test_unreachable_dataset_hub_names_the_dataset(capsys, tmp_path, monkeypatch
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, out = run_cli(capsys, "--model", "llava15-tiny", "--task", "derm", "--results-dir", str(tmp_path))
     assert code == 2 and "rkdeva/Dermnet-Train" in out.err and "--data-dir" in out.err
+    assert "llava-1.5" not in out.err, "a tiny model needs no hub: only the data is reported"
+
+
+def test_missing_model_and_data_are_reported_together(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out = run_cli(capsys, "--model", "llava15", "--task", "derm", "--results-dir", str(tmp_path))
+    assert code == 2 and "rkdeva/Dermnet-Train" in out.err and "llava-hf/llava-1.5-7b-hf" in out.err
+    assert "--model-path" in out.err and "--data-dir" in out.err

@@ -50,8 +50,13 @@ def edit_metrics(path: Path, edit) -> None:
     path.write_text(json.dumps(m, indent=2))
 
 
-def row(board, task: str, limit=None, lora=None):
-    rows = [r for r in board.rows if r.task == task and r.limit == limit and (lora is None or r.lora == lora)]
+TINY_ADAPTERS = {"llava15-tiny", "blip2-tiny", "instructblip-tiny", "paligemma-tiny", "limber-gemma2-tiny",
+                 "smolvlm-tiny", "idefics3-tiny", "qwen2vl-tiny"}
+
+
+def row(board, task: str, limit=None, lora=None, model="llava15-tiny"):
+    rows = [r for r in board.rows
+            if r.model == model and r.task == task and r.limit == limit and (lora is None or r.lora == lora)]
     assert len(rows) == 1, rows
     return rows[0]
 
@@ -60,11 +65,16 @@ def row(board, task: str, limit=None, lora=None):
 def test_fixtures_are_real_complete_runs():
     board = board_of(RESULTS)
     assert board.skipped == () and board.incomplete == () and board.warnings == ()
-    assert {(r.task, r.limit, r.lora) for r in board.rows} == {
-        ("textile", None, True), ("textile", 10, False), ("digits", 10, False)}
+    # One row per tiny adapter (every projector family) on limited textile, plus llava15-tiny on full textile
+    # (LoRA FT-E2E) and limited digits.
+    assert {(r.model, r.task, r.limit, r.lora) for r in board.rows} == {
+        ("llava15-tiny", "textile", None, True), ("llava15-tiny", "digits", 10, False),
+        *((m, "textile", 10, False) for m in TINY_ADAPTERS)}
+    assert {f for r in board.rows for f in r.projector_families} == {"mlp", "q-former", "linear", "pixel-shuffle",
+                                                                    "patch-merger"}
     for m in RESULTS.rglob("metrics.json"):
         d = json.loads(m.read_text())
-        assert d["model"] == "llava15-tiny" and d["provenance"]["versions"]["torch"]  # written by a real run
+        assert d["model"] in TINY_ADAPTERS and d["provenance"]["versions"]["torch"]  # written by a real run
     assert not list(RESULTS.rglob("*.safetensors")) and not list(RESULTS.rglob("*.jsonl"))
 
 
@@ -230,8 +240,8 @@ def test_incomplete_runs_show_as_missing(results):
     assert t.seeds == (0, 1, 2) and t.f1["ft-proj"].seeds == (0,) and t.f1["zero-shot"].seeds == (0, 1)
 
     md = render(board, "markdown")
-    digits_line = next(line for line in md.splitlines() if line.startswith("| llava15-tiny | digits")
-                       and "Probe" not in line)
+    digits_line = next(line for line in md.splitlines()
+                       if [c.strip() for c in line.split("|")[1:3]] == ["llava15-tiny", "digits (limited: ≤10/class)"])
     assert "| —" in digits_line and "(1/2 seeds)" in digits_line
     assert "(1/3 seeds)" in md and "(2/3 seeds)" in md
     for path, reason in incomplete.items():
@@ -250,7 +260,7 @@ def test_full_and_lora_ft_e2e_get_separate_rows(results):
     board = board_of(results)
     full, lora = row(board, "digits", 10, lora=False), row(board, "digits", 10, lora=True)
     assert full.e2e_dir == "ft-e2e" and lora.e2e_dir == "ft-e2e-lora" and board.incomplete == ()
-    summary = next(s for s in board.summary if s.limit == 10)
+    summary = next(s for s in board.summary if s.limit == 10 and s.model == "llava15-tiny")
     assert set(summary.gain) == {"ft-proj", "ft-e2e", "ft-e2e-lora"}
     assert "Gain FT-E2E (LoRA)" in render(board, "markdown")
 
@@ -281,10 +291,10 @@ def test_reference_numbers_are_a_separate_labelled_section():
     assert "0.1064" not in measured and "LLaVA-1.5-7B" not in measured
     assert "| Agriculture (PlantDoc; agri) " in ref and "+108.7%" in ref and "-27.5%" in ref
     rows = list(csv.DictReader(io.StringIO(rendered(RESULTS, "csv", reference=True))))
-    assert [r["section"] for r in rows] == ["measured"] * 3 + ["reference"] * 4
-    assert float(rows[3]["f1_zero_shot_mean"]) == 0.1064
+    assert [r["section"] for r in rows] == ["measured"] * 10 + ["reference"] * 4
+    assert float(rows[10]["f1_zero_shot_mean"]) == 0.1064
     doc = json.loads(rendered(RESULTS, "json", reference=True))
-    assert all(r["model"] == "llava15-tiny" for r in doc["rows"]) and len(doc["reference"]["rows"]) == 4
+    assert {r["model"] for r in doc["rows"]} == TINY_ADAPTERS and len(doc["reference"]["rows"]) == 4
     assert "reference" not in json.loads(rendered(RESULTS, "json"))
 
 
@@ -296,7 +306,7 @@ def test_plot_is_a_png_of_sensible_size_and_deterministic(tmp_path):
 
     board = board_of(RESULTS)
     labels = [p["label"] for p in _points(board)]
-    assert "llava15-tiny/textile FT-E2E (LoRA)" in labels and len(labels) == 6
+    assert "llava15-tiny/textile FT-E2E (LoRA)" in labels and len(labels) == 2 * len(board.rows)
     a, b = draw(board, tmp_path / "a.png"), draw(board, tmp_path / "sub" / "b.png")
     with Image.open(a) as img:
         assert img.format == "PNG" and img.size == (1000, 750)
@@ -321,7 +331,7 @@ def test_cli_formats_to_stdout_and_file(fmt, tmp_path, capsys):
     if fmt == "json":
         assert json.loads(out.read_text())["format"] == "projbench-leaderboard"
     elif fmt == "csv":
-        assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 7
+        assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 14  # 10 measured + 4 reference rows
 
 
 def test_cli_plot_and_default_results_folder(tmp_path, monkeypatch, capsys):

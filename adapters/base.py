@@ -69,10 +69,26 @@ class ModelAdapter:
     def parts(self) -> dict[str, nn.Module]:
         return {"vision": self.vision_module(), "projector": self.projector_module(), "llm": self.llm_module()}
 
+    def _load_hf(self, name: str, model_class, source, device, dtype, local_files_only: bool) -> None:
+        """Load ``model_class`` and its AutoProcessor with ``from_pretrained`` (the common case of one HF class)."""
+        from transformers import AutoProcessor
+
+        from .loading import load_pretrained, resolve_dtype
+
+        self.name = name
+        self.checkpoint = str(source)
+        self.device = torch.device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = load_pretrained(model_class, source, local_files_only=local_files_only, dtype=self.dtype)
+        self.model.to(self.device).eval()
+        self.processor = load_pretrained(AutoProcessor, source, local_files_only=local_files_only)
+        self.tokenizer = self.processor.tokenizer
+
     # --- images ---------------------------------------------------------------------------------------------
     def preprocess(self, images: list) -> torch.Tensor:
         """PIL images -> pixel values, with the model's own image processor."""
-        raise NotImplementedError
+        px = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return px.to(self.device, self.dtype)
 
     def preprocessing_signature(self) -> dict:
         """Everything about preprocessing and feature selection that changes the cached features."""
@@ -154,13 +170,23 @@ class ModelAdapter:
     ) -> Any:
         """The model's own forward, with ``image_embeds`` (B, T, D) placed at the image-token positions.
 
-        Returns the transformers output (``.logits``, ``.past_key_values``).
+        Returns the transformers output (``.logits``, ``.past_key_values``). The default hands the projected
+        tokens to the model's ``mm_encoder_outputs`` hook (transformers 5), which puts them where the model itself
+        would put the output of its own projector.
         """
-        raise NotImplementedError
+        from transformers.modeling_outputs import BaseModelOutputWithPooling  # lazy: `list models` stays fast
+
+        mm = None
+        if image_embeds is not None:
+            mm = {"image": BaseModelOutputWithPooling(pooler_output=list(image_embeds))}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          mm_encoder_outputs=mm, past_key_values=past_key_values, use_cache=use_cache,
+                          return_dict=True)
 
     def full_forward(self, input_ids, attention_mask, position_ids, pixel_values) -> Any:
         """The model's forward from pixels, untouched: the reference the cached path must equal."""
-        raise NotImplementedError
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          pixel_values=pixel_values, return_dict=True)
 
     # --- fine-tuned weights -------------------------------------------------------------------------------
     def trainable_modules(self, regime: str) -> dict[str, nn.Module]:

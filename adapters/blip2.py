@@ -52,7 +52,6 @@ from torch import nn
 from benchmark.errors import ModelLoadError
 
 from .base import AdapterSpec, ModelAdapter
-from .loading import load_pretrained, resolve_dtype
 from .tiny import build_tokenizer, materialise
 
 BLIP2_TEMPLATE = "Question: {question} Answer:"
@@ -79,17 +78,8 @@ class Blip2Adapter(ModelAdapter):
 
     def __init__(self, name: str, source, device="cpu", dtype=None, local_files_only: bool = False, **kwargs):
         import transformers
-        from transformers import AutoProcessor
 
-        self.name = name
-        self.checkpoint = str(source)
-        self.device = torch.device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        cls = getattr(transformers, self.model_class)
-        self.model = load_pretrained(cls, source, local_files_only=local_files_only, dtype=self.dtype).to(self.device)
-        self.model.eval()
-        self.processor = load_pretrained(AutoProcessor, source, local_files_only=local_files_only)
-        self.tokenizer = self.processor.tokenizer
+        self._load_hf(name, getattr(transformers, self.model_class), source, device, dtype, local_files_only)
         cfg = self.model.config
         if not cfg.use_decoder_only_language_model:
             # Flan-T5 variants put the prompt in an encoder: the causal scoring path does not apply to them.
@@ -128,10 +118,6 @@ class Blip2Adapter(ModelAdapter):
         return self.model.language_model
 
     # images
-    def preprocess(self, images):
-        px = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
-        return px.to(self.device, self.dtype)
-
     def preprocessing_signature(self):
         return {"image_processor": self.processor.image_processor.to_dict(), "features": "vision last_hidden_state"}
 

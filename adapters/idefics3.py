@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 
 from .base import AdapterSpec, ModelAdapter
-from .loading import load_pretrained, resolve_dtype
 from .tiny import build_tokenizer, materialise
 
 QUESTION_SENTINEL = "\x00QUESTION\x00"
@@ -47,18 +46,9 @@ class Idefics3Adapter(ModelAdapter):
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
         from PIL import Image
-        from transformers import AutoProcessor, Idefics3ForConditionalGeneration
+        from transformers import Idefics3ForConditionalGeneration
 
-        self.name = name
-        self.checkpoint = str(source)
-        self.device = torch.device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.model = load_pretrained(
-            Idefics3ForConditionalGeneration, source, local_files_only=local_files_only, dtype=self.dtype
-        ).to(self.device)
-        self.model.eval()
-        self.processor = load_pretrained(AutoProcessor, source, local_files_only=local_files_only)
-        self.tokenizer = self.processor.tokenizer
+        self._load_hf(name, Idefics3ForConditionalGeneration, source, device, dtype, local_files_only)
         self.processor.image_processor.do_image_splitting = False
         self.image_token_id = self.model.config.image_token_id
         self._side = self.processor.image_processor.max_image_size["longest_edge"]
@@ -134,29 +124,6 @@ class Idefics3Adapter(ModelAdapter):
     def answer_end_id(self):
         # Answers end with the chat turn's end marker, which is what the model emits after an answer.
         return self._turn_end_id
-
-    # language model
-    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
-        from transformers.modeling_outputs import BaseModelOutputWithPooling  # lazy: `list models` stays fast
-
-        mm = None
-        if image_embeds is not None:
-            mm = {"image": BaseModelOutputWithPooling(pooler_output=list(image_embeds))}
-        return self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            mm_encoder_outputs=mm,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-            return_dict=True,
-        )
-
-    def full_forward(self, input_ids, attention_mask, position_ids, pixel_values):
-        return self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            pixel_values=pixel_values, return_dict=True,
-        )
 
 
 # ---------------------------------------------------------------------------------------------------------

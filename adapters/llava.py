@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 from .base import AdapterSpec, ModelAdapter
-from .loading import load_pretrained, resolve_dtype
 from .tiny import build_tokenizer, materialise
 
 LLAVA_TEMPLATE = "USER: <image>\n{question} ASSISTANT:"
@@ -22,18 +21,9 @@ class LlavaAdapter(ModelAdapter):
     projector_family = "mlp"
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
-        from transformers import AutoProcessor, LlavaForConditionalGeneration
+        from transformers import LlavaForConditionalGeneration
 
-        self.name = name
-        self.checkpoint = str(source)
-        self.device = torch.device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.model = load_pretrained(
-            LlavaForConditionalGeneration, source, local_files_only=local_files_only, dtype=self.dtype
-        ).to(self.device)
-        self.model.eval()
-        self.processor = load_pretrained(AutoProcessor, source, local_files_only=local_files_only)
-        self.tokenizer = self.processor.tokenizer
+        self._load_hf(name, LlavaForConditionalGeneration, source, device, dtype, local_files_only)
         cfg = self.model.config
         self.image_token_id = cfg.image_token_id
         self._feature_layer = cfg.vision_feature_layer
@@ -57,10 +47,6 @@ class LlavaAdapter(ModelAdapter):
         return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
 
     # images
-    def preprocess(self, images):
-        px = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
-        return px.to(self.device, self.dtype)
-
     def preprocessing_signature(self):
         return {
             "image_processor": self.processor.image_processor.to_dict(),
@@ -87,29 +73,6 @@ class LlavaAdapter(ModelAdapter):
     @property
     def num_image_tokens(self):
         return self._num_image_tokens
-
-    # language model
-    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-        mm = None
-        if image_embeds is not None:
-            mm = {"image": BaseModelOutputWithPooling(pooler_output=list(image_embeds))}
-        return self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            mm_encoder_outputs=mm,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-            return_dict=True,
-        )
-
-    def full_forward(self, input_ids, attention_mask, position_ids, pixel_values):
-        return self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            pixel_values=pixel_values, return_dict=True,
-        )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 
 from .base import AdapterSpec, ModelAdapter, PromptParts
-from .loading import load_pretrained, resolve_dtype
 from .tiny import build_tokenizer, materialise
 
 
@@ -34,18 +33,9 @@ class PaliGemmaAdapter(ModelAdapter):
     answer_prefix = ""  # the suffix is tokenised on its own, right after the prefix's newline
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
-        from transformers import AutoProcessor, PaliGemmaForConditionalGeneration
+        from transformers import PaliGemmaForConditionalGeneration
 
-        self.name = name
-        self.checkpoint = str(source)
-        self.device = torch.device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.model = load_pretrained(
-            PaliGemmaForConditionalGeneration, source, local_files_only=local_files_only, dtype=self.dtype
-        ).to(self.device)
-        self.model.eval()
-        self.processor = load_pretrained(AutoProcessor, source, local_files_only=local_files_only)
-        self.tokenizer = self.processor.tokenizer
+        self._load_hf(name, PaliGemmaForConditionalGeneration, source, device, dtype, local_files_only)
         self.image_token_id = self.model.config.image_token_id
         self._num_image_tokens = int(self.processor.image_seq_length)
         self._newline: dict[int, bool] = {}  # token id -> does its text contain "\n" (filled lazily)
@@ -61,10 +51,6 @@ class PaliGemmaAdapter(ModelAdapter):
         return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
 
     # images
-    def preprocess(self, images):
-        px = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
-        return px.to(self.device, self.dtype)
-
     def preprocessing_signature(self):
         return {"image_processor": self.processor.image_processor.to_dict(), "features": "vision_tower.last_hidden_state"}
 

@@ -35,7 +35,6 @@ import torch
 
 from .base import AdapterSpec, ModelAdapter
 from .idefics3 import chat_template_around
-from .loading import load_pretrained, resolve_dtype
 from .tiny import build_tokenizer, materialise
 
 ROPE_DELTAS = "projbench_rope_deltas"  # attribute of a returned cache: the prompt's M-RoPE deltas, (B, 1)
@@ -48,18 +47,9 @@ class Qwen2VLAdapter(ModelAdapter):
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False,
                  image_size: int = 448):
-        from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+        from transformers import Qwen2VLForConditionalGeneration
 
-        self.name = name
-        self.checkpoint = str(source)
-        self.device = torch.device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.model = load_pretrained(
-            Qwen2VLForConditionalGeneration, source, local_files_only=local_files_only, dtype=self.dtype
-        ).to(self.device)
-        self.model.eval()
-        self.processor = load_pretrained(AutoProcessor, source, local_files_only=local_files_only)
-        self.tokenizer = self.processor.tokenizer
+        self._load_hf(name, Qwen2VLForConditionalGeneration, source, device, dtype, local_files_only)
         cfg = self.model.config
         self.image_token_id = cfg.image_token_id
         ip = self.processor.image_processor

@@ -21,13 +21,14 @@ TEXTILE = TaskSpec(
     license="MIT",
 )
 
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
 DIGITS = TaskSpec(
     name="digits",
     version="1.0",
     domain="handwritten digits",
-    classes=("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
-    class_keys={str(i): w for i, w in enumerate(
-        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))},
+    classes=DIGIT_WORDS,
+    class_keys={str(i): word for i, word in enumerate(DIGIT_WORDS)},  # sklearn's targets 0-9
     source=SklearnDigitsSource(),
     description="UCI optical handwritten digits as shipped by scikit-learn (1,797 8x8 images), fixed 80/20 split.",
     citation="Alpaydin & Kaynak, UCI ML Repository: Optical Recognition of Handwritten Digits (1998).",

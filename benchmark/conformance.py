@@ -193,3 +193,19 @@ def test_saved_projector_reloads_to_identical_scores(adapter, encoded, tmp_path)
     reloaded = score_batch(fresh, store.get(range(3)), questions, answers)
     torch.testing.assert_close(reloaded, tuned, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(original, tuned), "one training step should move the scores"
+
+
+def test_full_protocol_completes(adapter, tmp_path):
+    """`run` on the textile task, every regime, at a reduced size; the leaderboard shows the adapter's row."""
+    from .config import ProbeConfig, RunConfig
+    from .leaderboard.collect import collect
+    from .leaderboard.table import build
+    from .protocol import Runner
+
+    cfg = RunConfig(model=adapter.name, task="textile", max_per_class=4, results_dir=str(tmp_path),
+                    cache_dir=str(tmp_path / "cache"), probe=ProbeConfig(max_epochs=2), progress=False)
+    results = Runner(cfg, log=lambda *_: None).run()
+    assert [m["regime"] for m in results] == ["zero-shot", "ft-proj", "ft-e2e"]
+    assert all(m["training"]["supervised_answer_tokens"] > 0 for m in results[1:])
+    [row] = build(collect(tmp_path)).rows
+    assert row.model == adapter.name and row.projector_families == (registry().adapters.get(adapter.name).projector_family,)

@@ -170,12 +170,12 @@ def test_scores_do_not_depend_on_batch_size(adapter, encoded):
     _, store, samples = encoded
     answers = class_answer_ids(adapter, CLASSES)
     # Different prompt lengths, so that batching needs left padding.
-    questions = [build_question(DOMAIN, CLASSES, 0, s.uid) + " x" * (i % 3) for i, s in enumerate(samples[:5])]
-    together = score_batch(adapter, store.get(range(5)), questions, answers)
+    questions = [build_question(DOMAIN, CLASSES, 0, s.uid) + " x" * (i % 3) for i, s in enumerate(samples[:8])]
+    together = score_batch(adapter, store.get(range(8)), questions, answers)  # batch size 8
     alone = torch.cat([score_batch(adapter, store.get([i]), [q], answers) for i, q in enumerate(questions)])
     torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
     assert together.argmax(-1).tolist() == alone.argmax(-1).tolist()
-    chunked = score_batch(adapter, store.get(range(5)), questions, answers, max_rows=5)  # one class per chunk
+    chunked = score_batch(adapter, store.get(range(8)), questions, answers, max_rows=8)  # one class per chunk
     torch.testing.assert_close(chunked, together, atol=1e-4, rtol=1e-4)
 
 

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lora-rank", type=int, default=d.lora_rank)
     r.add_argument("--lr-lora", type=float, default=d.lr_lora, help="learning rate of the LoRA weights")
     r.add_argument("--gradient-checkpointing", action="store_true")
+    r.add_argument("--checkpoint-every", type=int,
+                   help="optimizer steps between resumable training checkpoints (default: 10 per run when the "
+                        "trained weights are small, none for full fine-tuning of a large LLM; 0 = never)")
     r.add_argument("--max-per-class", type=int, help="quick run: at most N images per class and split")
     r.add_argument("--probe-max-epochs", type=int, default=d.probe.max_epochs)
     r.add_argument("--device", default=d.device)
@@ -83,6 +86,7 @@ def cmd_run(a) -> int:
         eval_batch_size=a.eval_batch_size, grad_accum=a.grad_accum, epochs=a.epochs, lr_proj=a.lr_proj,
         eval_mode=a.eval_mode,
         lr_e2e=a.lr_e2e, lora=a.lora, lora_rank=a.lora_rank, lr_lora=a.lr_lora, gradient_checkpointing=a.gradient_checkpointing,
+        checkpoint_every=a.checkpoint_every,
         max_per_class=a.max_per_class, device=a.device, dtype=a.dtype,
         probe=ProbeConfig(max_epochs=a.probe_max_epochs), keep_checkpoints=a.keep_checkpoints,
         progress=not a.no_progress,

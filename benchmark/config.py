@@ -38,6 +38,7 @@ class TrainConfig:
     lora_rank: int = 128            # LLaVA-1.5's LoRA recipe: r 128, alpha 256, lr 2e-4 (projector keeps `lr`)
     lr_lora: float = 2e-4
     gradient_checkpointing: bool = False
+    checkpoint_every: int | None = None  # optimizer steps between resumable checkpoints; None = auto, 0 = never
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class RunConfig:
     lora_rank: int = 128
     lr_lora: float = 2e-4               # LoRA weights; the projector keeps lr_e2e
     gradient_checkpointing: bool = False
+    checkpoint_every: int | None = None  # resumable training checkpoints (optimizer steps); None = auto
     max_per_class: int | None = None    # quick runs: at most k images per class and split
     device: str = "auto"
     dtype: str | None = None
@@ -71,7 +73,8 @@ class RunConfig:
     progress: bool = True
 
     # Fields that do not change results, and so are left out of the run's identity.
-    _NOT_IDENTITY = ("results_dir", "cache_dir", "progress", "keep_checkpoints", "regimes", "seeds", "device")
+    _NOT_IDENTITY = ("results_dir", "cache_dir", "progress", "keep_checkpoints", "regimes", "seeds", "device",
+                     "checkpoint_every")
 
     def identity(self, regime: str, seed: int) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in self._NOT_IDENTITY}

@@ -32,6 +32,7 @@ from .results import (
     METRICS,
     PREDICTIONS,
     PROJECTOR,
+    TRAIN_PROGRESS,
     atomic_write_json,
     atomic_write_text,
     atomic_write_with,
@@ -189,7 +190,8 @@ class Runner:
             tcfg = TrainConfig(lr=cfg.lr_proj if regime == "ft-proj" else cfg.lr_e2e, epochs=cfg.epochs,
                                batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio,
                                lora=cfg.lora and regime == "ft-e2e", lora_rank=cfg.lora_rank, lr_lora=cfg.lr_lora,
-                               gradient_checkpointing=cfg.gradient_checkpointing)
+                               gradient_checkpointing=cfg.gradient_checkpointing,
+                               checkpoint_every=cfg.checkpoint_every)
             ckpt = d / CHECKPOINT
             adapter._tuned = True
             if ckpt.exists() and (d / "training.json").exists():  # trained before an interruption
@@ -203,11 +205,15 @@ class Runner:
                 training = read_json(d / "training.json")
                 self.log(f"[resume] {regime} seed {seed}: training finished earlier, reusing {ckpt.name}")
             else:
+                progress_file = d / TRAIN_PROGRESS
+                if progress_file.exists():
+                    self.log(f"[resume] {regime} seed {seed}: continuing training from {progress_file.name}")
                 training = finetune(adapter, regime, stores["train"], train, classes, domain, seed, tcfg,
-                                    progress=cfg.progress)
+                                    progress=cfg.progress, resume_file=progress_file)
                 state = trainable_state(adapter, regime)
                 atomic_write_with(ckpt, lambda tmp: save_file(state, str(tmp)))
                 atomic_write_json(d / "training.json", training)
+                progress_file.unlink(missing_ok=True)
         evaluate = evaluate_generate if cfg.eval_mode == "generate" else evaluate_loglik
         ev = evaluate(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
                       progress=cfg.progress)

@@ -23,6 +23,7 @@ CONFIG = "config.json"
 PREDICTIONS = "predictions.jsonl"
 PROJECTOR = "projector.safetensors"
 CHECKPOINT = "checkpoint.safetensors"  # trainable state between training and evaluation; removed when done
+TRAIN_PROGRESS = "train_state.pt"      # mid-training state (weights, optimizer, data position); removed when done
 
 
 def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import torch
 
 from .batching import answer_loss, collate
 from .config import TrainConfig
 from .prompt import build_question
+from .results import atomic_write_with
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -56,9 +58,28 @@ def training_batch(adapter, samples, indices, classes, domain, seed):
     return collate(parts, adapter.pad_token_id, with_answer=True)
 
 
+def checkpoint_interval(cfg: TrainConfig, total_steps: int, trainable: int) -> int:
+    """Optimizer steps between mid-training checkpoints; 0 = none.
+
+    By default ten per run when the trained state is small (projector, LoRA: cheap to save); none for full
+    fine-tuning of a large LLM, whose state with optimizer moments is several times the model.
+    """
+    if cfg.checkpoint_every is not None:
+        return cfg.checkpoint_every
+    return max(1, total_steps // 10) if trainable <= AUTO_CHECKPOINT_MAX_PARAMS else 0
+
+
+AUTO_CHECKPOINT_MAX_PARAMS = 200_000_000
+
+
 def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, cfg: TrainConfig,
-             progress: bool = True, features_fn=None) -> dict:
-    """Train in place. ``features_fn(indices)`` overrides where features come from (benchmarks use pixels)."""
+             progress: bool = True, features_fn=None, resume_file: Path | None = None) -> dict:
+    """Train in place. ``features_fn(indices)`` overrides where features come from (benchmarks use pixels).
+
+    With ``resume_file``, the trained state, optimizer, schedule and position in the data are saved there every
+    few optimizer steps, and a run that finds the file continues from it, giving the same result as one that
+    was never interrupted.
+    """
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
@@ -78,12 +99,27 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     scheduler = cosine_with_warmup(optimizer, total_steps, cfg.warmup_ratio)
     gen = torch.Generator().manual_seed(seed)
     features_fn = features_fn or store.get
-    losses, supervised, step = [], 0, 0
+    n_trainable = int(sum(p.numel() for p in params))
+    every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file else 0
+    losses, supervised, step, micro, resumed_from = [], 0, 0, 0, 0
+    if resume_file is not None and Path(resume_file).exists():
+        saved = torch.load(resume_file, weights_only=False)  # our own file, written below
+        adapter.model.load_state_dict(saved["trainable"], strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        losses, supervised, step, micro = saved["losses"], saved["supervised"], saved["step"], saved["micro"]
+        resumed_from = step
     start = time.perf_counter()
-    bar = tqdm(total=batches_per_epoch * cfg.epochs, desc=f"train {regime}", unit="batch", disable=not progress)
+    bar = tqdm(total=batches_per_epoch * cfg.epochs, desc=f"train {regime}", unit="batch", disable=not progress,
+               initial=micro)
+    done = micro  # micro-batches already trained before a resume
     micro = 0
     for _epoch in range(cfg.epochs):
-        for idx in torch.randperm(n, generator=gen).split(cfg.batch_size):
+        for idx in torch.randperm(n, generator=gen).split(cfg.batch_size):  # same order on every (re)run
+            if micro < done:
+                micro += 1
+                continue
             batch = training_batch(adapter, samples, idx.tolist(), classes, domain, seed)
             feats = features_fn(idx).to(adapter.device)
             embeds = adapter.project(feats)
@@ -100,6 +136,8 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
+                if every and step % every == 0 and step < total_steps:
+                    _save_progress(resume_file, adapter, optimizer, scheduler, losses, supervised, step, micro)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
@@ -110,8 +148,18 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
         "optimizer_steps": step, "batches": micro, "supervised_answer_tokens": supervised,
         "first_loss": losses[0], "final_loss": losses[-1],
         "mean_loss_last_10pct": float(sum(losses[-max(1, len(losses) // 10):]) / max(1, len(losses) // 10)),
-        "trainable_parameters": int(sum(p.numel() for p in params)), "seconds": time.perf_counter() - start,
+        "trainable_parameters": n_trainable, "seconds": time.perf_counter() - start,
+        "resumed_from_step": resumed_from, "checkpoint_every": every,
     }
+
+
+def _save_progress(path, adapter, optimizer, scheduler, losses, supervised, step, micro) -> None:
+    state = {
+        "trainable": trainable_state(adapter, ""), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+        "losses": list(losses), "supervised": supervised, "step": step, "micro": micro,
+    }
+    atomic_write_with(Path(path), lambda tmp: torch.save(state, tmp))
 
 
 def trainable_state(adapter, regime: str) -> dict[str, torch.Tensor]:

@@ -69,10 +69,15 @@ def test_finished_runs_are_skipped(demo_results, capsys):
     assert before == {p: p.stat().st_mtime_ns for p in demo_results.rglob("metrics.json")}
 
 
-def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
-    reference = tmp_path / "reference"
-    Runner(RunConfig(**QUICK, results_dir=str(reference))).run()
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run of the QUICK configuration."""
+    out = tmp_path_factory.mktemp("reference")
+    Runner(RunConfig(**QUICK, results_dir=str(out))).run()
+    return out
 
+
+def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, reference):
     resumed = tmp_path / "resumed"
     real_finetune, real_eval = protocol.finetune, protocol.evaluate_loglik
 
@@ -126,3 +131,31 @@ def test_seeds_give_one_directory_each(tmp_path):
     results = Runner(RunConfig(**QUICK, seeds=(0, 1), regimes=("zero-shot",), results_dir=str(tmp_path))).run()
     assert [m["seed"] for m in results] == [0, 1]
     assert (tmp_path / "llava15-tiny/textile@max6/zero-shot/seed1/metrics.json").exists()
+
+
+def test_training_interrupted_mid_epoch_continues_from_its_last_checkpoint(tmp_path, monkeypatch, reference):
+    from benchmark import training
+
+    real_loss, calls = training.answer_loss, []
+
+    def crash_on_third_batch(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_loss(*a, **k)
+
+    cfg = RunConfig(**QUICK, regimes=("zero-shot", "ft-proj"), results_dir=str(tmp_path))  # 3 batches of 8
+    monkeypatch.setattr(training, "answer_loss", crash_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(cfg).run()
+    d = tmp_path / "llava15-tiny/textile@max6/ft-proj/seed0"
+    assert (d / "train_state.pt").exists() and not (d / "metrics.json").exists()
+
+    monkeypatch.setattr(training, "answer_loss", real_loss)
+    logs = []
+    [_, ft] = Runner(cfg, log=logs.append).run()
+    assert any("continuing training from train_state.pt" in line for line in logs)
+    assert ft["training"]["resumed_from_step"] == 2 and ft["training"]["optimizer_steps"] == 3
+    assert not (d / "train_state.pt").exists(), "mid-training state is removed once training is done"
+    want = metrics_of(reference)["llava15-tiny/textile@max6/ft-proj/seed0"]
+    assert comparable(ft) == comparable(want)

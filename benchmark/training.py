@@ -88,6 +88,13 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
         raise RuntimeError(f"Regime {regime!r} left no trainable parameter in {adapter.name}.")
     for m in adapter.trainable_modules(regime).values():
         m.train()
+    # Half-precision models (bf16 on GPU) train with fp32 master copies of the trained weights and a bf16 forward
+    # under autocast: in bf16 itself, most updates at FT-E2E's lr (2e-5) would round to nothing.
+    half = adapter.dtype in (torch.bfloat16, torch.float16)
+    if half:
+        for p in params:
+            p.data = p.data.float()
+    autocast = torch.autocast(adapter.device.type, dtype=adapter.dtype, enabled=half)
     # LoRA weights learn at their own rate (LLaVA-1.5: 2e-4); everything else trained at cfg.lr.
     lora = [p for n, p in adapter.model.named_parameters() if p.requires_grad and "lora_" in n]
     rest = [p for n, p in adapter.model.named_parameters() if p.requires_grad and "lora_" not in n]
@@ -122,9 +129,11 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
                 continue
             batch = training_batch(adapter, samples, idx.tolist(), classes, domain, seed)
             feats = features_fn(idx).to(adapter.device)
-            embeds = adapter.project(feats)
-            out = adapter.lm_forward(batch["input_ids"].to(adapter.device), batch["attention_mask"].to(adapter.device),
-                                     batch["position_ids"].to(adapter.device), embeds)
+            with autocast:
+                embeds = adapter.project(feats)
+                out = adapter.lm_forward(batch["input_ids"].to(adapter.device),
+                                         batch["attention_mask"].to(adapter.device),
+                                         batch["position_ids"].to(adapter.device), embeds)
             loss, n_tok = answer_loss(out.logits, batch["labels"])
             (loss / cfg.grad_accum).backward()
             supervised += n_tok
@@ -141,6 +150,9 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
+    if half:  # evaluate, probe and save in the model's own precision, as a fine-tuned checkpoint would be
+        for p in params:
+            p.data = p.data.to(adapter.dtype)
     adapter.model.eval()
     if cfg.gradient_checkpointing:
         adapter.model.gradient_checkpointing_disable()

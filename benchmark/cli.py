@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="loglik: score every class name (default); generate: greedy decoding + name matching, "
                         "reports the unmatched rate")
     r.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
+    r.add_argument("--score-rows", type=int, default=d.score_rows,
+                   help="loglik: KV-cache rows (examples x classes) scored at once; lower it if the GPU runs out "
+                        "of memory (0.35-0.5 GB per row for LLaVA-1.5-7B in bf16)")
     r.add_argument("--grad-accum", type=int, default=d.grad_accum)
     r.add_argument("--epochs", type=int, default=d.epochs)
     r.add_argument("--lr-proj", type=float, default=d.lr_proj)
@@ -83,7 +86,7 @@ def cmd_run(a) -> int:
     cfg = RunConfig(
         model=a.model, task=a.task, seeds=a.seeds, regimes=a.regimes, data_dir=a.data_dir, model_path=a.model_path,
         domain=a.domain, results_dir=a.results_dir, cache_dir=a.cache_dir, batch_size=a.batch_size,
-        eval_batch_size=a.eval_batch_size, grad_accum=a.grad_accum, epochs=a.epochs, lr_proj=a.lr_proj,
+        eval_batch_size=a.eval_batch_size, score_rows=a.score_rows, grad_accum=a.grad_accum, epochs=a.epochs, lr_proj=a.lr_proj,
         eval_mode=a.eval_mode,
         lr_e2e=a.lr_e2e, lora=a.lora, lora_rank=a.lora_rank, lr_lora=a.lr_lora, gradient_checkpointing=a.gradient_checkpointing,
         checkpoint_every=a.checkpoint_every,

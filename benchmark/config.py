@@ -55,6 +55,7 @@ class RunConfig:
     eval_mode: str = "loglik"
     batch_size: int = 8
     eval_batch_size: int = 8
+    score_rows: int = 32                # loglik: KV-cache rows (examples x classes) scored at once; bounds memory
     grad_accum: int = 1
     epochs: int = 1
     lr_proj: float = 1e-3               # LLaVA-1.5 pre-training lr for the projector
@@ -74,7 +75,7 @@ class RunConfig:
 
     # Fields that do not change results, and so are left out of the run's identity.
     _NOT_IDENTITY = ("results_dir", "cache_dir", "progress", "keep_checkpoints", "regimes", "seeds", "device",
-                     "checkpoint_every")
+                     "checkpoint_every", "score_rows")
 
     def identity(self, regime: str, seed: int) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in self._NOT_IDENTITY}

@@ -15,6 +15,11 @@ from .batching import collate, positions
 from .metrics import classification_metrics
 from .prompt import build_question
 
+# Rows of KV cache scored at once (examples x classes). Memory grows with rows x prompt length x layers: for
+# LLaVA-1.5-7B in bf16, 0.5 MB per cached token, so 0.35-0.5 GB per row (650-900 prompt tokens) and 11-16 GB
+# for 32 rows next to the weights.
+SCORE_ROWS = 32
+
 
 def class_answer_ids(adapter, classes: list[str]) -> list[list[int]]:
     return [adapter.encode("", c).answer_ids for c in classes]
@@ -22,7 +27,7 @@ def class_answer_ids(adapter, classes: list[str]) -> list[list[int]]:
 
 @torch.no_grad()
 def score_batch(adapter, features: torch.Tensor, questions: list[str], answers: list[list[int]],
-                max_rows: int = 256) -> torch.Tensor:
+                max_rows: int = SCORE_ROWS) -> torch.Tensor:
     """(B, C) summed log-probabilities of each class continuation after each prompt."""
     dev = adapter.device
     batch = collate([adapter.encode(q) for q in questions], adapter.pad_token_id, with_answer=False)
@@ -60,7 +65,8 @@ def score_batch(adapter, features: torch.Tensor, questions: list[str], answers: 
     return scores.cpu()
 
 
-def evaluate_loglik(adapter, store, samples, classes, domain, seed, batch_size=8, progress=True) -> dict:
+def evaluate_loglik(adapter, store, samples, classes, domain, seed, batch_size=8, progress=True,
+                    max_rows: int = SCORE_ROWS) -> dict:
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -69,7 +75,7 @@ def evaluate_loglik(adapter, store, samples, classes, domain, seed, batch_size=8
     for b0 in tqdm(range(0, len(samples), batch_size), desc="evaluate (loglik)", unit="batch", disable=not progress):
         idx = list(range(b0, min(b0 + batch_size, len(samples))))
         questions = [build_question(domain, classes, seed, samples[i].uid) for i in idx]
-        all_scores.append(score_batch(adapter, store.get(idx), questions, answers))
+        all_scores.append(score_batch(adapter, store.get(idx), questions, answers, max_rows=max_rows))
     scores = torch.cat(all_scores)
     preds = scores.argmax(-1).tolist()
     truth = [s.label for s in samples]

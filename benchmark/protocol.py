@@ -214,9 +214,12 @@ class Runner:
                 atomic_write_with(ckpt, lambda tmp: save_file(state, str(tmp)))
                 atomic_write_json(d / "training.json", training)
                 progress_file.unlink(missing_ok=True)
-        evaluate = evaluate_generate if cfg.eval_mode == "generate" else evaluate_loglik
-        ev = evaluate(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
-                      progress=cfg.progress)
+        if cfg.eval_mode == "generate":
+            ev = evaluate_generate(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
+                                   progress=cfg.progress)
+        else:
+            ev = evaluate_loglik(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
+                                 progress=cfg.progress, max_rows=cfg.score_rows)
         probe_cfg = cfg.probe
         ytr, yte = [s.label for s in train], [s.label for s in test]
         uids = [s.uid for s in train]

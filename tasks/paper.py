@@ -61,7 +61,7 @@ TEXTURES = TaskSpec(
     domain="textures",
     classes=tuple(normalize_class_name(c) for c in DTD_CLASSES),
     # Uploaded by DTD's first author; train/validation/test = DTD's train1/val1/test1. The main branch was at
-    # 86b625a when looked up; its full commit id could not be resolved offline, so it is not pinned here.
+    # 86b625a when looked up; its full commit id is not recorded yet, so it is not pinned here.
     source=HFDatasetSource({"train": ("mcimpoi/dtd_split_1", "train", None),
                             "test": ("mcimpoi/dtd_split_1", "test", None)}),
     local_source=DTDSplitSource(split_id=1),

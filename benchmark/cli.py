@@ -134,7 +134,11 @@ def cmd_list(a) -> int:
 def cmd_check_adapter(a) -> int:
     import os
 
-    import pytest
+    try:
+        import pytest
+    except ImportError:
+        raise BenchmarkError("check-adapter runs the conformance suite with pytest: "
+                             "`pip install 'projbench[test]'` first.") from None
 
     from .registry import plugins
 

@@ -52,7 +52,8 @@ from torch import nn
 from benchmark.errors import ModelLoadError
 
 from .base import AdapterSpec, ModelAdapter
-from .tiny import build_tokenizer, materialise
+from .factories import hub_factory, tiny_factory
+from .tiny import build_tokenizer
 
 BLIP2_TEMPLATE = "Question: {question} Answer:"
 DEFAULT_QFORMER_INSTRUCTION = "Classify this image into one of the following categories."
@@ -322,24 +323,6 @@ def _build_tiny_instructblip(out: Path) -> None:
     ).save_pretrained(out)
 
 
-def _factory(cls, name: str, default_source: str):
-    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False, **kwargs):
-        return cls(name, source or default_source, device=device, dtype=dtype, local_files_only=local_files_only,
-                   **kwargs)
-
-    return factory
-
-
-def _tiny_factory(cls, name: str, build):
-    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False, **kwargs):
-        from benchmark.paths import cache_root
-
-        path = source or materialise(Path(cache_dir) if cache_dir else cache_root(), name, build)
-        return cls(name, path, device=device, dtype=dtype or "float32", local_files_only=True, **kwargs)
-
-    return factory
-
-
 BLIP2_PROJECTOR = "qformer + query_tokens + language_projection (32 queries -> 32 LLM tokens)"
 INSTRUCTBLIP_PROJECTOR = (
     f"qformer (instruction-aware; fixed instruction {DEFAULT_QFORMER_INSTRUCTION!r}) + query_tokens + "
@@ -349,7 +332,7 @@ INSTRUCTBLIP_PROJECTOR = (
 ADAPTERS = [
     AdapterSpec(
         name="blip2",
-        factory=_factory(Blip2Adapter, "blip2", "Salesforce/blip2-opt-2.7b"),
+        factory=hub_factory(Blip2Adapter, "blip2", "Salesforce/blip2-opt-2.7b"),
         checkpoint="Salesforce/blip2-opt-2.7b",
         projector_family="q-former",
         projector_modules=BLIP2_PROJECTOR,
@@ -357,7 +340,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="instructblip",
-        factory=_factory(InstructBlipAdapter, "instructblip", "Salesforce/instructblip-vicuna-7b"),
+        factory=hub_factory(InstructBlipAdapter, "instructblip", "Salesforce/instructblip-vicuna-7b"),
         checkpoint="Salesforce/instructblip-vicuna-7b",
         projector_family="q-former",
         projector_modules=INSTRUCTBLIP_PROJECTOR,
@@ -365,7 +348,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="blip2-tiny",
-        factory=_tiny_factory(Blip2Adapter, "blip2-tiny", _build_tiny_blip2),
+        factory=tiny_factory(Blip2Adapter, "blip2-tiny", _build_tiny_blip2),
         checkpoint="tiny random-init Blip2ForConditionalGeneration (seed 0), built offline",
         projector_family="q-former",
         projector_modules=BLIP2_PROJECTOR,
@@ -374,7 +357,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="instructblip-tiny",
-        factory=_tiny_factory(InstructBlipAdapter, "instructblip-tiny", _build_tiny_instructblip),
+        factory=tiny_factory(InstructBlipAdapter, "instructblip-tiny", _build_tiny_instructblip),
         checkpoint="tiny random-init InstructBlipForConditionalGeneration (seed 0), built offline",
         projector_family="q-former",
         projector_modules=INSTRUCTBLIP_PROJECTOR,

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from .base import AdapterSpec, ModelAdapter
-from .tiny import build_tokenizer, materialise
+from .factories import hub_factory, tiny_factory
+from .tiny import build_tokenizer
 
 QUESTION_SENTINEL = "\x00QUESTION\x00"
 
@@ -189,30 +190,12 @@ _build_tiny_smolvlm = _tiny_builder(image_size=64, patch=8, scale=4, bos="<|im_s
 _build_tiny_idefics3 = _tiny_builder(image_size=32, patch=8, scale=2, bos="{{ bos_token }}")
 
 
-def load_idefics3(name: str, default_source: str):
-    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-        return Idefics3Adapter(name, source or default_source, device=device, dtype=dtype,
-                               local_files_only=local_files_only)
-
-    return factory
-
-
-def load_tiny(name: str, build):
-    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-        from benchmark.paths import cache_root
-
-        path = source or materialise(Path(cache_dir) if cache_dir else cache_root(), name, build)
-        return Idefics3Adapter(name, path, device=device, dtype=dtype or "float32", local_files_only=True)
-
-    return factory
-
-
 _PROJECTOR = "model.connector (pixel shuffle, then modality_projection: one bias-free linear)"
 
 ADAPTERS = [
     AdapterSpec(
         name="smolvlm",
-        factory=load_idefics3("smolvlm", "HuggingFaceTB/SmolVLM-256M-Instruct"),
+        factory=hub_factory(Idefics3Adapter, "smolvlm", "HuggingFaceTB/SmolVLM-256M-Instruct"),
         checkpoint="HuggingFaceTB/SmolVLM-256M-Instruct",
         projector_family="pixel-shuffle",
         projector_modules=_PROJECTOR,
@@ -221,7 +204,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="idefics3",
-        factory=load_idefics3("idefics3", "HuggingFaceM4/Idefics3-8B-Llama3"),
+        factory=hub_factory(Idefics3Adapter, "idefics3", "HuggingFaceM4/Idefics3-8B-Llama3"),
         checkpoint="HuggingFaceM4/Idefics3-8B-Llama3",
         projector_family="pixel-shuffle",
         projector_modules=_PROJECTOR,
@@ -230,7 +213,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="smolvlm-tiny",
-        factory=load_tiny("smolvlm-tiny", _build_tiny_smolvlm),
+        factory=tiny_factory(Idefics3Adapter, "smolvlm-tiny", _build_tiny_smolvlm),
         checkpoint="tiny random-init Idefics3ForConditionalGeneration (seed 0, scale 4), built offline",
         projector_family="pixel-shuffle",
         projector_modules=_PROJECTOR,
@@ -239,7 +222,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="idefics3-tiny",
-        factory=load_tiny("idefics3-tiny", _build_tiny_idefics3),
+        factory=tiny_factory(Idefics3Adapter, "idefics3-tiny", _build_tiny_idefics3),
         checkpoint="tiny random-init Idefics3ForConditionalGeneration (seed 0, scale 2), built offline",
         projector_family="pixel-shuffle",
         projector_modules=_PROJECTOR,

@@ -44,8 +44,9 @@ from torch import nn
 from benchmark.errors import ModelLoadError
 
 from .base import AdapterSpec, ModelAdapter
+from .factories import hub_factory, tiny_factory
 from .loading import load_pretrained, resolve_dtype
-from .tiny import build_tokenizer, materialise
+from .tiny import build_tokenizer
 
 GEMMA_TEMPLATE = "{bos}{image}<start_of_turn>user\n{question}<end_of_turn>\n<start_of_turn>model\n"
 
@@ -342,27 +343,14 @@ def _build_tiny_limber(out: Path) -> None:
     tokenizer.save_pretrained(out / "llm")
 
 
-def load_limber(name: str):
-    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-        return LimberAdapter(name, source, device=device, dtype=dtype, local_files_only=local_files_only)
-
-    return factory
-
-
-def load_limber_tiny(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-    from benchmark.paths import cache_root
-
-    path = source or materialise(Path(cache_dir) if cache_dir else cache_root(), "limber-gemma2-tiny",
-                                 _build_tiny_limber)
-    return LimberAdapter("limber-gemma2-tiny", path, device=device, dtype=dtype or "float32", local_files_only=True)
-
+load_limber_tiny = tiny_factory(LimberAdapter, "limber-gemma2-tiny", _build_tiny_limber)
 
 PROJECTOR = "multi_modal_projector of LimberModel (one nn.Linear with bias, CLIP width -> Gemma-2 width{})"
 
 ADAPTERS = [
     AdapterSpec(
         name="limber-gemma2",
-        factory=load_limber("limber-gemma2"),
+        factory=hub_factory(LimberAdapter, "limber-gemma2", None),
         checkpoint="openai/clip-vit-large-patch14 + linear projector (--model-path) + google/gemma-2-2b-it",
         projector_family="linear",
         projector_modules=PROJECTOR.format(": 1024 -> 2304"),

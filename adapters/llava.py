@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from .base import AdapterSpec, ModelAdapter
-from .tiny import build_tokenizer, materialise
+from .factories import hub_factory, tiny_factory
+from .tiny import build_tokenizer
 
 LLAVA_TEMPLATE = "USER: <image>\n{question} ASSISTANT:"
 
@@ -119,25 +120,12 @@ def _build_tiny_llava(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-def load_llava(name: str, default_source: str):
-    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-        return LlavaAdapter(name, source or default_source, device=device, dtype=dtype,
-                            local_files_only=local_files_only)
-
-    return factory
-
-
-def load_llava_tiny(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-    from benchmark.paths import cache_root
-
-    path = source or materialise(Path(cache_dir) if cache_dir else cache_root(), "llava15-tiny", _build_tiny_llava)
-    return LlavaAdapter("llava15-tiny", path, device=device, dtype=dtype or "float32", local_files_only=True)
-
+load_llava_tiny = tiny_factory(LlavaAdapter, "llava15-tiny", _build_tiny_llava)
 
 ADAPTERS = [
     AdapterSpec(
         name="llava15",
-        factory=load_llava("llava15", "llava-hf/llava-1.5-7b-hf"),
+        factory=hub_factory(LlavaAdapter, "llava15", "llava-hf/llava-1.5-7b-hf"),
         checkpoint="llava-hf/llava-1.5-7b-hf",
         projector_family="mlp",
         projector_modules="model.multi_modal_projector (linear-GELU-linear)",
@@ -145,7 +133,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="llava15-13b",
-        factory=load_llava("llava15-13b", "llava-hf/llava-1.5-13b-hf"),
+        factory=hub_factory(LlavaAdapter, "llava15-13b", "llava-hf/llava-1.5-13b-hf"),
         checkpoint="llava-hf/llava-1.5-13b-hf",
         projector_family="mlp",
         projector_modules="model.multi_modal_projector (linear-GELU-linear)",

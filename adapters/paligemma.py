@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from .base import AdapterSpec, ModelAdapter, PromptParts
-from .tiny import build_tokenizer, materialise
+from .factories import hub_factory, tiny_factory
+from .tiny import build_tokenizer
 
 
 class PaliGemmaAdapter(ModelAdapter):
@@ -165,28 +166,14 @@ def _build_tiny_paligemma(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-def load_paligemma(name: str, default_source: str):
-    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-        return PaliGemmaAdapter(name, source or default_source, device=device, dtype=dtype,
-                                local_files_only=local_files_only)
-
-    return factory
-
-
-def load_paligemma_tiny(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-    from benchmark.paths import cache_root
-
-    path = source or materialise(Path(cache_dir) if cache_dir else cache_root(), "paligemma-tiny",
-                                 _build_tiny_paligemma)
-    return PaliGemmaAdapter("paligemma-tiny", path, device=device, dtype=dtype or "float32", local_files_only=True)
-
+load_paligemma_tiny = tiny_factory(PaliGemmaAdapter, "paligemma-tiny", _build_tiny_paligemma)
 
 PROJECTOR = "model.multi_modal_projector (PaliGemmaMultiModalProjector: one nn.Linear with bias, SigLIP -> Gemma{})"
 
 ADAPTERS = [
     AdapterSpec(
         name="paligemma",
-        factory=load_paligemma("paligemma", "google/paligemma-3b-pt-224"),
+        factory=hub_factory(PaliGemmaAdapter, "paligemma", "google/paligemma-3b-pt-224"),
         checkpoint="google/paligemma-3b-pt-224",
         projector_family="linear",
         projector_modules=PROJECTOR.format(": 1152 -> 2048"),

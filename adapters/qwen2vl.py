@@ -34,8 +34,9 @@ from pathlib import Path
 import torch
 
 from .base import AdapterSpec, ModelAdapter
+from .factories import hub_factory, tiny_factory
 from .idefics3 import chat_template_around
-from .tiny import build_tokenizer, materialise
+from .tiny import build_tokenizer
 
 ROPE_DELTAS = "projbench_rope_deltas"  # attribute of a returned cache: the prompt's M-RoPE deltas, (B, 1)
 TURN_END = "<|im_end|>"
@@ -246,28 +247,12 @@ def _build_tiny_qwen2vl(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-def load_qwen2vl(name: str, default_source: str, image_size: int = 448):
-    def factory(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-        return Qwen2VLAdapter(name, source or default_source, device=device, dtype=dtype,
-                              local_files_only=local_files_only, image_size=image_size)
-
-    return factory
-
-
-def load_qwen2vl_tiny(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-    from benchmark.paths import cache_root
-
-    path = source or materialise(Path(cache_dir) if cache_dir else cache_root(), "qwen2vl-tiny", _build_tiny_qwen2vl)
-    return Qwen2VLAdapter("qwen2vl-tiny", path, device=device, dtype=dtype or "float32", local_files_only=True,
-                          image_size=TINY_IMAGE_SIZE)
-
-
 _PROJECTOR = "model.visual.merger (ln_q LayerNorm, 2x2 patch concat, linear-GELU-linear)"
 
 ADAPTERS = [
     AdapterSpec(
         name="qwen2vl",
-        factory=load_qwen2vl("qwen2vl", "Qwen/Qwen2-VL-2B-Instruct"),
+        factory=hub_factory(Qwen2VLAdapter, "qwen2vl", "Qwen/Qwen2-VL-2B-Instruct", image_size=448),
         checkpoint="Qwen/Qwen2-VL-2B-Instruct",
         projector_family="patch-merger",
         projector_modules=_PROJECTOR,
@@ -276,7 +261,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="qwen2vl-tiny",
-        factory=load_qwen2vl_tiny,
+        factory=tiny_factory(Qwen2VLAdapter, "qwen2vl-tiny", _build_tiny_qwen2vl, image_size=TINY_IMAGE_SIZE),
         checkpoint="tiny random-init Qwen2VLForConditionalGeneration (seed 0), built offline",
         projector_family="patch-merger",
         projector_modules=_PROJECTOR,

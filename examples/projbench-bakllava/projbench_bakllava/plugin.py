@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from benchmark import hookimpl
 from benchmark.adapters import AdapterSpec
+from benchmark.adapters.factories import hub_factory, tiny_factory
 from benchmark.adapters.llava import LlavaAdapter, _build_tiny_llava
-from benchmark.adapters.tiny import materialise
-from benchmark.paths import cache_root
 
 
 class BakLlavaAdapter(LlavaAdapter):
@@ -19,15 +18,9 @@ class BakLlavaAdapter(LlavaAdapter):
         return f"USER: <image>\n{question} ASSISTANT:"
 
 
-def load_bakllava(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-    return BakLlavaAdapter("bakllava", source or "llava-hf/bakLlava-v1-hf", device=device, dtype=dtype,
-                           local_files_only=local_files_only)
-
-
-def load_bakllava_tiny(source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False):
-    # Same class, tiny config, random init from a fixed seed, saved once and loaded with from_pretrained.
-    path = source or materialise(cache_dir or cache_root(), "bakllava-tiny", _build_tiny_llava)
-    return BakLlavaAdapter("bakllava-tiny", path, device=device, dtype=dtype or "float32", local_files_only=True)
+load_bakllava = hub_factory(BakLlavaAdapter, "bakllava", "llava-hf/bakLlava-v1-hf")
+# Same class, tiny config, random init from a fixed seed, saved once to the cache and loaded with from_pretrained.
+load_bakllava_tiny = tiny_factory(BakLlavaAdapter, "bakllava-tiny", _build_tiny_llava)
 
 
 SPEC = dict(projector_family="mlp", projector_modules="model.multi_modal_projector (linear-GELU-linear)")

@@ -21,7 +21,7 @@ CONFIG = "config.json"
 # Folder names of the regimes, as written by the protocol (``RunConfig.regime_dir_name``). Kept here rather than
 # imported from ``benchmark.protocol`` because that module imports torch, and the leaderboard must stay light.
 REGIME_DIRS = ("zero-shot", "ft-proj", "ft-e2e", "ft-e2e-lora")
-SUPPORTED_SCHEMAS = (RESULT_SCHEMA_VERSION,)
+SUPPORTED_SCHEMAS = (1, RESULT_SCHEMA_VERSION)  # 1: read as before; fields added in 2 are optional
 
 _TASK_DIR = re.compile(r"^(?P<task>.+?)(?:@max(?P<k>[0-9]+))?$")
 _SEED_DIR = re.compile(r"^seed(?P<seed>-?[0-9]+)$")

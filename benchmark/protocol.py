@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import RESULT_SCHEMA_VERSION, __version__
+from . import RESULT_SCHEMA_VERSION, __version__, train_state
 from .config import EVAL_MODES, REGIMES, ProbeConfig, RunConfig, TrainConfig  # noqa: F401  (re-exported)
 from .errors import BenchmarkError, DataError
 from .evaluation import evaluate_loglik
@@ -29,6 +29,7 @@ from .registry import plugins
 from .results import (
     CHECKPOINT,
     CONFIG,
+    LEGACY_TRAIN_PROGRESS,
     METRICS,
     PREDICTIONS,
     PROJECTOR,
@@ -206,14 +207,23 @@ class Runner:
                 self.log(f"[resume] {regime} seed {seed}: training finished earlier, reusing {ckpt.name}")
             else:
                 progress_file = d / TRAIN_PROGRESS
+                if (d / LEGACY_TRAIN_PROGRESS).exists():  # a pickle: never loaded, whoever wrote it
+                    self.log(f"[resume] {regime} seed {seed}: ignoring {LEGACY_TRAIN_PROGRESS} (old pickle format, "
+                             "not loaded for safety); training from the start")
+                    (d / LEGACY_TRAIN_PROGRESS).unlink()
                 if progress_file.exists():
-                    self.log(f"[resume] {regime} seed {seed}: continuing training from {progress_file.name}")
+                    problem = train_state.check(progress_file)
+                    if problem:
+                        self.log(f"[discard] {problem} Training {regime} seed {seed} from the start.")
+                        train_state.remove(progress_file)
+                    else:
+                        self.log(f"[resume] {regime} seed {seed}: continuing training from {progress_file.name}")
                 training = finetune(adapter, regime, stores["train"], train, classes, domain, seed, tcfg,
                                     progress=cfg.progress, resume_file=progress_file)
                 state = trainable_state(adapter, regime)
                 atomic_write_with(ckpt, lambda tmp: save_file(state, str(tmp)))
                 atomic_write_json(d / "training.json", training)
-                progress_file.unlink(missing_ok=True)
+                train_state.remove(progress_file)
         if cfg.eval_mode == "generate":
             ev = evaluate_generate(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
                                    progress=cfg.progress)

@@ -23,7 +23,8 @@ CONFIG = "config.json"
 PREDICTIONS = "predictions.jsonl"
 PROJECTOR = "projector.safetensors"
 CHECKPOINT = "checkpoint.safetensors"  # trainable state between training and evaluation; removed when done
-TRAIN_PROGRESS = "train_state.pt"      # mid-training state (weights, optimizer, data position); removed when done
+LEGACY_TRAIN_PROGRESS = "train_state.pt"  # pickled state of older versions: never loaded, removed on sight
+TRAIN_PROGRESS = "train_state.json"    # mid-training state (+ train_state-step<k>.safetensors); removed when done
 
 
 def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:

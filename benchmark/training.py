@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
+from . import train_state
 from .batching import answer_loss, collate
 from .config import TrainConfig
 from .prompt import build_question
-from .results import atomic_write_with
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -110,11 +110,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file else 0
     losses, supervised, step, micro, resumed_from = [], 0, 0, 0, 0
     if resume_file is not None and Path(resume_file).exists():
-        saved = torch.load(resume_file, weights_only=False)  # our own file, written below
-        adapter.model.load_state_dict(saved["trainable"], strict=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
+        saved = train_state.load(resume_file, adapter, optimizer, scheduler)  # safetensors + JSON, no pickle
         losses, supervised, step, micro = saved["losses"], saved["supervised"], saved["step"], saved["micro"]
         resumed_from = step
     start = time.perf_counter()
@@ -166,12 +162,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
 
 
 def _save_progress(path, adapter, optimizer, scheduler, losses, supervised, step, micro) -> None:
-    state = {
-        "trainable": trainable_state(adapter, ""), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-        "losses": list(losses), "supervised": supervised, "step": step, "micro": micro,
-    }
-    atomic_write_with(Path(path), lambda tmp: torch.save(state, tmp))
+    train_state.save(Path(path), adapter, optimizer, scheduler, losses, supervised, step, micro)
 
 
 def trainable_state(adapter, regime: str) -> dict[str, torch.Tensor]:

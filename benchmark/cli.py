@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="render the leaderboard from result folders")
     lb.add_argument("--results", help="results folder (default ./results)")
-    lb.add_argument("--format", choices=["markdown", "csv", "json"], default="markdown")
-    lb.add_argument("--output", help="write to this file instead of stdout")
+    lb.add_argument("--format", choices=["markdown", "csv", "json", "html"], default="markdown",
+                    help="html writes a static site folder (index.html, leaderboard.json, leaderboard.csv)")
+    lb.add_argument("--output", help="write to this file instead of stdout (with --format html: the site folder)")
     lb.add_argument("--plot", help="also draw the richness-vs-gain plot to this PNG")
     lb.add_argument("--reference", action="store_true", help="include the paper's LLaVA-1.5-7B reference rows")
     return p

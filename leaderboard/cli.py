@@ -1,7 +1,7 @@
 """``python -m benchmark leaderboard``: collect, aggregate, render; report skipped files on stderr.
 
 The argument parser lives in ``benchmark.cli``; this module receives its Namespace (results, format, output,
-plot, reference) and returns an exit code.
+plot, reference) and returns an exit code. ``--format html`` writes a site folder (see ``html``).
 """
 
 from __future__ import annotations
@@ -12,32 +12,71 @@ from pathlib import Path
 from benchmark.errors import BenchmarkError
 from benchmark.paths import results_root
 
-from .collect import collect
+from .collect import Collection, collect
 from .render import FORMATS, render
 from .table import Leaderboard, build
 
 
-def leaderboard_for(results: Path) -> Leaderboard:
-    """The leaderboard of a results folder (the library entry point; no model is loaded)."""
+def collection_for(results: Path) -> Collection:
+    """The runs of a results folder, read and validated (no model is loaded)."""
     results = Path(results)
     if not results.is_dir():
         raise BenchmarkError(
             f"Results folder {results} does not exist. Run `python -m benchmark run ...` first, or point "
             "--results (or $PROJBENCH_RESULTS) at the folder given as --results-dir to `run`."
         )
-    return build(collect(results))
+    return collect(results)
+
+
+def leaderboard_for(results: Path) -> Leaderboard:
+    """The leaderboard of a results folder (the library entry point; no model is loaded)."""
+    return build(collection_for(results))
+
+
+def write_site(board: Leaderboard, coll: Collection, out: Path, with_reference: bool) -> Path:
+    """Write the static HTML site into the folder ``out``; other files there (e.g. a CNAME) are left alone."""
+    from .html import INDEX, site
+
+    if out.exists() and not out.is_dir():
+        raise BenchmarkError(f"--format html writes a site folder, but {out} is a file; give a folder name.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in site(board, coll, with_reference).items():
+            with (out / name).open("w", encoding="utf-8", newline="") as f:
+                f.write(text)
+    except OSError as exc:
+        raise BenchmarkError(f"Cannot write the site to {out}: {exc.strerror}.") from None
+    return out / INDEX
+
+
+def _write_text(text: str, fmt: str, output: str | None) -> None:
+    if not output:
+        sys.stdout.write(text)
+        return
+    out = Path(output)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # newline="": the exact bytes on every OS (CSV and Markdown use "\n").
+        with out.open("w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    except OSError as exc:
+        raise BenchmarkError(f"Cannot write the leaderboard to {out}: {exc.strerror}.") from None
+    print(f"leaderboard ({fmt}): {out}", file=sys.stderr)
 
 
 def main(args) -> int:
     fmt = getattr(args, "format", None) or "markdown"
-    if fmt not in FORMATS:
-        raise BenchmarkError(f"Unknown format {fmt!r}; choose from {', '.join(FORMATS)}.")
+    if fmt not in FORMATS and fmt != "html":
+        raise BenchmarkError(f"Unknown format {fmt!r}; choose from {', '.join(FORMATS)}, html.")
+    if fmt == "html" and not getattr(args, "output", None):
+        raise BenchmarkError("--format html writes a site folder; give it with --output SITE/.")
     plot_path = Path(args.plot) if getattr(args, "plot", None) else None
     if plot_path is not None and plot_path.suffix.lower() != ".png":
         # Checked first, so that a typo fails before anything is written.
         raise BenchmarkError(f"--plot writes a PNG; give a file name ending in .png (got {plot_path}).")
     results = Path(args.results) if getattr(args, "results", None) else results_root()
-    board = leaderboard_for(results)
+    coll = collection_for(results)
+    board = build(coll)
 
     # Problems go to stderr as well as into the output: CSV has no room for them, and a shell user should see
     # them even when the table goes to a file.
@@ -51,19 +90,12 @@ def main(args) -> int:
     if not board.rows:
         print(f"note: no runs found under {results}.", file=sys.stderr)
 
-    text = render(board, fmt, with_reference=bool(getattr(args, "reference", False)))
-    if getattr(args, "output", None):
-        out = Path(args.output)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            # newline="": the exact bytes on every OS (CSV and Markdown use "\n").
-            with out.open("w", encoding="utf-8", newline="") as f:
-                f.write(text)
-        except OSError as exc:
-            raise BenchmarkError(f"Cannot write the leaderboard to {out}: {exc.strerror}.") from None
-        print(f"leaderboard ({fmt}): {out}", file=sys.stderr)
+    with_reference = bool(getattr(args, "reference", False))
+    if fmt == "html":
+        index = write_site(board, coll, Path(args.output), with_reference)
+        print(f"leaderboard (html): {index}", file=sys.stderr)
     else:
-        sys.stdout.write(text)
+        _write_text(render(board, fmt, with_reference=with_reference), fmt, getattr(args, "output", None))
     if plot_path is not None:
         from .plot import draw
 

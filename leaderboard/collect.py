@@ -65,6 +65,9 @@ class Run:
     f1: float
     probe_post: float              # probe on post-projection features of this regime's projector
     probe_pre: float | None        # probe on pre-projection features (zero-shot runs only)
+    # What the run says about how it was made (versions, commit, hashes, revision), as (label, text) pairs in a
+    # fixed order; only the fields the file has (schema-1 files lack some). Shown on demand by the HTML page.
+    provenance: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, order=True)
@@ -117,6 +120,50 @@ def _field(obj: dict, dotted: str, kind):
     return cur
 
 
+# (label, dotted path candidates): the first path present wins. Several candidates where schema versions or
+# adapters name the same fact differently; a field no candidate finds is simply not shown.
+PROVENANCE_FIELDS = (
+    ("projbench", ("projbench_version", "provenance.versions.projbench")),
+    ("git commit", ("provenance.git_commit",)),
+    ("config hash", ("config_hash",)),
+    ("run identity", ("identity_hash", "run_identity_hash", "provenance.identity_hash")),
+    ("checkpoint", ("checkpoint",)),
+    ("revision", ("revision", "model_revision", "checkpoint_revision", "provenance.revision",
+                  "provenance.model_revision")),
+    ("task version", ("task_version",)),
+    ("task fingerprint", ("task_fingerprint",)),
+    ("eval mode", ("eval_mode",)),
+    ("projector", ("projector_modules",)),
+    ("python", ("provenance.python",)),
+    ("platform", ("provenance.platform",)),
+    ("versions", ("provenance.versions",)),
+    ("schema", ("schema_version",)),
+    ("written at", ("provenance.written_at",)),
+)
+
+
+def _provenance_text(value) -> str:
+    if isinstance(value, dict):  # e.g. package versions: "name version" pairs, sorted
+        return ", ".join(f"{k} {_provenance_text(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
+    if isinstance(value, list | tuple):
+        return ", ".join(_provenance_text(v) for v in value)
+    return "null" if value is None else str(value)
+
+
+def provenance_of(m: dict) -> tuple[tuple[str, str], ...]:
+    """The provenance fields a metrics.json carries, in PROVENANCE_FIELDS order. Never a reason to skip a run."""
+    out = []
+    for label, paths in PROVENANCE_FIELDS:
+        for dotted in paths:
+            cur = m
+            for part in dotted.split("."):
+                cur = cur.get(part) if isinstance(cur, dict) else None
+            if cur is not None and cur != "" and cur != {}:
+                out.append((label, _provenance_text(cur)))
+                break
+    return tuple(out)
+
+
 def parse_metrics(key: RunKey, text: str) -> Run:
     """Validate one metrics.json against the folder it sits in."""
     try:
@@ -148,6 +195,7 @@ def parse_metrics(key: RunKey, text: str) -> Run:
         f1=_field(m, "metrics.macro_f1", float),
         probe_post=_field(m, "probe.post_projection.macro_f1", float),
         probe_pre=_field(m, "probe.pre_projection.macro_f1", float) if regime == "zero-shot" else None,
+        provenance=provenance_of(m),
     )
     # The folder decides where a run is shown, so it must agree with what the run says it is: a limited run in
     # a full-run folder would otherwise be shown as a full run.

@@ -14,6 +14,22 @@ os.environ.setdefault("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
 SHARED_DATA = Path(os.environ.get("PROJBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+def shared_data(task: str) -> Path:
+    """``SHARED_DATA/<task>``, the small real image subset of a task (``train/`` and ``test/`` class folders).
+
+    Absent on a contributor's machine, the test is skipped. Under ``CI=true`` it is a failure instead: CI runs with
+    ``shared/`` beside the clone, so a missing folder there means the tests on real data silently stopped running.
+    """
+    path = SHARED_DATA / task
+    if not (path / "train").is_dir() or not (path / "test").is_dir():
+        why = (f"no shared data for {task!r} at {path} (set PROJBENCH_SHARED_DATA to the folder holding "
+               f"{task}/train and {task}/test)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but {why}", pytrace=False)
+        pytest.skip(why)
+    return path
+
+
 @pytest.fixture(scope="session", autouse=True)
 def hermetic_cache(tmp_path_factory):
     """One cache (tiny twins, features) per test session, never the user's ~/.cache/projbench."""
@@ -50,7 +66,6 @@ def make_image_folder(root: Path, per_class: dict[str, tuple[int, int]]) -> Path
                 (d / f"img{i:03d}.jpg").write_bytes(files[k % len(files)].read_bytes())
                 k += 1
     return root
-
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,11 +93,21 @@ def test_unknown_names_get_suggestions():
 
 
 def test_builtins_come_through_the_hooks():
+    """The registries hold exactly what the built-in modules declare, every entry registered by the hook."""
+    import importlib
+
+    from benchmark import builtins
+
     plugins = Plugins(autoload=False)
-    assert {"llava15", "llava15-13b", "llava15-tiny"} <= set(plugins.adapters.names())
-    assert {"derm", "textile", "digits"} <= set(plugins.tasks.names())
+    declared_adapters = [s.name for m in builtins.ADAPTER_MODULES for s in importlib.import_module(m).ADAPTERS]
+    declared_tasks = [t.name for m in builtins.TASK_MODULES for t in importlib.import_module(m).TASKS]
+    assert {"llava15", "llava15-13b", "llava15-tiny"} <= set(declared_adapters)
+    assert {"derm", "textile", "digits"} <= set(declared_tasks)
+    assert plugins.adapters.names() == sorted(declared_adapters)
+    assert plugins.tasks.names() == sorted(declared_tasks)
     assert all(spec.origin == "builtin" for spec in plugins.adapters)
-    assert textwrap.dedent(plugins.pm.get_name(plugins.pm.get_plugin("builtin"))) == "builtin"
+    assert all(spec.origin == "builtin" for spec in plugins.tasks)
+    assert plugins.pm.get_plugin("builtin") is builtins  # the hooks a third-party plugin uses, not a side door
 
 
 def test_example_adapter_package_installs_and_passes_conformance(tmp_path):

@@ -6,7 +6,10 @@ An adapter wraps a native transformers model and exposes the three parts of the 
 * ``vision_features(pixel_values)``: what enters the projector (cacheable; the vision encoder is frozen in
   every regime);
 * ``project(features)``: the post-projection image tokens ``Hv = phi(Xv)``;
-* ``lm_forward(...)``: the model's own forward with those tokens placed at the image positions.
+* ``lm_forward(...)``: the model's own forward with those tokens placed at the image positions;
+* per-layer access for the layer-wise analyses: ``language_decoder()`` (the decoder whose ``layers`` are the
+  LLM's transformer blocks), ``llm_layers()``, ``llm_final_norm()``, ``llm_output_head()``, ``unembed()``,
+  ``image_token_mask()`` and ``attention_implementation()``.
 
 Everything else (prompting, losses, class scoring, probes) is written once, in ``benchmark``, on top of it.
 """
@@ -187,6 +190,66 @@ class ModelAdapter:
         """The model's forward from pixels, untouched: the reference the cached path must equal."""
         return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           pixel_values=pixel_values, return_dict=True)
+
+    # --- per-layer access (layer-wise analyses) -----------------------------------------------------------
+    def language_decoder(self) -> nn.Module:
+        """The LLM's decoder stack: the module whose ``layers`` are its transformer blocks, in order.
+
+        Adapters that do not implement it cannot run the layer-wise analyses (they are refused with this reason).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not expose language_decoder()")
+
+    def llm_layers(self) -> nn.ModuleList:
+        """The transformer blocks of the LLM, input side first. Hidden state ``l`` is the output of block ``l-1``."""
+        return self.language_decoder().layers
+
+    def llm_final_norm(self) -> nn.Module | None:
+        """The norm applied after the last block, before the LM head (``None`` if the model has none)."""
+        dec = self.language_decoder()
+        for attr in ("norm", "final_layer_norm"):  # Llama/Gemma/Qwen name it ``norm``; OPT ``final_layer_norm``
+            if getattr(dec, attr, None) is not None:
+                return getattr(dec, attr)
+        return None
+
+    def llm_output_head(self) -> nn.Module:
+        """The LM head (hidden state -> vocabulary logits)."""
+        return self.model.get_output_embeddings()
+
+    def unembed(self, hidden: torch.Tensor, final_norm: bool = True) -> torch.Tensor:
+        """Logits of hidden states read as if they were the last layer's (the logit lens).
+
+        ``final_norm=False`` skips the final norm. Final-logit soft-capping (Gemma-2) is left out: it is monotone,
+        so ranks of tokens do not change.
+        """
+        norm = self.llm_final_norm()
+        h = hidden.to(self.dtype)
+        if final_norm and norm is not None:
+            h = norm(h)
+        return self.llm_output_head()(h)
+
+    def image_token_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """True at the positions of ``input_ids`` that carry the projected image tokens."""
+        return input_ids == self.image_token_id
+
+    def attention_implementation(self, impl: str):
+        """A context manager running the LLM with attention ``impl`` (e.g. ``"eager"``), restored afterwards.
+
+        Eager attention builds the explicit 4-D attention mask that attention knockout edits per layer.
+        """
+        import contextlib
+
+        target = self.model if hasattr(self.model, "set_attn_implementation") else self.llm_module()
+
+        @contextlib.contextmanager
+        def switch():
+            old = target.config._attn_implementation
+            target.set_attn_implementation(impl)
+            try:
+                yield
+            finally:
+                target.set_attn_implementation(old)
+
+        return switch()
 
     # --- fine-tuned weights -------------------------------------------------------------------------------
     def trainable_modules(self, regime: str) -> dict[str, nn.Module]:

@@ -118,6 +118,20 @@ class Blip2Adapter(ModelAdapter):
         # The causal-LM wrapper: token embeddings, decoder and LM head.
         return self.model.language_model
 
+    def language_decoder(self):
+        # OPT: ``model.decoder``; Llama/Vicuna (InstructBLIP): ``model``. Both answer ``get_decoder()``.
+        return self.model.language_model.get_decoder()
+
+    def unembed(self, hidden, final_norm=True):
+        # OPT's decoder may project back from the hidden width to the embedding width after its final norm.
+        dec = self.language_decoder()
+        h = hidden.to(self.dtype)
+        if final_norm and self.llm_final_norm() is not None:
+            h = self.llm_final_norm()(h)
+        if getattr(dec, "project_out", None) is not None:
+            h = dec.project_out(h)
+        return self.llm_output_head()(h)
+
     # images
     def preprocessing_signature(self):
         return {"image_processor": self.processor.image_processor.to_dict(), "features": "vision last_hidden_state"}

@@ -77,6 +77,9 @@ class Idefics3Adapter(ModelAdapter):
     def llm_module(self):
         return torch.nn.ModuleDict({"text_model": self.model.model.text_model, "lm_head": self.model.lm_head})
 
+    def language_decoder(self):
+        return self.model.model.text_model
+
     # images
     def preprocess(self, images):
         """(B, 1, 3, S, S): one unsplit view per image, the 5-D layout the model's forward takes."""

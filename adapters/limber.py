@@ -216,6 +216,12 @@ class LimberAdapter(ModelAdapter):
     def llm_module(self):
         return self.model.language_model
 
+    def language_decoder(self):
+        return self.model.language_model.model
+
+    def llm_output_head(self):
+        return self.model.language_model.lm_head
+
     # images
     def preprocess(self, images):
         px = self.image_processor(images=images, return_tensors="pt")["pixel_values"]

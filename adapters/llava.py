@@ -47,6 +47,9 @@ class LlavaAdapter(ModelAdapter):
     def llm_module(self):
         return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
 
+    def language_decoder(self):
+        return self.model.model.language_model
+
     # images
     def preprocessing_signature(self):
         return {

@@ -51,6 +51,9 @@ class PaliGemmaAdapter(ModelAdapter):
     def llm_module(self):
         return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
 
+    def language_decoder(self):
+        return self.model.model.language_model
+
     # images
     def preprocessing_signature(self):
         return {"image_processor": self.processor.image_processor.to_dict(), "features": "vision_tower.last_hidden_state"}

@@ -82,6 +82,9 @@ class Qwen2VLAdapter(ModelAdapter):
     def llm_module(self):
         return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
 
+    def language_decoder(self):
+        return self.model.model.language_model
+
     # images
     def _pixel_budget(self) -> dict:
         n = self.image_size**2

@@ -1,4 +1,4 @@
-"""Registers the built-in adapters and tasks, through the same hooks a third-party plugin uses."""
+"""Registers the built-in adapters, tasks and analyses, through the same hooks a third-party plugin uses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import importlib
 
 from .hookspecs import hookimpl
 
-# Each module exposes ADAPTERS (a list of AdapterSpec) / TASKS (a list of TaskSpec).
+# Each module exposes ADAPTERS (a list of AdapterSpec) / TASKS (a list of TaskSpec) / ANALYSIS (an AnalysisSpec).
 ADAPTER_MODULES = [
     "benchmark.adapters.llava",
     "benchmark.adapters.blip2",
@@ -18,6 +18,15 @@ ADAPTER_MODULES = [
 TASK_MODULES = [
     "benchmark.tasks.builtin",
     "benchmark.tasks.paper",
+]
+
+ANALYSIS_MODULES = [
+    "benchmark.analyses.layer_probe",
+    "benchmark.analyses.logit_lens",
+    "benchmark.analyses.modality_gap",
+    "benchmark.analyses.mir",
+    "benchmark.analyses.knockout",
+    "benchmark.analyses.weight_change",
 ]
 
 
@@ -33,3 +42,9 @@ def register_tasks(register):
     for module in TASK_MODULES:
         for task in importlib.import_module(module).TASKS:
             register(task)
+
+
+@hookimpl
+def register_analyses(register):
+    for module in ANALYSIS_MODULES:
+        register(importlib.import_module(module).ANALYSIS)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark run | list | leaderboard``."""
+"""Command line: ``python -m benchmark run | analyze | list | check-adapter | leaderboard``."""
 
 from __future__ import annotations
 
@@ -62,8 +62,36 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--keep-checkpoints", action="store_true", help="keep the full trainable state after a run")
     r.add_argument("--no-progress", action="store_true")
 
-    ls = sub.add_parser("list", help="list registered models, tasks or plugins")
-    ls.add_argument("what", choices=["models", "tasks", "plugins"])
+    from .analyses import AnalysisOptions
+
+    o = AnalysisOptions()
+    an = sub.add_parser("analyze", help="layer-wise analyses of a finished run's model states (see `list analyses`)")
+    an.add_argument("--model", required=True, help="adapter name of the run")
+    an.add_argument("--task", required=True, help="task name of the run")
+    an.add_argument("--analysis", type=_str_list, default=(),
+                    help="comma-separated analyses (default: all; see `list analyses`)")
+    an.add_argument("--regimes", type=_str_list, default=REGIMES,
+                    help=f"model states: subset of {','.join(REGIMES)} (zero-shot = the original weights)")
+    an.add_argument("--seeds", type=_int_list, default=(0,), help="seeds of the run (default: 0)")
+    an.add_argument("--max-per-class", type=int, help="analyse the limited run made with this --max-per-class")
+    an.add_argument("--results-dir", help="results folder of the run (default ./results or $PROJBENCH_RESULTS)")
+    an.add_argument("--cache-dir", help="feature cache of the run (default ~/.cache/projbench or $PROJBENCH_CACHE)")
+    an.add_argument("--device", default="auto")
+    an.add_argument("--probe-max-epochs", type=int, default=o.probe_max_epochs, help="layer-probe epochs")
+    an.add_argument("--tokens-per-image", type=int, default=o.tokens_per_image,
+                    help="token states kept per image, layer and modality (mir, logit-lens)")
+    an.add_argument("--mir-compat", action="store_true",
+                    help="mir: reproduce the reference code's fast mode, Tr(S_V S_T) instead of Tr((S_V S_T)^1/2)")
+    an.add_argument("--knockout-window", type=int, default=o.knockout_window,
+                    help="knockout: blocks blocked at once (default 0 = max(1, blocks // 8))")
+    an.add_argument("--knockout-max-images", type=int, default=o.knockout_max_images,
+                    help="knockout: test images scored (each costs 2 x (windows + 1) forwards)")
+    an.add_argument("--permutations", type=int, default=o.permutations, help="modality-gap permutation baseline")
+    an.add_argument("--batch-size", type=int, default=o.batch_size)
+    an.add_argument("--no-progress", action="store_true")
+
+    ls = sub.add_parser("list", help="list registered models, tasks, analyses or plugins")
+    ls.add_argument("what", choices=["models", "tasks", "analyses", "plugins"])
     ls.add_argument("--verbose", "-v", action="store_true")
 
     ck = sub.add_parser("check-adapter", help="run the adapter conformance suite on registered adapters")
@@ -77,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--output", help="write to this file instead of stdout (with --format html: the site folder)")
     lb.add_argument("--plot", help="also draw the richness-vs-gain plot to this PNG")
     lb.add_argument("--reference", action="store_true", help="include the paper's LLaVA-1.5-7B reference rows")
+    lb.add_argument("--analysis-plots", metavar="DIR",
+                    help="also draw the per-layer curves of every analysis (one PNG per model, task, analysis) here")
     return p
 
 
@@ -109,6 +139,41 @@ def cmd_run(a) -> int:
     return 0
 
 
+def cmd_analyze(a) -> int:
+    from .analyses import AnalysisOptions
+    from .analyses.runner import AnalysisRunner, AnalyzeConfig
+
+    for name, value, low in (("--probe-max-epochs", a.probe_max_epochs, 1), ("--tokens-per-image", a.tokens_per_image, 1),
+                             ("--knockout-window", a.knockout_window, 0), ("--knockout-max-images", a.knockout_max_images, 1),
+                             ("--permutations", a.permutations, 0), ("--batch-size", a.batch_size, 1),
+                             ("--max-per-class", a.max_per_class, 1)):
+        if value is not None and value < low:
+            raise BenchmarkError(f"{name} must be at least {low}, got {value}.")
+    options = AnalysisOptions(probe_max_epochs=a.probe_max_epochs, tokens_per_image=a.tokens_per_image,
+                              mir_compat=a.mir_compat, knockout_window=a.knockout_window,
+                              knockout_max_images=a.knockout_max_images, permutations=a.permutations,
+                              batch_size=a.batch_size)
+    cfg = AnalyzeConfig(model=a.model, task=a.task, analyses=a.analysis, regimes=a.regimes, seeds=a.seeds,
+                        max_per_class=a.max_per_class, results_dir=a.results_dir, cache_dir=a.cache_dir,
+                        device=a.device, options=options, progress=not a.no_progress)
+    runner = AnalysisRunner(cfg)
+    try:
+        written = runner.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished analyses are saved under {runner.task_dir}; run the same command to resume.",
+              file=sys.stderr)
+        return 130
+    from .leaderboard.analyses import draw_curves
+
+    for png in draw_curves(runner.results, model=a.model, task_dir=runner.task_dir.name):
+        print(f"curves: {png}")
+    print(f"{len(written)} analysis result(s) written under {runner.task_dir / 'analyses'}")
+    if runner.problems:
+        print(f"{len(runner.problems)} problem(s): see [missing] / [refused] above.", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_list(a) -> int:
     from tabulate import tabulate
 
@@ -127,6 +192,9 @@ def cmd_list(a) -> int:
             rows.append(row)
         headers = ["task", "version", "domain", "classes", "source", "from"] + (["citation", "licence"] if a.verbose else [])
         print(tabulate(rows, headers=headers, disable_numparse=True))
+    elif a.what == "analyses":
+        rows = [[s.name, s.description, s.citation, s.origin] for s in reg.analyses]
+        print(tabulate(rows, headers=["analysis", "what", "citation", "from"], maxcolwidths=[None, 50, 50, None]))
     else:
         print(tabulate(reg.list_plugins(), headers=["plugin", "module"]))
     return 0
@@ -160,7 +228,7 @@ def cmd_leaderboard(a) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list, "check-adapter": cmd_check_adapter,
+        return {"run": cmd_run, "analyze": cmd_analyze, "list": cmd_list, "check-adapter": cmd_check_adapter,
                 "leaderboard": cmd_leaderboard}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,9 +13,10 @@ class UnknownNameError(BenchmarkError):
     def __init__(self, kind: str, name: str, known: list[str]):
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        kinds = kind[:-2] + "es" if kind.endswith("is") else kind + "s"  # analysis -> analyses
         super().__init__(
-            f"Unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(sorted(known))}. "
-            f"`python -m benchmark list {kind}s` shows them all."
+            f"Unknown {kind} {name!r}.{hint} Known {kinds}: {', '.join(sorted(known))}. "
+            f"`python -m benchmark list {kinds}` shows them all."
         )
 
 

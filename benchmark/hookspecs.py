@@ -1,7 +1,7 @@
 """Plugin hook specifications: the whole surface a third-party package needs to extend projbench.
 
 A plugin module defines functions decorated with ``benchmark.hookimpl`` and hands its objects to the
-``register`` callback it receives. Built-in adapters and tasks use these same hooks.
+``register`` callback it receives. Built-in adapters, tasks and analyses use these same hooks.
 """
 
 from __future__ import annotations
@@ -24,3 +24,8 @@ def register_adapters(register: Callable) -> None:
 @hookspec
 def register_tasks(register: Callable) -> None:
     """Call ``register(task)`` once per :class:`benchmark.tasks.TaskSpec` the plugin provides."""
+
+
+@hookspec
+def register_analyses(register: Callable) -> None:
+    """Call ``register(spec)`` once per :class:`benchmark.analyses.AnalysisSpec` the plugin provides."""

@@ -44,6 +44,9 @@ from .results import (
 from .tasks.base import TaskData, load_task
 from .training import finetune, projector_state, trainable_state
 
+# Trained FT-E2E states up to this size (tiny twins, LoRA) are kept after a run for `analyze`.
+KEEP_FOR_ANALYSES_MAX_PARAMS = 200_000_000
+
 
 def config_hash(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -279,7 +282,11 @@ class Runner:
             "provenance": provenance(),
         }
         atomic_write_json(d / METRICS, metrics)
-        if not cfg.keep_checkpoints and (d / CHECKPOINT).exists():
+        # FT-E2E keeps its trained state for `analyze` (FT-E2E model state) when it is small; a large one only
+        # with --keep-checkpoints (it is the size of the LLM).
+        small = (training or {}).get("trainable_parameters", float("inf")) <= KEEP_FOR_ANALYSES_MAX_PARAMS
+        keep = cfg.keep_checkpoints or (regime == "ft-e2e" and small)
+        if not keep and (d / CHECKPOINT).exists():
             (d / CHECKPOINT).unlink()
         unmatched = metrics["metrics"].get("unmatched_rate")
         self.log(f"[done] {regime} seed {seed}: macro-F1 {metrics['metrics']['macro_f1']:.4f}"

@@ -1,4 +1,4 @@
-"""The plugin manager and the registries of adapters and tasks that its hooks fill.
+"""The plugin manager and the registries of adapters, tasks and analyses that its hooks fill.
 
 Plugins are found through the ``projbench`` entry-point group (set ``PROJBENCH_DISABLE_PLUGIN_AUTOLOAD=1``
 to skip them). Built-ins are registered through the very same hooks.
@@ -64,6 +64,7 @@ class Plugins:
         self.pm.check_pending()
         self.adapters = Registry("model")
         self.tasks = Registry("task")
+        self.analyses = Registry("analysis")
         self._collect()
 
     def plugin_origin(self, plugin) -> str:
@@ -74,7 +75,8 @@ class Plugins:
         return name
 
     def _collect(self):
-        for kind, registry in (("register_adapters", self.adapters), ("register_tasks", self.tasks)):
+        for kind, registry in (("register_adapters", self.adapters), ("register_tasks", self.tasks),
+                               ("register_analyses", self.analyses)):
             for impl in getattr(self.pm.hook, kind).get_hookimpls():
                 origin = self.plugin_origin(impl.plugin)
                 impl.function(register=lambda item, _o=origin, _r=registry: _r.add(item, _o))

@@ -91,11 +91,14 @@ def main(args) -> int:
         print(f"note: no runs found under {results}.", file=sys.stderr)
 
     with_reference = bool(getattr(args, "reference", False))
+    from .analyses import draw_curves, with_analyses
+
     if fmt == "html":
         index = write_site(board, coll, Path(args.output), with_reference)
         print(f"leaderboard (html): {index}", file=sys.stderr)
     else:
-        _write_text(render(board, fmt, with_reference=with_reference), fmt, getattr(args, "output", None))
+        text = with_analyses(render(board, fmt, with_reference=with_reference), fmt, results)
+        _write_text(text, fmt, getattr(args, "output", None))
     if plot_path is not None:
         from .plot import draw
 
@@ -104,4 +107,7 @@ def main(args) -> int:
         except OSError as exc:
             raise BenchmarkError(f"Cannot write the plot to {plot_path}: {exc.strerror}.") from None
         print(f"plot: {plot_path}", file=sys.stderr)
+    if getattr(args, "analysis_plots", None):
+        for png in draw_curves(results, out_dir=Path(args.analysis_plots)):
+            print(f"analysis curves: {png}", file=sys.stderr)
     return 0

@@ -1,0 +1,237 @@
+"""The shared, cached hidden-state extractor: one forward per image gives what every analysis needs, per layer.
+
+For each image the paper's classification prompt (seeded class order, as in evaluation) runs once through the
+adapter's ``lm_forward`` from the cached vision features. Hooks on the LLM's blocks (``adapter.llm_layers()``)
+read every layer as it is computed: layer 0 is the input of the first block (the embeddings, image tokens
+placed), layer ``l`` the output of block ``l-1`` (before the final norm). Each layer is reduced on the spot to
+
+* the mean over the image-token positions and the mean over the text positions (prompt tokens, no padding);
+* ``tokens_per_image`` evenly spaced image-token states and as many text-token states (fp16),
+
+so memory never holds all tokens x layers x images: at most one layer's activations plus the reductions of one
+part of ``PART_SIZE`` images. Parts are written as they finish (an interrupted extraction resumes) under a
+content address like the vision features': the feature-cache key (checkpoint, task fingerprint, split,
+preprocessing), the model state (regime and its weight files), the prompt seed and the extractor settings.
+:class:`HiddenStore` reads one layer at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..batching import collate
+from ..features import cache_key
+from ..prompt import build_question
+from ..results import atomic_write_json, atomic_write_with
+from . import AnalysisUnsupported
+
+EXTRACTOR_VERSION = 1
+PART_SIZE = 64
+FP16_MAX = 65504.0
+FIELDS = ("image_mean", "text_mean", "image_tokens", "text_tokens")
+
+
+def layer_access_problem(adapter) -> str | None:
+    """Why the adapter cannot give per-layer states (None if it can)."""
+    try:
+        layers = adapter.llm_layers()
+    except NotImplementedError as exc:
+        return f"{exc}: the layer-wise analyses need the LLM's blocks (see adapters/base.py)"
+    if not len(layers):
+        return f"{adapter.name}: llm_layers() is empty"
+    return None
+
+
+def require_layers(adapter) -> None:
+    problem = layer_access_problem(adapter)
+    if problem:
+        raise AnalysisUnsupported(problem)
+
+
+class LayerRecorder:
+    """Calls ``on_layer(l, hidden)`` for every hidden state of a forward: l = 0 (block input) .. num_blocks."""
+
+    def __init__(self, adapter, on_layer):
+        self.layers = adapter.llm_layers()
+        self.on_layer = on_layer
+        self.handles = []
+
+    def __enter__(self):
+        def pre(_module, args, kwargs):
+            h = args[0] if args else kwargs["hidden_states"]
+            self.on_layer(0, h)
+
+        self.handles.append(self.layers[0].register_forward_pre_hook(pre, with_kwargs=True))
+        for i, block in enumerate(self.layers):
+            def post(_module, _args, output, _l=i + 1):
+                self.on_layer(_l, output[0] if isinstance(output, tuple) else output)
+
+            self.handles.append(block.register_forward_hook(post))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+
+def spaced_positions(mask: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, k) indices of ``k`` evenly spaced True positions per row (repeats when a row has fewer than k)."""
+    out = []
+    for row in mask:
+        pos = torch.nonzero(row).flatten()
+        if len(pos) == 0:
+            raise AnalysisUnsupported("a prompt has no token of one modality (no image tokens found by "
+                                      "adapter.image_token_mask, or no text token)")
+        pick = torch.linspace(0, len(pos) - 1, k).round().long()
+        out.append(pos[pick])
+    return torch.stack(out)
+
+
+def pooled_means(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, D) mean of ``hidden`` (B, S, D) over the True positions of ``mask`` (B, S), in float32."""
+    m = mask.to(hidden.device, torch.float32)[..., None]
+    return ((hidden.float() * m).sum(1) / m.sum(1).clamp_min(1)).cpu()
+
+
+def prompt_masks(adapter, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    image = adapter.image_token_mask(input_ids).cpu()
+    text = attention_mask.bool().cpu() & ~image
+    return image, text
+
+
+@torch.no_grad()
+def hidden_batch(adapter, features: torch.Tensor, questions: list[str], k: int) -> dict[str, torch.Tensor]:
+    """The reductions of one batch: image/text means (B, L+1, D) and token samples (B, L+1, k, D)."""
+    dev = adapter.device
+    batch = collate([adapter.encode(q) for q in questions], adapter.pad_token_id, with_answer=False)
+    image, text = prompt_masks(adapter, batch["input_ids"], batch["attention_mask"])
+    img_pos, txt_pos = spaced_positions(image, k), spaced_positions(text, k)
+    rows = torch.arange(len(questions))[:, None]
+    per_layer: dict[int, tuple] = {}
+
+    def on_layer(layer, h):
+        h = h.detach()
+        per_layer[layer] = (
+            pooled_means(h, image), pooled_means(h, text),
+            h[rows.to(h.device), img_pos.to(h.device)].float().clamp(-FP16_MAX, FP16_MAX).half().cpu(),
+            h[rows.to(h.device), txt_pos.to(h.device)].float().clamp(-FP16_MAX, FP16_MAX).half().cpu(),
+        )
+
+    with LayerRecorder(adapter, on_layer):
+        adapter.lm_forward(batch["input_ids"].to(dev), batch["attention_mask"].to(dev),
+                           batch["position_ids"].to(dev), adapter.project(features.to(dev)))
+    layers = sorted(per_layer)
+    if layers != list(range(len(adapter.llm_layers()) + 1)):
+        raise AnalysisUnsupported(f"{adapter.name}: the forward did not run every block of llm_layers() "
+                                  f"(saw hidden states {layers})")
+    return {name: torch.stack([per_layer[j][i] for j in layers], dim=1) for i, name in enumerate(FIELDS)}
+
+
+def hidden_key(adapter, task_fingerprint: str, split: str, state: dict, seed: int, domain: str, classes,
+               tokens_per_image: int) -> str:
+    payload = json.dumps({"features": cache_key(adapter, task_fingerprint, split), "state": state, "seed": seed,
+                          "domain": domain, "classes": list(classes), "k": tokens_per_image,
+                          "version": EXTRACTOR_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+class HiddenStore:
+    """Read-only view of one split's cached hidden-state reductions, one layer at a time."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        meta = json.loads((self.directory / "index.json").read_text())
+        self.uids: list[str] = meta["uids"]
+        self.labels: list[int] = meta["labels"]
+        self.num_layers: int = meta["num_layers"]       # hidden states: embeddings + one per block
+        self.dim: int = meta["dim"]
+        self.tokens_per_image: int = meta["tokens_per_image"]
+        self._parts = [self.directory / p for p in meta["parts"]]
+
+    def __len__(self):
+        return len(self.uids)
+
+    def _layer(self, name: str, layer: int) -> torch.Tensor:
+        if not 0 <= layer < self.num_layers:
+            raise IndexError(f"layer {layer} out of range 0..{self.num_layers - 1}")
+        out = []
+        for p in self._parts:
+            with safe_open(str(p), framework="pt") as f:
+                out.append(f.get_slice(name)[:, layer: layer + 1])
+        return torch.cat(out)[:, 0]
+
+    def image_mean(self, layer: int) -> torch.Tensor:
+        """(N, D) float32: each image's mean image-token state at ``layer``."""
+        return self._layer("image_mean", layer)
+
+    def text_mean(self, layer: int) -> torch.Tensor:
+        return self._layer("text_mean", layer)
+
+    def image_tokens(self, layer: int) -> torch.Tensor:
+        """(N, k, D) float32: ``k`` evenly spaced image-token states per image at ``layer``."""
+        return self._layer("image_tokens", layer).float()
+
+    def text_tokens(self, layer: int) -> torch.Tensor:
+        return self._layer("text_tokens", layer).float()
+
+
+def extract_hidden(adapter, samples, features, cache_dir: Path, task_fingerprint: str, split: str, state: dict,
+                   seed: int, domain: str, classes, tokens_per_image: int = 8, batch_size: int = 8,
+                   progress: bool = True) -> tuple[HiddenStore, float]:
+    """Cached hidden-state reductions of ``samples`` in one model state. Returns the store and seconds spent.
+
+    ``features`` is the split's vision-feature store (rows in sample order); ``state`` identifies the weights
+    (regime and trained-state files) for the cache address.
+    """
+    from tqdm.auto import tqdm
+
+    require_layers(adapter)
+    if tokens_per_image < 1:
+        raise ValueError(f"tokens_per_image must be at least 1, got {tokens_per_image}")
+    key = hidden_key(adapter, task_fingerprint, split, state, seed, domain, classes, tokens_per_image)
+    directory = Path(cache_dir) / "hidden" / key
+    if (directory / "index.json").exists():
+        return HiddenStore(directory), 0.0
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(directory / "key.json", {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint),
+                                               "task_fingerprint": task_fingerprint, "split": split,
+                                               "state": state, "seed": seed, "tokens_per_image": tokens_per_image})
+    start = time.perf_counter()
+    parts, dim = [], None
+    bar = tqdm(total=len(samples), desc=f"hidden states ({state.get('regime', '?')}, {split})", unit="img",
+               disable=not progress)
+    for p0 in range(0, len(samples), PART_SIZE):
+        name = f"part-{p0 // PART_SIZE:05d}.safetensors"
+        chunk = range(p0, min(p0 + PART_SIZE, len(samples)))
+        if (directory / name).exists():  # finished before an interruption
+            parts.append(name)
+            bar.update(len(chunk))
+            continue
+        acc = {f: [] for f in FIELDS}
+        for b0 in range(chunk.start, chunk.stop, batch_size):
+            idx = list(range(b0, min(b0 + batch_size, chunk.stop)))
+            questions = [build_question(domain, classes, seed, samples[i].uid) for i in idx]
+            out = hidden_batch(adapter, features.get(idx), questions, tokens_per_image)
+            for f in FIELDS:
+                acc[f].append(out[f])
+            bar.update(len(idx))
+        tensors = {f: torch.cat(v).contiguous() for f, v in acc.items()}
+        atomic_write_with(directory / name, lambda tmp, t=tensors: save_file(t, str(tmp)))
+        parts.append(name)
+    bar.close()
+    with safe_open(str(directory / parts[0]), framework="pt") as f:
+        shape = f.get_slice("image_mean").get_shape()
+    num_layers, dim = shape[1], shape[2]
+    atomic_write_json(directory / "index.json", {
+        "uids": [s.uid for s in samples], "labels": [s.label for s in samples], "parts": parts,
+        "num_layers": num_layers, "dim": dim, "tokens_per_image": tokens_per_image,
+    })
+    return HiddenStore(directory), time.perf_counter() - start

@@ -1,0 +1,255 @@
+"""``python -m benchmark analyze``: run analyses on the model states of a finished `run`, resumably.
+
+It reuses what the run left: the task data and its cached vision features (same content address), the original
+weights, ``projector.safetensors`` of FT-Proj and the trained state ``checkpoint.safetensors`` of FT-E2E (kept
+by `run` when the trained state is small, <= ``KEEP_FOR_ANALYSES_MAX_PARAMS``, and always with
+``--keep-checkpoints``). A missing state is reported with the `run` command that produces it; the other states
+are still analysed. Results go to ``<results>/<model>/<task>[@max<k>]/analyses/<analysis>/<regime>/seed<k>/
+analysis.json`` (written atomically, with provenance and an identity hash; an identical finished result is
+skipped, a different one is never overwritten), and curves to ``.../analyses/<analysis>.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import RESULT_SCHEMA_VERSION, __version__
+from ..config import REGIMES
+from ..errors import BenchmarkError
+from ..paths import cache_root, results_root
+from ..registry import plugins
+from ..results import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    PROJECTOR,
+    atomic_write_json,
+    provenance,
+    read_json,
+    run_dir,
+)
+from . import AnalysisContext, AnalysisOptions, AnalysisUnsupported, folder_name
+
+RESULT = "analysis.json"   # not metrics.json/config.json: the leaderboard's run collector must not see it
+ANALYSES_DIR = "analyses"
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    model: str
+    task: str
+    analyses: tuple[str, ...] = ()       # empty: all registered
+    regimes: tuple[str, ...] = REGIMES
+    seeds: tuple[int, ...] = (0,)
+    max_per_class: int | None = None     # selects the limited run's folder (<task>@max<k>)
+    results_dir: str | None = None
+    cache_dir: str | None = None
+    device: str = "auto"
+    options: AnalysisOptions = field(default_factory=AnalysisOptions)
+    progress: bool = True
+
+
+def identity_hash(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_stamp(path: Path) -> str:
+    st = Path(path).stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+class AnalysisRunner:
+    def __init__(self, cfg: AnalyzeConfig, log=print, warn=None):
+        import sys
+
+        self.cfg, self.log = cfg, log
+        self.warn = warn or (lambda m: print(m, file=sys.stderr))
+        reg = plugins()
+        self.adapter_spec = reg.adapters.get(cfg.model)
+        self.task_spec = reg.tasks.get(cfg.task)
+        names = cfg.analyses or tuple(reg.analyses.names())
+        self.specs = [reg.analyses.get(n) for n in names]
+        for r in cfg.regimes:
+            if r not in REGIMES:
+                raise BenchmarkError(f"Unknown regime {r!r} for --regimes; choose from {', '.join(REGIMES)}.")
+        if not cfg.seeds:
+            raise BenchmarkError("--seeds is empty: give at least one seed, e.g. --seeds 0.")
+        self.results = Path(cfg.results_dir) if cfg.results_dir else results_root()
+        self.cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
+        self.task_dir = self.results / cfg.model / (cfg.task if cfg.max_per_class is None
+                                                    else f"{cfg.task}@max{cfg.max_per_class}")
+        self.problems: list[str] = []
+
+    # -- what the run left ----------------------------------------------------------------------------------
+    def run_command(self, regimes: str, seed: int, extra: str = "") -> str:
+        c = self.cfg
+        return (f"python -m benchmark run --model {c.model} --task {c.task} --regimes {regimes} --seeds {seed}"
+                + (f" --max-per-class {c.max_per_class}" if c.max_per_class is not None else "")
+                + (f" --results-dir {c.results_dir}" if c.results_dir else "") + extra)
+
+    def base_config(self) -> dict:
+        """The stored config of a finished run of this model and task (data, checkpoint, dtype, domain)."""
+        for seed in self.cfg.seeds:
+            for regime in ("zero-shot", "ft-proj", "ft-e2e", "ft-e2e-lora"):
+                d = run_dir(self.results, self.cfg.model, self.cfg.task, regime, seed, self.cfg.max_per_class)
+                if (d / METRICS).exists() and (d / CONFIG).exists():
+                    return read_json(d / CONFIG)["config"]
+        others = sorted(p.name for p in (self.results / self.cfg.model).glob(f"{self.cfg.task}*") if p.is_dir())
+        hint = (f" Found runs in {', '.join(others)}: pass the matching --max-per-class." if others else "")
+        raise BenchmarkError(
+            f"No finished run of {self.cfg.model} on {self.task_dir.name} (seeds {list(self.cfg.seeds)}) under "
+            f"{self.results}.{hint} Run `{self.run_command(','.join(REGIMES), self.cfg.seeds[0])}` first.")
+
+    def state_files(self, regime: str, seed: int) -> dict | None:
+        """The trained-state files of one (regime, seed); None (and a problem reported) if missing."""
+        if regime == "zero-shot":
+            return {}
+        d = run_dir(self.results, self.cfg.model, self.cfg.task, regime, seed, self.cfg.max_per_class)
+        if regime == "ft-proj":
+            if (d / METRICS).exists() and (d / PROJECTOR).exists():
+                return {"projector": d / PROJECTOR}
+            self.problems.append(f"FT-Proj state (seed {seed}) missing: no finished run with {PROJECTOR} in {d}. "
+                                 f"Produce it with `{self.run_command('ft-proj', seed)}`.")
+            return None
+        if (d / METRICS).exists() and (d / CHECKPOINT).exists():
+            return {"checkpoint": d / CHECKPOINT}
+        lora = d.parent.parent / "ft-e2e-lora" / d.name
+        if (d / METRICS).exists():
+            fix = (f"the run deleted its trained LLM weights ({CHECKPOINT}; kept automatically only for trained "
+                   f"states under 200M parameters). Delete {d} and rerun "
+                   f"`{self.run_command('ft-e2e', seed, ' --keep-checkpoints')}`.")
+        elif (lora / METRICS).exists():
+            fix = f"only a LoRA FT-E2E run exists ({lora}); analyze reads full FT-E2E states. Run " \
+                  f"`{self.run_command('ft-e2e', seed)}` (without --lora)."
+        else:
+            fix = f"no finished FT-E2E run in {d}. Produce it with `{self.run_command('ft-e2e', seed)}`."
+        self.problems.append(f"FT-E2E state (seed {seed}) missing: {fix}")
+        return None
+
+    # -- running ----------------------------------------------------------------------------------------------
+    def run(self) -> list[Path]:
+        from ..features import extract
+        from ..protocol import resolve_device
+        from ..tasks.base import load_task
+
+        base = self.base_config()
+        todo = []  # (seed, regime, files, [(spec, out_dir, identity)])
+        for seed in self.cfg.seeds:
+            for regime in self.cfg.regimes:
+                files = self.state_files(regime, seed)
+                if files is None:
+                    continue
+                todo.append((seed, regime, files))
+        for p in self.problems:
+            self.warn(f"[missing] {p}")
+        if not todo:
+            raise BenchmarkError("No model state to analyse: " + " ".join(self.problems))
+        task_spec = self.task_spec
+        if base.get("domain"):
+            from dataclasses import replace
+
+            task_spec = replace(task_spec, domain=base["domain"])
+        data = load_task(task_spec, Path(base["data_dir"]) if base.get("data_dir") else None,
+                         self.cfg.max_per_class, progress=self.cfg.progress)
+        device = resolve_device(self.cfg.device)
+        written: list[Path] = []
+        stores = None
+        for seed, regime, files in todo:
+            pending = []
+            state = {"regime": regime, "files": {k: file_stamp(v) for k, v in files.items()}}
+            for spec in self.specs:
+                out = self.task_dir / ANALYSES_DIR / folder_name(spec, self.cfg.options) / regime / f"seed{seed}"
+                identity = {"analysis": spec.name, "regime": regime, "seed": seed, "state": state,
+                            "task_fingerprint": data.fingerprint, "checkpoint": base.get("model_path"),
+                            "dtype": base.get("dtype"),
+                            "options": {k: getattr(self.cfg.options, k) for k in spec.options}}
+                if self._finished(out, identity):
+                    self.log(f"[skip] {spec.name} {regime} seed {seed}: finished ({out})")
+                    continue
+                pending.append((spec, out, identity))
+            if not pending:
+                continue
+            adapter = self.adapter_spec.factory(source=base.get("model_path"), device=device,
+                                                dtype=base.get("dtype"), cache_dir=self.cache)
+            if stores is None:
+                stores = {s: extract(adapter, data.splits[s], self.cache, data.fingerprint, s,
+                                     progress=self.cfg.progress)[0] for s in ("train", "test")}
+            applied = False
+            # Analyses of the original weights first (they read the state's files), then the state is applied.
+            for spec, out, identity in sorted(pending, key=lambda p: not p[0].on_original_model):
+                if not spec.on_original_model and not applied:
+                    self.apply_state(adapter, regime, files)
+                    applied = True
+                hidden_cache, timing = {}, {"hidden_s": 0.0}
+
+                def hidden(split, _a=adapter, _cache=hidden_cache, _t=timing, _s=state, _seed=seed, _st=stores):
+                    from .hidden import extract_hidden
+
+                    if split not in _cache:
+                        _cache[split], secs = extract_hidden(
+                            _a, data.splits[split], _st[split], self.cache, data.fingerprint, split, _s, _seed,
+                            data.spec.domain, data.classes, self.cfg.options.tokens_per_image,
+                            self.cfg.options.batch_size, self.cfg.progress)
+                        _t["hidden_s"] += secs
+                    return _cache[split]
+
+                ctx = AnalysisContext(adapter=adapter, regime=regime, seed=seed, data=data, stores=stores,
+                                      hidden=hidden, options=self.cfg.options, state_files=files,
+                                      progress=self.cfg.progress)
+                self.log(f"[analyze] {spec.name} {regime} seed {seed} -> {out}")
+                start = time.perf_counter()
+                try:
+                    result = spec.run(ctx)
+                except AnalysisUnsupported as exc:
+                    self.problems.append(f"{spec.name} refused on {self.cfg.model}: {exc}")
+                    self.warn(f"[refused] {spec.name} on {self.cfg.model} ({regime}): {exc}")
+                    continue
+                record = {
+                    "schema_version": RESULT_SCHEMA_VERSION, "projbench_version": __version__,
+                    "analysis": spec.name, "folder": folder_name(spec, self.cfg.options), "citation": spec.citation,
+                    "model": self.cfg.model, "checkpoint": str(adapter.checkpoint),
+                    "projector_family": self.adapter_spec.projector_family, "task": self.cfg.task,
+                    "task_version": data.spec.version, "task_fingerprint": data.fingerprint, "regime": regime,
+                    "seed": seed, "limit": data.limit, "identity": identity,
+                    "identity_hash": identity_hash(identity), "options": asdict(self.cfg.options),
+                    "result": result,
+                    "timing": {"seconds": time.perf_counter() - start, **timing},
+                    "provenance": provenance(),
+                }
+                atomic_write_json(out / RESULT, record)
+                written.append(out / RESULT)
+        return written
+
+    def _finished(self, out: Path, identity: dict) -> bool:
+        if not (out / RESULT).exists():
+            return False
+        old = read_json(out / RESULT)
+        identity = json.loads(json.dumps(identity, default=str))
+        if old.get("identity_hash") == identity_hash(identity):
+            return True
+        diff = sorted(k for k in set(old.get("identity", {})) | set(identity)
+                      if old.get("identity", {}).get(k) != identity.get(k))
+        raise BenchmarkError(
+            f"{out} holds an analysis of a different configuration (differs in: {', '.join(diff)}). Nothing was "
+            "overwritten: use another --results-dir, or delete that folder to redo it.")
+
+    @staticmethod
+    def apply_state(adapter, regime: str, files: dict) -> None:
+        """Load a regime's trained weights into a freshly loaded (original) adapter."""
+        from safetensors.torch import load_file
+
+        if regime == "ft-proj":
+            state = load_file(str(files["projector"]))
+            adapter.projector_module().load_state_dict({k: v.to(adapter.dtype) for k, v in state.items()})
+        elif regime == "ft-e2e":
+            state = load_file(str(files["checkpoint"]))
+            result = adapter.model.load_state_dict({k: v.to(adapter.dtype) for k, v in state.items()}, strict=False)
+            if result.unexpected_keys:
+                raise BenchmarkError(
+                    f"{files['checkpoint']} does not match the model (e.g. {result.unexpected_keys[:3]}): it was "
+                    "trained with another checkpoint or with LoRA. Rerun the FT-E2E run.")
+        adapter.model.eval()

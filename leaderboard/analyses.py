@@ -1,0 +1,198 @@
+"""Analysis results in the leaderboard: per-layer curves (PNG) and summary tables (Markdown, JSON).
+
+Reads ``<results>/<model>/<task>[@max<k>]/analyses/<analysis>/<regime>/seed<k>/analysis.json`` (written by
+``python -m benchmark analyze``). Curves: one PNG per (model, task, analysis), one line per model state (mean
+over seeds; the analysis's secondary curve, e.g. the control probe, dashed). Tables: one row per (model, task,
+analysis, state) with the analysis's summary numbers, mean over seeds. Limited runs are labelled as such.
+Unreadable files are listed, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+RESULT = "analysis.json"
+REGIME_ORDER = ("zero-shot", "ft-proj", "ft-e2e")
+REGIME_LABEL = {"zero-shot": "original", "ft-proj": "FT-Proj", "ft-e2e": "FT-E2E"}
+_TASK_DIR = re.compile(r"^(?P<task>.+?)(?:@max(?P<k>[0-9]+))?$")
+
+
+@dataclass(frozen=True)
+class Record:
+    model: str
+    task_dir: str
+    folder: str        # analysis name (+ variant, e.g. mir-compat)
+    regime: str
+    seed: int
+    data: dict
+
+    @property
+    def limit(self) -> int | None:
+        k = _TASK_DIR.match(self.task_dir).group("k")
+        return int(k) if k else None
+
+    @property
+    def task_label(self) -> str:
+        task = _TASK_DIR.match(self.task_dir).group("task")
+        return task if self.limit is None else f"{task} (limited: {self.limit}/class)"
+
+
+def collect_analyses(results: Path, model: str | None = None, task_dir: str | None = None):
+    """(records, skipped) of every analysis result under ``results`` (optionally one model / task folder)."""
+    results = Path(results)
+    records, skipped = [], []
+    pattern = f"{model or '*'}/{task_dir or '*'}/analyses/*/*/seed*/{RESULT}"
+    for path in sorted(results.glob(pattern)):
+        rel = path.relative_to(results).parts
+        try:
+            data = json.loads(path.read_text())
+            result = data["result"]
+            if not isinstance(result.get("curves"), dict) or not isinstance(result.get("x"), list):
+                raise ValueError("no curves")
+            seed = int(rel[5].removeprefix("seed"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            skipped.append((str(path.relative_to(results)), f"unreadable: {exc}"))
+            continue
+        records.append(Record(rel[0], rel[1], rel[3], rel[4], seed, data))
+    return records, skipped
+
+
+def _groups(records):
+    out: dict = {}
+    for r in records:
+        out.setdefault((r.model, r.task_dir, r.folder), {}).setdefault(r.regime, []).append(r)
+    return out
+
+
+def _mean_curve(recs, name):
+    curves = [r.data["result"]["curves"].get(name) for r in recs]
+    curves = [c for c in curves if c]
+    if not curves:
+        return None
+    out = []
+    for values in zip(*curves, strict=False):
+        vals = [v for v in values if v is not None]
+        out.append(sum(vals) / len(vals) if vals else float("nan"))
+    return out
+
+
+def _regime_key(regime):
+    return REGIME_ORDER.index(regime) if regime in REGIME_ORDER else len(REGIME_ORDER)
+
+
+def draw_curves(results: Path, model: str | None = None, task_dir: str | None = None,
+                out_dir: Path | None = None) -> list[Path]:
+    """One PNG per (model, task, analysis); by default next to the results, ``.../analyses/<analysis>.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records, _ = collect_analyses(results, model, task_dir)
+    written = []
+    for (m, t, folder), by_regime in sorted(_groups(records).items()):
+        first = next(iter(by_regime.values()))[0]
+        res = first.data["result"]
+        primary, secondary = res.get("primary") or sorted(res["curves"])[0], res.get("secondary")
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+        for i, regime in enumerate(sorted(by_regime, key=_regime_key)):
+            recs = by_regime[regime]
+            x = recs[0].data["result"]["x"]
+            label = f"{REGIME_LABEL.get(regime, regime)} (n={len(recs)} seed{'s' if len(recs) > 1 else ''})"
+            y = _mean_curve(recs, primary)
+            if y:
+                ax.plot(x[: len(y)], y, marker="o", ms=3, color=f"C{i}", label=label)
+            y2 = _mean_curve(recs, secondary) if secondary else None
+            if y2:
+                ax.plot(x[: len(y2)], y2, ls="--", color=f"C{i}", alpha=0.6, label=f"{label}: {secondary}")
+        limited = f" (limited run: {first.limit}/class)" if first.limit else ""
+        ax.set_title(f"{folder}: {m} on {_TASK_DIR.match(t).group('task')}{limited}", fontsize=10)
+        ax.set_xlabel(res.get("x_label", "layer"))
+        ax.set_ylabel(primary)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = (Path(out_dir) / f"{m}__{t}__{folder}.png" if out_dir
+                else Path(results) / m / t / "analyses" / f"{folder}.png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def summary_rows(records) -> list[dict]:
+    """One row per (model, task, analysis, state): summary numbers averaged over seeds."""
+    rows = []
+    for (m, _t, folder), by_regime in sorted(_groups(records).items()):
+        for regime in sorted(by_regime, key=_regime_key):
+            recs = sorted(by_regime[regime], key=lambda r: r.seed)
+            summary = {}
+            for key in sorted(recs[0].data["result"].get("summary", {})):
+                vals = [r.data["result"]["summary"].get(key) for r in recs]
+                if all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
+                    summary[key] = sum(vals) / len(vals)
+                else:
+                    summary[key] = vals[0]
+            rows.append({"model": m, "task": recs[0].task_label, "limit": recs[0].limit, "analysis": folder,
+                         "state": REGIME_LABEL.get(regime, regime), "seeds": [r.seed for r in recs],
+                         "summary": summary, "citation": recs[0].data.get("citation")})
+    return rows
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def markdown_section(records, skipped=()) -> str:
+    if not records and not skipped:
+        return ""
+    from tabulate import tabulate
+
+    lines = ["", "## Layer-wise analyses", "",
+             "Summary numbers per model state (mean over seeds); per-layer curves: "
+             "`python -m benchmark leaderboard --analysis-plots DIR`. Limited runs are labelled.", ""]
+    rows = summary_rows(records)
+    for analysis in sorted({r["analysis"] for r in rows}):
+        sub = [r for r in rows if r["analysis"] == analysis]
+        lines += [f"### {analysis}", "", f"{sub[0]['citation']}", ""]
+        table = [[r["model"], r["task"], r["state"], len(r["seeds"]),
+                  "; ".join(f"{k} {_fmt(v)}" for k, v in r["summary"].items())] for r in sub]
+        lines += [tabulate(table, headers=["model", "task", "state", "seeds", "summary"], tablefmt="github"), ""]
+    if skipped:
+        lines += ["Skipped analysis files:", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]
+    return "\n".join(lines)
+
+
+def _clean(obj):
+    """JSON without NaN/inf (the leaderboard writes strict JSON)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def json_section(records, skipped=()) -> dict:
+    return _clean({"rows": summary_rows(records), "skipped": [{"path": p, "reason": w} for p, w in skipped]})
+
+
+def with_analyses(text: str, fmt: str, results: Path) -> str:
+    """The rendered leaderboard ``text`` with the analyses added (Markdown section / JSON key; CSV unchanged)."""
+    records, skipped = collect_analyses(results)
+    if not records and not skipped:
+        return text
+    if fmt == "markdown":
+        return text.rstrip("\n") + "\n" + markdown_section(records, skipped)
+    if fmt == "json":
+        doc = json.loads(text)
+        doc["analyses"] = json_section(records, skipped)
+        return json.dumps(doc, indent=2, sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n"
+    return text

@@ -23,6 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
+# The tiny open_clip twin (benchmark/baselines.py) that tiny adapters declare, so their baselines run offline.
+TINY_CLIP = ("tiny-clip", None)
+
 
 @dataclass(frozen=True)
 class AdapterSpec:
@@ -35,6 +38,9 @@ class AdapterSpec:
     projector_modules: str          # what counts as the projector, in the model's own attribute names
     description: str = ""
     tiny: bool = False              # a tiny random-init twin for tests and the demo
+    # The open_clip (model, pretrained tag) matching the vision encoder, for the CLIP baselines; None if no CLIP
+    # matches (the baselines then fall back to the paper's CLIP, with a recorded warning).
+    clip: tuple[str, str | None] | None = None
     origin: str = "builtin"         # filled in by the registry: the plugin that registered it
 
 

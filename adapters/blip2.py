@@ -51,7 +51,7 @@ from torch import nn
 
 from benchmark.errors import ModelLoadError
 
-from .base import AdapterSpec, ModelAdapter
+from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
 from .tiny import build_tokenizer
 
@@ -346,6 +346,7 @@ INSTRUCTBLIP_PROJECTOR = (
 ADAPTERS = [
     AdapterSpec(
         name="blip2",
+        clip=("EVA01-g-14", "laion400m_s11b_b41k"),
         factory=hub_factory(Blip2Adapter, "blip2", "Salesforce/blip2-opt-2.7b"),
         checkpoint="Salesforce/blip2-opt-2.7b",
         projector_family="q-former",
@@ -354,6 +355,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="instructblip",
+        clip=("EVA01-g-14", "laion400m_s11b_b41k"),
         factory=hub_factory(InstructBlipAdapter, "instructblip", "Salesforce/instructblip-vicuna-7b"),
         checkpoint="Salesforce/instructblip-vicuna-7b",
         projector_family="q-former",
@@ -362,6 +364,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="blip2-tiny",
+        clip=TINY_CLIP,
         factory=tiny_factory(Blip2Adapter, "blip2-tiny", _build_tiny_blip2),
         checkpoint="tiny random-init Blip2ForConditionalGeneration (seed 0), built offline",
         projector_family="q-former",
@@ -371,6 +374,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="instructblip-tiny",
+        clip=TINY_CLIP,
         factory=tiny_factory(InstructBlipAdapter, "instructblip-tiny", _build_tiny_instructblip),
         checkpoint="tiny random-init InstructBlipForConditionalGeneration (seed 0), built offline",
         projector_family="q-former",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .base import AdapterSpec, ModelAdapter
+from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
 from .tiny import build_tokenizer
 
@@ -198,6 +198,7 @@ _PROJECTOR = "model.connector (pixel shuffle, then modality_projection: one bias
 ADAPTERS = [
     AdapterSpec(
         name="smolvlm",
+        clip=("ViT-B-16-SigLIP-512", "webli"),
         factory=hub_factory(Idefics3Adapter, "smolvlm", "HuggingFaceTB/SmolVLM-256M-Instruct"),
         checkpoint="HuggingFaceTB/SmolVLM-256M-Instruct",
         projector_family="pixel-shuffle",
@@ -207,6 +208,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="idefics3",
+        clip=("ViT-SO400M-14-SigLIP-384", "webli"),
         factory=hub_factory(Idefics3Adapter, "idefics3", "HuggingFaceM4/Idefics3-8B-Llama3"),
         checkpoint="HuggingFaceM4/Idefics3-8B-Llama3",
         projector_family="pixel-shuffle",
@@ -216,6 +218,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="smolvlm-tiny",
+        clip=TINY_CLIP,
         factory=tiny_factory(Idefics3Adapter, "smolvlm-tiny", _build_tiny_smolvlm),
         checkpoint="tiny random-init Idefics3ForConditionalGeneration (seed 0, scale 4), built offline",
         projector_family="pixel-shuffle",
@@ -225,6 +228,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="idefics3-tiny",
+        clip=TINY_CLIP,
         factory=tiny_factory(Idefics3Adapter, "idefics3-tiny", _build_tiny_idefics3),
         checkpoint="tiny random-init Idefics3ForConditionalGeneration (seed 0, scale 2), built offline",
         projector_family="pixel-shuffle",

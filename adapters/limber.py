@@ -43,7 +43,7 @@ from torch import nn
 
 from benchmark.errors import ModelLoadError
 
-from .base import AdapterSpec, ModelAdapter
+from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
 from .loading import load_pretrained, resolve_dtype
 from .tiny import build_tokenizer
@@ -356,6 +356,7 @@ PROJECTOR = "multi_modal_projector of LimberModel (one nn.Linear with bias, CLIP
 ADAPTERS = [
     AdapterSpec(
         name="limber-gemma2",
+        clip=("ViT-L-14", "openai"),
         factory=hub_factory(LimberAdapter, "limber-gemma2", None),
         checkpoint="openai/clip-vit-large-patch14 + linear projector (--model-path) + google/gemma-2-2b-it",
         projector_family="linear",
@@ -364,6 +365,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="limber-gemma2-tiny",
+        clip=TINY_CLIP,
         factory=load_limber_tiny,
         checkpoint="tiny random-init CLIPVisionModel + nn.Linear + Gemma2ForCausalLM (seed 0), built offline",
         projector_family="linear",

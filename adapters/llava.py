@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .base import AdapterSpec, ModelAdapter
+from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
 from .tiny import build_tokenizer
 
@@ -128,6 +128,7 @@ load_llava_tiny = tiny_factory(LlavaAdapter, "llava15-tiny", _build_tiny_llava)
 ADAPTERS = [
     AdapterSpec(
         name="llava15",
+        clip=("ViT-L-14-336", "openai"),
         factory=hub_factory(LlavaAdapter, "llava15", "llava-hf/llava-1.5-7b-hf"),
         checkpoint="llava-hf/llava-1.5-7b-hf",
         projector_family="mlp",
@@ -136,6 +137,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="llava15-13b",
+        clip=("ViT-L-14-336", "openai"),
         factory=hub_factory(LlavaAdapter, "llava15-13b", "llava-hf/llava-1.5-13b-hf"),
         checkpoint="llava-hf/llava-1.5-13b-hf",
         projector_family="mlp",
@@ -144,6 +146,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="llava15-tiny",
+        clip=TINY_CLIP,
         factory=load_llava_tiny,
         checkpoint="tiny random-init LlavaForConditionalGeneration (seed 0), built offline",
         projector_family="mlp",

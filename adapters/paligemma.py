@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .base import AdapterSpec, ModelAdapter, PromptParts
+from .base import TINY_CLIP, AdapterSpec, ModelAdapter, PromptParts
 from .factories import hub_factory, tiny_factory
 from .tiny import build_tokenizer
 
@@ -176,6 +176,7 @@ PROJECTOR = "model.multi_modal_projector (PaliGemmaMultiModalProjector: one nn.L
 ADAPTERS = [
     AdapterSpec(
         name="paligemma",
+        clip=("ViT-SO400M-14-SigLIP", "webli"),
         factory=hub_factory(PaliGemmaAdapter, "paligemma", "google/paligemma-3b-pt-224"),
         checkpoint="google/paligemma-3b-pt-224",
         projector_family="linear",
@@ -184,6 +185,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="paligemma-tiny",
+        clip=TINY_CLIP,
         factory=load_paligemma_tiny,
         checkpoint="tiny random-init PaliGemmaForConditionalGeneration (seed 0), built offline",
         projector_family="linear",

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .base import AdapterSpec, ModelAdapter
+from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
 from .idefics3 import chat_template_around
 from .tiny import build_tokenizer
@@ -264,6 +264,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="qwen2vl-tiny",
+        clip=TINY_CLIP,
         factory=tiny_factory(Qwen2VLAdapter, "qwen2vl-tiny", _build_tiny_qwen2vl, image_size=TINY_IMAGE_SIZE),
         checkpoint="tiny random-init Qwen2VLForConditionalGeneration (seed 0), built offline",
         projector_family="patch-merger",

@@ -20,7 +20,7 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import EVAL_MODES, REGIMES, RunConfig
+    from .config import BASELINES, EVAL_MODES, REGIMES, RunConfig
 
     d = RunConfig(model="", task="")
     p = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", required=True, help="adapter name (see `list models`)")
     r.add_argument("--task", required=True, help="task name (see `list tasks`)")
     r.add_argument("--seeds", type=_int_list, default=d.seeds, help="comma-separated seeds (default: 0)")
-    r.add_argument("--regimes", type=_str_list, default=d.regimes, help=f"subset of {','.join(REGIMES)}")
+    r.add_argument("--regimes", type=_str_list, default=d.regimes, help=f"subset of {','.join(REGIMES)}, plus {BASELINES} (see --baselines)")
     r.add_argument("--data-dir", help="local data: DIR/train/<class>/* and DIR/test/<class>/*")
     r.add_argument("--model-path", help="local checkpoint directory instead of the hub id")
     r.add_argument("--domain", help="override the task's domain phrase in the prompt")
@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained weights are small, none for full fine-tuning of a large LLM; 0 = never)")
     r.add_argument("--max-per-class", type=int, help="quick run: at most N images per class and split")
     r.add_argument("--probe-max-epochs", type=int, default=d.probe.max_epochs)
+    r.add_argument("--baselines", action="store_true",
+                   help="also run the baselines stage: random (exact expectation), CLIP zero-shot and the probe "
+                        "on CLIP's pooled embedding (paper Tables 1 and 3), via open_clip")
+    r.add_argument("--clip-model", help="open_clip model for the baselines (default: the CLIP matching the "
+                                        "adapter's vision encoder); or local-dir:DIR")
+    r.add_argument("--clip-pretrained", help="open_clip pretrained tag or weight file for --clip-model")
+    r.add_argument("--clip-template", action="append", dest="clip_templates",
+                   help="zero-shot prompt with {} for the class name; repeat to average several "
+                        "(default: 'This is a photo of {}.')")
     r.add_argument("--device", default=d.device)
     r.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)")
     r.add_argument("--keep-checkpoints", action="store_true", help="keep the full trainable state after a run")
@@ -111,11 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(a) -> int:
-    from .config import ProbeConfig, RunConfig
+    from .config import BASELINES, ProbeConfig, RunConfig
     from .protocol import Runner, summary_table
 
+    regimes = tuple(a.regimes) + ((BASELINES,) if a.baselines and BASELINES not in a.regimes else ())
+    for t in a.clip_templates or ():
+        if "{}" not in t:
+            raise BenchmarkError(f"--clip-template {t!r} has no {{}} where the class name goes, e.g. "
+                                 "'a photo of a {}, a texture.'")
     cfg = RunConfig(
-        model=a.model, task=a.task, seeds=a.seeds, regimes=a.regimes, data_dir=a.data_dir, model_path=a.model_path,
+        model=a.model, task=a.task, seeds=a.seeds, regimes=regimes,
+        clip_model=a.clip_model, clip_pretrained=a.clip_pretrained,
+        clip_templates=tuple(a.clip_templates) if a.clip_templates else RunConfig.clip_templates, data_dir=a.data_dir, model_path=a.model_path,
         domain=a.domain, results_dir=a.results_dir, cache_dir=a.cache_dir, batch_size=a.batch_size,
         eval_batch_size=a.eval_batch_size, score_rows=a.score_rows, grad_accum=a.grad_accum, epochs=a.epochs, lr_proj=a.lr_proj,
         eval_mode=a.eval_mode,

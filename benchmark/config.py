@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 REGIMES = ("zero-shot", "ft-proj", "ft-e2e")
+BASELINES = "baselines"  # optional stage: random, CLIP zero-shot, probe on CLIP's embedding (benchmark/baselines.py)
+STAGES = (*REGIMES, BASELINES)
+CLIP_TEMPLATES = ("This is a photo of {}.",)  # transformers' zero-shot-image-classification default
 EVAL_MODES = ("loglik", "generate")  # class log-likelihood (default) | greedy decoding + name matching
 
 
@@ -70,6 +73,9 @@ class RunConfig:
     device: str = "auto"
     dtype: str | None = None
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    clip_model: str | None = None       # baselines: open_clip model; None = the CLIP the adapter declares
+    clip_pretrained: str | None = None  # baselines: open_clip pretrained tag or weight file
+    clip_templates: tuple[str, ...] = CLIP_TEMPLATES  # baselines: zero-shot prompts, averaged CLIP-style
     keep_checkpoints: bool = False
     progress: bool = True
 
@@ -77,9 +83,18 @@ class RunConfig:
     _NOT_IDENTITY = ("results_dir", "cache_dir", "progress", "keep_checkpoints", "regimes", "seeds", "device",
                      "checkpoint_every", "score_rows")
 
+    # What the baselines stage depends on: the task's data, the CLIP and its prompts, the probe. The adapter
+    # (``model``) only chooses the default CLIP, which the runner resolves into clip_model/clip_pretrained.
+    _BASELINE_IDENTITY = ("model", "task", "data_dir", "max_per_class", "probe", "clip_model", "clip_pretrained",
+                          "clip_templates")
+
     def identity(self, regime: str, seed: int) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in self._NOT_IDENTITY}
+        if regime == BASELINES:
+            return {**{k: d[k] for k in self._BASELINE_IDENTITY}, "regime": regime, "seed": seed}
         d.update(regime=regime, seed=seed)
+        for k in ("clip_model", "clip_pretrained", "clip_templates"):
+            d.pop(k)  # only the baselines stage uses a CLIP
         if regime != "ft-e2e":
             d.pop("lora"), d.pop("lora_rank"), d.pop("lr_lora"), d.pop("lr_e2e")
         elif not self.lora:

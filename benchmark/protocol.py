@@ -18,7 +18,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import RESULT_SCHEMA_VERSION, __version__, train_state
-from .config import EVAL_MODES, REGIMES, ProbeConfig, RunConfig, TrainConfig  # noqa: F401  (re-exported)
+from .config import (  # noqa: F401  (re-exported)
+    BASELINES,
+    EVAL_MODES,
+    REGIMES,
+    STAGES,
+    ProbeConfig,
+    RunConfig,
+    TrainConfig,
+)
 from .errors import BenchmarkError, DataError
 from .evaluation import evaluate_loglik
 from .features import extract, pooled
@@ -61,8 +69,8 @@ def resolve_device(device: str) -> str:
 class Runner:
     def __init__(self, cfg: RunConfig, log=print):
         for r in cfg.regimes:
-            if r not in REGIMES:
-                raise BenchmarkError(f"Unknown regime {r!r}; choose from {', '.join(REGIMES)}.")
+            if r not in STAGES:
+                raise BenchmarkError(f"Unknown regime {r!r}; choose from {', '.join(STAGES)}.")
         if cfg.eval_mode not in EVAL_MODES:
             raise BenchmarkError(f"Evaluation mode {cfg.eval_mode!r} is not available; use one of {EVAL_MODES}.")
         self.cfg, self.log = cfg, log
@@ -71,6 +79,11 @@ class Runner:
         self.task_spec = reg.tasks.get(cfg.task)
         if cfg.domain:
             self.task_spec = replace(self.task_spec, domain=cfg.domain)
+        from .baselines import choose_clip
+
+        # Resolved once, so that the run identity names the CLIP actually used, not "the adapter's default".
+        self.clip = choose_clip(cfg.model, self.adapter_spec.clip, cfg.clip_model, cfg.clip_pretrained)
+        self.cfg = cfg = replace(cfg, clip_model=self.clip.model, clip_pretrained=self.clip.pretrained)
         self.results = Path(cfg.results_dir) if cfg.results_dir else results_root()
         self.cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
         self.device = resolve_device(cfg.device)
@@ -123,7 +136,7 @@ class Runner:
     # -- the protocol --------------------------------------------------------------------------------------
     def run(self) -> list[dict]:
         cfg = self.cfg
-        todo = [(r, s) for s in cfg.seeds for r in REGIMES if r in cfg.regimes]
+        todo = [(r, s) for s in cfg.seeds for r in STAGES if r in cfg.regimes]
         pending = []
         for regime, seed in todo:
             d = self.dir_for(regime, seed)
@@ -149,6 +162,11 @@ class Runner:
         # Fail before any run starts if the probe cannot carve its validation split.
         validation_split([s.uid for s in data.splits["train"]], [s.label for s in data.splits["train"]],
                          cfg.probe.val_fraction)
+        for seed in [s for r, s in pending if r == BASELINES]:  # needs CLIP only, not the MLLM
+            self._run_baselines(seed, data)
+        pending = [(r, s) for r, s in pending if r != BASELINES]
+        if not pending:
+            return
         adapter = self.load_adapter()
         stores, feat_s = {}, 0.0
         for split in ("train", "test"):
@@ -178,6 +196,49 @@ class Runner:
         if data.duplicates:
             self.log(f"warning: {len(data.duplicates)} test image(s) are byte-identical to training images, e.g. "
                      f"{data.duplicates[:3]}; they are kept (listed in metrics.json under data.duplicates)")
+
+    def _run_baselines(self, seed: int, data: TaskData) -> dict:
+        from .baselines import BaselineJob, run_baselines
+
+        cfg = self.cfg
+        d = self.dir_for(BASELINES, seed)
+        identity = cfg.identity(BASELINES, seed)
+        started = time.perf_counter()
+        atomic_write_json(d / CONFIG, {"config_hash": config_hash(identity), "identity": identity,
+                                       "config": asdict(cfg), "schema_version": RESULT_SCHEMA_VERSION})
+        self.log(f"[run] baselines seed {seed} -> {d}")
+        job = BaselineJob(d, self.clip, tuple(cfg.clip_templates), seed, self.cache, self.device, cfg.progress)
+        res = run_baselines(job, data, cfg.probe, self.log)
+        zs = res["clip_zero_shot"]
+        metrics = {
+            "schema_version": RESULT_SCHEMA_VERSION,
+            "projbench_version": __version__,
+            "model": cfg.model,
+            "checkpoint": self.clip.label,
+            "projector_family": self.adapter_spec.projector_family,
+            "task": cfg.task,
+            "task_version": data.spec.version,
+            "task_fingerprint": data.fingerprint,
+            "regime": BASELINES,
+            "lora": False,
+            "seed": seed,
+            "eval_mode": "clip-similarity",
+            "limit": data.limit,
+            "config_hash": config_hash(identity),
+            "data": {"classes": data.classes, "missing_classes": data.missing_classes,
+                     "source": data.source_description, "n_train": len(data.splits["train"]),
+                     "n_test": len(data.splits["test"])},
+            "clip": {**self.clip.to_dict(), "templates": list(cfg.clip_templates),
+                     "identity": zs.get("clip_identity")},
+            "baselines": res,
+            "probe_config": cfg.probe.to_dict(),
+            "timing": {"run_s": time.perf_counter() - started},
+            "provenance": provenance(),
+        }
+        atomic_write_json(d / METRICS, metrics)
+        self.log(f"[done] baselines seed {seed}: random macro-F1 {res['random']['macro_f1']:.4f}, CLIP zero-shot "
+                 f"{zs['macro_f1']:.4f} ({self.clip.label}), CLIP-embedding probe {res['clip_probe']['macro_f1']:.4f}")
+        return metrics
 
     def _run_one(self, regime, seed, adapter, data: TaskData, stores, pre):
         cfg = self.cfg
@@ -308,6 +369,8 @@ def summary_table(results: list[dict]) -> str:
     def fmt(xs):
         return f"{mean(xs):.4f}" + (f" ± {stdev(xs):.4f}" if len(xs) > 1 else "")
 
+    baselines = [m for m in results if m["regime"] == BASELINES]
+    results = [m for m in results if m["regime"] != BASELINES]
     by = {}
     for m in results:
         key = m["regime"] + (" (LoRA)" if m.get("lora") else "")
@@ -327,5 +390,17 @@ def summary_table(results: list[dict]) -> str:
     if zs:
         pre = [m["probe"]["pre_projection"]["macro_f1"] for m in zs.values()]
         rows.append(["pre-projection features", "-", "-", fmt(pre), "-", "-", len(pre)])
+    if baselines:
+        # Baselines: a task gain against CLIP zero-shot reads off the F1 column; CLIP's probe sits next to the
+        # pre-projection probe (patch-mean of the MLLM's own vision features).
+        b = [m["baselines"] for m in baselines]
+        clip = baselines[0]["clip"]["model"] + (f"/{baselines[0]['clip']['pretrained']}"
+                                               if baselines[0]["clip"]["pretrained"] else "")
+        rows.append(["baseline: random (uniform, expected)", fmt([x["random"]["macro_f1"] for x in b]),
+                     fmt([x["random"]["accuracy"] for x in b]), "-", "-", "-", len(b)])
+        rows.append([f"baseline: CLIP zero-shot ({clip})", fmt([x["clip_zero_shot"]["macro_f1"] for x in b]),
+                     fmt([x["clip_zero_shot"]["accuracy"] for x in b]), "-", "-", "-", len(b)])
+        rows.append(["baseline: CLIP pooled-embedding probe", "-", "-", fmt([x["clip_probe"]["macro_f1"] for x in b]),
+                     "-", "-", len(b)])
     return tabulate(rows, headers=["regime", "task macro-F1", "accuracy", "probe macro-F1", "task gain",
                                    "richness change", "seeds"], tablefmt="github")

@@ -1,0 +1,377 @@
+"""The paper's baselines for one task: a uniform random classifier, CLIP zero-shot, and a probe on CLIP's embedding.
+
+They answer "does the MLLM beat its own vision encoder?" (Verma et al., Tables 1 and 3):
+
+* ``random``: the *exact expected* macro-F1 and accuracy of a classifier that picks one of the task's K classes
+  uniformly at random for every test image (closed form, no simulation; see :func:`expected_random`);
+* ``clip_zero_shot``: open_clip's CLIP (by default the one matching the adapter's vision encoder, declared by the
+  adapter as ``AdapterSpec.clip``) classifies the test split by cosine similarity to "This is a photo of {}."
+  (the Hugging Face zero-shot pipeline's default; other templates are averaged CLIP-style);
+* ``clip_probe``: the paper's probe MLP (benchmark/probe.py) on CLIP's pooled image embedding (Table 3: the
+  1024-d pooled output of ViT-L/14-336, before CLIP's projection), next to the patch-mean pre-projection probe.
+
+CLIP image embeddings are cached like the MLLM's vision features. The ``baselines`` stage of ``run`` calls
+:func:`run_baselines`; each part is saved when done, so an interrupted stage resumes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import CLIP_TEMPLATES as DEFAULT_TEMPLATES  # noqa: F401  ("This is a photo of {}.")
+from .errors import BenchmarkError, ModelLoadError
+from .metrics import classification_metrics
+from .results import atomic_write_json, atomic_write_with, read_json
+
+PAPER_CLIP = ("ViT-L-14-336", "openai")          # LLaVA-1.5's vision encoder, the paper's CLIP baseline
+LOCAL_DIR = "local-dir:"
+
+
+# -- Random (uniform) ------------------------------------------------------------------------------------------
+def expected_random(test_labels: list[int], num_classes: int) -> dict:
+    """Exact expected macro-F1 and accuracy of predicting each test label uniformly from ``num_classes``.
+
+    For a class c with n_c of the N test images, let M be the number of images predicted as c and T the true
+    positives among them: M ~ Binomial(N, 1/K), and given M = m the m images are a uniform random subset, so
+    E[T | M = m] = m n_c / N. F1_c = 2T / (n_c + M) has a fixed denominator once M is fixed, hence
+
+        E[F1_c] = sum_m P(M = m) * 2 m n_c / (N (n_c + m)),
+
+    an exact finite sum (not the ratio of expectations 2E[T] / (n_c + E[M]), which overstates rare classes).
+    Macro-F1 averages over the classes present in the test split, as benchmark.metrics does; the accuracy of a
+    uniform guess is 1/K whatever the labels.
+    """
+    labels = np.asarray(test_labels)
+    n = len(labels)
+    if n == 0 or num_classes < 1:
+        raise BenchmarkError("The random baseline needs a non-empty test split and at least one class.")
+    p = 1.0 / num_classes
+    m = np.arange(n + 1)
+    # log-space binomial pmf: exact to float precision for any N (no overflow of the binomial coefficient)
+    log_pmf = (np.array([math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) for k in m])
+               + m * math.log(p) + ((n - m) * math.log1p(-p) if p < 1 else 0.0))
+    pmf = np.exp(log_pmf)
+    per_class = {}
+    for c in sorted(set(labels.tolist())):
+        n_c = int((labels == c).sum())
+        per_class[int(c)] = float(np.sum(pmf * 2.0 * m * n_c / (n * (n_c + m))))
+    return {"macro_f1": float(np.mean(list(per_class.values()))), "accuracy": p, "n": n,
+            "num_classes": num_classes, "per_class_f1": per_class,
+            "method": "exact expectation over uniform random predictions (closed form)"}
+
+
+# -- which CLIP --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClipChoice:
+    """The CLIP used for the baselines, and whether it is the one the adapter declares for its vision encoder."""
+
+    model: str                       # open_clip model name, a tiny twin's name, or "local-dir:DIR"
+    pretrained: str | None           # open_clip pretrained tag or weight file; None for local-dir / tiny twins
+    declared: tuple[str, str | None] | None   # what the adapter declares (AdapterSpec.clip)
+    warning: str | None = None       # set when the CLIP does not match the adapter's encoder
+
+    @property
+    def label(self) -> str:
+        return self.model + (f"/{self.pretrained}" if self.pretrained else "")
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "pretrained": self.pretrained,
+                "declared": list(self.declared) if self.declared else None,
+                "matches_adapter": self.warning is None, "warning": self.warning}
+
+
+def choose_clip(adapter_name: str, declared, model: str | None, pretrained: str | None) -> ClipChoice:
+    """The user's ``--clip-model/--clip-pretrained`` if given, else the adapter's declared CLIP, else the paper's."""
+    declared = tuple(declared) if declared else None
+    if model is None and pretrained is not None:
+        raise BenchmarkError("--clip-pretrained needs --clip-model too (e.g. --clip-model ViT-L-14-336 "
+                             "--clip-pretrained openai).")
+    if model is None:
+        if declared:
+            return ClipChoice(declared[0], declared[1], declared)
+        return ClipChoice(*PAPER_CLIP, None, warning=(
+            f"{adapter_name} declares no CLIP matching its vision encoder; the CLIP baselines use the paper's "
+            f"{PAPER_CLIP[0]}/{PAPER_CLIP[1]}, which is not this model's encoder"))
+    choice = ClipChoice(model, pretrained, declared)
+    if declared and (model, pretrained) != declared:
+        return ClipChoice(model, pretrained, declared, warning=(
+            f"CLIP {choice.label} is not the CLIP that matches {adapter_name}'s vision encoder "
+            f"({declared[0]}" + (f"/{declared[1]}" if declared[1] else "") + "): the baselines do not show "
+            "what this model's own encoder can do"))
+    if not declared:
+        return ClipChoice(model, pretrained, None, warning=(
+            f"{adapter_name} declares no CLIP matching its vision encoder, so {choice.label} cannot be checked "
+            "against it"))
+    return choice
+
+
+# -- tiny CLIP twins (offline tests and demos) -------------------------------------------------------------------
+TINY_TEXT = {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}
+TINY_CLIPS = {
+    # open_clip's own CLIP class with tiny configs; built seeded into the cache and loaded as "local-dir:".
+    "tiny-clip": {"embed_dim": 24, "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8,
+                                                  "head_width": 16}, "text_cfg": TINY_TEXT},
+    "tiny-clip-b": {"embed_dim": 16, "vision_cfg": {"image_size": 28, "layers": 1, "width": 24, "patch_size": 7,
+                                                    "head_width": 12}, "text_cfg": TINY_TEXT},
+}
+OPENAI_MEAN_STD = {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}
+
+
+def build_tiny_clip(name: str, out: Path) -> None:
+    """Write a seeded random-init open_clip CLIP in open_clip's ``local-dir`` layout (config + safetensors)."""
+    from open_clip.model import CLIP
+    from safetensors.torch import save_file
+
+    cfg = TINY_CLIPS[name]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = CLIP(**cfg)
+    manifest = {"model_cfg": cfg, "preprocess_cfg": OPENAI_MEAN_STD}
+    (out / "open_clip_config.json").write_text(json.dumps(manifest, indent=2))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "open_clip_model.safetensors"))
+
+
+def tiny_clip_dir(name: str, cache_dir: Path) -> Path:
+    """``cache_dir/tiny/<name>-clip<hash of its config>``, built atomically on first use."""
+    import os
+    import shutil
+    import tempfile
+
+    digest = hashlib.sha256(json.dumps(TINY_CLIPS[name], sort_keys=True).encode()).hexdigest()[:10]
+    target = Path(cache_dir) / "tiny" / f"{name}-{digest}"
+    if (target / "open_clip_model.safetensors").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        build_tiny_clip(name, tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process built it first
+            if not (target / "open_clip_model.safetensors").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# -- loading -----------------------------------------------------------------------------------------------------
+@dataclass
+class LoadedClip:
+    model: torch.nn.Module
+    preprocess: object
+    tokenizer: object
+    identity: dict          # what identifies the weights (for the feature cache and the results)
+
+
+def _clip_identity(choice: ClipChoice, path: Path | None) -> dict:
+    ident = {"model": choice.model, "pretrained": choice.pretrained}
+    if path is not None and path.exists():
+        files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+        h = hashlib.sha256()
+        for p in files:
+            st = p.stat()
+            h.update(p.name.encode() + (p.read_bytes() if p.suffix == ".json" else f"{st.st_size}:{st.st_mtime_ns}".encode()))
+        ident["content"] = h.hexdigest()[:16]
+    return ident
+
+
+def load_clip(choice: ClipChoice, cache_dir: Path, device: str = "cpu") -> LoadedClip:
+    """An open_clip model, its eval preprocessing and tokenizer; offline problems become one clear error."""
+    import open_clip
+
+    name, tag = choice.model, choice.pretrained
+    if name in TINY_CLIPS:
+        path = tiny_clip_dir(name, cache_dir)
+        name, tag = LOCAL_DIR + str(path), None
+    elif name.startswith(LOCAL_DIR):
+        path = Path(name[len(LOCAL_DIR):]).expanduser()
+        if not (path / "open_clip_config.json").is_file():
+            raise ModelLoadError(f"--clip-model {choice.model!r}: {path} has no open_clip_config.json (open_clip's "
+                                 "local-dir layout: open_clip_config.json + open_clip_model.safetensors).")
+        name = LOCAL_DIR + str(path)
+    else:
+        path = _check_named_clip(name, tag)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=str(path) if path is not None and path.is_file() else tag, device=device)
+        tokenizer = open_clip.get_tokenizer(name)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not load CLIP {choice.label} with open_clip: {exc}") from exc
+    model.eval()
+    return LoadedClip(model, preprocess, tokenizer, _clip_identity(choice, path))
+
+
+def _check_named_clip(name: str, tag: str | None) -> Path | None:
+    """Validate a built-in open_clip name and tag; the local weight file if the tag is a path or is cached."""
+    import open_clip
+
+    known = open_clip.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known + list(TINY_CLIPS), n=3, cutoff=0.5)
+        raise ModelLoadError(
+            f"Unknown CLIP model {name!r} for open_clip." + (f" Did you mean {', '.join(map(repr, close))}?" if close
+                                                             else "")
+            + " `python -c 'import open_clip; print(open_clip.list_models())'` lists them; a local copy is "
+            "--clip-model local-dir:DIR.")
+    if tag is None:
+        raise ModelLoadError(f"--clip-model {name} needs --clip-pretrained: a tag (one of "
+                             f"{open_clip.list_pretrained_tags_by_model(name)}) or a weight file.")
+    if Path(tag).expanduser().is_file():
+        return Path(tag).expanduser()
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        close = difflib.get_close_matches(tag, tags, n=3, cutoff=0.4)
+        raise ModelLoadError(f"open_clip has no pretrained tag {tag!r} for {name}." +
+                             (f" Did you mean {', '.join(map(repr, close))}?" if close else "") +
+                             f" Its tags: {tags}; or pass a weight file.")
+    repo = cfg.get("hf_hub", "").rstrip("/")
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            cached = try_to_load_from_cache(repo, filename)
+            if isinstance(cached, str):
+                return Path(cached)
+    from .hub import hub_reachable
+
+    if not hub_reachable():
+        fetch = (f"`huggingface-cli download {repo} open_clip_model.safetensors --local-dir DIR`" if repo
+                 else f"{cfg.get('url')}")
+        raise ModelLoadError(
+            f"CLIP {name}/{tag} is not in the local Hugging Face cache and the hub is not reachable. Fetch "
+            f"{fetch} where it is, then pass --clip-model {name} --clip-pretrained DIR/open_clip_model.safetensors.")
+    return None
+
+
+# -- CLIP image embeddings (cached) ------------------------------------------------------------------------------
+@torch.no_grad()
+def encode_images(clip: LoadedClip, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(projected embedding used for zero-shot, pooled embedding before CLIP's projection) of a batch.
+
+    open_clip's ViT ends in ``pooled @ proj``; a timm tower ends in ``head(trunk(x))``. The pooled output is
+    what the paper's Table 3 probes (1024-d for ViT-L/14-336). Towers without a separate projection give the
+    same tensor twice.
+    """
+    visual = clip.model.visual
+    proj = getattr(visual, "proj", None)
+    if isinstance(proj, torch.nn.Parameter):
+        visual.proj = None  # the same forward, stopped before its last matmul
+        try:
+            pooled = visual(pixel_values)
+        finally:
+            visual.proj = proj
+        pooled = pooled[0] if isinstance(pooled, tuple) else pooled
+        return pooled @ proj, pooled
+    if hasattr(visual, "trunk") and hasattr(visual, "head"):
+        pooled = visual.trunk(pixel_values)
+        return visual.head(pooled), pooled
+    emb = clip.model.encode_image(pixel_values)
+    return emb, emb
+
+
+def clip_embeddings(clip: LoadedClip, samples, cache_dir: Path, task_fingerprint: str, split: str,
+                    batch_size: int = 32, progress: bool = True) -> dict[str, torch.Tensor]:
+    """{"projected", "pooled"} image embeddings of ``samples``, cached by CLIP identity, task and split."""
+    from safetensors.torch import load_file, save_file
+    from tqdm.auto import tqdm
+
+    from .tasks.base import decode_image
+
+    key = hashlib.sha256(json.dumps({"clip": clip.identity, "task": task_fingerprint, "split": split,
+                                     "preprocess": repr(clip.preprocess)}, sort_keys=True).encode()).hexdigest()[:24]
+    path = Path(cache_dir) / "features" / "clip" / f"{key}.safetensors"
+    if path.exists():
+        return load_file(str(path))
+    device = next(clip.model.parameters()).device
+    projected, pooled = [], []
+    for b0 in tqdm(range(0, len(samples), batch_size), desc=f"CLIP image embeddings ({split})",
+                   disable=not progress, leave=False):
+        px = torch.stack([clip.preprocess(decode_image(s.load_bytes())) for s in samples[b0: b0 + batch_size]])
+        a, b = encode_images(clip, px.to(device))
+        projected.append(a.float().cpu())
+        pooled.append(b.float().cpu())
+    out = {"projected": torch.cat(projected).contiguous(), "pooled": torch.cat(pooled).contiguous()}
+    atomic_write_with(path, lambda tmp: save_file(out, str(tmp)))
+    return out
+
+
+@torch.no_grad()
+def text_classifier(clip: LoadedClip, classes: list[str], templates: tuple[str, ...]) -> torch.Tensor:
+    """(C, D) unit class embeddings: each class's template embeddings, normalised, averaged, renormalised."""
+    device = next(clip.model.parameters()).device
+    rows = []
+    for name in classes:
+        emb = clip.model.encode_text(clip.tokenizer([t.format(name) for t in templates]).to(device)).float()
+        emb = torch.nn.functional.normalize(emb, dim=-1).mean(0)
+        rows.append(torch.nn.functional.normalize(emb, dim=-1))
+    return torch.stack(rows).cpu()
+
+
+def zero_shot_predict(image_embeds: torch.Tensor, class_embeds: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+    """Argmax of cosine similarity (CLIP's logit scale and SigLIP's bias do not change the argmax)."""
+    sims = torch.nn.functional.normalize(image_embeds.float(), dim=-1) @ class_embeds.T
+    return sims.argmax(-1).tolist(), sims
+
+
+# -- the stage ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BaselineJob:
+    """What the baselines stage of one (model, task, seed) needs."""
+
+    directory: Path
+    clip: ClipChoice
+    templates: tuple[str, ...]
+    seed: int
+    cache_dir: Path
+    device: str
+    progress: bool
+
+
+def run_baselines(job: BaselineJob, data, probe_cfg, log=print) -> dict:
+    """Random, CLIP zero-shot and CLIP-embedding probe for one seed. Each part is saved as it finishes."""
+    from .probe import train_probe
+
+    d = job.directory
+    classes = data.classes
+    train, test = data.splits["train"], data.splits["test"]
+    ytr, yte = [s.label for s in train], [s.label for s in test]
+    if job.clip.warning:
+        warnings.warn(job.clip.warning, stacklevel=2)
+        log(f"warning: {job.clip.warning}")
+    out = {}
+    part = d / "random.json"
+    if not part.exists():
+        atomic_write_json(part, expected_random(yte, len(classes)))
+    out["random"] = read_json(part)
+
+    zs_part, probe_part = d / "clip_zero_shot.json", d / "clip_probe.json"
+    if not (zs_part.exists() and probe_part.exists()):
+        clip = load_clip(job.clip, job.cache_dir, job.device)
+        emb = {split: clip_embeddings(clip, data.splits[split], job.cache_dir, data.fingerprint, split,
+                                      progress=job.progress) for split in ("train", "test")}
+        if not zs_part.exists():
+            preds, sims = zero_shot_predict(emb["test"]["projected"], text_classifier(clip, classes, job.templates))
+            m = classification_metrics(yte, preds, len(classes), classes)
+            atomic_write_json(d / "clip_predictions.json", [
+                {"uid": s.uid, "label": s.label, "prediction": p, "scores": [round(x, 6) for x in row]}
+                for s, p, row in zip(test, preds, sims.tolist(), strict=True)])
+            atomic_write_json(zs_part, {**m, "templates": list(job.templates), "clip_identity": clip.identity})
+        if not probe_part.exists():
+            res = train_probe(emb["train"]["pooled"], ytr, [s.uid for s in train], emb["test"]["pooled"], yte,
+                              len(classes), job.seed, probe_cfg, job.progress, "probe (CLIP pooled embedding)")
+            res["embedding"] = "CLIP pooled image embedding, before CLIP's projection (paper Table 3)"
+            atomic_write_json(probe_part, res)
+    out["clip_zero_shot"] = read_json(zs_part)
+    out["clip_probe"] = read_json(probe_part)
+    return out

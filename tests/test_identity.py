@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.config import REGIMES, ProbeConfig, RunConfig
+from benchmark.config import BASELINES, REGIMES, STAGES, ProbeConfig, RunConfig
 from benchmark.protocol import config_hash
 
 BASE = RunConfig(model="llava15-tiny", task="textile")
@@ -31,6 +31,10 @@ ONE_REGIME = {"lr_proj": {"ft-proj"}, "lr_e2e": {"ft-e2e"}, "lora": {"ft-e2e"}}
 CONDITIONS = {"lora_rank": {"lora": True}, "lr_lora": {"lora": True}}
 for _name in CONDITIONS:
     ONE_REGIME.setdefault(_name, {"ft-e2e"})
+# The baselines stage (random, CLIP zero-shot, CLIP-embedding probe) uses the CLIP settings, which no MLLM regime
+# uses, and of the rest only what selects the task's data.
+ONE_REGIME.update({"clip_model": {BASELINES}, "clip_pretrained": {BASELINES}, "clip_templates": {BASELINES}})
+ALSO_BASELINES = {"data_dir", "max_per_class", "probe"}
 
 HOW_TO_CLASSIFY = (
     "Classify every RunConfig field: if it can change any number in metrics.json, keep it in "
@@ -49,7 +53,7 @@ def affected_regimes(name: str) -> set[str]:
         return ONE_REGIME[name]
     if name in TRAINING_ONLY:
         return {"ft-proj", "ft-e2e"}
-    return set(REGIMES)
+    return set(REGIMES) | ({BASELINES} if name in ALSO_BASELINES else set())
 
 
 def altered(cls, name: str, value):
@@ -81,7 +85,7 @@ def altered(cls, name: str, value):
 
 
 def hashes(cfg: RunConfig, seed: int = 0) -> dict[str, str]:
-    return {r: config_hash(cfg.identity(r, seed)) for r in REGIMES}
+    return {r: config_hash(cfg.identity(r, seed)) for r in STAGES}
 
 
 RUN_FIELDS = [f.name for f in dataclasses.fields(RunConfig) if f.name not in ("model", "task")]
@@ -121,7 +125,7 @@ def test_every_run_config_field_is_classified(name):
     base = dataclasses.replace(BASE, **CONDITIONS.get(name, {}))
     changed = dataclasses.replace(base, **{name: altered(RunConfig, name, getattr(base, name))})
     before, after = hashes(base), hashes(changed)
-    differs = {r for r in REGIMES if before[r] != after[r]}
+    differs = {r for r in STAGES if before[r] != after[r]}
     if name in not_identity():
         assert not differs, (f"RunConfig.{name} is listed in _NOT_IDENTITY (does not change results) but changes "
                              f"the config_hash of {sorted(differs)}. {HOW_TO_CLASSIFY}")
@@ -137,7 +141,7 @@ def test_every_probe_config_field_changes_every_regime(name):
     """Each regime's metrics.json holds probe results, so every probe setting is part of every identity."""
     probe = dataclasses.replace(BASE.probe, **{name: altered(ProbeConfig, name, getattr(BASE.probe, name))})
     before, after = hashes(BASE), hashes(dataclasses.replace(BASE, probe=probe))
-    assert all(before[r] != after[r] for r in REGIMES), (
+    assert all(before[r] != after[r] for r in STAGES), (
         f"ProbeConfig.{name} does not change the config_hash of every regime. " + HOW_TO_CLASSIFY)
 
 
@@ -146,7 +150,7 @@ def test_model_task_and_seed_change_the_identity():
     for other in (dataclasses.replace(BASE, model="blip2-tiny"), dataclasses.replace(BASE, task="digits")):
         assert all(base[r] != h for r, h in hashes(other).items())
     assert all(base[r] != h for r, h in hashes(BASE, seed=1).items())
-    assert len(set(base.values())) == len(REGIMES)  # the regime itself is part of it
+    assert len(set(base.values())) == len(STAGES)  # the regime itself is part of it
 
 
 # --- the feature-cache key --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from .collect import Collection, Run, RunKey, Skipped
 
@@ -26,12 +27,13 @@ class Stat:
     def n(self) -> int:
         return len(self.values)
 
-    @property
+    # cached: every format asks for them per cell, and stdev's exact (Fraction) arithmetic is slow at scale.
+    @cached_property
     def mean(self) -> float:
         # statistics.fmean sums exactly (fsum): the result does not depend on summation order.
         return statistics.fmean(self.values)
 
-    @property
+    @cached_property
     def std(self) -> float | None:
         """Sample standard deviation over seeds; None for a single seed (there is no spread to report)."""
         return statistics.stdev(self.values) if self.n > 1 else None

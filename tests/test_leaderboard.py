@@ -298,23 +298,23 @@ def test_reference_numbers_are_a_separate_labelled_section():
     assert "reference" not in json.loads(rendered(RESULTS, "json"))
 
 
-# -- plot -------------------------------------------------------------------------------------------------------
-def test_plot_is_a_png_of_sensible_size_and_deterministic(tmp_path):
+# -- plot (more in test_leaderboard_plot.py) ----------------------------------------------------------------------
+def test_plot_is_a_png_and_deterministic(tmp_path):
     from PIL import Image
 
-    from benchmark.leaderboard.plot import _points, draw
+    from benchmark.leaderboard.plot import draw, points_of
 
     board = board_of(RESULTS)
-    labels = [p["label"] for p in _points(board)]
+    labels = [p.label for p in points_of(board)]
     assert "llava15-tiny/textile FT-E2E (LoRA)" in labels and len(labels) == 2 * len(board.rows)
     a, b = draw(board, tmp_path / "a.png"), draw(board, tmp_path / "sub" / "b.png")
     with Image.open(a) as img:
-        assert img.format == "PNG" and img.size == (1000, 750)
+        assert img.format == "PNG" and img.width >= 1000 and img.height >= 500
         img.verify()
     assert a.read_bytes() == b.read_bytes()
     assert b"Software" not in a.read_bytes()[:4096]
     with Image.open(draw(board_of(tmp_path / "empty"), tmp_path / "empty.png")) as img:
-        assert img.size == (1000, 750)
+        assert img.width >= 400
 
 
 # -- command line -----------------------------------------------------------------------------------------------

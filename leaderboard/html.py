@@ -161,8 +161,15 @@ def _td(text: str, key: str | None, numeric: bool, cls: str = "") -> str:
         cls = (cls + " num").strip()
     if cls:
         attrs += f' class="{cls}"'
-    head, sep, tail = text.partition(" ± ")
+    # "mean ± std (k/n seeds) (LoRA)": the spread muted, the notes in parentheses on a line of their own (they
+    # would otherwise double the column's width for one row).
+    body, paren, notes = text.partition(" (")
+    head, sep, tail = body.partition(" ± ")
     inner = _e(head) + (f'<span class="sd">{_e(sep + tail)}</span>' if sep else "")
+    if paren and numeric:
+        inner += f'<span class="tag">{_e(paren + notes)}</span>'
+    elif paren:
+        inner += _e(paren + notes)
     return f"<td{attrs}>{inner}</td>"
 
 
@@ -394,7 +401,7 @@ def page(board: Leaderboard, coll: Collection, with_reference: bool = False) -> 
     heads = "".join(
         f'<th scope="col" data-col="{i}" data-type="{"num" if c.numeric else "text"}" aria-sort="none" '
         f'title="{_e(c.title)}"><button type="button">{_e(c.header)}</button></th>'
-        for i, c in enumerate(HTML_COLUMNS)) + '<th scope="col">Provenance</th>'
+        for i, c in enumerate(HTML_COLUMNS)) + '<th scope="col" title="the runs behind the line, with their provenance">Runs</th>'
     body = [_line_tr(line) for line in lines] + _reference_trs()
     n_runs = len(coll.runs)
     filters = "".join(_select(f, c.header, values[f]) for f, c in zip(FILTERS, TEXT_COLUMNS, strict=False))
@@ -483,12 +490,13 @@ border:1px solid var(--line);border-radius:6px}
 #controls label{white-space:nowrap}select,input,button{font:inherit}
 .note{font-size:.85rem;color:var(--mut);display:none}body.with-ref .note{display:block}
 .tablewrap{overflow-x:auto;border:1px solid var(--line);margin-top:.5rem}
-table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums;font-size:13px}
-th,td{padding:.2rem .4rem;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
+table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums;font-size:12.5px}
+th,td{padding:.2rem .35rem;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
 thead th{position:sticky;top:0;background:var(--head);z-index:1}
 th button{all:unset;cursor:pointer;font-weight:600}
 th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
-td.num{text-align:right}.sd{color:var(--mut);font-size:.9em}td.missing{color:#b00020}td.na{background:#fafafa}
+td.num{text-align:right}.sd{color:var(--mut);font-size:.85em}
+.tag{display:block;color:var(--mut);font-size:.8em;line-height:1.1}td.missing{color:#b00020}td.na{background:#fafafa}
 tr.ref{background:#eef5ff;font-style:italic}
 tr.hl{background:var(--hl)}
 tr.provrow td{white-space:normal;background:#fbfbfb}

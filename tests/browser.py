@@ -37,7 +37,7 @@ class BrowserError(RuntimeError):
 class Chromium:
     """One headless browser with one page. ``requests`` lists every URL the page asked the network stack for."""
 
-    def __init__(self, executable: str, width: int = 1400, height: int = 1000, timeout: float = 60.0):
+    def __init__(self, executable: str, width: int = 1600, height: int = 1000, timeout: float = 60.0):
         self.timeout = timeout
         self.profile = tempfile.TemporaryDirectory(prefix="projbench-chromium-")
         cmd_r, self._cmd_w = os.pipe()     # we write commands, the browser reads fd 3

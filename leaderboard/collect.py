@@ -21,6 +21,8 @@ CONFIG = "config.json"
 # Folder names of the regimes, as written by the protocol (``RunConfig.regime_dir_name``). Kept here rather than
 # imported from ``benchmark.protocol`` because that module imports torch, and the leaderboard must stay light.
 REGIME_DIRS = ("zero-shot", "ft-proj", "ft-e2e", "ft-e2e-lora")
+# The optional baselines stage (random, CLIP zero-shot, CLIP-embedding probe) has a folder of its own beside them.
+BASELINES_DIR = "baselines"
 SUPPORTED_SCHEMAS = (1, RESULT_SCHEMA_VERSION)  # 1: read as before; fields added in 2 are optional
 
 _TASK_DIR = re.compile(r"^(?P<task>.+?)(?:@max(?P<k>[0-9]+))?$")
@@ -39,7 +41,8 @@ class RunKey:
 
     def sort_key(self) -> tuple:
         # Full runs before limited ones; ``None`` and ints do not compare, hence the flag.
-        return (self.model, self.task, self.limit is not None, self.limit or 0, REGIME_DIRS.index(self.regime),
+        return (self.model, self.task, self.limit is not None, self.limit or 0,
+                (*REGIME_DIRS, BASELINES_DIR).index(self.regime),
                 self.seed)
 
     @property
@@ -70,6 +73,23 @@ class Run:
     provenance: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True)
+class BaselineRun:
+    """The baselines of one (model, task, seed): what an MLLM must beat (paper Tables 1 and 3)."""
+
+    key: RunKey
+    task_version: str
+    task_fingerprint: str
+    clip: str                      # open_clip model[/pretrained tag] used
+    clip_matches: bool             # the CLIP the adapter declares for its vision encoder
+    templates: tuple[str, ...]     # zero-shot prompts
+    random_f1: float               # exact expected macro-F1 of a uniform random classifier
+    random_accuracy: float
+    clip_f1: float                 # CLIP zero-shot
+    clip_accuracy: float
+    clip_probe: float              # probe on CLIP's pooled image embedding
+
+
 @dataclass(frozen=True, order=True)
 class Skipped:
     path: str    # relative to the results folder
@@ -82,6 +102,7 @@ class Collection:
     unfinished: tuple[RunKey, ...]        # config.json without metrics.json, sorted
     unreadable: tuple[RunKey, ...]        # metrics.json present but skipped (details in ``skipped``), sorted
     skipped: tuple[Skipped, ...]          # sorted by path
+    baselines: tuple[BaselineRun, ...] = ()  # finished baselines stages, sorted by key
 
 
 class _Invalid(Exception):
@@ -95,8 +116,9 @@ def parse_run_dir(rel: tuple[str, ...]) -> RunKey:
     model, task_dir, regime, seed_dir = rel
     task_match = _TASK_DIR.match(task_dir)
     seed_match = _SEED_DIR.match(seed_dir)
-    if regime not in REGIME_DIRS:
-        raise _Invalid(f"unknown regime folder {regime!r} (expected one of {', '.join(REGIME_DIRS)})")
+    if regime not in REGIME_DIRS and regime != BASELINES_DIR:
+        raise _Invalid(f"unknown regime folder {regime!r} (expected one of {', '.join(REGIME_DIRS)}, "
+                       f"{BASELINES_DIR})")
     if not seed_match:
         raise _Invalid(f"seed folder {seed_dir!r} is not named seed<k>")
     limit = int(task_match["k"]) if task_match["k"] is not None else None
@@ -218,11 +240,44 @@ def parse_metrics(key: RunKey, text: str) -> Run:
     return run
 
 
+def parse_baselines(key: RunKey, text: str) -> BaselineRun:
+    """Validate the metrics.json of a baselines folder against the folder it sits in."""
+    try:
+        m = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Invalid(f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(m, dict) or m.get("schema_version") not in SUPPORTED_SCHEMAS:
+        raise _Invalid("not a projbench metrics.json of a supported schema_version")
+    limit = m.get("limit")
+    said = {"model": _field(m, "model", str), "task": _field(m, "task", str), "regime": _field(m, "regime", str),
+            "seed": _field(m, "seed", int),
+            "limit": limit.get("max_per_class") if isinstance(limit, dict) else limit}
+    for name, folder in (("model", key.model), ("task", key.task), ("regime", key.regime), ("seed", key.seed),
+                         ("limit", key.limit)):
+        if said[name] != folder:
+            raise _Invalid(f"metrics.json says {name} {said[name]!r} but the folder says {folder!r}")
+    clip = _field(m, "clip", dict)
+    pretrained = clip.get("pretrained")
+    return BaselineRun(
+        key=key,
+        task_version=_field(m, "task_version", str),
+        task_fingerprint=_field(m, "task_fingerprint", str),
+        clip=_field(m, "clip.model", str) + (f"/{pretrained}" if isinstance(pretrained, str) else ""),
+        clip_matches=_field(m, "clip.matches_adapter", bool),
+        templates=tuple(_field(m, "clip.templates", list)),
+        random_f1=_field(m, "baselines.random.macro_f1", float),
+        random_accuracy=_field(m, "baselines.random.accuracy", float),
+        clip_f1=_field(m, "baselines.clip_zero_shot.macro_f1", float),
+        clip_accuracy=_field(m, "baselines.clip_zero_shot.accuracy", float),
+        clip_probe=_field(m, "baselines.clip_probe.macro_f1", float),
+    )
+
+
 def collect(root: Path) -> Collection:
     """Every run under ``root``: finished, unfinished, or skipped with a reason. Sorted, so disk order is moot."""
     root = Path(root)
     run_dirs = sorted({p.parent for name in (METRICS, CONFIG) for p in root.rglob(name) if p.is_file()})
-    runs, unfinished, unreadable, skipped = [], [], [], []
+    runs, unfinished, unreadable, skipped, baselines = [], [], [], [], []
     for d in run_dirs:
         rel = d.relative_to(root).parts
         has_metrics = (d / METRICS).is_file()
@@ -237,7 +292,10 @@ def collect(root: Path) -> Collection:
             continue
         try:
             text = (d / METRICS).read_text(encoding="utf-8")
-            runs.append(parse_metrics(key, text))
+            if key.regime == BASELINES_DIR:
+                baselines.append(parse_baselines(key, text))
+            else:
+                runs.append(parse_metrics(key, text))
         except _Invalid as exc:
             skipped.append(Skipped(shown, str(exc)))
             unreadable.append(key)
@@ -249,4 +307,5 @@ def collect(root: Path) -> Collection:
     runs.sort(key=lambda r: r.key.sort_key())
     unfinished.sort(key=RunKey.sort_key)
     unreadable.sort(key=RunKey.sort_key)
-    return Collection(tuple(runs), tuple(unfinished), tuple(unreadable), tuple(sorted(skipped)))
+    baselines.sort(key=lambda r: r.key.sort_key())
+    return Collection(tuple(runs), tuple(unfinished), tuple(unreadable), tuple(sorted(skipped)), tuple(baselines))

@@ -32,6 +32,7 @@ class Column:
     kind: str                          # "score" (0..1), "delta" (signed), "pct" (signed percent)
     e2e: bool = False                  # an FT-E2E quantity: marked "(LoRA)" when the row's FT-E2E is LoRA
     base: str | None = None            # for "pct": the absolute column, to tell "missing" from "undefined"
+    own_seeds: bool = False            # seeds of its own stage (baselines), not flagged against the row's seeds
 
 
 def _regime_columns(prefix: str, header: str, field: str, kind: str) -> list[Column]:
@@ -57,7 +58,23 @@ SCORE_COLUMNS = [
 ]
 CHANGE_COLUMNS = (_regime_columns("gain", "Gain", "gain", "delta")
                   + _regime_columns("richness", "Richness", "richness", "delta"))
-COLUMNS = SCORE_COLUMNS + CHANGE_COLUMNS
+
+
+def _baseline(attr: str):
+    return lambda r: getattr(r.baselines, attr) if r.baselines is not None else None
+
+
+# The baselines stage (paper Tables 1 and 3): what the model must beat, and its gains read against CLIP zero-shot.
+BASELINE_COLUMNS = [
+    Column("random_f1", "Random F1", _baseline("random_f1"), "score", own_seeds=True),
+    Column("clip_zero_shot_f1", "CLIP ZS F1", _baseline("clip_f1"), "score", own_seeds=True),
+    Column("clip_zero_shot_accuracy", "CLIP ZS acc.", _baseline("clip_accuracy"), "score", own_seeds=True),
+    Column("clip_embedding_probe", "Probe CLIP emb.", _baseline("clip_probe"), "score", own_seeds=True),
+    *[Column(f"gain_vs_clip_{slug}", f"{REGIME_LABELS[g]} − CLIP ZS", lambda r, g=g: r.gain_vs_clip.get(g), "delta",
+             e2e=g == "ft-e2e")
+      for g, slug in (("zero-shot", "zero_shot"), ("ft-proj", "ft_proj"), ("ft-e2e", "ft_e2e"))],
+]
+COLUMNS = SCORE_COLUMNS + CHANGE_COLUMNS + BASELINE_COLUMNS
 BY_NAME = {c.name: c for c in COLUMNS}
 
 
@@ -89,7 +106,7 @@ def cell(row: Row, col: Column) -> str:
     if s is None and col.base is not None and BY_NAME[col.base].get(row) is not None:
         text = UNDEFINED
     else:
-        text = stat_text(s, col.kind, len(row.seeds))
+        text = stat_text(s, col.kind, s.n if col.own_seeds and s is not None else len(row.seeds))
     if col.e2e and row.lora and text != MISSING:
         text += " (LoRA)"
     return text
@@ -122,6 +139,21 @@ def _changes_md(rows: list[Row]) -> str:
     headers = ["Model", "Task", "Seeds"] + [c.header for c in CHANGE_COLUMNS]
     body = [[r.model, task_label(r.task, r.limit), str(len(r.seeds))] + [cell(r, c) for c in CHANGE_COLUMNS]
             for r in rows]
+    return _md_table(headers, body)
+
+
+def _baselines_md(rows: list[Row]) -> str:
+    headers = (["Model", "Task", "CLIP", "Seeds"] + [c.header for c in BASELINE_COLUMNS[:4]]
+               + [BY_NAME["probe_pre_projection"].header, BY_NAME["f1_zero_shot"].header]
+               + [c.header for c in BASELINE_COLUMNS[4:]])
+    body = []
+    for r in rows:
+        b = r.baselines
+        clip = ", ".join(b.clips) + ("" if b.clip_matches else " (not the model's encoder)")
+        body.append([r.model, task_label(r.task, r.limit), clip, str(b.clip_f1.n)]
+                    + [cell(r, c) for c in BASELINE_COLUMNS[:4]]
+                    + [cell(r, BY_NAME["probe_pre_projection"]), cell(r, BY_NAME["f1_zero_shot"])]
+                    + [cell(r, c) for c in BASELINE_COLUMNS[4:]])
     return _md_table(headers, body)
 
 
@@ -165,6 +197,13 @@ def _runs_section_md(title: str, blurb: str, rows: list[Row], summary: list[Summ
     out += ["### Task gain and richness change (vs. zero-shot and the original projector)", "",
             _changes_md(rows), ""]
     out += ["### Summary per model (mean over tasks of the per-task means)", "", _summary_md(summary), ""]
+    with_baselines = [r for r in rows if r.baselines is not None]
+    if with_baselines:
+        out += ["### Baselines: does the model beat its own vision encoder? (paper Tables 1 and 3)", "",
+                "Random: exact expected macro-F1 of a uniform random guess. CLIP ZS: open_clip zero-shot with the "
+                "CLIP shown. Probe CLIP emb.: the probe MLP on CLIP's pooled image embedding (Table 3), next to "
+                "the probe on the model's patch-mean pre-projection features. \"X − CLIP ZS\": the model's F1 "
+                "minus CLIP zero-shot F1.", "", _baselines_md(with_baselines), ""]
     return out
 
 
@@ -195,7 +234,15 @@ def _reference_md() -> list[str]:
             for g in ("ft-proj", "ft-e2e"):
                 line += [number(absolute(g), "delta"), pct(relative(g))]
         body.append(line)
-    return out + [_md_table(headers, body), ""]
+    out += [_md_table(headers, body), ""]
+    headers = ["Task", "Random F1", "CLIP ZS F1", "Probe CLIP emb. (Table 3)", "ZS − CLIP ZS", "FT-Proj − CLIP ZS",
+               "FT-E2E − CLIP ZS"]
+    body = [[r.task, number(r.random, "score"), number(r.clip_zero_shot, "score"), number(r.clip_probe, "score")]
+            + [number(r.gain_vs_clip(g), "delta") for g in regimes] for r in reference.ROWS]
+    baselines = ["Baselines (Table 1: uniform random and CLIP ViT-L/14-336 zero-shot; Table 3: MLP on the CLIP image "
+            "embedding), and LLaVA-1.5's F1 read against CLIP zero-shot:", "", _md_table(headers, body), ""]
+
+    return out + baselines
 
 
 LEGEND = [
@@ -209,6 +256,9 @@ LEGEND = [
     "mean ± sample std over seeds, std only with more than one seed.",
     f"- {MISSING}: no finished run (see Incomplete runs); \"(k/n seeds)\": only k of the row's n seeds finished; "
     f"{UNDEFINED}: % change of a zero baseline.",
+    "- **Baselines** (runs with `--baselines`): Random = exact expected macro-F1 of a uniform random guess; "
+    "CLIP ZS = open_clip zero-shot; Probe CLIP emb. = the probe on CLIP's pooled image embedding (paper Table 3); "
+    "\"X − CLIP ZS\" = the model's F1 in regime X minus CLIP zero-shot F1.",
 ]
 
 
@@ -277,8 +327,12 @@ def csv_text(board: Leaderboard, with_reference: bool = False) -> str:
 
 def _reference_value(r: reference.ReferenceRow, name: str) -> float | None:
     """A reference row's value for a column name (None where the paper reports nothing)."""
-    if name == "probe_pre_projection":
+    if name == "probe_pre_projection" or name == "clip_zero_shot_accuracy":
         return None
+    if name in ("random_f1", "clip_zero_shot_f1", "clip_embedding_probe"):
+        return {"random_f1": r.random, "clip_zero_shot_f1": r.clip_zero_shot, "clip_embedding_probe": r.clip_probe}[name]
+    if name.startswith("gain_vs_clip_"):
+        return r.gain_vs_clip(name.removeprefix("gain_vs_clip_").replace("_", "-"))
     if name.startswith("f1_"):
         return r.f1({"zero_shot": "zero-shot", "ft_proj": "ft-proj", "ft_e2e": "ft-e2e"}[name[3:]])
     if name.startswith("probe_"):

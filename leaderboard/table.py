@@ -10,7 +10,7 @@ import statistics
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from .collect import Collection, Run, RunKey, Skipped
+from .collect import BASELINES_DIR, BaselineRun, Collection, Run, RunKey, Skipped
 
 FINETUNED = ("ft-proj", "ft-e2e")   # the regimes of a row that are compared with zero-shot
 E2E_DIRS = ("ft-e2e", "ft-e2e-lora")  # the folders that can fill a row's FT-E2E slot
@@ -53,6 +53,20 @@ def pct_change(new: float, base: float) -> float | None:
 
 
 @dataclass(frozen=True)
+class Baselines:
+    """A row's baselines (paper Tables 1 and 3), over the seeds of its baselines stage."""
+
+    clips: tuple[str, ...]               # CLIP(s) used; more than one means runs disagree (see warnings)
+    clip_matches: bool                   # every run used the CLIP the adapter declares for its vision encoder
+    templates: tuple[str, ...]           # zero-shot prompts (of every run, deduplicated)
+    random_f1: Stat                      # exact expected macro-F1 of a uniform random classifier
+    random_accuracy: Stat
+    clip_f1: Stat                        # CLIP zero-shot
+    clip_accuracy: Stat
+    clip_probe: Stat                     # probe on CLIP's pooled image embedding (Table 3)
+
+
+@dataclass(frozen=True)
 class Row:
     """One leaderboard row: a model on a task (full or limited), with one FT-E2E variant (full or LoRA)."""
 
@@ -72,6 +86,9 @@ class Row:
     richness: dict[str, Stat | None]
     richness_pct: dict[str, Stat | None]
     missing: tuple[str, ...] = ()           # run folders of this row that are not finished (see Incomplete)
+    baselines: Baselines | None = None      # random / CLIP zero-shot / CLIP-embedding probe, if run
+    # F1(regime) - CLIP zero-shot F1, per seed of the regime (CLIP zero-shot is deterministic: its mean is used)
+    gain_vs_clip: dict[str, Stat | None] = field(default_factory=dict)
 
     @property
     def lora(self) -> bool:
@@ -128,6 +145,14 @@ def build(coll: Collection) -> Leaderboard:
         names[g] = (k.model, k.task, k.limit)
         finished.setdefault(g, {}).setdefault(k.regime, {})[k.seed] = run
         seen.setdefault(g, {}).setdefault(k.regime, set()).add(k.seed)
+    base_runs: dict[tuple, list[BaselineRun]] = {}
+    for b in coll.baselines:
+        k = b.key
+        g = _group_key(k.model, k.task, k.limit)
+        names[g] = (k.model, k.task, k.limit)
+        finished.setdefault(g, {})
+        seen.setdefault(g, {})
+        base_runs.setdefault(g, []).append(b)
     for k in coll.unfinished + coll.unreadable:
         g = _group_key(k.model, k.task, k.limit)
         names[g] = (k.model, k.task, k.limit)
@@ -161,8 +186,16 @@ def build(coll: Collection) -> Leaderboard:
                         why = "seed not run for this regime (other regimes have it)"
                     incomplete[key] = why
                     missing.append(key)
+            for key in (*coll.unfinished, *coll.unreadable):
+                if key.regime == BASELINES_DIR and _group_key(key.model, key.task, key.limit) == g:
+                    incomplete[key] = ("config.json without metrics.json (crashed, interrupted or still running)"
+                                       if key in unfinished else "metrics.json could not be used (see skipped files)")
             missing.sort(key=RunKey.sort_key)
-            rows.append(replace(row, missing=tuple(k.path for k in missing)))
+            row = replace(row, missing=tuple(k.path for k in missing))
+            if base_runs.get(g):
+                row = _with_baselines(row, base_runs[g], finished[g])
+                warnings += _baseline_warnings(row)
+            rows.append(row)
             warnings += _consistency_warnings(model, task, limit, e2e_dir, finished[g])
     return Leaderboard(
         rows=tuple(rows),
@@ -199,6 +232,34 @@ def _row(model, task, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: dic
         seeds=seeds, f1=f1, probe=probe, probe_pre=probe_pre,
         gain=gain, gain_pct=gain_pct, richness=rich, richness_pct=rich_pct,
     )
+
+
+def _with_baselines(row: Row, runs: list[BaselineRun], done: dict[str, dict[int, Run]]) -> Row:
+    b = Baselines(
+        clips=tuple(sorted({r.clip for r in runs})),
+        clip_matches=all(r.clip_matches for r in runs),
+        templates=tuple(dict.fromkeys(t for r in runs for t in r.templates)),
+        random_f1=_stat([(r.key.seed, r.random_f1) for r in runs]),
+        random_accuracy=_stat([(r.key.seed, r.random_accuracy) for r in runs]),
+        clip_f1=_stat([(r.key.seed, r.clip_f1) for r in runs]),
+        clip_accuracy=_stat([(r.key.seed, r.clip_accuracy) for r in runs]),
+        clip_probe=_stat([(r.key.seed, r.clip_probe) for r in runs]),
+    )
+    clip = b.clip_f1.mean
+    vs_clip = {regime: _stat([(s, r.f1 - clip) for s, r in done.get(row.folder(regime), {}).items()])
+               for regime in ("zero-shot", *FINETUNED)}
+    return replace(row, baselines=b, gain_vs_clip=vs_clip)
+
+
+def _baseline_warnings(row: Row) -> list[str]:
+    label = f"{row.model}/{row.task if row.limit is None else f'{row.task}@max{row.limit}'}"
+    out = []
+    if len(row.baselines.clips) > 1:
+        out.append(f"{label}: baselines of different CLIPs are averaged together: {', '.join(row.baselines.clips)}")
+    if not row.baselines.clip_matches:
+        out.append(f"{label}: the CLIP baselines use {', '.join(row.baselines.clips)}, not the CLIP matching the "
+                   "model's vision encoder")
+    return out
 
 
 def _consistency_warnings(model, task, limit, e2e_dir, done: dict[str, dict[int, Run]]) -> list[str]:

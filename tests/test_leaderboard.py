@@ -347,3 +347,53 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "error: Results folder" in capsys.readouterr().err
     assert cli_main(["leaderboard", "--results", str(RESULTS), "--plot", str(tmp_path / "p.jpg")]) == 2
     assert "ending in .png" in capsys.readouterr().err
+
+
+# -- baselines (random, CLIP zero-shot, CLIP-embedding probe) -----------------------------------------------------
+def test_baselines_are_shown_under_their_row_and_gains_read_against_clip(results):
+    dig = results / "llava15-tiny" / "digits@max10"
+    for seed, clip in ((0, 0.25), (1, 0.25)):
+        edit_metrics(dig / f"baselines/seed{seed}/metrics.json",
+                     lambda m, c=clip, s=seed: (m["baselines"]["clip_zero_shot"].update(macro_f1=c),
+                                                m["baselines"]["clip_probe"].update(macro_f1=0.5 + 0.1 * s)))
+    for seed, f1 in ((0, 0.5), (1, 0.7)):
+        edit_metrics(dig / f"ft-e2e/seed{seed}/metrics.json", lambda m, v=f1: m["metrics"].update(macro_f1=v))
+    board = board_of(results)
+    r = row(board, "digits", 10)
+    b = r.baselines
+    assert b.clips == ("tiny-clip",) and b.clip_matches and b.templates == ("This is a photo of {}.",)
+    assert b.random_f1.values == pytest.approx((0.0977, 0.0977), abs=5e-5) and b.random_accuracy.mean == 0.1
+    assert b.clip_probe.values == pytest.approx((0.5, 0.6))
+    assert r.gain_vs_clip["ft-e2e"].values == pytest.approx((0.25, 0.45))      # F1 - CLIP zero-shot, per seed
+    assert row(board, "textile", 10).baselines is None and board.warnings == ()
+    md = render(board, "markdown")
+    line = next(x for x in md.splitlines() if "tiny-clip" in x)
+    assert "| 0.0977 " in line and "| 0.2500 " in line and "| 0.5500 ± 0.0707 " in line and "+0.3500 ± 0.1414" in line
+    rows = list(csv.DictReader(io.StringIO(render(board, "csv"))))
+    digits = next(x for x in rows if x["task"] == "digits")
+    assert float(digits["clip_zero_shot_f1_mean"]) == 0.25 and float(digits["gain_vs_clip_ft_e2e_mean"]) == 0.35
+    rows = json.loads(render(board, "json"))["rows"]
+    assert next(x for x in rows if x["task"] == "digits")["clip_embedding_probe"]["values"] == [0.5, 0.6]
+
+
+def test_a_mismatching_clip_is_warned_and_an_unfinished_stage_listed(results):
+    dig = results / "llava15-tiny" / "digits@max10" / "baselines"
+    edit_metrics(dig / "seed0/metrics.json", lambda m: m["clip"].update(matches_adapter=False))
+    (dig / "seed1/metrics.json").unlink()
+    board = board_of(results)
+    assert board.warnings == ("llava15-tiny/digits@max10: the CLIP baselines use tiny-clip, not the CLIP matching "
+                              "the model's vision encoder",)
+    assert {i.path: i.reason for i in board.incomplete} == {
+        "llava15-tiny/digits@max10/baselines/seed1": "config.json without metrics.json (crashed, interrupted or "
+                                                     "still running)"}
+    assert "tiny-clip (not the model's encoder)" in render(board, "markdown")
+
+
+def test_reference_section_has_the_papers_baselines():
+    ref = rendered(RESULTS, reference=True).split("## Reference")[1]
+    # Table 1 (random, CLIP zero-shot) and Table 3 (probe on the CLIP embedding), and FT-E2E - CLIP ZS.
+    assert "| Dermatology (DermNet, 23 classes; derm)           | 0.0451      | 0.1783       | 0.6046 " in ref
+    assert "+0.3164" in ref  # 0.4947 - 0.1783
+    doc = json.loads(rendered(RESULTS, "json", reference=True))
+    hum = doc["reference"]["rows"][3]
+    assert (hum["random_f1"], hum["clip_zero_shot_f1"], hum["clip_embedding_probe"]) == (0.2425, 0.4139, 0.7506)

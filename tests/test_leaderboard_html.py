@@ -34,10 +34,12 @@ COL = {h: i for i, h in enumerate(HEADERS)}
 
 # -- independent expectations from the raw files -------------------------------------------------------------------
 def raw_runs(root: Path) -> dict[tuple, dict]:
-    """(model, task folder, regime folder, seed) -> metrics.json, straight from disk."""
+    """(model, task folder, regime folder, seed) -> metrics.json, straight from disk (baselines folders aside)."""
     out = {}
     for p in sorted(root.glob("*/*/*/seed*/metrics.json")):
         model, task_dir, regime, seed = p.relative_to(root).parts[:4]
+        if regime == "baselines":
+            continue
         out[(model, task_dir, regime, int(seed[4:]))] = json.loads(p.read_text())
     return out
 

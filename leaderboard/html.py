@@ -19,6 +19,7 @@ from html import escape
 
 from . import reference
 from .collect import Collection, RunKey
+from .plot import bar_text, error_bar
 from .render import BY_NAME, LEGEND, MISSING, REGIME_LABELS, csv_text, joined, json_text, number, task_label
 from .table import FINETUNED, Leaderboard, Row, Stat
 
@@ -154,18 +155,21 @@ def _e(s) -> str:
 
 
 def _td(text: str, key: str | None, numeric: bool, cls: str = "") -> str:
-    """A cell whose text content is exactly ``text`` (the spread is only styled, not changed)."""
+    """A cell whose text content is exactly ``text``: spread, interval and notes only styled, never changed."""
     attrs = ""
     if numeric:
         attrs += f' data-v="{_e(key)}"' if key is not None else ' data-v=""'
         cls = (cls + " num").strip()
     if cls:
         attrs += f' class="{cls}"'
-    # "mean ± std (k/n seeds) (LoRA)": the spread muted, the notes in parentheses on a line of their own (they
-    # would otherwise double the column's width for one row).
+    # "mean ± std [low, high] (k/n seeds) (LoRA)": the spread muted; the interval and the notes in parentheses
+    # each on a line of their own (they would otherwise double the column's width).
     body, paren, notes = text.partition(" (")
+    body, bracket, interval = body.partition(" [")
     head, sep, tail = body.partition(" ± ")
     inner = _e(head) + (f'<span class="sd">{_e(sep + tail)}</span>' if sep else "")
+    if bracket:  # a 95% interval "[low, high]"
+        inner += f'<span class="ci">{_e(bracket + interval)}</span>'
     if paren and numeric:
         inner += f'<span class="tag">{_e(paren + notes)}</span>'
     elif paren:
@@ -234,13 +238,15 @@ class Point:
     line: Line
     x: float
     y: float
-    xerr: float
-    yerr: float
+    xbar: tuple[float, float]
+    ybar: tuple[float, float]
+    tip: str
     family: str
 
 
 def points_of(lines: list[Line]) -> list[Point]:
-    """One point per fine-tuned line with both a gain and a richness change: mean ± std over seeds."""
+    """One point per fine-tuned line with both a gain and a richness change: the mean over seeds, with the same
+    error bars as the PNG (the 95% interval where the results carry one, else ± std)."""
     out = []
     for line in lines:
         if line.regime == "zero-shot":
@@ -248,8 +254,10 @@ def points_of(lines: list[Line]) -> list[Point]:
         g, r = _stat_of(line, "gain"), _stat_of(line, "richness")
         if g is None or r is None:
             continue
-        out.append(Point(line, g.mean, r.mean, g.std or 0.0, r.std or 0.0,
-                         "+".join(line.row.projector_families) or "unknown"))
+        family = "+".join(line.row.projector_families) or "unknown"
+        tip = (f"{line.row.model} · {task_label(line.row.task, line.row.limit)} · {line.regime_label} · {family}\n"
+               f"gain {number(g.mean, 'delta')} {bar_text(g)}\nrichness {number(r.mean, 'delta')} {bar_text(r)}")
+        out.append(Point(line, g.mean, r.mean, error_bar(g), error_bar(r), tip, family))
     return out
 
 
@@ -288,8 +296,8 @@ ML, MR, MT, MB = 52, 12, 26, 40
 
 
 def _panel_svg(title: str, points: list[Point], marker: dict[str, str]) -> str:
-    xs = [0.0] + [p.x + s * p.xerr for p in points for s in (-1, 1)]
-    ys = [0.0] + [p.y + s * p.yerr for p in points for s in (-1, 1)]
+    xs = [0.0] + [v for p in points for v in (p.x, *p.xbar)]
+    ys = [0.0] + [v for p in points for v in (p.y, *p.ybar)]
     (x0, x1), (y0, y1) = (min(xs), max(xs)), (min(ys), max(ys))
     xpad, ypad = max(0.02, 0.08 * (x1 - x0)), max(0.02, 0.08 * (y1 - y0))
     x0, x1, y0, y1 = x0 - xpad, x1 + xpad, y0 - ypad, y1 + ypad
@@ -324,14 +332,12 @@ def _panel_svg(title: str, points: list[Point], marker: dict[str, str]) -> str:
     for p in points:
         color = COLORS[p.line.folder]
         cx, cy = sx(p.x), sy(p.y)
-        tip = (f"{p.line.row.model} · {p.line.regime_label} · {p.family}\n"
-               f"gain {number(p.x, 'delta')} ± {p.xerr:.4f}\nrichness {number(p.y, 'delta')} ± {p.yerr:.4f}")
         bars = ""
-        if p.xerr:
-            bars += f'<line x1="{sx(p.x - p.xerr):.1f}" x2="{sx(p.x + p.xerr):.1f}" y1="{cy:.1f}" y2="{cy:.1f}"/>'
-        if p.yerr:
-            bars += f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{sy(p.y - p.yerr):.1f}" y2="{sy(p.y + p.yerr):.1f}"/>'
-        out.append(f'<g class="pt" data-id="{p.line.id}" tabindex="0" stroke="{color}"><title>{_e(tip)}</title>'
+        if p.xbar[0] != p.xbar[1]:
+            bars += f'<line x1="{sx(p.xbar[0]):.1f}" x2="{sx(p.xbar[1]):.1f}" y1="{cy:.1f}" y2="{cy:.1f}"/>'
+        if p.ybar[0] != p.ybar[1]:
+            bars += f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{sy(p.ybar[0]):.1f}" y2="{sy(p.ybar[1]):.1f}"/>'
+        out.append(f'<g class="pt" data-id="{p.line.id}" tabindex="0" stroke="{color}"><title>{_e(p.tip)}</title>'
                    f'{bars}{_marker_svg(marker[p.family], cx, cy, 4.5, color, p.line.row.limit is not None)}</g>')
     out.append("</svg>")
     return "".join(out)
@@ -456,7 +462,7 @@ compare trends, not decimals.</p>
 <button type="button" id="next">next ›</button></nav>
 <section id="plots">
 <h2>Richness change vs. task gain, per task</h2>
-<p>Mean ± std over seeds. Right of 0: the task improved; below 0: the projector's output lost domain
+<p>Mean over seeds; error bars: the 95% interval where the results carry one, else ± std. Right of 0: the task improved; below 0: the projector's output lost domain
 information (the paper's finding for FT-E2E is the lower right).</p>
 {_plots_html(lines)}
 </section>
@@ -496,6 +502,7 @@ thead th{position:sticky;top:0;background:var(--head);z-index:1}
 th button{all:unset;cursor:pointer;font-weight:600}
 th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
 td.num{text-align:right}.sd{color:var(--mut);font-size:.85em}
+.ci{display:block;color:var(--mut);font-size:.8em;line-height:1.1}
 .tag{display:block;color:var(--mut);font-size:.8em;line-height:1.1}td.missing{color:#b00020}td.na{background:#fafafa}
 tr.ref{background:#eef5ff;font-style:italic}
 tr.hl{background:var(--hl)}

@@ -1,7 +1,7 @@
 """Draw "richness change vs. task gain" as a PNG of small multiples: one panel per task (full or limited).
 
 One point per (model, task, fine-tuned regime): x = task gain, y = richness change of the post-projection
-embeddings, mean ± std over seeds as error bars. Marker shape = projector family, colour = regime, hollow =
+embeddings, the mean over seeds; error bars are the mean's 95% interval where the results carry one, else ± std. Marker shape = projector family, colour = regime, hollow =
 limited run. Points carry the model's number from the key below the panels; each number is placed next to its
 point where it overlaps no other number, no marker and stays inside the panel (a greedy search over positions
 around the point, measured with the renderer), so labels never overprint however many models there are. A
@@ -47,13 +47,33 @@ class Point:
     regime: str   # folder: ft-proj, ft-e2e or ft-e2e-lora
     x: float
     y: float
-    xerr: float
-    yerr: float
+    xbar: tuple[float, float]   # the error bar's ends (see error_bar)
+    ybar: tuple[float, float]
     family: str
 
     @property
     def label(self) -> str:
         return f"{self.model}/{task_label(self.task, self.limit)} {REGIME_LABELS[self.regime]}"
+
+
+def error_bar(s) -> tuple[float, float]:
+    """The ends of a mean's error bar: its 95% interval where the results carry one, else mean ± std over seeds
+    (a single point when there is neither)."""
+    ci = getattr(s, "ci", None)
+    if ci is not None:
+        return (float(ci[0]), float(ci[1]))
+    sd = s.std or 0.0
+    return (s.mean - sd, s.mean + sd)
+
+
+def bar_text(s, kind: str = "delta") -> str:
+    """How the error bar reads in a tooltip: "[low, high]" (95% interval) or "± std"."""
+    from .render import number, spread
+
+    ci = getattr(s, "ci", None)
+    if ci is not None:
+        return f"95% interval [{number(ci[0], kind)}, {number(ci[1], kind)}]"
+    return f"± {spread(s.std, kind)}" if s.std is not None else "(one seed, no interval)"
 
 
 def points_of(board: Leaderboard) -> list[Point]:
@@ -66,7 +86,7 @@ def points_of(board: Leaderboard) -> list[Point]:
             folder = row.folder(regime)
             # FT-Proj is shared by a model/task's full and LoRA rows: draw it once.
             out.setdefault((row.model, row.task, row.limit, folder), Point(
-                row.model, row.task, row.limit, folder, gain.mean, rich.mean, gain.std or 0.0, rich.std or 0.0,
+                row.model, row.task, row.limit, folder, gain.mean, rich.mean, error_bar(gain), error_bar(rich),
                 "+".join(row.projector_families) or "unknown"))
     return list(out.values())
 
@@ -138,7 +158,8 @@ def figure(board: Leaderboard):
         fig = Figure(figsize=(w, h), dpi=DPI)
         FigureCanvasAgg(fig)
         renderer = fig.canvas.get_renderer()
-        fig.suptitle("Richness of post-projection embeddings vs. task gain, per task (mean ± std over seeds)",
+        fig.suptitle("Richness of post-projection embeddings vs. task gain, per task (error bars: 95% interval where the "
+                     "results carry one, else ± std over seeds)",
                      y=1 - 0.22 / h, fontsize=12)
         handles = [Line2D([], [], linestyle="none", marker=marker[f], color="0.3", label=f"projector: {f}")
                    for f in families]
@@ -190,11 +211,11 @@ def _panel(ax, fig, renderer, title: str, points: list[Point], marker: dict, num
     # errorbar() per point or group builds many artists and dominates the time with thousands of points.
     segments, seg_colors = [], []
     for p in points:
-        if p.xerr:
-            segments.append(((p.x - p.xerr, p.y), (p.x + p.xerr, p.y)))
+        if p.xbar[0] != p.xbar[1]:
+            segments.append(((p.xbar[0], p.y), (p.xbar[1], p.y)))
             seg_colors.append(COLORS[p.regime])
-        if p.yerr:
-            segments.append(((p.x, p.y - p.yerr), (p.x, p.y + p.yerr)))
+        if p.ybar[0] != p.ybar[1]:
+            segments.append(((p.x, p.ybar[0]), (p.x, p.ybar[1])))
             seg_colors.append(COLORS[p.regime])
     if segments:
         ax.add_collection(LineCollection(segments, colors=seg_colors, linewidths=0.8, alpha=0.6, zorder=2),
@@ -217,8 +238,8 @@ def _panel(ax, fig, renderer, title: str, points: list[Point], marker: dict, num
 
 def _limits(ax, points: list[Point]) -> None:
     """Keep both zero lines in view, with room around the points for their numbers."""
-    xs = [0.0] + [p.x + s * p.xerr for p in points for s in (-1, 1)]
-    ys = [0.0] + [p.y + s * p.yerr for p in points for s in (-1, 1)]
+    xs = [0.0] + [v for p in points for v in (p.x, *p.xbar)]
+    ys = [0.0] + [v for p in points for v in (p.y, *p.ybar)]
     for setter, lo, hi in ((ax.set_xlim, min(xs), max(xs)), (ax.set_ylim, min(ys), max(ys))):
         pad = max(0.02, 0.12 * (hi - lo))
         setter(lo - pad, hi + pad)

@@ -340,3 +340,21 @@ def test_page_in_chromium_renders_sorts_filters_and_fetches_nothing(browser, tmp
         lo, hi = img.convert("L").getextrema()
         assert hi - lo > 100  # not a blank page
     assert b.requests and all(u.startswith("file://") for u in b.requests), b.requests
+
+
+def test_cell_markup_keeps_the_text_and_intervals_become_error_bars():
+    from types import SimpleNamespace
+
+    from benchmark.leaderboard.html import _td
+    from benchmark.leaderboard.plot import error_bar
+
+    text = "+0.1000 ± 0.0452 [+0.0500, +0.1500] (n.s.) (1/2 seeds)"
+    p = TableParser()
+    p.feed(f'<table><tbody id="rows"><tr>{_td(text, "0.1", True)}</tr></tbody></table>')
+    (attrs, text_got), = p.rows[0][1]
+    assert text_got == text and attrs["data-v"] == "0.1"
+    assert '<span class="ci"> [+0.0500, +0.1500]</span>' in _td(text, "0.1", True)
+    # error bars: the interval where the results carry one, else mean ± std, else nothing
+    assert error_bar(SimpleNamespace(mean=0.1, std=0.05, ci=(0.02, 0.3))) == (0.02, 0.3)
+    assert error_bar(SimpleNamespace(mean=0.1, std=0.05)) == pytest.approx((0.05, 0.15))
+    assert error_bar(SimpleNamespace(mean=0.1, std=None)) == (0.1, 0.1)

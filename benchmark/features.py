@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from filelock import FileLock
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .results import atomic_write_json, atomic_write_with
+from .integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
+from .results import atomic_write_json, atomic_write_text, atomic_write_with, remove_stale_temps
 from .tasks.base import Sample, decode_image
 
 PART_SIZE = 256
@@ -53,14 +56,31 @@ def cache_key(adapter, task_fingerprint: str, split: str) -> str:
 
 
 class FeatureStore:
-    """Read-only view of one split's cached features; rows in the order of the split's samples."""
+    """Read-only view of one split's cached features; rows in the order of the split's samples.
+
+    Opening checks ``index.json`` and the SHA-256 of every part (recorded when written): a damaged cache
+    raises :class:`CorruptFileError` instead of giving wrong numbers.
+    """
 
     def __init__(self, directory: Path):
         self.directory = directory
-        meta = json.loads((directory / "index.json").read_text())
+        meta = read_sealed_json(directory / "index.json")
+        shas = meta.get("part_sha256")
+        if not isinstance(shas, dict) or not isinstance(meta.get("parts"), list) or not meta["parts"]:
+            raise CorruptFileError(directory / "index.json", "written without checksums, or incomplete")
+        for name in meta["parts"]:
+            if Path(name).name != name or name not in shas:
+                raise CorruptFileError(directory / "index.json", f"bad part entry {name!r}")
+            verify_file(directory / name, shas[name])
         self.uids: list[str] = meta["uids"]
         self.shape = tuple(meta["shape"])
-        self._handles = [safe_open(str(directory / f), framework="pt") for f in meta["parts"]]
+        try:
+            self._handles = [safe_open(str(directory / f), framework="pt") for f in meta["parts"]]
+        except SafetensorError as exc:
+            raise CorruptFileError(directory, f"a part is not readable: {exc}") from None
+        rows = sum(h.get_slice("features").get_shape()[0] for h in self._handles)
+        if rows != len(self.uids) or self.shape[0] != rows:
+            raise CorruptFileError(directory / "index.json", f"{rows} feature rows for {len(self.uids)} images")
 
     def __len__(self):
         return len(self.uids)
@@ -73,39 +93,73 @@ class FeatureStore:
         return torch.cat(rows)
 
 
+def _reusable_part(path: Path) -> str | None:
+    """The SHA-256 of a part finished before an interruption, if it matches the one written after it."""
+    try:
+        sha = path.with_name(path.name + ".sha256").read_text().strip()
+        verify_file(path, sha)
+        return sha
+    except (OSError, CorruptFileError):
+        return None
+
+
 def extract(adapter, samples: list[Sample], cache_dir: Path, task_fingerprint: str, split: str,
-            batch_size: int = 16, progress: bool = True) -> tuple[FeatureStore, float]:
-    """Cached features for ``samples`` (computing what is missing). Returns the store and seconds spent."""
+            batch_size: int = 16, progress: bool = True, log=print) -> tuple[FeatureStore, float]:
+    """Cached features for ``samples`` (computing what is missing). Returns the store and seconds spent.
+
+    One process at a time works on a cache entry (a file lock next to it): a second one waits, then reuses it.
+    A damaged entry is discarded and recomputed, with a line in the log.
+    """
+    directory = Path(cache_dir) / "features" / cache_key(adapter, task_fingerprint, split)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(directory) + ".lock"):
+        if (directory / "index.json").exists():
+            try:
+                return FeatureStore(directory), 0.0
+            except CorruptFileError as exc:
+                log(f"[discard] cached {split} features: {exc} Recomputing them.")
+                shutil.rmtree(directory)
+        return _extract_locked(adapter, samples, directory, task_fingerprint, split, batch_size, progress, log)
+
+
+def _extract_locked(adapter, samples, directory: Path, task_fingerprint, split, batch_size, progress, log):
     from tqdm.auto import tqdm
 
-    directory = Path(cache_dir) / "features" / cache_key(adapter, task_fingerprint, split)
-    if (directory / "index.json").exists():
-        return FeatureStore(directory), 0.0
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(directory)
     atomic_write_json(directory / "key.json", {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint),
                                                "task_fingerprint": task_fingerprint, "split": split})
     start = time.perf_counter()
-    parts, shape = [], None
+    parts, shas = [], {}
     bar = tqdm(total=len(samples), desc=f"vision features ({split})", unit="img", disable=not progress)
     for p0 in range(0, len(samples), PART_SIZE):
         name = f"part-{p0 // PART_SIZE:05d}.safetensors"
         chunk = samples[p0: p0 + PART_SIZE]
-        if (directory / name).exists():  # finished before an interruption
-            parts.append(name)
-            bar.update(len(chunk))
-            continue
+        path = directory / name
+        if path.exists():
+            sha = _reusable_part(path)
+            if sha:  # finished before an interruption
+                parts.append(name)
+                shas[name] = sha
+                bar.update(len(chunk))
+                continue
+            log(f"[discard] {path} fails its checksum; recomputing it.")
+            path.unlink()
         feats = []
         for b0 in range(0, len(chunk), batch_size):
             images = [decode_image(s.load_bytes()) for s in chunk[b0: b0 + batch_size]]
             feats.append(adapter.vision_features(adapter.preprocess(images)).to("cpu").contiguous())
             bar.update(len(images))
         tensor = torch.cat(feats)
-        atomic_write_with(directory / name, lambda tmp, t=tensor: save_file({"features": t}, str(tmp)))
+        atomic_write_with(path, lambda tmp, t=tensor: save_file({"features": t}, str(tmp)))
+        shas[name] = sha256_file(path)
+        atomic_write_text(path.with_name(name + ".sha256"), shas[name] + "\n")
         parts.append(name)
     bar.close()
     with safe_open(str(directory / parts[0]), framework="pt") as f:
         shape = [len(samples), *f.get_slice("features").get_shape()[1:]]
-    atomic_write_json(directory / "index.json", {"uids": [s.uid for s in samples], "parts": parts, "shape": shape})
+    atomic_write_json(directory / "index.json", seal({"uids": [s.uid for s in samples], "parts": parts,
+                                                      "shape": shape, "part_sha256": shas}))
     return FeatureStore(directory), time.perf_counter() - start
 
 

@@ -69,13 +69,18 @@ def parse_json(path: Path, max_bytes: int | None = None):
         raise CorruptFileError(path, "JSON nested too deeply") from None
 
 
+def seal_matches(obj: dict, claimed: str) -> bool:
+    """Whether ``obj`` (parsed, its ``_sha256`` removed) is the content that checksum was computed on."""
+    return hashlib.sha256(_canonical(obj)).hexdigest() == claimed
+
+
 def read_sealed_json(path: Path) -> dict:
     """Parse a JSON object and check its own checksum if it has one (files written before checksums have none)."""
     obj = parse_json(path)
     if not isinstance(obj, dict):
         raise CorruptFileError(path, f"expected a JSON object, found {type(obj).__name__}")
     claimed = obj.pop(SEAL, None)
-    if claimed is not None and hashlib.sha256(_canonical(obj)).hexdigest() != claimed:
+    if claimed is not None and not seal_matches(obj, claimed):
         raise CorruptFileError(path, "content does not match its recorded SHA-256")
     return obj
 
@@ -90,3 +95,27 @@ def load_safetensors(path: Path, sha256: str | None) -> dict:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CorruptFileError(path, f"not a readable safetensors file: {exc}") from None
+
+
+def read_finished(d: Path) -> dict:
+    """``metrics.json`` of a finished run after checking it and the artifacts it records (projector weights,
+    predictions). A run that fails is corrupt: :class:`CorruptFileError` names the file and the fix."""
+    from .results import METRICS, result_problem
+
+    d = Path(d)
+    fix = f"Delete the folder {d} and run the same command again to recompute this run."
+    try:
+        m = read_sealed_json(d / METRICS)
+        problem = result_problem(m)
+        if problem:
+            raise CorruptFileError(d / METRICS, f"not a valid result: {problem}")
+        artifacts = m.get("artifacts") or {}
+        if not isinstance(artifacts, dict):
+            raise CorruptFileError(d / METRICS, "field 'artifacts' is not an object")
+        for name, sha in sorted(artifacts.items()):
+            if not isinstance(sha, str) or Path(name).name != name or name.startswith("."):
+                raise CorruptFileError(d / METRICS, f"bad artifact entry {name!r}")
+            verify_file(d / name, sha)
+    except CorruptFileError as exc:
+        raise CorruptFileError(exc.path, exc.reason, fix) from None
+    return m

@@ -15,7 +15,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from filelock import FileLock, Timeout
+from safetensors.torch import save_file
 
 from . import RESULT_SCHEMA_VERSION, __version__, train_state
 from .config import (  # noqa: F401  (re-exported)
@@ -31,6 +32,7 @@ from .errors import BenchmarkError, DataError
 from .evaluation import evaluate_loglik
 from .features import extract, pooled
 from .generation import GENERATE_METRICS, evaluate_generate
+from .integrity import CorruptFileError, load_safetensors, read_finished, read_sealed_json, seal, sha256_file
 from .paths import cache_root, results_root
 from .probe import train_probe, validation_split
 from .registry import plugins
@@ -38,19 +40,23 @@ from .results import (
     CHECKPOINT,
     CONFIG,
     LEGACY_TRAIN_PROGRESS,
+    LOCK,
     METRICS,
     PREDICTIONS,
     PROJECTOR,
     TRAIN_PROGRESS,
+    TRAINING,
     atomic_write_json,
     atomic_write_text,
     atomic_write_with,
+    clear_run_dir,
+    has_saved_work,
     provenance,
-    read_json,
+    remove_stale_temps,
     run_dir,
 )
 from .tasks.base import TaskData, load_task
-from .training import finetune, projector_state, trainable_state
+from .training import NonFiniteLossError, finetune, projector_state, trainable_state
 
 # Trained FT-E2E states up to this size (tiny twins, LoRA) are kept after a run for `analyze`.
 KEEP_FOR_ANALYSES_MAX_PARAMS = 200_000_000
@@ -119,34 +125,67 @@ class Runner:
                        self.cfg.max_per_class)
 
     def check_existing(self, d: Path, identity: dict) -> bool:
-        """True if ``d`` holds a finished run of this very configuration; error if of another one."""
+        """True if ``d`` holds a finished run of this very configuration; error if of another one, or corrupt.
+
+        A folder holding only the ``config.json`` of a run that failed before any work was saved does not block:
+        the corrected command replaces it. An unreadable config of an unfinished run is discarded.
+        """
+        identity = json.loads(json.dumps(identity, default=str))  # as stored: tuples become lists
+        want = config_hash(identity)
+        if (d / METRICS).exists():
+            m = read_finished(d)  # CorruptFileError (named file, what to do) if it fails its checks
+            if m.get("config_hash") not in (None, want):
+                old = {}
+                if (d / CONFIG).exists():
+                    try:
+                        old = read_sealed_json(d / CONFIG).get("identity", {})
+                    except CorruptFileError:
+                        pass
+                self._refuse(d, old, identity)
+            return True
         if not (d / CONFIG).exists():
             return False
-        old = read_json(d / CONFIG)
-        identity = json.loads(json.dumps(identity, default=str))  # as stored: tuples become lists
-        if old.get("config_hash") != config_hash(identity):
-            diff = sorted(k for k in set(old.get("identity", {})) | set(identity)
-                          if old.get("identity", {}).get(k) != identity.get(k))
-            raise BenchmarkError(
-                f"{d} holds results of a different configuration (differs in: {', '.join(diff)}). "
-                "Nothing was overwritten: use another --results-dir, or delete that folder to redo it."
-            )
-        return (d / METRICS).exists()
+        try:
+            old = read_sealed_json(d / CONFIG)
+        except CorruptFileError as exc:
+            self.log(f"[discard] {exc} The run had not finished: starting it afresh.")
+            clear_run_dir(d)
+            return False
+        if old.get("config_hash") != want:
+            if has_saved_work(d):
+                self._refuse(d, old.get("identity", {}), identity)
+            self.log(f"[replace] {d / CONFIG}: a run of another configuration that failed before saving anything")
+            (d / CONFIG).unlink()
+        return False
+
+    def _refuse(self, d: Path, old: dict, identity: dict):
+        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        raise BenchmarkError(
+            f"{d} holds results of a different configuration (differs in: {', '.join(diff) or 'config_hash'}). "
+            "Nothing was overwritten: use another --results-dir, or delete that folder to redo it."
+        )
 
     # -- the protocol --------------------------------------------------------------------------------------
     def run(self) -> list[dict]:
         cfg = self.cfg
         todo = [(r, s) for s in cfg.seeds for r in STAGES if r in cfg.regimes]
-        pending = []
+        pending, corrupt = [], []
         for regime, seed in todo:
             d = self.dir_for(regime, seed)
-            if self.check_existing(d, cfg.identity(regime, seed)):
+            try:
+                finished = self.check_existing(d, cfg.identity(regime, seed))
+            except CorruptFileError as exc:
+                corrupt.append(str(exc))
+                continue
+            if finished:
                 self.log(f"[skip] {regime} seed {seed}: finished ({d})")
             else:
                 pending.append((regime, seed))
+        if corrupt:  # never used, never silently redone: the user decides
+            raise BenchmarkError("finished result(s) fail their integrity check:\n  " + "\n  ".join(corrupt))
         if pending:
             self._run_pending(pending)
-        return [read_json(self.dir_for(r, s) / METRICS) for r, s in todo]
+        return [read_finished(self.dir_for(r, s)) for r, s in todo]
 
     def _run_pending(self, pending):
         cfg = self.cfg
@@ -163,7 +202,13 @@ class Runner:
         validation_split([s.uid for s in data.splits["train"]], [s.label for s in data.splits["train"]],
                          cfg.probe.val_fraction)
         for seed in [s for r, s in pending if r == BASELINES]:  # needs CLIP only, not the MLLM
-            self._run_baselines(seed, data)
+            with self._lock(BASELINES, seed):
+                d = self.dir_for(BASELINES, seed)
+                remove_stale_temps(d)
+                if self.check_existing(d, cfg.identity(BASELINES, seed)):
+                    self.log(f"[skip] baselines seed {seed}: finished by another process ({d})")
+                else:
+                    self._run_baselines(seed, data)
         pending = [(r, s) for r, s in pending if r != BASELINES]
         if not pending:
             return
@@ -171,16 +216,62 @@ class Runner:
         stores, feat_s = {}, 0.0
         for split in ("train", "test"):
             stores[split], s = extract(adapter, data.splits[split], self.cache, data.fingerprint, split,
-                                       progress=cfg.progress)
+                                       progress=cfg.progress, log=self.log)
             feat_s += s
         self.timing["feature_extraction_s"] = feat_s
-        pre = None
-        for regime, seed in pending:
-            if getattr(adapter, "_tuned", False):
-                adapter = self.load_adapter()  # fine-tuning changes weights: start from the checkpoint
-            if regime == "zero-shot" and pre is None:
-                pre = (pooled(stores["train"]), pooled(stores["test"]))
-            self._run_one(regime, seed, adapter, data, stores, pre)
+        state = {"adapter": adapter, "pre": None}
+        deferred = []
+        for regime, seed in pending:  # one process per run folder; one busy elsewhere is done after the others
+            lock = self._lock(regime, seed)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                self.log(f"[wait] {regime} seed {seed}: another process is running it; coming back to it later")
+                deferred.append((regime, seed, lock))
+                continue
+            try:
+                self._run_locked(regime, seed, state, data, stores)
+            finally:
+                lock.release()
+        for regime, seed, lock in deferred:
+            with lock:
+                self._run_locked(regime, seed, state, data, stores)
+
+    def _lock(self, regime: str, seed: int) -> FileLock:
+        d = self.dir_for(regime, seed)
+        d.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(d / LOCK))
+
+    def _run_locked(self, regime, seed, state, data, stores):
+        d = self.dir_for(regime, seed)
+        stale = remove_stale_temps(d)
+        if stale:
+            self.log(f"removed {len(stale)} temporary file(s) left by an interrupted write in {d}")
+        if self.check_existing(d, self.cfg.identity(regime, seed)):
+            self.log(f"[skip] {regime} seed {seed}: finished by another process ({d})")
+            return
+        if getattr(state["adapter"], "_tuned", False):
+            state["adapter"] = self.load_adapter()  # fine-tuning changes weights: start from the checkpoint
+        if regime == "zero-shot" and state["pre"] is None:
+            state["pre"] = (pooled(stores["train"]), pooled(stores["test"]))
+        self._run_one(regime, seed, state["adapter"], data, stores, state["pre"])
+
+    def _saved_training(self, d: Path, regime: str, seed: int):
+        """(training stats, trained weights) saved after training, if intact; else None (damaged: discarded)."""
+        ckpt = d / CHECKPOINT
+        if not (ckpt.exists() and (d / TRAINING).exists()):
+            return None
+        try:
+            training = read_sealed_json(d / TRAINING)
+            sha = training.pop("checkpoint_sha256", None)
+            if sha is None:
+                raise CorruptFileError(d / TRAINING, "written without the checkpoint's checksum")
+            return training, load_safetensors(ckpt, sha)
+        except CorruptFileError as exc:
+            self.log(f"[discard] {exc} Training {regime} seed {seed} again.")
+            ckpt.unlink(missing_ok=True)
+            (d / TRAINING).unlink(missing_ok=True)
+            return None
 
     def _report_data(self, data: TaskData):
         n_skip = sum(len(v) for v in data.skipped.values())
@@ -204,8 +295,8 @@ class Runner:
         d = self.dir_for(BASELINES, seed)
         identity = cfg.identity(BASELINES, seed)
         started = time.perf_counter()
-        atomic_write_json(d / CONFIG, {"config_hash": config_hash(identity), "identity": identity,
-                                       "config": asdict(cfg), "schema_version": RESULT_SCHEMA_VERSION})
+        atomic_write_json(d / CONFIG, seal({"config_hash": config_hash(identity), "identity": identity,
+                                            "config": asdict(cfg), "schema_version": RESULT_SCHEMA_VERSION}))
         self.log(f"[run] baselines seed {seed} -> {d}")
         job = BaselineJob(d, self.clip, tuple(cfg.clip_templates), seed, self.cache, self.device, cfg.progress)
         res = run_baselines(job, data, cfg.probe, self.log)
@@ -235,7 +326,7 @@ class Runner:
             "timing": {"run_s": time.perf_counter() - started},
             "provenance": provenance(),
         }
-        atomic_write_json(d / METRICS, metrics)
+        atomic_write_json(d / METRICS, seal(metrics))
         self.log(f"[done] baselines seed {seed}: random macro-F1 {res['random']['macro_f1']:.4f}, CLIP zero-shot "
                  f"{zs['macro_f1']:.4f} ({self.clip.label}), CLIP-embedding probe {res['clip_probe']['macro_f1']:.4f}")
         return metrics
@@ -245,8 +336,8 @@ class Runner:
         d = self.dir_for(regime, seed)
         identity = cfg.identity(regime, seed)
         started = time.perf_counter()
-        atomic_write_json(d / CONFIG, {"config_hash": config_hash(identity), "identity": identity,
-                                       "config": asdict(cfg), "schema_version": RESULT_SCHEMA_VERSION})
+        atomic_write_json(d / CONFIG, seal({"config_hash": config_hash(identity), "identity": identity,
+                                            "config": asdict(cfg), "schema_version": RESULT_SCHEMA_VERSION}))
         self.log(f"[run] {regime} seed {seed} -> {d}")
         classes, domain = data.classes, data.spec.domain
         train, test = data.splits["train"], data.splits["test"]
@@ -259,15 +350,16 @@ class Runner:
                                checkpoint_every=cfg.checkpoint_every)
             ckpt = d / CHECKPOINT
             adapter._tuned = True
-            if ckpt.exists() and (d / "training.json").exists():  # trained before an interruption
+            trained = self._saved_training(d, regime, seed)
+            if trained is not None:  # trained before an interruption
                 from .training import set_trainable
 
+                training, weights = trained
                 set_trainable(adapter, regime, tcfg)
-                missing = adapter.model.load_state_dict(load_file(str(ckpt)), strict=False)
+                missing = adapter.model.load_state_dict(weights, strict=False)
                 if missing.unexpected_keys:
                     raise BenchmarkError(f"{ckpt} does not match the model; delete {d} and rerun.")
                 adapter.model.eval()
-                training = read_json(d / "training.json")
                 self.log(f"[resume] {regime} seed {seed}: training finished earlier, reusing {ckpt.name}")
             else:
                 progress_file = d / TRAIN_PROGRESS
@@ -282,11 +374,15 @@ class Runner:
                         train_state.remove(progress_file)
                     else:
                         self.log(f"[resume] {regime} seed {seed}: continuing training from {progress_file.name}")
-                training = finetune(adapter, regime, stores["train"], train, classes, domain, seed, tcfg,
-                                    progress=cfg.progress, resume_file=progress_file)
+                try:
+                    training = finetune(adapter, regime, stores["train"], train, classes, domain, seed, tcfg,
+                                        progress=cfg.progress, resume_file=progress_file)
+                except NonFiniteLossError:
+                    train_state.remove(progress_file)  # diverged: nothing to resume, nothing to block a rerun
+                    raise
                 state = trainable_state(adapter, regime)
                 atomic_write_with(ckpt, lambda tmp: save_file(state, str(tmp)))
-                atomic_write_json(d / "training.json", training)
+                atomic_write_json(d / TRAINING, seal({**training, "checkpoint_sha256": sha256_file(ckpt)}))
                 train_state.remove(progress_file)
         if cfg.eval_mode == "generate":
             ev = evaluate_generate(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
@@ -304,10 +400,13 @@ class Runner:
         post = (pooled(stores["train"], adapter), pooled(stores["test"], adapter))
         probes["post_projection"] = train_probe(post[0], ytr, uids, post[1], yte, len(classes), seed, probe_cfg,
                                                 cfg.progress, f"probe (post-projection, {regime})")
+        artifacts = {}
         if regime != "zero-shot":
             proj = projector_state(adapter)
             atomic_write_with(d / PROJECTOR, lambda tmp: save_file(proj, str(tmp)))
+            artifacts[PROJECTOR] = sha256_file(d / PROJECTOR)
         atomic_write_text(d / PREDICTIONS, "".join(json.dumps(p) + "\n" for p in ev["predictions"]))
+        artifacts[PREDICTIONS] = sha256_file(d / PREDICTIONS)
         metrics = {
             "schema_version": RESULT_SCHEMA_VERSION,
             "projbench_version": __version__,
@@ -341,8 +440,9 @@ class Runner:
             "timing": {**self.timing, "evaluation_s": ev["metrics"]["seconds"],
                        "run_s": time.perf_counter() - started},
             "provenance": provenance(),
+            "artifacts": artifacts,  # SHA-256 of the files beside it, checked before the run counts as finished
         }
-        atomic_write_json(d / METRICS, metrics)
+        atomic_write_json(d / METRICS, seal(metrics))
         # FT-E2E keeps its trained state for `analyze` (FT-E2E model state) when it is small; a large one only
         # with --keep-checkpoints (it is the size of the LLM).
         small = (training or {}).get("trainable_parameters", float("inf")) <= KEEP_FOR_ANALYSES_MAX_PARAMS

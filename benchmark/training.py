@@ -15,7 +15,13 @@ import torch
 from . import train_state
 from .batching import answer_loss, collate
 from .config import TrainConfig
+from .errors import BenchmarkError
 from .prompt import build_question
+
+
+class NonFiniteLossError(BenchmarkError):
+    """The training loss became NaN or infinite."""
+
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -131,6 +137,11 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
                                          batch["attention_mask"].to(adapter.device),
                                          batch["position_ids"].to(adapter.device), embeds)
             loss, n_tok = answer_loss(out.logits, batch["labels"])
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"training {regime} seed {seed} diverged: the loss is {loss.item()} at batch {micro + 1}. "
+                    "Nothing was marked finished; lower the learning rate (--lr-proj / --lr-e2e / --lr-lora) "
+                    "and run again.")
             (loss / cfg.grad_accum).backward()
             supervised += n_tok
             losses.append(loss.item())

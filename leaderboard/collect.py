@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import RESULT_SCHEMA_VERSION
+from benchmark.integrity import SEAL, seal_matches
 
 METRICS = "metrics.json"
 CONFIG = "config.json"
@@ -186,6 +187,14 @@ def provenance_of(m: dict) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _score(obj: dict, dotted: str) -> float:
+    """A finite number in [0, 1] (F1, accuracy): anything else is a damaged or hand-edited file."""
+    x = _field(obj, dotted, float)
+    if not 0.0 <= x <= 1.0:
+        raise _Invalid(f"field {dotted!r} is {x!r}, outside [0, 1]")
+    return x
+
+
 def parse_metrics(key: RunKey, text: str) -> Run:
     """Validate one metrics.json against the folder it sits in."""
     try:
@@ -194,8 +203,15 @@ def parse_metrics(key: RunKey, text: str) -> Run:
         raise _Invalid(f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(m, dict):
         raise _Invalid("not a JSON object")
+    claimed = m.pop(SEAL, None)
+    if claimed is not None and not seal_matches(m, claimed):
+        raise _Invalid("corrupt: its content does not match its recorded SHA-256; delete the run folder and run "
+                       "the same command again to recompute it")
     if "schema_version" not in m:
         raise _Invalid("missing field 'schema_version'")
+    version = m["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _Invalid(f"schema_version {version!r} is not an integer")
     if m["schema_version"] not in SUPPORTED_SCHEMAS:
         raise _Invalid(f"unknown schema_version {m['schema_version']!r} (this projbench reads "
                        f"{', '.join(map(str, SUPPORTED_SCHEMAS))}; upgrade projbench)")
@@ -214,11 +230,13 @@ def parse_metrics(key: RunKey, text: str) -> Run:
         task_fingerprint=_field(m, "task_fingerprint", str),
         eval_mode=_field(m, "eval_mode", str),
         checkpoint=_field(m, "checkpoint", str),
-        f1=_field(m, "metrics.macro_f1", float),
-        probe_post=_field(m, "probe.post_projection.macro_f1", float),
-        probe_pre=_field(m, "probe.pre_projection.macro_f1", float) if regime == "zero-shot" else None,
+        f1=_score(m, "metrics.macro_f1"),
+        probe_post=_score(m, "probe.post_projection.macro_f1"),
+        probe_pre=_score(m, "probe.pre_projection.macro_f1") if regime == "zero-shot" else None,
         provenance=provenance_of(m),
     )
+    if "accuracy" in m.get("metrics", {}):
+        _score(m, "metrics.accuracy")
     # The folder decides where a run is shown, so it must agree with what the run says it is: a limited run in
     # a full-run folder would otherwise be shown as a full run.
     folder_regime = "ft-e2e-lora" if regime == "ft-e2e" and lora else regime

@@ -20,6 +20,7 @@ from pathlib import Path
 from .. import RESULT_SCHEMA_VERSION, __version__
 from ..config import REGIMES
 from ..errors import BenchmarkError
+from ..integrity import read_finished, read_sealed_json, verify_file
 from ..paths import cache_root, results_root
 from ..registry import plugins
 from ..results import (
@@ -27,6 +28,7 @@ from ..results import (
     CONFIG,
     METRICS,
     PROJECTOR,
+    TRAINING,
     atomic_write_json,
     provenance,
     read_json,
@@ -111,11 +113,14 @@ class AnalysisRunner:
         d = run_dir(self.results, self.cfg.model, self.cfg.task, regime, seed, self.cfg.max_per_class)
         if regime == "ft-proj":
             if (d / METRICS).exists() and (d / PROJECTOR).exists():
+                read_finished(d)  # checksums of the result and its projector; CorruptFileError names the file
                 return {"projector": d / PROJECTOR}
             self.problems.append(f"FT-Proj state (seed {seed}) missing: no finished run with {PROJECTOR} in {d}. "
                                  f"Produce it with `{self.run_command('ft-proj', seed)}`.")
             return None
         if (d / METRICS).exists() and (d / CHECKPOINT).exists():
+            read_finished(d)
+            verify_file(d / CHECKPOINT, read_sealed_json(d / TRAINING).get("checkpoint_sha256"))
             return {"checkpoint": d / CHECKPOINT}
         lora = d.parent.parent / "ft-e2e-lora" / d.name
         if (d / METRICS).exists():

@@ -20,7 +20,19 @@ from html import escape
 from . import reference
 from .collect import Collection, RunKey
 from .plot import bar_text, error_bar
-from .render import BY_NAME, LEGEND, MISSING, REGIME_LABELS, csv_text, joined, json_text, number, task_label
+from .render import (
+    BY_NAME,
+    LEGEND,
+    MISSING,
+    REGIME_LABELS,
+    baselines_table,
+    csv_text,
+    joined,
+    json_text,
+    number,
+    summary_table,
+    task_label,
+)
 from .table import FINETUNED, Leaderboard, Row, Stat
 
 INDEX, JSON_NAME, CSV_NAME = "index.html", "leaderboard.json", "leaderboard.csv"
@@ -230,6 +242,35 @@ def _legend_html() -> str:
         parts = text.split("**")
         items.append("<li>" + "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts)) + "</li>")
     return "<ul class=\"legend\">" + "".join(items) + "</ul>"
+
+
+def _static_table(headers: list[str], body: list[list[str]], numeric_from: int) -> str:
+    """A plain table (sortable by the page's script, by text or leading number); columns from ``numeric_from`` on
+    are right-aligned numbers."""
+    head = "".join(f'<th scope="col"><button type="button">{_e(h)}</button></th>' for h in headers)
+    rows = "".join("<tr>" + "".join(_td(c, None, False, "num" if i >= numeric_from else "")
+                                    for i, c in enumerate(line)) + "</tr>" for line in body)
+    return f'<div class="tablewrap small"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'
+
+
+def _more_tables(board: Leaderboard) -> str:
+    """The Markdown's other tables, from the same helpers: per-model summary and baselines, full then limited."""
+    out = []
+    for limited, title in ((False, "full runs"), (True, "limited runs (quick checks)")):
+        summary = [s for s in board.summary if (s.limit is not None) == limited]
+        if summary:
+            out.append(f"<h3>Summary per model, {title}</h3>"
+                       "<p>Mean over the model's tasks of each task's mean change, per regime.</p>"
+                       + _static_table(*summary_table(summary), numeric_from=2))
+    for limited, title in ((False, "full runs"), (True, "limited runs (quick checks)")):
+        rows = [r for r in board.rows if (r.limit is not None) == limited and getattr(r, "baselines", None)]
+        if rows:
+            out.append(f"<h3>Baselines, {title}: does the model beat its own vision encoder?</h3>"
+                       "<p>Random: exact expected macro-F1 of a uniform random guess. CLIP ZS: open_clip zero-shot "
+                       "with the CLIP shown. Probe CLIP emb.: the probe on CLIP's pooled image embedding (paper "
+                       "Table 3). \"X − CLIP ZS\": the model's F1 in regime X minus CLIP zero-shot F1.</p>"
+                       + _static_table(*baselines_table(rows), numeric_from=3))
+    return "".join(out)
 
 
 # -- small multiples ---------------------------------------------------------------------------------------------
@@ -460,6 +501,10 @@ compare trends, not decimals.</p>
 <nav id="pager" aria-label="pages"><button type="button" id="prev">‹ previous</button>
 <span id="status" aria-live="polite">{len(lines)} lines</span>
 <button type="button" id="next">next ›</button></nav>
+<section id="summary">
+<h2>Per model</h2>
+{_more_tables(board) or "<p>No summary yet.</p>"}
+</section>
 <section id="plots">
 <h2>Richness change vs. task gain, per task</h2>
 <p>Mean over seeds; error bars: the 95% interval where the results carry one, else ± std. Right of 0: the task improved; below 0: the projector's output lost domain
@@ -501,7 +546,7 @@ th,td{padding:.2rem .35rem;border-bottom:1px solid var(--line);text-align:left;w
 thead th{position:sticky;top:0;background:var(--head);z-index:1}
 th button{all:unset;cursor:pointer;font-weight:600}
 th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
-td.num{text-align:right}.sd{color:var(--mut);font-size:.85em}
+td.num{text-align:right}.tablewrap.small{display:inline-block;max-width:100%}.sd{color:var(--mut);font-size:.85em}
 .ci{display:block;color:var(--mut);font-size:.8em;line-height:1.1}
 .tag{display:block;color:var(--mut);font-size:.8em;line-height:1.1}td.missing{color:#b00020}td.na{background:#fafafa}
 tr.ref{background:#eef5ff;font-style:italic}
@@ -694,6 +739,25 @@ JS = r"""
     g.addEventListener("mouseenter", describe); g.addEventListener("focus", describe);
     g.addEventListener("click", function () { describe(); showLine(g.getAttribute("data-id")); });
     g.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { describe(); showLine(g.getAttribute("data-id")); } });
+  });
+  // The smaller tables: click a header to sort by it (numbers by their leading value), again to reverse.
+  Array.prototype.slice.call(document.querySelectorAll("table.sortable")).forEach(function (table) {
+    var body = table.tBodies[0], ths = Array.prototype.slice.call(table.tHead.rows[0].cells), last = -1, dir = 1;
+    ths.forEach(function (th, c) {
+      th.querySelector("button").addEventListener("click", function () {
+        dir = last === c ? -dir : 1; last = c;
+        var rows = Array.prototype.slice.call(body.rows);
+        var key = function (tr) {
+          var t = tr.cells[c].textContent, v = parseFloat(t);
+          return isNaN(v) ? (t === "\u2014" || t === "" ? null : t) : v;
+        };
+        rows.map(function (tr, i) { return [key(tr), i, tr]; }).sort(function (a, b) {
+          if (a[0] === null || b[0] === null) return a[0] === b[0] ? a[1] - b[1] : (a[0] === null ? 1 : -1);
+          if (a[0] < b[0]) return -dir; if (a[0] > b[0]) return dir; return a[1] - b[1];
+        }).forEach(function (x) { body.appendChild(x[2]); });
+        ths.forEach(function (h, j) { h.setAttribute("aria-sort", j !== c ? "none" : dir > 0 ? "ascending" : "descending"); });
+      });
+    });
   });
   window.addEventListener("hashchange", function () { readHash(); apply(true); });
   readHash();

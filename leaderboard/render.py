@@ -142,7 +142,8 @@ def _changes_md(rows: list[Row]) -> str:
     return _md_table(headers, body)
 
 
-def _baselines_md(rows: list[Row]) -> str:
+def baselines_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the baselines table (Markdown and HTML show the same one)."""
     headers = (["Model", "Task", "CLIP", "Seeds"] + [c.header for c in BASELINE_COLUMNS[:4]]
                + [BY_NAME["probe_pre_projection"].header, BY_NAME["f1_zero_shot"].header]
                + [c.header for c in BASELINE_COLUMNS[4:]])
@@ -154,7 +155,11 @@ def _baselines_md(rows: list[Row]) -> str:
                     + [cell(r, c) for c in BASELINE_COLUMNS[:4]]
                     + [cell(r, BY_NAME["probe_pre_projection"]), cell(r, BY_NAME["f1_zero_shot"])]
                     + [cell(r, c) for c in BASELINE_COLUMNS[4:]])
-    return _md_table(headers, body)
+    return headers, body
+
+
+def _baselines_md(rows: list[Row]) -> str:
+    return _md_table(*baselines_table(rows))
 
 
 def _summary_folders(summary: list[SummaryRow]) -> list[str]:
@@ -172,7 +177,8 @@ def _mean_over_tasks(per_task: dict[str, float] | None, kind: str, n_tasks: int)
     return text + (f" ({len(vals)}/{n_tasks} tasks)" if len(vals) < n_tasks else "")
 
 
-def _summary_md(summary: list[SummaryRow]) -> str:
+def summary_table(summary: list[SummaryRow]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the per-model summary (Markdown and HTML show the same one)."""
     folders = _summary_folders(summary)
     headers = ["Model", "Projector", "Tasks"]
     for f in folders:
@@ -186,7 +192,11 @@ def _summary_md(summary: list[SummaryRow]) -> str:
                                    (s.richness_pct, "pct")):
                 line.append(_mean_over_tasks(per_task.get(f), kind, len(s.tasks)))
         body.append(line)
-    return _md_table(headers, body)
+    return headers, body
+
+
+def _summary_md(summary: list[SummaryRow]) -> str:
+    return _md_table(*summary_table(summary))
 
 
 def _runs_section_md(title: str, blurb: str, rows: list[Row], summary: list[SummaryRow]) -> list[str]:

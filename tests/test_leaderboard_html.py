@@ -73,6 +73,7 @@ class TableParser(HTMLParser):
         self.headers, self.rows, self.links, self.tags = [], [], [], []
         self._in_body = self._in_head = False
         self._cell = None
+        self._table = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -80,6 +81,8 @@ class TableParser(HTMLParser):
         for name, value in attrs:
             if name in ("src", "href", "action", "srcset", "poster", "data", "xlink:href"):
                 self.links.append((tag, name, value or ""))
+        if tag == "table":
+            self._table = a.get("id") or a.get("class")
         if tag == "tbody" and a.get("id") == "rows":
             self._in_body = True
         elif tag == "thead":
@@ -95,7 +98,7 @@ class TableParser(HTMLParser):
         elif tag == "thead":
             self._in_head = False
         elif tag in ("td", "th") and self._cell is not None:
-            if self._in_head:
+            if self._in_head and self._table in ("board", None):
                 self.headers.append(self._cell[1].strip())
             elif self._in_body:
                 self.rows[-1][1].append((self._cell[0], self._cell[1]))
@@ -152,6 +155,19 @@ def test_cells_are_the_markdown_cells(page_text):
     lora = next(c for _, c in measured(p) if c[COL["Regime"]][1] == "FT-E2E (LoRA)")
     for col in ("Task F1", "Probe", "Gain", "Gain %", "Richness", "Richness %"):
         assert f"| {lora[COL[col]][1]} " in md, col
+
+
+def test_summary_and_baselines_tables_are_the_markdowns(page_text):
+    md = render(build(collect(RESULTS)), "markdown")
+    tables = re.findall(r'<table class="sortable">(.*?)</table>', page_text, re.S)
+    assert len(tables) == 3  # summary of full runs, of limited runs, baselines of the limited digits run
+    for t in tables:
+        p = TableParser()
+        p.feed("<table>" + t.replace("<tbody>", '<tbody id="rows">') + "</table>")
+        md_lines = [[c.strip() for c in m.strip("|").split("|")] for m in md.splitlines() if m.startswith("| ")]
+        assert p.headers in md_lines
+        for _, cells in p.rows:
+            assert [c[1] for c in cells] in md_lines  # the same cells, in the same order
 
 
 def test_no_external_urls_and_nothing_to_fetch(page_text):
@@ -320,6 +336,12 @@ def test_page_in_chromium_renders_sorts_filters_and_fetches_nothing(browser, tmp
     assert len(visible_cells(b, "Model")) == 25
     b.js("document.getElementById('next').click()")
     assert len(visible_cells(b, "Model")) == 5
+
+    # the per-model summary sorts by a column, numbers by value
+    b.js("document.querySelectorAll('table.sortable')[1].tHead.rows[0].cells[3].querySelector('button').click()")
+    gains = b.js("Array.from(document.querySelectorAll('table.sortable')[1].tBodies[0].rows)"
+                 ".map(tr => parseFloat(tr.cells[3].textContent))")
+    assert gains == sorted(gains) and len(gains) == 8
 
     # provenance on demand, and a plot point leads to its line
     b.js("document.getElementById('reset').click()")

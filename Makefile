@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench fuzz lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ test: install
 
 bench: install
 	$(PY) -m pytest benchmarks -q -s --benchmark-only --benchmark-columns=min,mean,median,rounds
+
+# Crash and concurrency checks: two real processes on one results folder, then SIGKILL at TRIALS random moments
+# of a tiny run, each resumed to metrics identical to an uninterrupted run (benchmarks/fuzz_resume.py).
+TRIALS ?= 10
+fuzz: install
+	$(PY) -m pytest tests -q -m stress -p no:cacheprovider
+	$(PY) benchmarks/fuzz_resume.py --trials $(TRIALS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -69,6 +69,7 @@ class Line:
 
     id: int
     row: Row
+    row_index: int   # the row's index in the board (= in leaderboard.json "rows" and the CSV's measured lines)
     regime: str   # zero-shot, ft-proj or ft-e2e
     folder: str   # the regime's folder: ft-e2e-lora for a LoRA row's FT-E2E
 
@@ -85,13 +86,13 @@ def lines_of(board: Leaderboard) -> list[Line]:
     """Board rows x regimes, in board order. A model/task with both full and LoRA FT-E2E has two rows sharing
     their zero-shot and FT-Proj runs: those lines appear once."""
     out, seen = [], set()
-    for row in board.rows:
+    for index, row in enumerate(board.rows):
         for regime in REGIMES:
             folder = row.folder(regime)
             key = (row.model, row.task, row.limit, folder)
             if key not in seen:
                 seen.add(key)
-                out.append(Line(len(out), row, regime, folder))
+                out.append(Line(len(out), row, index, regime, folder))
     return out
 
 
@@ -204,7 +205,7 @@ def _line_tr(line: Line) -> str:
         t = cell(line.row, BY_NAME[name])
         tds.append(_td(t, None if s is None else _num(s.mean), True, "missing" if t == MISSING else ""))
     tds.append(f'<td><button type="button" class="prov" data-id="{line.id}" aria-expanded="false">runs</button></td>')
-    return f'<tr id="r{line.id}" data-id="{line.id}"{filt}>' + "".join(tds) + "</tr>"
+    return f'<tr id="r{line.id}" data-id="{line.id}" data-row="{line.row_index}"{filt}>' + "".join(tds) + "</tr>"
 
 
 def _reference_trs() -> list[str]:

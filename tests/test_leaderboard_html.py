@@ -145,6 +145,12 @@ def test_every_line_is_a_table_row_with_the_right_columns(page_text):
         else:
             assert float(gain[0]["data-v"]) == pytest.approx(want[key]["gain"], abs=1e-12)
             assert gain[1].startswith(f"{want[key]['gain']:+.4f}")
+    # every row of leaderboard.json is behind some line, and each line names its row there
+    doc = json.loads(render(build(collect(RESULTS)), "json"))
+    for a, cells in rows:
+        r = doc["rows"][int(a["data-row"])]
+        assert (r["model"], r["task"]) == (cells[COL["Model"]][1], cells[COL["Task"]][1])
+    assert {int(a["data-row"]) for a, _ in rows} == set(range(len(doc["rows"])))
     # 4 paper tasks x 3 regimes behind the toggle
     assert sum("data-ref" in a for a, _ in p.rows) == 12
 

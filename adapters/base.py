@@ -113,6 +113,26 @@ class ModelAdapter:
         raise NotImplementedError
 
     # --- text -----------------------------------------------------------------------------------------------
+    # Named variants of the conversation template (name -> format string with ``{question}``), for adapters
+    # that offer more than one; the first is the default. ``template_name`` is recorded in every run.
+    prompt_templates: dict[str, str] = {}
+    _template: str | None = None
+
+    @property
+    def template_name(self) -> str:
+        return self._template or next(iter(self.prompt_templates), "native")
+
+    def use_template(self, name: str | None) -> None:
+        """Select a template variant by name (``None``: keep the default); unknown names fail clearly."""
+        if name is None:
+            return
+        if name not in self.prompt_templates:
+            from benchmark.errors import BenchmarkError
+
+            offered = ", ".join(self.prompt_templates) or f"only its built-in one ({self.template_name})"
+            raise BenchmarkError(f"--template {name!r}: the adapter {self.name!r} offers {offered}.")
+        self._template = name
+
     def format_prompt(self, question: str) -> str:
         """The model's conversation template around one image and one user question."""
         raise NotImplementedError

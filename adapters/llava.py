@@ -15,11 +15,19 @@ from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
 from .tiny import build_tokenizer
 
+# LLaVA-1.5's own conversation template ``llava_v1`` (conv_vicuna_v1 in the LLaVA repository, used by its
+# evaluation scripts): the Vicuna system prompt, then "USER: <image>\n<question> ASSISTANT:" with " " as the
+# separator; the answer is " <answer></s>". The paper ran LLaVA's code, so this is the default.
+VICUNA_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives "
+                 "helpful, detailed, and polite answers to the human's questions.")
+LLAVA_V1_TEMPLATE = VICUNA_SYSTEM + " USER: <image>\n{question} ASSISTANT:"
+# The short form of the llava-hf model cards (no system prompt), kept as an option: --template short.
 LLAVA_TEMPLATE = "USER: <image>\n{question} ASSISTANT:"
 
 
 class LlavaAdapter(ModelAdapter):
     projector_family = "mlp"
+    prompt_templates = {"llava_v1": LLAVA_V1_TEMPLATE, "short": LLAVA_TEMPLATE}
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
         from transformers import LlavaForConditionalGeneration
@@ -72,7 +80,7 @@ class LlavaAdapter(ModelAdapter):
 
     # text
     def format_prompt(self, question):
-        return LLAVA_TEMPLATE.format(question=question)
+        return self.prompt_templates[self.template_name].format(question=question)
 
     @property
     def num_image_tokens(self):

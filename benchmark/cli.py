@@ -20,7 +20,7 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import BASELINES, EVAL_MODES, REGIMES, RunConfig
+    from .config import BASELINES, EARLY_STOPPING, EVAL_MODES, REGIMES, SCORE_NORMS, RunConfig
 
     d = RunConfig(model="", task="")
     p = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--eval", dest="eval_mode", choices=EVAL_MODES, default=d.eval_mode,
                    help="loglik: score every class name (default); generate: greedy decoding + name matching, "
                         "reports the unmatched rate")
+    r.add_argument("--score-norm", choices=SCORE_NORMS, default=d.score_norm,
+                   help="loglik: rank classes by the summed log-probability of the answer tokens (default, as "
+                        "scored by log-likelihood) or by its per-token mean; both are recorded either way")
+    r.add_argument("--template", help="prompt template variant of the adapter (default: the adapter's own; "
+                                      "llava15: llava_v1, or 'short')")
+    r.add_argument("--drop-duplicates", action="store_true",
+                   help="remove test images byte-identical to a training image (default: keep them and warn)")
     r.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
     r.add_argument("--score-rows", type=int, default=d.score_rows,
                    help="loglik: KV-cache rows (examples x classes) scored at once; lower it if the GPU runs out "
@@ -66,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--clip-template", action="append", dest="clip_templates",
                    help="zero-shot prompt with {} for the class name; repeat to average several "
                         "(default: 'This is a photo of {}.')")
+    r.add_argument("--probe-early-stopping", choices=EARLY_STOPPING, default=d.probe.early_stopping,
+                   help=f"stop the probe on validation loss (default, as the paper) or macro-F1; patience "
+                        f"{d.probe.patience} epochs")
+    r.add_argument("--no-control-probe", action="store_true",
+                   help="skip the control probes on shuffled labels (halves probe time; no selectivity reported)")
     r.add_argument("--device", default=d.device)
     r.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)")
     r.add_argument("--keep-checkpoints", action="store_true", help="keep the full trainable state after a run")
@@ -138,7 +150,9 @@ def cmd_run(a) -> int:
         lr_e2e=a.lr_e2e, lora=a.lora, lora_rank=a.lora_rank, lr_lora=a.lr_lora, gradient_checkpointing=a.gradient_checkpointing,
         checkpoint_every=a.checkpoint_every,
         max_per_class=a.max_per_class, device=a.device, dtype=a.dtype,
-        probe=ProbeConfig(max_epochs=a.probe_max_epochs), keep_checkpoints=a.keep_checkpoints,
+        score_norm=a.score_norm, template=a.template, drop_duplicates=a.drop_duplicates,
+        probe=ProbeConfig(max_epochs=a.probe_max_epochs, early_stopping=a.probe_early_stopping,
+                          control=not a.no_control_probe), keep_checkpoints=a.keep_checkpoints,
         progress=not a.no_progress,
     )
     runner = Runner(cfg)

@@ -12,6 +12,12 @@ BASELINES = "baselines"  # optional stage: random, CLIP zero-shot, probe on CLIP
 STAGES = (*REGIMES, BASELINES)
 CLIP_TEMPLATES = ("This is a photo of {}.",)  # transformers' zero-shot-image-classification default
 EVAL_MODES = ("loglik", "generate")  # class log-likelihood (default) | greedy decoding + name matching
+SCORE_NORMS = ("sum", "mean")        # loglik: summed log-probability of the answer tokens (default) | per-token mean
+EARLY_STOPPING = ("loss", "f1")      # probe: validation loss (the paper) | validation macro-F1
+# Identity fields that only the fine-tuned regimes have; the rest of the identity (model, task, data, evaluation,
+# probe, precision) is shared by every regime of one setup, so runs of different regimes can be compared.
+TRAINING_FIELDS = ("batch_size", "grad_accum", "epochs", "warmup_ratio", "gradient_checkpointing", "lr_proj",
+                   "lr_e2e", "lora", "lora_rank", "lr_lora", "global_batch")
 
 
 @dataclass(frozen=True)
@@ -20,9 +26,11 @@ class ProbeConfig:
     lr: float = 1e-4                 # Adam
     batch_size: int = 128
     max_epochs: int = 100
-    patience: int = 5                # epochs without a better validation macro-F1
+    patience: int = 5                # epochs without a better validation score before stopping
+    early_stopping: str = "loss"     # "loss": lowest validation loss (the paper, A.2) | "f1": best val macro-F1
     val_fraction: float = 0.1        # of each training class, held out for early stopping
     standardize: bool = True         # z-score inputs with training statistics: measure information, not scale
+    control: bool = True             # also train a control probe on shuffled labels (Hewitt & Liang, 2019)
 
     def to_dict(self):
         return asdict(self)
@@ -56,6 +64,9 @@ class RunConfig:
     results_dir: str | None = None
     cache_dir: str | None = None
     eval_mode: str = "loglik"
+    score_norm: str = "sum"             # loglik: rank classes by summed (paper) or per-token mean log-probability
+    template: str | None = None         # the adapter's prompt template variant; None = the adapter's default
+    drop_duplicates: bool = False       # remove test images byte-identical to a training image
     batch_size: int = 8
     eval_batch_size: int = 8
     score_rows: int = 32                # loglik: KV-cache rows (examples x classes) scored at once; bounds memory
@@ -105,6 +116,21 @@ class RunConfig:
             for k in ("batch_size", "grad_accum", "epochs", "warmup_ratio", "gradient_checkpointing"):
                 d.pop(k)
         return d
+
+    def replicate_identity(self, regime: str, execution: dict) -> dict:
+        """The identity without the seed, plus what was resolved at run time (dtype, global batch): runs with
+        equal replicate identities differ only by seed, so they may be averaged."""
+        d = {k: v for k, v in self.identity(regime, 0).items() if k != "seed"}
+        d["resolved_dtype"] = execution["dtype"]
+        if regime != "zero-shot":
+            d["global_batch"] = execution["global_batch"]
+        return d
+
+    @staticmethod
+    def setup_identity(replicate: dict) -> dict:
+        """What every regime of one setup shares (no regime, no training hyper-parameters): the zero-shot
+        baseline of a fine-tuned run must come from the same setup."""
+        return {k: v for k, v in replicate.items() if k != "regime" and k not in TRAINING_FIELDS}
 
     def regime_dir_name(self, regime: str) -> str:
         return "ft-e2e-lora" if regime == "ft-e2e" and self.lora else regime

@@ -3,16 +3,22 @@
 Each example's prompt (image included) runs once with a KV cache; the cache is repeated for the candidate
 classes and every class continuation (name + EOS) is scored in one batch, with explicit positions and masks
 so that results do not depend on batch composition or padding.
+
+Summed log-probability (the default, ``score_norm="sum"``) favours short class names: every extra answer token
+adds a negative term. Next to it the per-token mean is always recorded with its own prediction, and
+``metrics.length_bias`` reports how often the two disagree and how strongly the share of predictions of a class
+follows its answer length (Pearson r over classes). ``--score-norm mean`` ranks by the per-token mean instead.
 """
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from .batching import collate, positions
-from .metrics import classification_metrics
+from .metrics import bootstrap_ci, classification_metrics
 from .prompt import build_question
 
 # Rows of KV cache scored at once (examples x classes). Memory grows with rows x prompt length x layers: for
@@ -65,8 +71,29 @@ def score_batch(adapter, features: torch.Tensor, questions: list[str], answers: 
     return scores.cpu()
 
 
+def _pearson(x, y) -> float | None:
+    """Pearson r, or None when either side is constant (no correlation to speak of)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or x.std() == 0 or y.std() == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def length_bias(preds_sum: list[int], preds_mean: list[int], answer_tokens: list[int]) -> dict:
+    """How much summed scoring leans on answer length: disagreement with the per-token mean, and the correlation
+    over classes between how often a class is predicted and how many tokens its answer has."""
+    c = len(answer_tokens)
+    counts = {k: np.bincount(np.asarray(p, dtype=int), minlength=c).tolist()
+              for k, p in (("sum", preds_sum), ("mean", preds_mean))}
+    return {
+        "disagreement_rate": float(np.mean(np.asarray(preds_sum) != np.asarray(preds_mean))) if preds_sum else 0.0,
+        "corr_predictions_vs_answer_tokens": {k: _pearson(v, answer_tokens) for k, v in counts.items()},
+        "predictions_per_class": counts,
+    }
+
+
 def evaluate_loglik(adapter, store, samples, classes, domain, seed, batch_size=8, progress=True,
-                    max_rows: int = SCORE_ROWS) -> dict:
+                    max_rows: int = SCORE_ROWS, score_norm: str = "sum") -> dict:
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -77,13 +104,26 @@ def evaluate_loglik(adapter, store, samples, classes, domain, seed, batch_size=8
         questions = [build_question(domain, classes, seed, samples[i].uid) for i in idx]
         all_scores.append(score_batch(adapter, store.get(idx), questions, answers, max_rows=max_rows))
     scores = torch.cat(all_scores)
-    preds = scores.argmax(-1).tolist()
+    lengths = [len(a) for a in answers]  # answer tokens, EOS included: what the summed score adds up
+    per_token = scores / torch.tensor(lengths, dtype=scores.dtype)
+    by_sum, by_mean = scores.argmax(-1).tolist(), per_token.argmax(-1).tolist()
+    preds = by_mean if score_norm == "mean" else by_sum
     truth = [s.label for s in samples]
     metrics = classification_metrics(truth, preds, len(classes), classes)
+    metrics["ci95"] = bootstrap_ci(truth, preds, len(classes))["ci95"]
+    metrics["score_norm"] = score_norm
+    other = by_sum if score_norm == "mean" else by_mean
+    metrics["length_bias"] = {
+        **length_bias(by_sum, by_mean, lengths),
+        "answer_tokens": dict(zip(classes, lengths, strict=True)),
+        "other_norm": "sum" if score_norm == "mean" else "mean",
+        "other_norm_macro_f1": classification_metrics(truth, other, len(classes))["macro_f1"],
+    }
     predictions = [
-        {"uid": s.uid, "label": classes[s.label], "prediction": classes[p],
-         "scores": [round(float(x), 5) for x in row]}
-        for s, p, row in zip(samples, preds, scores, strict=True)
+        {"uid": s.uid, "label": classes[s.label], "prediction": classes[p], "prediction_sum": classes[ps],
+         "prediction_mean": classes[pm], "scores": [round(float(x), 5) for x in row],
+         "scores_mean": [round(float(x), 5) for x in row_mean]}
+        for s, p, ps, pm, row, row_mean in zip(samples, preds, by_sum, by_mean, scores, per_token, strict=True)
     ]
     metrics["seconds"] = time.perf_counter() - start
-    return {"metrics": metrics, "predictions": predictions}
+    return {"metrics": metrics, "predictions": predictions, "pred_indices": preds}

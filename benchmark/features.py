@@ -25,25 +25,76 @@ from .tasks.base import Sample, decode_image
 PART_SIZE = 256
 
 
-def checkpoint_identity(adapter) -> dict:
-    """What identifies the weights: the hub id, or a local checkpoint's configs and weight-file stats.
+# Weight files up to this size are hashed whole; larger ones by header + samples (see ``file_digest``).
+FULL_HASH_BYTES = 64 << 20
+SAMPLES = 64               # evenly spaced windows, first and last included
+SAMPLE_BYTES = 64 << 10
 
-    Local checkpoints are walked recursively (composite models keep parts in sub-folders); weight files are
-    identified by size and modification time, configs by content, so that replaced weights invalidate the cache.
+
+def file_digest(path: Path) -> str:
+    """A content digest of one file, fast enough for multi-GB weights.
+
+    Files up to ``FULL_HASH_BYTES`` (configs, tokenisers, tiny twins) are hashed whole. Larger ones are hashed by
+    their size, their safetensors header (8-byte length + JSON: every tensor's name, dtype, shape and offsets)
+    and ``SAMPLES`` windows of ``SAMPLE_BYTES`` at evenly spaced offsets (the first and the last included):
+    ~4 MB read per file. A change confined to bytes between the windows of a large file is not seen; a
+    re-save, another dtype or shape, a truncated copy or a different fine-tune is.
     """
-    src = Path(str(adapter.checkpoint))
-    ident = {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint)}
-    if src.exists():
-        files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
-        h = hashlib.sha256()
-        for p in files:
-            if p.suffix not in (".json", ".safetensors", ".bin", ".pt", ".pth"):
-                continue
-            h.update(str(p.relative_to(src) if p != src else p.name).encode())
-            st = p.stat()
-            h.update(p.read_bytes() if p.suffix == ".json" else f"{st.st_size}:{st.st_mtime_ns}".encode())
-        ident["content"] = h.hexdigest()[:16]
-    return ident
+    size = path.stat().st_size
+    h = hashlib.sha256(f"{size}:".encode())
+    with path.open("rb") as f:
+        if size <= FULL_HASH_BYTES:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+            return h.hexdigest()
+        if path.suffix == ".safetensors":
+            n = int.from_bytes(f.read(8), "little")
+            h.update(f.read(min(n, size - 8)))
+        for i in range(SAMPLES):
+            f.seek((size - SAMPLE_BYTES) * i // (SAMPLES - 1))
+            h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def local_revision(src: Path) -> dict:
+    """Content hash of a local checkpoint (a file, or a folder walked recursively; hidden entries such as
+    ``.cache/`` download metadata are left out because they change without the weights changing)."""
+    files = [src] if src.is_file() else sorted(
+        p for p in src.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(src).parts))
+    h = hashlib.sha256()
+    for p in files:
+        h.update(str(p.relative_to(src) if p != src else p.name).encode() + b"\0" + file_digest(p).encode())
+    return {"kind": "local", "content_hash": h.hexdigest()[:16], "files": len(files)}
+
+
+def hub_revision(repo_id: str) -> dict:
+    """The snapshot commit of a hub checkpoint, read from the local Hugging Face cache (works offline): the
+    cache's ``refs/main`` names the commit whose snapshot ``from_pretrained`` loaded."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json")
+    commit = Path(found).parent.name if isinstance(found, str) else None
+    return {"kind": "hub", "repo": repo_id, "commit": commit}
+
+
+def model_revision(checkpoint) -> dict:
+    """What pins the weights: a local checkpoint's content hash, or a hub checkpoint's snapshot commit."""
+    src = Path(str(checkpoint)).expanduser()
+    return local_revision(src) if src.exists() else hub_revision(str(checkpoint))
+
+
+def revision_label(rev: dict) -> str:
+    """A short text for tables and warnings: ``hub@<commit>`` or ``local:<content hash>``."""
+    if rev.get("kind") == "hub":
+        return f"hub@{rev.get('commit') or 'unresolved'}"
+    return f"local:{rev.get('content_hash')}"
+
+
+def checkpoint_identity(adapter) -> dict:
+    """What identifies the weights: the adapter, the checkpoint and its revision (see :func:`model_revision`),
+    so that replaced weights, even of the same size and modification time, invalidate the cache."""
+    return {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint),
+            "revision": model_revision(adapter.checkpoint)}
 
 
 def cache_key(adapter, task_fingerprint: str, split: str) -> str:

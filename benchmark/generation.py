@@ -29,7 +29,7 @@ import torch
 from sklearn.metrics import confusion_matrix
 
 from .batching import collate
-from .metrics import classification_metrics
+from .metrics import bootstrap_ci, classification_metrics
 from .prompt import build_question
 
 UNMATCHED = "<unmatched>"
@@ -132,6 +132,7 @@ def evaluate_generate(adapter, store, samples, classes, domain, seed, batch_size
         n_unmatched=n_unmatched,
         match_rules={r: sum(rule == r for _, rule in matches) for r in ("exact", "prefix", "contains", "unmatched")},
         max_new_tokens=budget,
+        ci95=bootstrap_ci(truth, preds, len(classes))["ci95"],
         seconds=time.perf_counter() - start,
     )
     predictions = [
@@ -139,4 +140,4 @@ def evaluate_generate(adapter, store, samples, classes, domain, seed, batch_size
          "generated": t, "match": rule}
         for s, p, t, (_, rule) in zip(samples, preds, texts, matches, strict=True)
     ]
-    return {"metrics": metrics, "predictions": predictions}
+    return {"metrics": metrics, "predictions": predictions, "pred_indices": preds}

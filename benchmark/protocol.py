@@ -21,8 +21,10 @@ from safetensors.torch import save_file
 from . import RESULT_SCHEMA_VERSION, __version__, train_state
 from .config import (  # noqa: F401  (re-exported)
     BASELINES,
+    EARLY_STOPPING,
     EVAL_MODES,
     REGIMES,
+    SCORE_NORMS,
     STAGES,
     ProbeConfig,
     RunConfig,
@@ -30,11 +32,12 @@ from .config import (  # noqa: F401  (re-exported)
 )
 from .errors import BenchmarkError, DataError
 from .evaluation import evaluate_loglik
-from .features import extract, pooled
+from .features import extract, model_revision, pooled
 from .generation import GENERATE_METRICS, evaluate_generate
 from .integrity import CorruptFileError, load_safetensors, read_finished, read_sealed_json, seal, sha256_file
+from .metrics import paired_bootstrap
 from .paths import cache_root, results_root
-from .probe import train_probe, validation_split
+from .probe import probe_with_control, validation_split
 from .registry import plugins
 from .results import (
     CHECKPOINT,
@@ -43,6 +46,7 @@ from .results import (
     LOCK,
     METRICS,
     PREDICTIONS,
+    PROBE_PREDICTIONS,
     PROJECTOR,
     TRAIN_PROGRESS,
     TRAINING,
@@ -79,6 +83,11 @@ class Runner:
                 raise BenchmarkError(f"Unknown regime {r!r}; choose from {', '.join(STAGES)}.")
         if cfg.eval_mode not in EVAL_MODES:
             raise BenchmarkError(f"Evaluation mode {cfg.eval_mode!r} is not available; use one of {EVAL_MODES}.")
+        if cfg.score_norm not in SCORE_NORMS:
+            raise BenchmarkError(f"--score-norm {cfg.score_norm!r} is not available; use one of {SCORE_NORMS}.")
+        if cfg.probe.early_stopping not in EARLY_STOPPING:
+            raise BenchmarkError(f"Probe early stopping {cfg.probe.early_stopping!r} is not available; use one of "
+                                 f"{EARLY_STOPPING}.")
         self.cfg, self.log = cfg, log
         reg = plugins()
         self.adapter_spec = reg.adapters.get(cfg.model)
@@ -94,12 +103,28 @@ class Runner:
         self.cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
         self.device = resolve_device(cfg.device)
         self.timing: dict[str, float] = {}
+        # Processes taking part in one run. Single-process for now: multi-process runs set this from
+        # benchmark/distributed.py, the only place that knows about processes; the global batch follows from it.
+        self.num_processes = 1
+        self.revision: dict | None = None
+
+    def execution(self, adapter, regime: str) -> dict:
+        """What the run resolved at run time; dtype and global batch are part of the replicate identity."""
+        cfg = self.cfg
+        return {
+            "dtype": str(adapter.dtype).removeprefix("torch."),
+            "device_type": torch.device(self.device).type,
+            "num_processes": self.num_processes,
+            "global_batch": None if regime == "zero-shot" else cfg.batch_size * cfg.grad_accum * self.num_processes,
+            "template": adapter.template_name,
+        }
 
     # -- helpers -------------------------------------------------------------------------------------------
     def load_adapter(self):
         t = time.perf_counter()
         adapter = self.adapter_spec.factory(source=self.cfg.model_path, device=self.device, dtype=self.cfg.dtype,
                                             cache_dir=self.cache)
+        adapter.use_template(self.cfg.template)
         self.timing["model_load_s"] = self.timing.get("model_load_s", 0.0) + time.perf_counter() - t
         return adapter
 
@@ -197,6 +222,8 @@ class Runner:
             also = self.model_problem()  # report both missing pieces at once, not one per attempt
             raise DataError(f"{exc}\n\nAlso: {also}" if also else str(exc)) from None
         self.timing["data_load_s"] = time.perf_counter() - t
+        if cfg.drop_duplicates:
+            data = drop_duplicates(data)
         self._report_data(data)
         # Fail before any run starts if the probe cannot carve its validation split.
         validation_split([s.uid for s in data.splits["train"]], [s.label for s in data.splits["train"]],
@@ -213,6 +240,7 @@ class Runner:
         if not pending:
             return
         adapter = self.load_adapter()
+        self.revision = model_revision(adapter.checkpoint)
         stores, feat_s = {}, 0.0
         for split in ("train", "test"):
             stores[split], s = extract(adapter, data.splits[split], self.cache, data.fingerprint, split,
@@ -284,9 +312,12 @@ class Runner:
                      f"of the label space: {data.missing_classes}")
         if data.excluded:
             self.log(f"excluded by the task definition: {data.excluded}")
-        if data.duplicates:
+        if data.dropped_duplicates:
+            self.log(f"dropped {len(data.dropped_duplicates)} test image(s) byte-identical to training images "
+                     "(--drop-duplicates; listed in metrics.json under data.dropped_duplicates)")
+        elif data.duplicates:
             self.log(f"warning: {len(data.duplicates)} test image(s) are byte-identical to training images, e.g. "
-                     f"{data.duplicates[:3]}; they are kept (listed in metrics.json under data.duplicates)")
+                     f"{data.duplicates[:3]}; they are kept (listed in metrics.json under data.duplicates; --drop-duplicates removes them)")
 
     def _run_baselines(self, seed: int, data: TaskData) -> dict:
         from .baselines import BaselineJob, run_baselines
@@ -389,18 +420,24 @@ class Runner:
                                    progress=cfg.progress)
         else:
             ev = evaluate_loglik(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
-                                 progress=cfg.progress, max_rows=cfg.score_rows)
+                                 progress=cfg.progress, max_rows=cfg.score_rows, score_norm=cfg.score_norm)
         probe_cfg = cfg.probe
         ytr, yte = [s.label for s in train], [s.label for s in test]
         uids = [s.uid for s in train]
-        probes = {}
+        probes, probe_preds = {}, {"uids": [s.uid for s in test]}
         if regime == "zero-shot":
-            probes["pre_projection"] = train_probe(pre[0], ytr, uids, pre[1], yte, len(classes), seed, probe_cfg,
-                                                   cfg.progress, "probe (pre-projection)")
+            probes["pre_projection"], probe_preds["pre_projection"] = probe_with_control(
+                pre[0], ytr, uids, pre[1], yte, len(classes), seed, probe_cfg, cfg.progress, "probe (pre-projection)")
         post = (pooled(stores["train"], adapter), pooled(stores["test"], adapter))
-        probes["post_projection"] = train_probe(post[0], ytr, uids, post[1], yte, len(classes), seed, probe_cfg,
-                                                cfg.progress, f"probe (post-projection, {regime})")
-        artifacts = {}
+        probes["post_projection"], probe_preds["post_projection"] = probe_with_control(
+            post[0], ytr, uids, post[1], yte, len(classes), seed, probe_cfg, cfg.progress,
+            f"probe (post-projection, {regime})")
+        atomic_write_json(d / PROBE_PREDICTIONS, probe_preds)
+        paired = None if regime == "zero-shot" else self._paired(seed, test, yte, classes, ev["pred_indices"],
+                                                                 probe_preds["post_projection"])
+        execution = self.execution(adapter, regime)
+        replicate = cfg.replicate_identity(regime, execution)
+        artifacts = {PROBE_PREDICTIONS: sha256_file(d / PROBE_PREDICTIONS)}
         if regime != "zero-shot":
             proj = projector_state(adapter)
             atomic_write_with(d / PROJECTOR, lambda tmp: save_file(proj, str(tmp)))
@@ -424,6 +461,14 @@ class Runner:
             "eval_mode": cfg.eval_mode,
             "limit": data.limit,
             "config_hash": config_hash(identity),
+            # Runs with equal replicate hashes differ only by seed: the leaderboard averages only those.
+            "replicate_hash": config_hash(replicate),
+            "setup_hash": config_hash(cfg.setup_identity(replicate)),
+            "replicate_identity": json.loads(json.dumps(replicate, default=str)),
+            "execution": execution,
+            "revision": self.revision,
+            "template": adapter.template_name,
+            "score_norm": cfg.score_norm,
             "data": {
                 "classes": classes, "missing_classes": data.missing_classes, "source": data.source_description,
                 "n_train": len(train), "n_test": len(test),
@@ -431,10 +476,13 @@ class Runner:
                 "skipped_uids": data.skipped,
                 "excluded": data.excluded,
                 "duplicates": [list(p) for p in data.duplicates],
+                "dropped_duplicates": data.dropped_duplicates,
             },
-            "metrics": {k: ev["metrics"][k] for k in ("macro_f1", "accuracy", "n", "per_class", "confusion_matrix",
+            "metrics": {k: ev["metrics"][k] for k in ("macro_f1", "accuracy", "n", "ci95", "per_class",
+                                                      "confusion_matrix", "score_norm", "length_bias",
                                                       *GENERATE_METRICS) if k in ev["metrics"]},
             "probe": probes,
+            "paired": paired,
             "probe_config": probe_cfg.to_dict(),
             "training": training,
             "timing": {**self.timing, "evaluation_s": ev["metrics"]["seconds"],
@@ -455,19 +503,66 @@ class Runner:
                  + f", probe {probes['post_projection']['macro_f1']:.4f}")
         return metrics
 
+    def _paired(self, seed, test, y_test, classes, task_pred, probe_pred) -> dict | None:
+        """Gain and richness change against the zero-shot run of the same seed, on the same test images, with
+        paired bootstrap intervals; None (with the reason logged) if that run's predictions are not there."""
+        zs = self.dir_for("zero-shot", seed)
+        try:
+            zs_probe = json.loads((zs / PROBE_PREDICTIONS).read_text())
+            zs_rows = [json.loads(line) for line in (zs / PREDICTIONS).read_text().splitlines() if line.strip()]
+        except (OSError, ValueError):
+            self.log(f"note: no paired intervals for seed {seed}: the zero-shot predictions in {zs} are missing")
+            return None
+        uids = [s.uid for s in test]
+        if zs_probe.get("uids") != uids or [r["uid"] for r in zs_rows] != uids:
+            self.log(f"note: no paired intervals for seed {seed}: the zero-shot run saw other test images")
+            return None
+        index = {c: i for i, c in enumerate(classes)}
+        zs_task = [index.get(r["prediction"], -1) for r in zs_rows]  # unmatched (generate) -> -1, wrong for all
+        return {"gain": paired_bootstrap(y_test, task_pred, zs_task, len(classes)),
+                "richness": paired_bootstrap(y_test, probe_pred, zs_probe["post_projection"], len(classes))}
+
+
+def drop_duplicates(data: TaskData) -> TaskData:
+    """``data`` without the test images byte-identical to a training image (``--drop-duplicates``).
+
+    The fingerprint changes with the dropped images, so the feature cache never serves the full test split.
+    """
+    dropped = sorted({test_uid for _, test_uid in data.duplicates})
+    if not dropped:
+        return data
+    gone = set(dropped)
+    test = [s for s in data.splits["test"] if s.uid not in gone]
+    fingerprint = hashlib.sha256("\0".join([data.fingerprint, "drop-duplicates", *dropped]).encode()).hexdigest()[:16]
+    return replace(data, splits={**data.splits, "test": test}, fingerprint=fingerprint, dropped_duplicates=dropped)
+
 
 def run(cfg: RunConfig, log=print) -> list[dict]:
     return Runner(cfg, log).run()
 
 
 def summary_table(results: list[dict]) -> str:
-    """Mean (± std over seeds) per regime: task F1, probe F1, and the paper's gain and richness change."""
-    from statistics import mean, stdev
+    """Mean (± std over seeds) per regime: task F1, probe F1 (with its control), and the paper's gain and
+    richness change, absolute and in % (the paper's Table 2 form: change of the seed-averaged means relative to
+    the seed-averaged zero-shot / original-projector mean, over the seeds both have)."""
+    from statistics import fmean, stdev
 
     from tabulate import tabulate
 
     def fmt(xs):
-        return f"{mean(xs):.4f}" + (f" ± {stdev(xs):.4f}" if len(xs) > 1 else "")
+        return f"{fmean(xs):.4f}" + (f" ± {stdev(xs):.4f}" if len(xs) > 1 else "")
+
+    def pct(new, base):
+        b = fmean(base)
+        return "n/a" if b == 0 else f"{100 * (fmean(new) - b) / b:+.1f}%"
+
+    def interval(ms, key):
+        if len(ms) != 1:
+            return ""
+        ci = ms[0].get(key[0], {}) or {}
+        for k in key[1:]:
+            ci = ci.get(k, {}) or {}
+        return f" [{ci[0]:.4f}, {ci[1]:.4f}]" if isinstance(ci, list) else ""
 
     baselines = [m for m in results if m["regime"] == BASELINES]
     results = [m for m in results if m["regime"] != BASELINES]
@@ -476,31 +571,52 @@ def summary_table(results: list[dict]) -> str:
         key = m["regime"] + (" (LoRA)" if m.get("lora") else "")
         by.setdefault(key, []).append(m)
     zs = {m["seed"]: m for m in results if m["regime"] == "zero-shot"}
+
+    def f1(m):
+        return m["metrics"]["macro_f1"]
+
+    def probe(m):
+        return m["probe"]["post_projection"]["macro_f1"]
+
     rows = []
     for regime, ms in by.items():
-        f1 = [m["metrics"]["macro_f1"] for m in ms]
-        probe = [m["probe"]["post_projection"]["macro_f1"] for m in ms]
-        gain = [m["metrics"]["macro_f1"] - zs[m["seed"]]["metrics"]["macro_f1"] for m in ms if m["seed"] in zs]
-        rich = [m["probe"]["post_projection"]["macro_f1"] - zs[m["seed"]]["probe"]["post_projection"]["macro_f1"]
-                for m in ms if m["seed"] in zs]
+        pairs = [(m, zs[m["seed"]]) for m in ms if m["seed"] in zs]
+        gain = [f1(m) - f1(z) for m, z in pairs]
+        rich = [probe(m) - probe(z) for m, z in pairs]
         unmatched = [m["metrics"]["unmatched_rate"] for m in ms if "unmatched_rate" in m["metrics"]]
-        f1_cell = fmt(f1) + (f" (unmatched {sum(unmatched) / len(unmatched):.1%})" if unmatched else "")
-        rows.append([regime, f1_cell, fmt([m["metrics"]["accuracy"] for m in ms]), fmt(probe),
-                     fmt(gain) if gain else "-", fmt(rich) if rich else "-", len(ms)])
+        f1_cell = fmt([f1(m) for m in ms]) + interval(ms, ("metrics", "ci95")) + (
+            f" (unmatched {sum(unmatched) / len(unmatched):.1%})" if unmatched else "")
+        control = [m["probe"]["post_projection"]["control"]["macro_f1"] for m in ms
+                   if "control" in m["probe"]["post_projection"]]
+        is_zs = regime == "zero-shot"
+        rows.append([regime, f1_cell, fmt([m["metrics"]["accuracy"] for m in ms]),
+                     fmt([probe(m) for m in ms]) + interval(ms, ("probe", "post_projection", "ci95")),
+                     fmt(control) if control else "-",
+                     "-" if is_zs or not gain else fmt(gain) + interval(ms, ("paired", "gain", "ci95")),
+                     "-" if is_zs or not pairs else pct([f1(m) for m, _ in pairs], [f1(z) for _, z in pairs]),
+                     "-" if is_zs or not rich else fmt(rich) + interval(ms, ("paired", "richness", "ci95")),
+                     "-" if is_zs or not pairs else pct([probe(m) for m, _ in pairs], [probe(z) for _, z in pairs]),
+                     len(ms)])
     if zs:
-        pre = [m["probe"]["pre_projection"]["macro_f1"] for m in zs.values()]
-        rows.append(["pre-projection features", "-", "-", fmt(pre), "-", "-", len(pre)])
+        pre = [m["probe"]["pre_projection"] for m in zs.values()]
+        control = [p["control"]["macro_f1"] for p in pre if "control" in p]
+        rows.append(["pre-projection features", "-", "-",
+                     fmt([p["macro_f1"] for p in pre]) + (f" [{pre[0]['ci95'][0]:.4f}, {pre[0]['ci95'][1]:.4f}]"
+                                                           if len(pre) == 1 and "ci95" in pre[0] else ""),
+                     fmt(control) if control else "-", "-", "-", "-", "-", len(pre)])
     if baselines:
         # Baselines: a task gain against CLIP zero-shot reads off the F1 column; CLIP's probe sits next to the
         # pre-projection probe (patch-mean of the MLLM's own vision features).
         b = [m["baselines"] for m in baselines]
         clip = baselines[0]["clip"]["model"] + (f"/{baselines[0]['clip']['pretrained']}"
                                                if baselines[0]["clip"]["pretrained"] else "")
+        none = ["-"] * 5
         rows.append(["baseline: random (uniform, expected)", fmt([x["random"]["macro_f1"] for x in b]),
-                     fmt([x["random"]["accuracy"] for x in b]), "-", "-", "-", len(b)])
+                     fmt([x["random"]["accuracy"] for x in b]), "-", *none, len(b)])
         rows.append([f"baseline: CLIP zero-shot ({clip})", fmt([x["clip_zero_shot"]["macro_f1"] for x in b]),
-                     fmt([x["clip_zero_shot"]["accuracy"] for x in b]), "-", "-", "-", len(b)])
+                     fmt([x["clip_zero_shot"]["accuracy"] for x in b]), "-", *none, len(b)])
         rows.append(["baseline: CLIP pooled-embedding probe", "-", "-", fmt([x["clip_probe"]["macro_f1"] for x in b]),
-                     "-", "-", len(b)])
-    return tabulate(rows, headers=["regime", "task macro-F1", "accuracy", "probe macro-F1", "task gain",
-                                   "richness change", "seeds"], tablefmt="github")
+                     *none, len(b)])
+    return tabulate(rows, headers=["regime", "task macro-F1", "accuracy", "probe macro-F1", "control probe",
+                                   "task gain", "gain %", "richness change", "richness %", "seeds"],
+                    tablefmt="github", disable_numparse=True)

@@ -1,7 +1,8 @@
 """Result files: atomic writes, provenance, and the layout of one run directory.
 
 ``<results>/<model>/<task>[@max<k>]/<regime>/seed<k>/`` holds ``config.json`` (resolved config),
-``predictions.jsonl`` (per sample), ``projector.safetensors`` (fine-tuned regimes) and, written last,
+``predictions.jsonl`` (per sample), ``probe_predictions.json`` (the probes' test predictions),
+``projector.safetensors`` (fine-tuned regimes) and, written last,
 ``metrics.json``, which records the SHA-256 of the others and of itself. A run is finished when its
 ``metrics.json`` parses, passes its checksums and validates (:func:`result_problem`).
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 METRICS = "metrics.json"
 CONFIG = "config.json"
 PREDICTIONS = "predictions.jsonl"
+PROBE_PREDICTIONS = "probe_predictions.json"  # the probes' test predictions: paired intervals of later regimes
 PROJECTOR = "projector.safetensors"
 CHECKPOINT = "checkpoint.safetensors"  # trainable state between training and evaluation; removed when done
 TRAINING = "training.json"             # training stats + checkpoint SHA-256, written after the checkpoint

@@ -72,6 +72,18 @@ class Run:
     # What the run says about how it was made (versions, commit, hashes, revision), as (label, text) pairs in a
     # fixed order; only the fields the file has (schema-1 files lack some). Shown on demand by the HTML page.
     provenance: tuple[tuple[str, str], ...] = ()
+    # Added in schema 2 (None when absent, e.g. in schema-1 files: such runs are grouped as before).
+    replicate_hash: str | None = None   # hash of the run identity without the seed: equal = true replicates
+    setup_hash: str | None = None       # the part every regime of one setup shares (no training fields)
+    identity: tuple[tuple[str, str], ...] = ()  # the replicate identity, (field, JSON value) pairs, sorted
+    revision: str | None = None         # "hub@<commit>" or "local:<content hash>"
+    f1_ci: tuple[float, float] | None = None         # bootstrap 95% interval over test images
+    probe_post_ci: tuple[float, float] | None = None
+    probe_pre_ci: tuple[float, float] | None = None
+    gain_ci: tuple[float, float] | None = None       # paired bootstrap vs. the zero-shot run of the seed
+    richness_ci: tuple[float, float] | None = None
+    control_post: float | None = None   # control probe (shuffled training labels) on the same features
+    control_pre: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +161,7 @@ PROVENANCE_FIELDS = (
     ("projbench", ("projbench_version", "provenance.versions.projbench")),
     ("git commit", ("provenance.git_commit",)),
     ("config hash", ("config_hash",)),
-    ("run identity", ("identity_hash", "run_identity_hash", "provenance.identity_hash")),
+    ("run identity", ("replicate_hash", "identity_hash", "run_identity_hash", "provenance.identity_hash")),
     ("checkpoint", ("checkpoint",)),
     ("revision", ("revision", "model_revision", "checkpoint_revision", "provenance.revision",
                   "provenance.model_revision")),
@@ -195,6 +207,28 @@ def _score(obj: dict, dotted: str) -> float:
     return x
 
 
+def _optional(obj: dict, dotted: str, kind):
+    """Like :func:`_field`, but a missing field (or a null) is None: fields added after schema 1."""
+    cur = obj
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or cur.get(part) is None:
+            return None
+        cur = cur[part]
+    if kind == "interval":
+        if not (isinstance(cur, list) and len(cur) == 2):
+            raise _Invalid(f"field {dotted!r} is not a [low, high] interval: {cur!r}")
+        return (_field({"v": cur[0]}, "v", float), _field({"v": cur[1]}, "v", float))
+    return _field({"v": cur}, "v", kind)
+
+
+def _revision_label(rev) -> str | None:
+    if not isinstance(rev, dict):
+        return None
+    if rev.get("kind") == "hub":
+        return f"hub@{rev.get('commit') or 'unresolved'}"
+    return f"local:{rev.get('content_hash')}"
+
+
 def parse_metrics(key: RunKey, text: str) -> Run:
     """Validate one metrics.json against the folder it sits in."""
     try:
@@ -234,6 +268,18 @@ def parse_metrics(key: RunKey, text: str) -> Run:
         probe_post=_score(m, "probe.post_projection.macro_f1"),
         probe_pre=_score(m, "probe.pre_projection.macro_f1") if regime == "zero-shot" else None,
         provenance=provenance_of(m),
+        replicate_hash=_optional(m, "replicate_hash", str),
+        setup_hash=_optional(m, "setup_hash", str),
+        identity=tuple(sorted((k, json.dumps(v, sort_keys=True))
+                              for k, v in (_optional(m, "replicate_identity", dict) or {}).items())),
+        revision=_revision_label(m.get("revision")),
+        f1_ci=_optional(m, "metrics.ci95", "interval"),
+        probe_post_ci=_optional(m, "probe.post_projection.ci95", "interval"),
+        probe_pre_ci=_optional(m, "probe.pre_projection.ci95", "interval"),
+        gain_ci=_optional(m, "paired.gain.ci95", "interval"),
+        richness_ci=_optional(m, "paired.richness.ci95", "interval"),
+        control_post=_optional(m, "probe.post_projection.control.macro_f1", float),
+        control_pre=_optional(m, "probe.pre_projection.control.macro_f1", float),
     )
     if "accuracy" in m.get("metrics", {}):
         _score(m, "metrics.accuracy")

@@ -29,6 +29,7 @@ from .render import (
     csv_text,
     joined,
     json_text,
+    model_label,
     number,
     summary_table,
     task_label,
@@ -152,7 +153,7 @@ def _num(x: float) -> str:
 def _text_cells(line: Line) -> dict[str, str]:
     row = line.row
     # Task without the "(limited ...)" suffix: the Data column says it, and a task filter then covers both.
-    return {"model": row.model, "task": row.task, "family": joined(row.projector_families),
+    return {"model": model_label(row), "task": row.task, "family": joined(row.projector_families),
             "regime": line.regime_label, "eval": joined(row.eval_modes), "data": line.data,
             "seeds": str(len(row.seeds))}
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from . import reference
-from .table import Leaderboard, Row, Stat, SummaryRow
+from .table import Leaderboard, Ratio, Row, Stat, SummaryRow
 
 MISSING = "—"   # no finished run behind this cell (see "Incomplete runs")
 UNDEFINED = "n/a"  # % change with a zero baseline
+NOT_SIGNIFICANT = "(n.s.)"  # a change whose 95% interval includes 0
 REGIME_LABELS = {"zero-shot": "ZS", "ft-proj": "FT-Proj", "ft-e2e": "FT-E2E", "ft-e2e-lora": "FT-E2E (LoRA)"}
 
 
@@ -28,7 +29,7 @@ class Column:
 
     name: str                          # CSV/JSON name
     header: str                        # Markdown header
-    get: Callable[[Row], Stat | None]
+    get: Callable[[Row], Stat | Ratio | None]
     kind: str                          # "score" (0..1), "delta" (signed), "pct" (signed percent)
     e2e: bool = False                  # an FT-E2E quantity: marked "(LoRA)" when the row's FT-E2E is LoRA
     base: str | None = None            # for "pct": the absolute column, to tell "missing" from "undefined"
@@ -74,7 +75,16 @@ BASELINE_COLUMNS = [
              e2e=g == "ft-e2e")
       for g, slug in (("zero-shot", "zero_shot"), ("ft-proj", "ft_proj"), ("ft-e2e", "ft_e2e"))],
 ]
-COLUMNS = SCORE_COLUMNS + CHANGE_COLUMNS + BASELINE_COLUMNS
+CONTROL_COLUMNS = []
+for _key, _slug, _label, _e2e in (("pre", "pre_projection", "pre-proj.", False),
+                                  ("zero-shot", "original", "orig. proj.", False),
+                                  ("ft-proj", "ft_proj", "FT-Proj proj.", False), ("ft-e2e", "ft_e2e", "FT-E2E proj.", True)):
+    CONTROL_COLUMNS += [
+        Column(f"control_{_slug}", f"Control {_label}", lambda r, k=_key: r.control.get(k), "score", e2e=_e2e),
+        Column(f"selectivity_{_slug}", f"Selectivity {_label}", lambda r, k=_key: r.selectivity.get(k), "delta",
+               e2e=_e2e),
+    ]
+COLUMNS = SCORE_COLUMNS + CHANGE_COLUMNS + BASELINE_COLUMNS + CONTROL_COLUMNS
 BY_NAME = {c.name: c for c in COLUMNS}
 
 
@@ -89,13 +99,18 @@ def spread(x: float, kind: str) -> str:
     return f"{x:.1f}%" if kind == "pct" else f"{x:.4f}"
 
 
-def stat_text(s: Stat | None, kind: str, expected: int) -> str:
-    """``mean ± std`` (std only with >1 seed), flagged when fewer seeds than the row has finished."""
+def stat_text(s: Stat | Ratio | None, kind: str, expected: int) -> str:
+    """``mean ± std [95% interval]`` (std only with >1 seed, the interval where there is one), changes whose
+    interval includes 0 marked "(n.s.)", flagged when fewer seeds than the row has finished."""
     if s is None:
         return MISSING
     text = number(s.mean, kind)
     if s.std is not None:
         text += f" ± {spread(s.std, kind)}"
+    if s.ci is not None:
+        text += f" [{number(s.ci[0], kind)}, {number(s.ci[1], kind)}]"
+        if kind == "delta" and s.includes_zero:
+            text += f" {NOT_SIGNIFICANT}"
     if s.n < expected:
         text += f" ({s.n}/{expected} seeds)"
     return text
@@ -116,6 +131,11 @@ def task_label(task: str, limit: int | None) -> str:
     return task if limit is None else f"{task} (limited: ≤{limit}/class)"
 
 
+def model_label(row) -> str:
+    """The model name, with what sets the row apart when one model/task has runs of several configurations."""
+    return row.model + (f" [{row.variant}]" if getattr(row, "variant", "") else "")
+
+
 def joined(values: tuple[str, ...]) -> str:
     return ", ".join(values) if values else MISSING
 
@@ -130,14 +150,21 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _scores_md(rows: list[Row]) -> str:
     headers = ["Model", "Task", "Task version", "Projector", "Eval", "Seeds"] + [c.header for c in SCORE_COLUMNS]
-    body = [[r.model, task_label(r.task, r.limit), joined(r.task_versions), joined(r.projector_families),
+    body = [[model_label(r), task_label(r.task, r.limit), joined(r.task_versions), joined(r.projector_families),
              joined(r.eval_modes), str(len(r.seeds))] + [cell(r, c) for c in SCORE_COLUMNS] for r in rows]
     return _md_table(headers, body)
 
 
 def _changes_md(rows: list[Row]) -> str:
     headers = ["Model", "Task", "Seeds"] + [c.header for c in CHANGE_COLUMNS]
-    body = [[r.model, task_label(r.task, r.limit), str(len(r.seeds))] + [cell(r, c) for c in CHANGE_COLUMNS]
+    body = [[model_label(r), task_label(r.task, r.limit), str(len(r.seeds))] + [cell(r, c) for c in CHANGE_COLUMNS]
+            for r in rows]
+    return _md_table(headers, body)
+
+
+def _control_md(rows: list[Row]) -> str:
+    headers = ["Model", "Task", "Seeds"] + [c.header for c in CONTROL_COLUMNS]
+    body = [[model_label(r), task_label(r.task, r.limit), str(len(r.seeds))] + [cell(r, c) for c in CONTROL_COLUMNS]
             for r in rows]
     return _md_table(headers, body)
 
@@ -186,7 +213,7 @@ def summary_table(summary: list[SummaryRow]) -> tuple[list[str], list[list[str]]
         headers += [f"Gain {label}", f"Gain {label} %", f"Richness {label}", f"Richness {label} %"]
     body = []
     for s in summary:
-        line = [s.model, joined(s.projector_families), str(len(s.tasks))]
+        line = [model_label(s), joined(s.projector_families), str(len(s.tasks))]
         for f in folders:
             for per_task, kind in ((s.gain, "delta"), (s.gain_pct, "pct"), (s.richness, "delta"),
                                    (s.richness_pct, "pct")):
@@ -206,6 +233,9 @@ def _runs_section_md(title: str, blurb: str, rows: list[Row], summary: list[Summ
     out += ["### Task and probe macro-F1", "", _scores_md(rows), ""]
     out += ["### Task gain and richness change (vs. zero-shot and the original projector)", "",
             _changes_md(rows), ""]
+    if any(r.control.get(k) is not None for r in rows for k in r.control):
+        out += ["### Control probes (training labels shuffled; selectivity = probe − control)", "",
+                _control_md(rows), ""]
     out += ["### Summary per model (mean over tasks of the per-task means)", "", _summary_md(summary), ""]
     with_baselines = [r for r in rows if r.baselines is not None]
     if with_baselines:
@@ -261,9 +291,15 @@ LEGEND = [
     "- **Probe**: macro-F1 of an MLP probe on mean-pooled image features, taken before the projector "
     "(pre-proj.) or after the original, FT-Proj or FT-E2E projector.",
     "- **Gain** = F1(regime) − F1(zero-shot); **Richness** = probe(regime's projector) − probe(original "
-    "projector); **%**: the same change relative to the zero-shot F1 / original probe (the paper's Table 2 form).",
+    "projector); **%**: the change of the seed-averaged means relative to the seed-averaged zero-shot F1 / "
+    "original probe, over the seeds both have (the paper's Table 2 estimator).",
     "- Changes are computed per seed (each run against the zero-shot run of its seed), then aggregated: "
     "mean ± sample std over seeds, std only with more than one seed.",
+    "- **[low, high]**: 95% interval of the mean: Student t over seeds (paired by seed for changes) with two or "
+    f"more seeds; with one, the run's bootstrap over test images (paired with the zero-shot run for changes). "
+    f"{NOT_SIGNIFICANT}: the change's interval includes 0.",
+    "- Only true replicates (equal run identity but for the seed) are averaged: runs of other configurations "
+    "get their own row, labelled `model [field=value; ...]` with the fields that differ.",
     f"- {MISSING}: no finished run (see Incomplete runs); \"(k/n seeds)\": only k of the row's n seeds finished; "
     f"{UNDEFINED}: % change of a zero baseline.",
     "- **Baselines** (runs with `--baselines`): Random = exact expected macro-F1 of a uniform random guess; "
@@ -296,21 +332,22 @@ def markdown(board: Leaderboard, with_reference: bool = False) -> str:
 
 
 # -- CSV ---------------------------------------------------------------------------------------------------------
-ID_FIELDS = ["section", "model", "task", "max_per_class", "limited", "ft_e2e", "projector_family", "task_version",
-             "eval_mode", "seeds"]
+ID_FIELDS = ["section", "model", "variant", "task", "max_per_class", "limited", "ft_e2e", "projector_family",
+             "task_version", "eval_mode", "seeds", "revisions"]
 
 
 def _csv_header() -> list[str]:
     out = list(ID_FIELDS)
     for c in COLUMNS:
-        out += [f"{c.name}_mean", f"{c.name}_std", f"{c.name}_n"]
+        out += [f"{c.name}_mean", f"{c.name}_std", f"{c.name}_n", f"{c.name}_ci_low", f"{c.name}_ci_high"]
     return out + ["missing"]
 
 
-def _csv_stat(s: Stat | None) -> list:
+def _csv_stat(s: Stat | Ratio | None) -> list:
     if s is None:
-        return ["", "", ""]
-    return [repr(s.mean), "" if s.std is None else repr(s.std), s.n]
+        return ["", "", "", "", ""]
+    ci = ["", ""] if s.ci is None else [repr(s.ci[0]), repr(s.ci[1])]
+    return [repr(s.mean), "" if s.std is None else repr(s.std), s.n, *ci]
 
 
 def csv_text(board: Leaderboard, with_reference: bool = False) -> str:
@@ -319,25 +356,26 @@ def csv_text(board: Leaderboard, with_reference: bool = False) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(_csv_header())
     for r in board.rows:
-        ids = ["measured", r.model, r.task, "" if r.limit is None else r.limit, r.limit is not None,
+        ids = ["measured", r.model, r.variant, r.task, "" if r.limit is None else r.limit, r.limit is not None,
                "lora" if r.lora else "full", ";".join(r.projector_families), ";".join(r.task_versions),
-               ";".join(r.eval_modes), ";".join(map(str, r.seeds))]
+               ";".join(r.eval_modes), ";".join(map(str, r.seeds)), ";".join(r.revisions)]
         vals = [v for c in COLUMNS for v in _csv_stat(c.get(r))]
         w.writerow(ids + vals + [";".join(r.missing)])
     if with_reference:
         for r in reference.ROWS:
-            ids = ["reference", reference.MODEL, r.task, "", False, "full", reference.PROJECTOR_FAMILY, "", "", ""]
+            ids = ["reference", reference.MODEL, "", r.task, "", False, "full", reference.PROJECTOR_FAMILY, "", "", "",
+                   ""]
             vals = []
             for c in COLUMNS:
                 x = _reference_value(r, c.name)
-                vals += ["", "", ""] if x is None else [repr(x), "", ""]
+                vals += ["", "", "", "", ""] if x is None else [repr(x), "", "", "", ""]
             w.writerow(ids + vals + [""])
     return buf.getvalue()
 
 
 def _reference_value(r: reference.ReferenceRow, name: str) -> float | None:
     """A reference row's value for a column name (None where the paper reports nothing)."""
-    if name == "probe_pre_projection" or name == "clip_zero_shot_accuracy":
+    if name in ("probe_pre_projection", "clip_zero_shot_accuracy") or name.startswith(("control_", "selectivity_")):
         return None
     if name in ("random_f1", "clip_zero_shot_f1", "clip_embedding_probe"):
         return {"random_f1": r.random, "clip_zero_shot_f1": r.clip_zero_shot, "clip_embedding_probe": r.clip_probe}[name]
@@ -355,15 +393,21 @@ def _reference_value(r: reference.ReferenceRow, name: str) -> float | None:
 
 
 # -- JSON --------------------------------------------------------------------------------------------------------
-def _json_stat(s: Stat | None):
+def _json_stat(s: Stat | Ratio | None):
     if s is None:
         return None
-    return {"mean": s.mean, "std": s.std, "n": s.n, "seeds": list(s.seeds), "values": list(s.values)}
+    if isinstance(s, Ratio):
+        return {"mean": s.mean, "std": None, "n": s.n, "seeds": list(s.seeds), "new_mean": s.new_mean,
+                "base_mean": s.base_mean, "estimator": "change of seed-averaged means / seed-averaged baseline"}
+    return {"mean": s.mean, "std": s.std, "n": s.n, "seeds": list(s.seeds), "values": list(s.values),
+            "ci95": None if s.ci is None else list(s.ci), "ci_method": s.ci_method, "p_value": s.p_value,
+            "ci_includes_zero": s.includes_zero}
 
 
 def _json_row(r: Row) -> dict:
     return {
-        "model": r.model, "task": r.task, "max_per_class": r.limit, "limited": r.limit is not None,
+        "model": r.model, "variant": r.variant, "revisions": list(r.revisions), "task": r.task,
+        "max_per_class": r.limit, "limited": r.limit is not None,
         "ft_e2e": "lora" if r.lora else "full", "projector_families": list(r.projector_families),
         "task_versions": list(r.task_versions), "eval_modes": list(r.eval_modes), "seeds": list(r.seeds),
         "missing": list(r.missing),
@@ -376,7 +420,7 @@ def _json_summary(s: SummaryRow) -> dict:
         return {f: {"mean_over_tasks": statistics.fmean(v[t] for t in sorted(v)), "per_task": v}
                 for f, v in per_folder.items() if v}
 
-    return {"model": s.model, "max_per_class": s.limit, "limited": s.limit is not None,
+    return {"model": s.model, "variant": s.variant, "max_per_class": s.limit, "limited": s.limit is not None,
             "projector_families": list(s.projector_families), "tasks": list(s.tasks),
             "gain": means(s.gain), "gain_pct": means(s.gain_pct), "richness": means(s.richness),
             "richness_pct": means(s.richness_pct)}

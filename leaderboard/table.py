@@ -1,16 +1,29 @@
 """Aggregate collected runs into leaderboard rows, per-model summaries and the list of incomplete runs.
 
 Pure data in, pure data out: no files, no formatting. Gains and richness changes are computed per seed (each
-fine-tuned run against the zero-shot run of the same seed) and only then averaged, as the protocol asks.
+fine-tuned run against the zero-shot run of the same seed) and only then averaged, as the protocol asks. The %
+changes are the paper's Table 2 estimator: the change of the seed-averaged means relative to the seed-averaged
+baseline (over the seeds both have), not a mean of per-seed ratios (biased upwards when the baseline is small).
+
+Only true replicates are averaged: runs whose replicate hashes (run identity without the seed) differ become
+separate rows, labelled with the fields that differ. Every mean carries a 95% interval: over seeds (Student t,
+paired by seed for changes) with two or more seeds, or the run's bootstrap over test images with one.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import statistics
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+from benchmark.config import TRAINING_FIELDS
+
 from .collect import BASELINES_DIR, BaselineRun, Collection, Run, RunKey, Skipped
+
+CI_LEVEL = 0.95
 
 FINETUNED = ("ft-proj", "ft-e2e")   # the regimes of a row that are compared with zero-shot
 E2E_DIRS = ("ft-e2e", "ft-e2e-lora")  # the folders that can fill a row's FT-E2E slot
@@ -18,10 +31,13 @@ E2E_DIRS = ("ft-e2e", "ft-e2e-lora")  # the folders that can fill a row's FT-E2E
 
 @dataclass(frozen=True)
 class Stat:
-    """Per-seed values of one quantity, with the seeds they came from (sorted)."""
+    """Per-seed values of one quantity, with the seeds they came from (sorted), and a 95% interval of the mean."""
 
     seeds: tuple[int, ...]
     values: tuple[float, ...]
+    ci: tuple[float, float] | None = None   # 95% interval of the mean (see ci_method); None if there is none
+    ci_method: str | None = None            # "t over seeds" | "bootstrap over test images" | "paired bootstrap ..."
+    p_value: float | None = None            # changes over >= 2 seeds: paired t-test of "no change"
 
     @property
     def n(self) -> int:
@@ -38,13 +54,80 @@ class Stat:
         """Sample standard deviation over seeds; None for a single seed (there is no spread to report)."""
         return statistics.stdev(self.values) if self.n > 1 else None
 
+    @property
+    def includes_zero(self) -> bool | None:
+        """Whether the interval contains 0 (a change not told apart from none); None without an interval."""
+        return None if self.ci is None else self.ci[0] <= 0.0 <= self.ci[1]
 
-def _stat(pairs: list[tuple[int, float | None]]) -> Stat | None:
-    """A Stat from (seed, value) pairs; None if there are none, or if any value is undefined (a zero baseline)."""
+
+@dataclass(frozen=True)
+class Ratio:
+    """A % change in the paper's Table 2 form: 100 * (mean(new) - mean(base)) / mean(base), over paired seeds.
+
+    Duck-types :class:`Stat` for rendering (``mean``, ``std``, ``n``, ``seeds``); there is no per-seed spread.
+    """
+
+    seeds: tuple[int, ...]
+    new_mean: float
+    base_mean: float
+    ci = None
+    ci_method = None
+    p_value = None
+    includes_zero = None
+    std = None
+
+    @property
+    def mean(self) -> float:
+        return 100.0 * (self.new_mean - self.base_mean) / self.base_mean
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        return ()
+
+
+def t_interval(values: tuple[float, ...]) -> tuple[tuple[float, float], float]:
+    """(95% Student-t interval of the mean, two-sided p-value of mean 0); needs at least two values."""
+    from scipy import stats
+
+    n = len(values)
+    mean, se = statistics.fmean(values), statistics.stdev(values) / math.sqrt(n)
+    if se == 0:  # identical values: no spread to test against
+        return (mean, mean), (1.0 if mean == 0 else 0.0)
+    half = float(stats.t.ppf((1 + CI_LEVEL) / 2, n - 1)) * se
+    return (mean - half, mean + half), float(2 * stats.t.sf(abs(mean / se), n - 1))
+
+
+def _stat(pairs: list[tuple[int, float | None]], cis: dict[int, tuple[float, float] | None] | None = None,
+          one_seed_method: str = "bootstrap over test images", paired: bool = False) -> Stat | None:
+    """A Stat from (seed, value) pairs; None if there are none, or if any value is undefined (a zero baseline).
+
+    The interval: Student t over seeds with two or more (with a p-value for ``paired`` changes), else the one
+    run's own bootstrap interval from ``cis`` (by seed), if it has one.
+    """
     if not pairs or any(v is None for _, v in pairs):
         return None
     pairs = sorted(pairs)
-    return Stat(tuple(s for s, _ in pairs), tuple(v for _, v in pairs))
+    seeds, values = tuple(s for s, _ in pairs), tuple(v for _, v in pairs)
+    if len(values) > 1:
+        ci, p = t_interval(values)
+        return Stat(seeds, values, ci, "t over seeds", p if paired else None)
+    ci = (cis or {}).get(seeds[0])
+    return Stat(seeds, values, ci, one_seed_method if ci is not None else None)
+
+
+def _ratio(pairs: list[tuple[int, float, float]]) -> Ratio | None:
+    """The % change of seed-averaged means from (seed, new, base) triples; None if none, or a zero baseline."""
+    if not pairs:
+        return None
+    pairs = sorted(pairs)
+    base = statistics.fmean(b for _, _, b in pairs)
+    if base == 0:
+        return None
+    return Ratio(tuple(s for s, _, _ in pairs), statistics.fmean(n for _, n, _ in pairs), base)
 
 
 def pct_change(new: float, base: float) -> float | None:
@@ -82,13 +165,18 @@ class Row:
     probe: dict[str, Stat | None]           # post-projection probe by projector: zero-shot (= original), ...
     probe_pre: Stat | None
     gain: dict[str, Stat | None]            # by fine-tuned regime, absolute
-    gain_pct: dict[str, Stat | None]
+    gain_pct: dict[str, Ratio | None]       # % change of seed-averaged means (the paper's Table 2)
     richness: dict[str, Stat | None]
-    richness_pct: dict[str, Stat | None]
+    richness_pct: dict[str, Ratio | None]
     missing: tuple[str, ...] = ()           # run folders of this row that are not finished (see Incomplete)
     baselines: Baselines | None = None      # random / CLIP zero-shot / CLIP-embedding probe, if run
     # F1(regime) - CLIP zero-shot F1, per seed of the regime (CLIP zero-shot is deterministic: its mean is used)
     gain_vs_clip: dict[str, Stat | None] = field(default_factory=dict)
+    variant: str = ""                       # when one model/task has runs of several configurations: what
+    #                                         sets this row apart ("field=value; ..."), empty otherwise
+    control: dict[str, Stat | None] = field(default_factory=dict)   # control probe F1 by projector, "pre" too
+    selectivity: dict[str, Stat | None] = field(default_factory=dict)  # probe - control, paired per run
+    revisions: tuple[str, ...] = ()         # model revisions of the row's runs; more than one is warned about
 
     @property
     def lora(self) -> bool:
@@ -105,6 +193,7 @@ class SummaryRow:
 
     model: str
     limit: int | None
+    variant: str
     projector_families: tuple[str, ...]
     tasks: tuple[str, ...]
     e2e_dirs: tuple[str, ...]               # which FT-E2E folders the model's rows use (full and/or LoRA)
@@ -167,36 +256,24 @@ def build(coll: Collection) -> Leaderboard:
         # silently hiding the other. With neither, the row still shows (with FT-E2E missing).
         e2e_dirs = [d for d in E2E_DIRS if d in seen[g]] or ["ft-e2e"]
         for e2e_dir in e2e_dirs:
-            row = _row(model, task, limit, e2e_dir, finished[g], seen[g])
-            missing = []
-            for regime in ("zero-shot",) + FINETUNED:
-                folder = row.folder(regime)
-                done = finished[g].get(folder, {})
-                for seed in row.seeds:
-                    if seed in done:
-                        continue
-                    key = RunKey(model, task, limit, folder, seed)
-                    if key in unfinished:
-                        why = "config.json without metrics.json (crashed, interrupted or still running)"
-                    elif key in unreadable:
-                        why = "metrics.json could not be used (see skipped files)"
-                    elif folder not in seen[g]:
-                        why = "regime not run"
-                    else:
-                        why = "seed not run for this regime (other regimes have it)"
-                    incomplete[key] = why
-                    missing.append(key)
             for key in (*coll.unfinished, *coll.unreadable):
                 if key.regime == BASELINES_DIR and _group_key(key.model, key.task, key.limit) == g:
                     incomplete[key] = ("config.json without metrics.json (crashed, interrupted or still running)"
                                        if key in unfinished else "metrics.json could not be used (see skipped files)")
-            missing.sort(key=RunKey.sort_key)
-            row = replace(row, missing=tuple(k.path for k in missing))
-            if base_runs.get(g):
-                row = _with_baselines(row, base_runs[g], finished[g])
-                warnings += _baseline_warnings(row)
-            rows.append(row)
-            warnings += _consistency_warnings(model, task, limit, e2e_dir, finished[g])
+            variants, differing = _variants(finished[g], e2e_dir)
+            label = f"{model}/{task if limit is None else f'{task}@max{limit}'}"
+            if differing:
+                warnings.append(f"{label}: runs of different configurations are shown as separate rows, never "
+                                f"averaged (they differ in: {', '.join(differing)})")
+            for done, variant in variants:
+                row = _row(model, task, limit, e2e_dir, done, seen[g])
+                row = _with_missing(replace(row, variant=variant), finished[g], unfinished, unreadable, seen[g],
+                                    incomplete)
+                if base_runs.get(g):
+                    row = _with_baselines(row, base_runs[g], done)
+                    warnings += _baseline_warnings(row)
+                rows.append(row)
+                warnings += _consistency_warnings(label + (f" [{variant}]" if variant else ""), row, done)
     return Leaderboard(
         rows=tuple(rows),
         summary=_summaries(rows),
@@ -206,6 +283,79 @@ def build(coll: Collection) -> Leaderboard:
     )
 
 
+def _with_missing(row: Row, finished, unfinished, unreadable, seen, incomplete) -> Row:
+    """The row with its unfinished run folders; records why each is missing in ``incomplete``.
+
+    A seed counts as missing only if no run of it finished in the folder (a run of another configuration
+    finished is in another row, not missing).
+    """
+    missing = []
+    for regime in ("zero-shot",) + FINETUNED:
+        folder = row.folder(regime)
+        done = finished.get(folder, {})
+        for seed in row.seeds:
+            if seed in done:
+                continue
+            key = RunKey(row.model, row.task, row.limit, folder, seed)
+            if key in unfinished:
+                why = "config.json without metrics.json (crashed, interrupted or still running)"
+            elif key in unreadable:
+                why = "metrics.json could not be used (see skipped files)"
+            elif folder not in seen:
+                why = "regime not run"
+            else:
+                why = "seed not run for this regime (other regimes have it)"
+            incomplete[key] = why
+            missing.append(key)
+    missing.sort(key=RunKey.sort_key)
+    return replace(row, missing=tuple(k.path for k in missing))
+
+
+def _identity_items(folder: str, run: Run) -> dict[str, str]:
+    """A run's replicate identity as {field: JSON value}; training fields are named by their regime folder,
+    since FT-Proj and FT-E2E of one row may legitimately differ in them."""
+    return {(f"{folder}:{k}" if k in TRAINING_FIELDS else k): v for k, v in run.identity if k != "regime"}
+
+
+def _variants(done: dict[str, dict[int, Run]], e2e_dir: str) -> tuple[list[tuple[dict, str]], list[str]]:
+    """Split a model/task's finished runs into true-replicate sets: [(runs by folder and seed, label)], and the
+    identity fields that differ between the sets (empty when there is one set).
+
+    Runs are first split by setup (what every regime shares: the zero-shot baseline must come from it), then
+    each regime folder by replicate hash; a row is one choice per folder. Runs without hashes (schema 1) form
+    one set of their own, as before.
+    """
+    folders = ("zero-shot", "ft-proj", e2e_dir)
+    setups = sorted({r.setup_hash or "" for f in folders for r in done.get(f, {}).values()}) or [""]
+    combos = []
+    for setup in setups:
+        options = []
+        for f in folders:
+            by_hash: dict[str, dict[int, Run]] = {}
+            for seed, r in done.get(f, {}).items():
+                if (r.setup_hash or "") == setup:
+                    by_hash.setdefault(r.replicate_hash or "", {})[seed] = r
+            options.append([by_hash[h] for h in sorted(by_hash, key=lambda h: (min(by_hash[h]), h))] or [{}])
+        combos += [dict(zip(folders, choice, strict=True)) for choice in itertools.product(*options)]
+    if len(combos) == 1:
+        return [(combos[0], "")], []
+    items = [{k: v for f, by_seed in c.items() for r in by_seed.values() for k, v in _identity_items(f, r).items()}
+             for c in combos]
+    keys = sorted({k for it in items for k in it})
+    differing = [k for k in keys if len({it[k] for it in items if k in it}) > 1]
+    out = []
+    for c, it in zip(combos, items, strict=True):
+        label = "; ".join(f"{k}={_short(it[k])}" for k in differing if k in it) or "configuration not recorded"
+        out.append((c, label))
+    return out, differing or ["unrecorded (runs without a replicate hash)"]
+
+
+def _short(value: str) -> str:
+    """A JSON value as shown in a label: strings without quotes."""
+    v = json.loads(value)
+    return v if isinstance(v, str) else value
+
+
 def _row(model, task, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: dict[str, set[int]]) -> Row:
     folders = {"zero-shot": "zero-shot", "ft-proj": "ft-proj", "ft-e2e": e2e_dir}
     runs = {regime: done.get(folder, {}) for regime, folder in folders.items()}
@@ -213,24 +363,39 @@ def _row(model, task, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: dic
     mine = [r for by_seed in runs.values() for r in by_seed.values()]
     zs = runs["zero-shot"]
 
-    f1 = {regime: _stat([(s, r.f1) for s, r in by_seed.items()]) for regime, by_seed in runs.items()}
-    probe = {regime: _stat([(s, r.probe_post) for s, r in by_seed.items()]) for regime, by_seed in runs.items()}
-    probe_pre = _stat([(s, r.probe_pre) for s, r in zs.items() if r.probe_pre is not None])
+    f1 = {regime: _stat([(s, r.f1) for s, r in by_seed.items()], {s: r.f1_ci for s, r in by_seed.items()})
+          for regime, by_seed in runs.items()}
+    probe = {regime: _stat([(s, r.probe_post) for s, r in by_seed.items()],
+                           {s: r.probe_post_ci for s, r in by_seed.items()}) for regime, by_seed in runs.items()}
+    probe_pre = _stat([(s, r.probe_pre) for s, r in zs.items() if r.probe_pre is not None],
+                      {s: r.probe_pre_ci for s, r in zs.items()})
+    control = {regime: _stat([(s, r.control_post) for s, r in by_seed.items() if r.control_post is not None])
+               for regime, by_seed in runs.items()}
+    control["pre"] = _stat([(s, r.control_pre) for s, r in zs.items() if r.control_pre is not None])
+    selectivity = {regime: _stat([(s, r.probe_post - r.control_post) for s, r in by_seed.items()
+                                  if r.control_post is not None], paired=True) for regime, by_seed in runs.items()}
+    selectivity["pre"] = _stat([(s, r.probe_pre - r.control_pre) for s, r in zs.items()
+                                if r.control_pre is not None and r.probe_pre is not None], paired=True)
     gain, gain_pct, rich, rich_pct = {}, {}, {}, {}
+    paired_method = "paired bootstrap over test images"
     for regime in FINETUNED:
         # Paired by seed: a fine-tuned run without the zero-shot run of its seed has no baseline.
         paired = [(s, r, zs[s]) for s, r in runs[regime].items() if s in zs]
-        gain[regime] = _stat([(s, r.f1 - z.f1) for s, r, z in paired])
-        gain_pct[regime] = _stat([(s, pct_change(r.f1, z.f1)) for s, r, z in paired])
-        rich[regime] = _stat([(s, r.probe_post - z.probe_post) for s, r, z in paired])
-        rich_pct[regime] = _stat([(s, pct_change(r.probe_post, z.probe_post)) for s, r, z in paired])
+        gain[regime] = _stat([(s, r.f1 - z.f1) for s, r, z in paired], {s: r.gain_ci for s, r, _ in paired},
+                             paired_method, paired=True)
+        gain_pct[regime] = _ratio([(s, r.f1, z.f1) for s, r, z in paired])
+        rich[regime] = _stat([(s, r.probe_post - z.probe_post) for s, r, z in paired],
+                             {s: r.richness_ci for s, r, _ in paired}, paired_method, paired=True)
+        rich_pct[regime] = _ratio([(s, r.probe_post, z.probe_post) for s, r, z in paired])
     return Row(
         model=model, task=task, limit=limit, e2e_dir=e2e_dir,
         projector_families=tuple(sorted({r.projector_family for r in mine})),
         task_versions=tuple(sorted({r.task_version for r in mine})),
         eval_modes=tuple(sorted({r.eval_mode for r in mine})),
         seeds=seeds, f1=f1, probe=probe, probe_pre=probe_pre,
-        gain=gain, gain_pct=gain_pct, richness=rich, richness_pct=rich_pct,
+        gain=gain, gain_pct=gain_pct, richness=rich, richness_pct=rich_pct, control=control,
+        selectivity=selectivity,
+        revisions=tuple(sorted({r.revision for r in mine if r.revision is not None})),
     )
 
 
@@ -262,15 +427,14 @@ def _baseline_warnings(row: Row) -> list[str]:
     return out
 
 
-def _consistency_warnings(model, task, limit, e2e_dir, done: dict[str, dict[int, Run]]) -> list[str]:
+def _consistency_warnings(label: str, row: Row, done: dict[str, dict[int, Run]]) -> list[str]:
     """Runs averaged into one row must measure the same thing; say so when they do not."""
-    runs = [r for folder in ("zero-shot", "ft-proj", e2e_dir) for r in done.get(folder, {}).values()]
-    label = f"{model}/{task if limit is None else f'{task}@max{limit}'}"
+    runs = [r for folder in ("zero-shot", "ft-proj", row.e2e_dir) for r in done.get(folder, {}).values()]
     out = []
     for what, attr in (("task versions", "task_version"), ("task data (fingerprints)", "task_fingerprint"),
                        ("projector families", "projector_family"), ("evaluation modes", "eval_mode"),
-                       ("checkpoints", "checkpoint")):
-        values = sorted({getattr(r, attr) for r in runs})
+                       ("checkpoints", "checkpoint"), ("model revisions", "revision")):
+        values = sorted({getattr(r, attr) for r in runs if getattr(r, attr) is not None})
         if len(values) > 1:
             out.append(f"{label}: runs with different {what} are averaged together: {', '.join(values)}")
     return out
@@ -280,7 +444,7 @@ def _summaries(rows: list[Row]) -> tuple[SummaryRow, ...]:
     """Per (model, limit): the mean over tasks of each task's mean gain / richness change, per regime folder."""
     groups: dict[tuple, list[Row]] = {}
     for row in rows:
-        groups.setdefault(_group_key(row.model, "", row.limit), []).append(row)
+        groups.setdefault(_group_key(row.model, "", row.limit) + (row.variant,), []).append(row)
     out = []
     for g in sorted(groups):
         members = groups[g]
@@ -295,7 +459,7 @@ def _summaries(rows: list[Row]) -> tuple[SummaryRow, ...]:
                     if stats[regime] is not None:
                         target.setdefault(folder, {})[row.task] = stats[regime].mean
         out.append(SummaryRow(
-            model=members[0].model, limit=members[0].limit,
+            model=members[0].model, limit=members[0].limit, variant=members[0].variant,
             projector_families=tuple(sorted({f for r in members for f in r.projector_families})),
             tasks=tuple(sorted({r.task for r in members})),
             e2e_dirs=tuple(d for d in E2E_DIRS if any(r.e2e_dir == d for r in members)),

@@ -123,6 +123,7 @@ class TaskData:
     limit: dict | None = None                   # e.g. {"max_per_class": 8}
     source_description: str = ""
     duplicates: list[tuple[str, str]] = field(default_factory=list)       # (train uid, test uid), same bytes
+    dropped_duplicates: list[str] = field(default_factory=list)           # test uids removed (--drop-duplicates)
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)     # split -> {reason or key: count}
 
     def counts(self) -> dict[str, dict[str, int]]:

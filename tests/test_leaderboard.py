@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -108,12 +109,21 @@ def test_values_match_the_files_and_gains_are_paired_per_seed(results):
     r = row(board_of(results), "digits", 10)
     assert r.gain["ft-proj"].values == pytest.approx((0.3, 0.1))
     assert r.gain["ft-proj"].mean == pytest.approx(0.2) and r.gain["ft-proj"].std == pytest.approx(0.1414214)
-    assert r.gain_pct["ft-proj"].values == pytest.approx((150.0, 25.0))
+    # The paper's % estimator: change of seed-averaged means over the seed-averaged baseline, (0.5 - 0.3) / 0.3,
+    # not the mean of per-seed ratios ((150% + 25%) / 2 = 87.5%, biased upwards by the small baseline).
+    assert r.gain_pct["ft-proj"].mean == pytest.approx(100 * 0.2 / 0.3)
     assert r.richness["ft-proj"].values == pytest.approx((-0.4, 0.0))
-    assert r.richness_pct["ft-proj"].values == pytest.approx((-50.0, 0.0))
+    assert r.richness_pct["ft-proj"].mean == pytest.approx(100 * (0.5 - 0.7) / 0.7)
     assert r.f1["zero-shot"].mean == pytest.approx(0.3) and r.seeds == (0, 1)
+    # Two seeds: Student t with 1 degree of freedom (Cauchy): t_0.975 = tan(0.475 pi) = 12.7062; se = 0.1.
+    # Paired t-test of "no gain": t = 0.2 / 0.1 = 2, p = 1 - 2 atan(2) / pi.
+    half = math.tan(0.475 * math.pi) * 0.1
+    assert r.gain["ft-proj"].ci == pytest.approx((0.2 - half, 0.2 + half))
+    assert r.gain["ft-proj"].p_value == pytest.approx(1 - 2 * math.atan(2) / math.pi)
+    assert r.gain["ft-proj"].includes_zero and r.gain["ft-proj"].ci_method == "t over seeds"
     text = render(board_of(results), "markdown")
-    assert "+0.2000 ± 0.1414" in text and "+87.5% ± 88.4%" in text and "-0.2000 ± 0.2828" in text
+    assert "+0.2000 ± 0.1414 [-1.0706, +1.4706] (n.s.)" in text and "+66.7%" in text
+    assert "-0.2000 ± 0.2828" in text and "87.5%" not in text
 
 
 def test_zero_baseline_gives_undefined_percent(results):
@@ -397,3 +407,129 @@ def test_reference_section_has_the_papers_baselines():
     doc = json.loads(rendered(RESULTS, "json", reference=True))
     hum = doc["reference"]["rows"][3]
     assert (hum["random_f1"], hum["clip_zero_shot_f1"], hum["clip_embedding_probe"]) == (0.2425, 0.4139, 0.7506)
+
+
+# -- replicates, revisions, intervals ---------------------------------------------------------------------------
+def _as_schema2(results: Path, lr_proj_of_seed: dict[int, float] | None = None) -> None:
+    """Give the digits@max10 runs the identity fields a schema-2 run writes, optionally with FT-Proj seeds run at
+    different learning rates (what happens when seeds are run one by one with different flags)."""
+    for m in (results / "llava15-tiny" / "digits@max10").rglob("metrics.json"):
+        if "baselines" in m.parts:
+            continue
+
+        def edit(d):
+            ident = {"model": "llava15-tiny", "task": "digits", "regime": d["regime"], "dtype": None,
+                     "resolved_dtype": "float32", "max_per_class": 10}
+            if d["regime"] != "zero-shot":
+                ident.update(batch_size=8, epochs=1, global_batch=8)
+            if d["regime"] == "ft-proj":
+                ident["lr_proj"] = (lr_proj_of_seed or {}).get(d["seed"], 0.001)
+            setup = {k: v for k, v in ident.items() if k in ("model", "task", "dtype", "resolved_dtype", "max_per_class")}
+            d["replicate_identity"] = ident
+            d["replicate_hash"] = json.dumps(ident, sort_keys=True)   # any text that differs when the identity does
+            d["setup_hash"] = json.dumps(setup, sort_keys=True)
+            d["revision"] = {"kind": "local", "content_hash": "abc"}
+        edit_metrics(m, edit)
+
+
+def test_runs_of_different_configurations_are_never_averaged(results):
+    _as_schema2(results, {0: 0.001, 1: 0.0001})
+    board = board_of(results)
+    rows = [r for r in board.rows if r.task == "digits"]
+    assert sorted(r.variant for r in rows) == ["ft-proj:lr_proj=0.0001", "ft-proj:lr_proj=0.001"]
+    for r in rows:  # each row averages one learning rate's single seed, against the shared zero-shot runs
+        assert r.f1["ft-proj"].n == 1 and r.f1["zero-shot"].n == 2 and r.missing == ()
+    assert any("never averaged" in w and "ft-proj:lr_proj" in w for w in board.warnings)
+    md = render(board, "markdown")
+    assert "llava15-tiny [ft-proj:lr_proj=0.0001]" in md and "llava15-tiny [ft-proj:lr_proj=0.001]" in md
+    variants = {r["variant"] for r in csv.DictReader(io.StringIO(render(board, "csv"))) if r["task"] == "digits"}
+    assert variants == {"ft-proj:lr_proj=0.0001", "ft-proj:lr_proj=0.001"}
+    # Equal identities: one row, as before.
+    _as_schema2(results)
+    assert [r.variant for r in board_of(results).rows if r.task == "digits"] == [""]
+
+
+def test_mixed_model_revisions_are_warned_about(results):
+    _as_schema2(results)
+    edit_metrics(results / "llava15-tiny/digits@max10/ft-e2e/seed1/metrics.json",
+                 lambda m: m.update(revision={"kind": "hub", "repo": "x/y", "commit": "c0ffee"}))
+    board = board_of(results)
+    assert row(board, "digits", 10).revisions == ("hub@c0ffee", "local:abc")
+    assert any("different model revisions" in w and "hub@c0ffee, local:abc" in w for w in board.warnings)
+
+
+def test_single_seed_intervals_come_from_the_runs_bootstrap(results):
+    dig = results / "llava15-tiny" / "digits@max10"
+    for regime in ("zero-shot", "ft-proj", "ft-e2e"):
+        shutil.rmtree(dig / regime / "seed1")
+    edit_metrics(dig / "zero-shot/seed0/metrics.json", lambda m: m["metrics"].update(ci95=[0.01, 0.05]))
+    edit_metrics(dig / "ft-proj/seed0/metrics.json",
+                 lambda m: m.update(paired={"gain": {"ci95": [0.02, 0.30]}, "richness": {"ci95": [-0.1, 0.2]}}))
+    r = row(board_of(results), "digits", 10)
+    assert r.f1["zero-shot"].ci == (0.01, 0.05) and r.f1["zero-shot"].ci_method == "bootstrap over test images"
+    assert r.gain["ft-proj"].ci == (0.02, 0.30) and not r.gain["ft-proj"].includes_zero
+    assert r.richness["ft-proj"].includes_zero and r.f1["ft-e2e"].ci is None  # schema 1: no interval recorded
+    md = render(board_of(results), "markdown")
+    assert "[+0.0200, +0.3000]" in md and "[-0.1000, +0.2000] (n.s.)" in md
+
+
+def test_control_probes_and_selectivity(results):
+    for m in (results / "llava15-tiny" / "digits@max10").rglob("metrics.json"):
+        def add_control(d):
+            for where in ("post_projection", "pre_projection"):
+                if where in d.get("probe", {}):  # not the baselines stage
+                    d["probe"][where]["control"] = {"macro_f1": 0.01}
+        edit_metrics(m, add_control)
+    board = board_of(results)
+    r = row(board, "digits", 10)
+    z = [json.loads((results / f"llava15-tiny/digits@max10/zero-shot/seed{s}/metrics.json").read_text())
+         for s in (0, 1)]
+    assert r.control["zero-shot"].mean == pytest.approx(0.01)
+    assert r.selectivity["pre"].values == pytest.approx(
+        tuple(m["probe"]["pre_projection"]["macro_f1"] - 0.01 for m in z))
+    assert "### Control probes" in render(board, "markdown")
+    assert "### Control probes" not in rendered(RESULTS)  # schema-1 fixtures have none
+
+
+def test_paper_table2_percentages_follow_from_table1(tmp_path):
+    """The paper's Table 2 gives % changes of its Table 1 means. Rebuild Table 1 as two seeds per task whose means
+    are the published numbers (a large spread, where the two estimators disagree) and check the leaderboard's %
+    against exact rational arithmetic on Table 1, to 0.01 pp; also the reference rows' own % values."""
+    from fractions import Fraction
+
+    from benchmark.leaderboard import reference
+
+    template = json.loads((RESULTS / "llava15-tiny/digits@max10/zero-shot/seed0/metrics.json").read_text())
+    cols = {"zero-shot": ("zero_shot", "probe_original"), "ft-proj": ("ft_proj", "probe_ft_proj"),
+            "ft-e2e": ("ft_e2e", "probe_ft_e2e")}
+    for i, ref in enumerate(reference.ROWS):
+        task = f"paper{i}"
+        for regime, (f1_name, probe_name) in cols.items():
+            for seed, sign in ((0, -1), (1, 1)):
+                m = json.loads(json.dumps(template))
+                m.update(task=task, regime=regime, seed=seed, limit=None)
+                # The seeds' mean is the published number; the baseline varies more than the fine-tuned runs.
+                step = 0.05 if regime == "zero-shot" else 0.01
+                m["metrics"]["macro_f1"] = getattr(ref, f1_name) + sign * step
+                m["probe"]["post_projection"]["macro_f1"] = getattr(ref, probe_name) + sign * step
+                d = tmp_path / "llava15-tiny" / task / regime / f"seed{seed}"
+                d.mkdir(parents=True)
+                (d / "metrics.json").write_text(json.dumps(m))
+    board = board_of(tmp_path)
+    for i, ref in enumerate(reference.ROWS):
+        r = row(board, f"paper{i}", None)
+        table1 = {k: Fraction(str(getattr(ref, k))) for k in ("zero_shot", "ft_proj", "ft_e2e", "probe_original",
+                                                              "probe_ft_proj", "probe_ft_e2e")}
+        for regime, (f1_name, probe_name) in cols.items():
+            if regime == "zero-shot":
+                continue
+            gain = 100 * (table1[f1_name] - table1["zero_shot"]) / table1["zero_shot"]
+            rich = 100 * (table1[probe_name] - table1["probe_original"]) / table1["probe_original"]
+            assert r.gain_pct[regime].mean == pytest.approx(float(gain), abs=0.01)
+            assert r.richness_pct[regime].mean == pytest.approx(float(rich), abs=0.01)
+            assert ref.gain_pct(regime) == pytest.approx(float(gain), abs=0.01)
+            assert ref.richness_pct(regime) == pytest.approx(float(rich), abs=0.01)
+            # ... and not the mean of per-seed ratios, which differs here by far more than 0.01 pp
+            per_seed = [100 * (v - z) / z for v, z in zip(r.f1[regime].values, r.f1["zero-shot"].values,
+                                                          strict=True)]
+            assert abs(sum(per_seed) / 2 - float(gain)) > 0.5

@@ -113,8 +113,14 @@ def summary_cells(table: str) -> dict[str, dict[str, str]]:
 
 
 def column(cells: dict[str, str], word: str) -> str:
-    (name,) = [h for h in cells if word in h.lower()]
+    # The % columns and the control probe have their own lookups (``pct_column``, "control").
+    (name,) = [h for h in cells if word in h.lower() and "%" not in h and ("control" not in h or word == "control")]
     return cells[name]
+
+
+def pct_column(cells: dict[str, str], word: str) -> float:
+    (name,) = [h for h in cells if word in h.lower() and "%" in h]
+    return float(cells[name].rstrip("%"))
 
 
 def numbers(cell: str) -> list[float]:
@@ -146,6 +152,12 @@ def test_summary_pairs_each_seed_with_its_own_zero_shot():
         assert numbers(column(rows[regime], "probe"))[:2] == pytest.approx(
             mean_std([p for _, p in runs.values()]), abs=1e-4)
         assert numbers(column(rows[regime], "seeds")) == [len(runs)]
+        # The paper's Table 2 %: change of the seed means over the seed-mean baseline, on the paired seeds.
+        base_f1, base_probe = (statistics.fmean(zs[s][i] for s in runs) for i in (0, 1))
+        assert pct_column(rows[regime], "gain") == pytest.approx(
+            100 * (statistics.fmean(f for f, _ in runs.values()) - base_f1) / base_f1, abs=0.05)
+        assert pct_column(rows[regime], "richness") == pytest.approx(
+            100 * (statistics.fmean(p for _, p in runs.values()) - base_probe) / base_probe, abs=0.05)
     assert numbers(column(rows["zero-shot"], "task macro"))[:2] == pytest.approx(
         mean_std([f for f, _, _ in zs.values()]), abs=1e-4)
     pre = [row for name, row in rows.items() if name.startswith("pre-projection")]

@@ -50,7 +50,8 @@ def validation_split(uids: list[str], labels: list[int], fraction: float) -> np.
 
 def train_probe(x_train: torch.Tensor, y_train: list[int], uids_train: list[str], x_test: torch.Tensor,
                 y_test: list[int], num_classes: int, seed: int, cfg: ProbeConfig, progress: bool = False,
-                desc: str = "probe") -> dict:
+                desc: str = "probe", with_predictions: bool = False) -> dict:
+    """Train one probe; its test macro-F1 with a bootstrap interval (and the test predictions if asked)."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
@@ -91,13 +92,14 @@ def train_probe(x_train: torch.Tensor, y_train: list[int], uids_train: list[str]
     model.load_state_dict(best["state"])
     pred = _evaluate(model, x_test, None)[1]
     test = classification_metrics(y_test, pred, num_classes)
-    return {
+    out = {
         "macro_f1": test["macro_f1"], "accuracy": test["accuracy"],
         "ci95": bootstrap_ci(y_test, pred, num_classes)["ci95"],
         "val_macro_f1": best["val_macro_f1"], "val_loss": best["val_loss"], "stopped_on": cfg.early_stopping,
         "best_epoch": best["epoch"], "epochs_run": epoch + 1, "n_train": int((~val).sum()), "n_val": int(val.sum()),
-        "input_dim": int(x_train.shape[1]), "predictions": pred,
+        "input_dim": int(x_train.shape[1]),
     }
+    return {**out, "predictions": pred} if with_predictions else out
 
 
 def control_labels(y_train: list[int], seed: int) -> list[int]:
@@ -110,12 +112,12 @@ def probe_with_control(x_train: torch.Tensor, y_train: list[int], uids_train: li
                        y_test: list[int], num_classes: int, seed: int, cfg: ProbeConfig, progress: bool = False,
                        desc: str = "probe") -> tuple[dict, list[int]]:
     """The probe, its control probe (if ``cfg.control``) and selectivity; returns (record, test predictions)."""
-    out = train_probe(x_train, y_train, uids_train, x_test, y_test, num_classes, seed, cfg, progress, desc)
+    out = train_probe(x_train, y_train, uids_train, x_test, y_test, num_classes, seed, cfg, progress, desc,
+                      with_predictions=True)
     pred = out.pop("predictions")
     if cfg.control:
         ctl = train_probe(x_train, control_labels(y_train, seed), uids_train, x_test, y_test, num_classes, seed,
                           cfg, progress, desc + " [control]")
-        ctl.pop("predictions")
         out["control"] = {k: ctl[k] for k in ("macro_f1", "accuracy", "ci95", "best_epoch", "epochs_run")}
         out["selectivity"] = out["macro_f1"] - ctl["macro_f1"]
     return out, pred

@@ -180,6 +180,7 @@ class AnalysisRunner:
                 continue
             adapter = self.adapter_spec.factory(source=base.get("model_path"), device=device,
                                                 dtype=base.get("dtype"), cache_dir=self.cache)
+            adapter.use_template(base.get("template"))  # the prompt the run used (schema-1 runs: the default)
             if stores is None:
                 stores = {s: extract(adapter, data.splits[s], self.cache, data.fingerprint, s,
                                      progress=self.cfg.progress)[0] for s in ("train", "test")}

@@ -19,7 +19,7 @@ from html import escape
 
 from . import reference
 from .collect import Collection, RunKey
-from .plot import bar_text, error_bar
+from .plot import axis_range, bar_text, error_bar
 from .render import (
     BY_NAME,
     LEGEND,
@@ -339,18 +339,16 @@ ML, MR, MT, MB = 52, 12, 26, 40
 
 
 def _panel_svg(title: str, points: list[Point], marker: dict[str, str]) -> str:
-    xs = [0.0] + [v for p in points for v in (p.x, *p.xbar)]
-    ys = [0.0] + [v for p in points for v in (p.y, *p.ybar)]
-    (x0, x1), (y0, y1) = (min(xs), max(xs)), (min(ys), max(ys))
-    xpad, ypad = max(0.02, 0.08 * (x1 - x0)), max(0.02, 0.08 * (y1 - y0))
-    x0, x1, y0, y1 = x0 - xpad, x1 + xpad, y0 - ypad, y1 + ypad
+    # The same axis rule as the PNG: every point in view, very wide error bars clipped at the panel's edge.
+    x0, x1 = axis_range([p.x for p in points], [p.xbar for p in points], 0.08)
+    y0, y1 = axis_range([p.y for p in points], [p.ybar for p in points], 0.08)
     pw, ph = W - ML - MR, H - MT - MB
 
-    def sx(v):
-        return ML + (v - x0) / (x1 - x0) * pw
+    def sx(v):  # clamped: an error bar beyond the axis range stops at the panel's edge
+        return ML + (min(max(v, x0), x1) - x0) / (x1 - x0) * pw
 
     def sy(v):
-        return MT + (y1 - v) / (y1 - y0) * ph
+        return MT + (y1 - min(max(v, y0), y1)) / (y1 - y0) * ph
 
     out = [f'<svg class="panel" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
            f'aria-label="{_e(title)}: richness change vs task gain">',
@@ -509,7 +507,8 @@ compare trends, not decimals.</p>
 </section>
 <section id="plots">
 <h2>Richness change vs. task gain, per task</h2>
-<p>Mean over seeds; error bars: the 95% interval where the results carry one, else ± std. Right of 0: the task improved; below 0: the projector's output lost domain
+<p>Mean over seeds; error bars: the 95% interval where the results carry one, else ± std (a bar much wider
+than the points' spread is cut at the panel's edge). Right of 0: the task improved; below 0: the projector's output lost domain
 information (the paper's finding for FT-E2E is the lower right).</p>
 {_plots_html(lines)}
 </section>

@@ -236,13 +236,22 @@ def _panel(ax, fig, renderer, title: str, points: list[Point], marker: dict, num
     _place_labels(ax, fig, renderer, points, number)
 
 
+def axis_range(values: list[float], bars: list[tuple[float, float]], pad_frac: float) -> tuple[float, float]:
+    """An axis range that shows 0 and every point, and error bars only up to half the points' span beyond them:
+    with 2 seeds a t interval can be 10x wider than the spread of the means, and fitting it would squash every
+    point into the middle. A bar that goes further runs into the panel's edge (it is clipped there)."""
+    lo, hi = min([0.0, *values]), max([0.0, *values])
+    reach = 0.5 * max(hi - lo, 0.05)
+    lo = min(lo, max(min((b[0] for b in bars), default=lo), lo - reach))
+    hi = max(hi, min(max((b[1] for b in bars), default=hi), hi + reach))
+    pad = max(0.02, pad_frac * (hi - lo))
+    return lo - pad, hi + pad
+
+
 def _limits(ax, points: list[Point]) -> None:
-    """Keep both zero lines in view, with room around the points for their numbers."""
-    xs = [0.0] + [v for p in points for v in (p.x, *p.xbar)]
-    ys = [0.0] + [v for p in points for v in (p.y, *p.ybar)]
-    for setter, lo, hi in ((ax.set_xlim, min(xs), max(xs)), (ax.set_ylim, min(ys), max(ys))):
-        pad = max(0.02, 0.12 * (hi - lo))
-        setter(lo - pad, hi + pad)
+    """Keep both zero lines and every point in view, with room around the points for their numbers."""
+    ax.set_xlim(*axis_range([p.x for p in points], [p.xbar for p in points], 0.12))
+    ax.set_ylim(*axis_range([p.y for p in points], [p.ybar for p in points], 0.12))
 
 
 # Label positions tried around a point, nearest first: 8 directions x growing distances (pixels).

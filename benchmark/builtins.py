@@ -14,6 +14,7 @@ ADAPTER_MODULES = [
     "benchmark.adapters.limber",
     "benchmark.adapters.idefics3",
     "benchmark.adapters.qwen2vl",
+    "benchmark.adapters.compose",
 ]
 TASK_MODULES = [
     "benchmark.tasks.builtin",

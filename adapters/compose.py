@@ -405,7 +405,8 @@ class ComposeAdapter(ModelAdapter):
         if set(state) != set(own):
             raise ModelLoadError(f"{path} is not a {self.spec.projector!r} projector: keys {sorted(state)[:6]}, "
                                  f"expected {sorted(own)[:6]}.")
-        bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if v.shape != own[k].shape]
+        bad = sorted(((k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items() if v.shape != own[k].shape),
+                     key=lambda b: (not b[0].endswith("weight"), b[0]))  # a weight shows both widths
         if bad:
             raise ModelLoadError(
                 f"{path} does not fit: the composition maps vision width {in_dim} to the LLM's hidden size "

@@ -14,6 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark.errors import BenchmarkError
+from benchmark.integrity import read_sealed_json
+
 RESULT = "analysis.json"
 REGIME_ORDER = ("zero-shot", "ft-proj", "ft-e2e")
 REGIME_LABEL = {"zero-shot": "original", "ft-proj": "FT-Proj", "ft-e2e": "FT-E2E"}
@@ -48,12 +51,12 @@ def collect_analyses(results: Path, model: str | None = None, task_dir: str | No
     for path in sorted(results.glob(pattern)):
         rel = path.relative_to(results).parts
         try:
-            data = json.loads(path.read_text())
+            data = read_sealed_json(path)
             result = data["result"]
             if not isinstance(result.get("curves"), dict) or not isinstance(result.get("x"), list):
                 raise ValueError("no curves")
             seed = int(rel[5].removeprefix("seed"))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (BenchmarkError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             skipped.append((str(path.relative_to(results)), f"unreadable: {exc}"))
             continue
         records.append(Record(rel[0], rel[1], rel[3], rel[4], seed, data))

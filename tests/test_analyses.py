@@ -395,3 +395,55 @@ def test_missing_states_name_the_run_that_produces_them(analysed, capsys):
     assert code == 1  # the other states were analysed (here: skipped as finished), the missing one reported
     assert "FT-Proj state (seed 0) missing" in err
     assert "python -m benchmark run --model llava15-tiny --task textile --regimes ft-proj --seeds 0" in err
+
+
+def test_a_damaged_analysis_result_is_named_never_reused(analysed, tmp_path, capsys):
+    import shutil
+
+    out, _ = analysed
+    copy = tmp_path / "res"
+    shutil.copytree(out, copy)
+    path = copy / "llava15-tiny" / "textile@max4" / "analyses" / "mir" / "ft-e2e" / "seed0" / "analysis.json"
+    path.write_text(path.read_text().replace('"regime": "ft-e2e"', '"regime": "ft-e3e"'))
+    capsys.readouterr()
+    code = main(["analyze", "--model", "llava15-tiny", "--task", "textile", "--max-per-class", "4", "--analysis",
+                 "mir", "--regimes", "ft-e2e", "--results-dir", str(copy), *QUICK])
+    err = capsys.readouterr().err
+    assert code == 2 and str(path) in err and "Delete the folder" in err
+    assert main(["leaderboard", "--results", str(copy)]) == 0
+    assert "mir/ft-e2e/seed0/analysis.json`: unreadable" in capsys.readouterr().out
+
+
+PLUGIN = '''
+from benchmark import hookimpl
+from benchmark.analyses import AnalysisSpec
+
+
+def run(ctx):
+    test = ctx.hidden("test")
+    norms = [float(test.image_mean(l).norm(dim=1).mean()) for l in range(test.num_layers)]
+    return {"x": list(range(test.num_layers)), "primary": "norm", "curves": {"norm": norms}, "summary": {}}
+
+
+@hookimpl
+def register_analyses(register):
+    register(AnalysisSpec(name="image-norm", run=run, citation="(a plugin)", description="mean image-token norm"))
+'''
+
+
+def test_an_analysis_plugin_registers_through_the_same_hook(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "my_analysis_plugin.py").write_text(PLUGIN)
+    dist = tmp_path / "my_analysis_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-analysis-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[projbench]\nmine = my_analysis_plugin\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env.pop("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", None)
+    out = subprocess.run([sys.executable, "-m", "benchmark", "list", "analyses"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "image-norm" in out.stdout and "my-analysis-plugin 0.1" in out.stdout and "layer-probe" in out.stdout

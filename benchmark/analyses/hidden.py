@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 
 from ..batching import collate
 from ..features import cache_key
+from ..integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
 from ..prompt import build_question
 from ..results import atomic_write_json, atomic_write_with
 from . import AnalysisUnsupported
@@ -199,7 +200,16 @@ def extract_hidden(adapter, samples, features, cache_dir: Path, task_fingerprint
     key = hidden_key(adapter, task_fingerprint, split, state, seed, domain, classes, tokens_per_image)
     directory = Path(cache_dir) / "hidden" / key
     if (directory / "index.json").exists():
-        return HiddenStore(directory), 0.0
+        try:
+            index = read_sealed_json(directory / "index.json")
+            for name in index["parts"]:
+                verify_file(directory / name, index.get("sha256", {}).get(name))
+            return HiddenStore(directory), 0.0
+        except (CorruptFileError, KeyError, TypeError) as exc:
+            import shutil
+
+            print(f"[discard] hidden-state cache {directory} fails its checks ({exc}); recomputing it.")
+            shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_json(directory / "key.json", {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint),
                                                "task_fingerprint": task_fingerprint, "split": split,
@@ -230,8 +240,9 @@ def extract_hidden(adapter, samples, features, cache_dir: Path, task_fingerprint
     with safe_open(str(directory / parts[0]), framework="pt") as f:
         shape = f.get_slice("image_mean").get_shape()
     num_layers, dim = shape[1], shape[2]
-    atomic_write_json(directory / "index.json", {
+    atomic_write_json(directory / "index.json", seal({
         "uids": [s.uid for s in samples], "labels": [s.label for s in samples], "parts": parts,
         "num_layers": num_layers, "dim": dim, "tokens_per_image": tokens_per_image,
-    })
+        "sha256": {name: sha256_file(directory / name) for name in parts},
+    }))
     return HiddenStore(directory), time.perf_counter() - start

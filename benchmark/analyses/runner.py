@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import RESULT_SCHEMA_VERSION, __version__
 from ..config import REGIMES
 from ..errors import BenchmarkError
-from ..integrity import read_finished, read_sealed_json, verify_file
+from ..integrity import CorruptFileError, read_finished, read_sealed_json, seal, verify_file
 from ..paths import cache_root, results_root
 from ..registry import plugins
 from ..results import (
@@ -226,14 +226,18 @@ class AnalysisRunner:
                     "timing": {"seconds": time.perf_counter() - start, **timing},
                     "provenance": provenance(),
                 }
-                atomic_write_json(out / RESULT, record)
+                atomic_write_json(out / RESULT, seal(record))  # checksum of its own content
                 written.append(out / RESULT)
         return written
 
     def _finished(self, out: Path, identity: dict) -> bool:
         if not (out / RESULT).exists():
             return False
-        old = read_json(out / RESULT)
+        try:
+            old = read_sealed_json(out / RESULT)
+        except CorruptFileError as exc:
+            raise CorruptFileError(exc.path, exc.reason, f"Delete the folder {out} and run the same command "
+                                   "again to recompute it.") from None
         identity = json.loads(json.dumps(identity, default=str))
         if old.get("identity_hash") == identity_hash(identity):
             return True

@@ -138,7 +138,9 @@ def hidden_batch(adapter, features: torch.Tensor, questions: list[str], k: int) 
 
 def hidden_key(adapter, task_fingerprint: str, split: str, state: dict, seed: int, domain: str, classes,
                tokens_per_image: int) -> str:
+    # The prompt template (the text around image and question) changes the states, so it is part of the address.
     payload = json.dumps({"features": cache_key(adapter, task_fingerprint, split), "state": state, "seed": seed,
+                          "prompt": adapter.format_prompt("{question}"),
                           "domain": domain, "classes": list(classes), "k": tokens_per_image,
                           "version": EXTRACTOR_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]

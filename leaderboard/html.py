@@ -26,7 +26,9 @@ from .render import (
     MISSING,
     REGIME_LABELS,
     baselines_table,
+    control_table,
     csv_text,
+    has_controls,
     joined,
     json_text,
     model_label,
@@ -256,7 +258,7 @@ def _static_table(headers: list[str], body: list[list[str]], numeric_from: int) 
 
 
 def _more_tables(board: Leaderboard) -> str:
-    """The Markdown's other tables, from the same helpers: per-model summary and baselines, full then limited."""
+    """The Markdown's other tables, from the same helpers: per-model summary, control probes and baselines."""
     out = []
     for limited, title in ((False, "full runs"), (True, "limited runs (quick checks)")):
         summary = [s for s in board.summary if (s.limit is not None) == limited]
@@ -264,6 +266,13 @@ def _more_tables(board: Leaderboard) -> str:
             out.append(f"<h3>Summary per model, {title}</h3>"
                        "<p>Mean over the model's tasks of each task's mean change, per regime.</p>"
                        + _static_table(*summary_table(summary), numeric_from=2))
+    for limited, title in ((False, "full runs"), (True, "limited runs (quick checks)")):
+        rows = [r for r in board.rows if (r.limit is not None) == limited]
+        if has_controls(rows):
+            out.append(f"<h3>Control probes, {title}</h3>"
+                       "<p>The same probe trained on shuffled labels (a probe that memorises scores well on it "
+                       "too); selectivity = probe − control.</p>"
+                       + _static_table(*control_table(rows), numeric_from=2))
     for limited, title in ((False, "full runs"), (True, "limited runs (quick checks)")):
         rows = [r for r in board.rows if (r.limit is not None) == limited and getattr(r, "baselines", None)]
         if rows:

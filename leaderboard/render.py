@@ -162,11 +162,20 @@ def _changes_md(rows: list[Row]) -> str:
     return _md_table(headers, body)
 
 
-def _control_md(rows: list[Row]) -> str:
+def control_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the control-probe table (Markdown and HTML show the same one)."""
     headers = ["Model", "Task", "Seeds"] + [c.header for c in CONTROL_COLUMNS]
     body = [[model_label(r), task_label(r.task, r.limit), str(len(r.seeds))] + [cell(r, c) for c in CONTROL_COLUMNS]
             for r in rows]
-    return _md_table(headers, body)
+    return headers, body
+
+
+def has_controls(rows: list[Row]) -> bool:
+    return any(r.control.get(k) is not None for r in rows for k in r.control)
+
+
+def _control_md(rows: list[Row]) -> str:
+    return _md_table(*control_table(rows))
 
 
 def baselines_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
@@ -233,7 +242,7 @@ def _runs_section_md(title: str, blurb: str, rows: list[Row], summary: list[Summ
     out += ["### Task and probe macro-F1", "", _scores_md(rows), ""]
     out += ["### Task gain and richness change (vs. zero-shot and the original projector)", "",
             _changes_md(rows), ""]
-    if any(r.control.get(k) is not None for r in rows for k in r.control):
+    if has_controls(rows):
         out += ["### Control probes (training labels shuffled; selectivity = probe − control)", "",
                 _control_md(rows), ""]
     out += ["### Summary per model (mean over tasks of the per-task means)", "", _summary_md(summary), ""]

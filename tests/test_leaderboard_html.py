@@ -386,3 +386,28 @@ def test_cell_markup_keeps_the_text_and_intervals_become_error_bars():
     assert error_bar(SimpleNamespace(mean=0.1, std=0.05, ci=(0.02, 0.3))) == (0.02, 0.3)
     assert error_bar(SimpleNamespace(mean=0.1, std=0.05)) == pytest.approx((0.05, 0.15))
     assert error_bar(SimpleNamespace(mean=0.1, std=None)) == (0.1, 0.1)
+
+
+def test_control_probe_table_is_the_markdowns(tmp_path):
+    root = Path(shutil.copytree(RESULTS, tmp_path / "results"))
+    for p in (root / "blip2-tiny").rglob("metrics.json"):
+        m = json.loads(p.read_text())
+        m["probe"]["post_projection"]["control"] = {"macro_f1": 0.125}
+        if "pre_projection" in m["probe"]:
+            m["probe"]["pre_projection"]["control"] = {"macro_f1": 0.1}
+        p.write_text(json.dumps(m))
+    coll = collect(root)
+    board = build(coll)
+    md = render(board, "markdown")
+    md_lines = [[c.strip() for c in m.strip("|").split("|")] for m in md.splitlines() if m.startswith("| ")]
+    page = site(board, coll)[INDEX]
+    assert "<h3>Control probes, limited runs (quick checks)</h3>" in page
+    table = re.search(r"Control probes, limited runs.*?<table class=\"sortable\">(.*?)</table>", page, re.S)[1]
+    p = TableParser()
+    p.feed("<table>" + table.replace("<tbody>", '<tbody id="rows">') + "</table>")
+    assert p.headers in md_lines, (p.headers, [m for m in md_lines if "Seeds" in m])
+    assert len(p.rows) == 9
+    for _, cells in p.rows:
+        assert [c[1] for c in cells] in md_lines
+    blip = next(c for _, c in p.rows if c[0][1] == "blip2-tiny")
+    assert any(c[1].startswith("0.1250") for c in blip)  # the control F1 written above

@@ -78,8 +78,27 @@ class ModelAdapter:
     def parts(self) -> dict[str, nn.Module]:
         return {"vision": self.vision_module(), "projector": self.projector_module(), "llm": self.llm_module()}
 
-    def _load_hf(self, name: str, model_class, source, device, dtype, local_files_only: bool) -> None:
-        """Load ``model_class`` and its AutoProcessor with ``from_pretrained`` (the common case of one HF class)."""
+    def other_modules(self) -> dict[str, nn.Module]:
+        """Modules of ``model`` that belong to none of the three parts, declared with a reason (default none).
+
+        The conformance suite checks that vision, projector and LLM are disjoint and, with these, cover every
+        parameter of ``model``: a parameter in no part would be trained or frozen by accident.
+        """
+        return {}
+
+    # Regular expressions (``re.search``) over ``projector_module().named_parameters()`` names: parameters the
+    # projector holds but its forward never uses, so they get no gradient in FT-Proj (BLIP-2's Q-Former text
+    # feed-forward layers, which only text tokens pass through). Everything else must get a non-zero gradient.
+    unused_projector_parameters: tuple[str, ...] = ()
+
+    def load_hf(self, name: str, model_class, source, device="cpu", dtype=None, local_files_only: bool = False) -> None:
+        """Load ``model_class`` and its ``AutoProcessor`` with ``from_pretrained``: the usual first line of ``__init__``.
+
+        Sets ``name``, ``checkpoint``, ``device``, ``dtype`` (``None``: bf16 on CUDA, fp32 elsewhere), ``model``
+        (in eval mode, on ``device``), ``processor`` and ``tokenizer``. ``source`` is a local directory or a hub
+        id; a hub id missing from the local Hugging Face cache on a machine without hub access fails at once
+        with the download command to run elsewhere.
+        """
         from transformers import AutoProcessor
 
         from .loading import load_pretrained, resolve_dtype
@@ -92,6 +111,8 @@ class ModelAdapter:
         self.model.to(self.device).eval()
         self.processor = load_pretrained(AutoProcessor, source, local_files_only=local_files_only)
         self.tokenizer = self.processor.tokenizer
+
+    _load_hf = load_hf  # the former private name, kept for adapters written against it
 
     # --- images ---------------------------------------------------------------------------------------------
     def preprocess(self, images: list) -> torch.Tensor:
@@ -154,6 +175,12 @@ class ModelAdapter:
         """
         prompt_text = self.format_prompt(question)
         prompt_ids = self._tokenize(prompt_text, first=True)
+        found = prompt_ids.count(self.image_token_id)
+        if found != self.num_image_tokens:
+            raise ValueError(
+                f"{type(self).__name__}.format_prompt() must hold the image placeholder exactly once (expanded to "
+                f"{self.num_image_tokens} image tokens, id {self.image_token_id}); the prompt has {found}: {prompt_text!r}"
+            )
         if answer is None:
             return PromptParts(prompt_ids)
         whole = self._tokenize(prompt_text + self.answer_prefix + answer, first=True)
@@ -199,9 +226,16 @@ class ModelAdapter:
     ) -> Any:
         """The model's own forward, with ``image_embeds`` (B, T, D) placed at the image-token positions.
 
-        Returns the transformers output (``.logits``, ``.past_key_values``). The default hands the projected
-        tokens to the model's ``mm_encoder_outputs`` hook (transformers 5), which puts them where the model itself
-        would put the output of its own projector.
+        Returns the transformers output (``.logits``, ``.cache``). ``past_key_values`` is projbench's name for
+        the KV cache in this contract; it is handed to transformers as ``cache=`` (the name since transformers
+        5.24, where ``past_key_values=`` is deprecated, to be removed in 5.40).
+
+        The default hands the projected tokens to the model's ``mm_encoder_outputs`` hook (transformers 5), which
+        puts them where the model itself would put the output of its own projector. It passes them as a *list*
+        of per-image ``(T, D)`` tensors as ``pooler_output`` (LLaVA's ``get_image_features`` returns a list;
+        models that return one stacked tensor, e.g. PaliGemma, accept both). Override it when the model needs
+        inputs that cannot be derived from the ids alone (``token_type_ids``, M-RoPE positions, a Q-Former's
+        text); see docs/adding-an-adapter.md.
         """
         from transformers.modeling_outputs import BaseModelOutputWithPooling  # lazy: `list models` stays fast
 
@@ -209,7 +243,7 @@ class ModelAdapter:
         if image_embeds is not None:
             mm = {"image": BaseModelOutputWithPooling(pooler_output=list(image_embeds))}
         return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          mm_encoder_outputs=mm, past_key_values=past_key_values, use_cache=use_cache,
+                          mm_encoder_outputs=mm, cache=past_key_values, use_cache=use_cache,
                           return_dict=True)
 
     def full_forward(self, input_ids, attention_mask, position_ids, pixel_values) -> Any:
@@ -276,6 +310,50 @@ class ModelAdapter:
                 target.set_attn_implementation(old)
 
         return switch()
+
+    # --- the model's own reference, for the conformance suite ---------------------------------------------
+    def native_processor_kwargs(self) -> dict:
+        """Keyword arguments for the processor call of :meth:`native_inputs` (e.g. ``do_image_splitting=False``)."""
+        return {}
+
+    def native_inputs(self, question: str, image, answer: str | None = None) -> dict:
+        """What the model's **own** processor and chat template make of one image, question (and answer).
+
+        The reference the conformance suite compares ``encode`` (ids, answer end) and the cached path with:
+        it must not go through ``format_prompt``/``encode``. The default renders a user turn (image, then the
+        question) with the processor's chat template, plus the assistant's answer if given (else the generation
+        cue), and runs the processor on that text and the image, as ``apply_chat_template(tokenize=True)``
+        does. Models without a chat template override it to call their processor the way their model card does;
+        an adapter that composes its model itself (no native processor or forward exists) raises
+        ``NotImplementedError``, and the suite skips the comparisons that need it, saying why.
+        Returns a batch of one (``input_ids``, ``attention_mask``, ``pixel_values``, ``token_type_ids``, ...).
+        """
+        template = getattr(self.processor, "chat_template", None)
+        if not template:
+            # Not NotImplementedError: that is how an adapter declares that no native reference exists (a model
+            # it composes itself), and the suite then skips these comparisons.
+            raise ValueError(
+                f"{type(self).__name__}.native_inputs(): the processor has no chat template, so the prompt cannot be "
+                "compared with the model's own. Save the model's chat template with the tiny twin's processor "
+                "(`Processor(..., chat_template=...)`), or override native_inputs() to call the processor the way "
+                "the model card does."
+            )
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        if answer is not None:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=answer is None, tokenize=False)
+        # transformers' own rule (ProcessorMixin.apply_chat_template): special tokens are added unless the
+        # rendered text already starts with BOS.
+        bos = self.tokenizer.bos_token
+        specials = not (bos is not None and text.startswith(bos))
+        return dict(self.processor(text=[text], images=[image], return_tensors="pt", add_special_tokens=specials,
+                                   **self.native_processor_kwargs()))
+
+    def native_forward(self, inputs: dict) -> Any:
+        """The model's forward on :meth:`native_inputs` as the processor returned them."""
+        inputs = {k: v.to(self.device, self.dtype) if torch.is_floating_point(v) else v.to(self.device)
+                  for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+        return self.model(**inputs, return_dict=True)
 
     # --- fine-tuned weights -------------------------------------------------------------------------------
     def trainable_modules(self, regime: str) -> dict[str, nn.Module]:

@@ -76,11 +76,14 @@ class QFormerProjector(nn.Module):
 class Blip2Adapter(ModelAdapter):
     projector_family = "q-former"
     model_class = "Blip2ForConditionalGeneration"
+    # The Q-Former's text feed-forward layers: only text tokens pass through them, and BLIP-2 feeds its
+    # Q-Former the queries alone (InstructBLIP feeds it the instruction too, so it uses them).
+    unused_projector_parameters = (r"^qformer\.encoder\.layer\.\d+\.(intermediate|output)\.",)
 
     def __init__(self, name: str, source, device="cpu", dtype=None, local_files_only: bool = False, **kwargs):
         import transformers
 
-        self._load_hf(name, getattr(transformers, self.model_class), source, device, dtype, local_files_only)
+        self.load_hf(name, getattr(transformers, self.model_class), source, device, dtype, local_files_only)
         cfg = self.model.config
         if not cfg.use_decoder_only_language_model:
             # Flan-T5 variants put the prompt in an encoder: the causal scoring path does not apply to them.
@@ -191,7 +194,7 @@ class Blip2Adapter(ModelAdapter):
 
         self._check_image_tokens(input_ids, image_embeds)
         common = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      past_key_values=past_key_values, use_cache=use_cache, return_dict=True)
+                      cache=past_key_values, use_cache=use_cache, return_dict=True)
         if image_embeds is None:
             # A continuation of a cached prompt: text only, so the LLM's own forward (the outer forward would
             # insist on pixels or image outputs).
@@ -202,6 +205,11 @@ class Blip2Adapter(ModelAdapter):
                          **self.qformer_text_inputs(input_ids.shape[0]), **common)
         # The outer output keeps the LLM's cache only inside language_model_outputs; its logits are the same.
         return out.language_model_outputs
+
+    def native_inputs(self, question, image, answer=None):
+        # BLIP-2 has no chat template; its model card prompts with the VQA template, answer after a space.
+        text = BLIP2_TEMPLATE.format(question=question) + ("" if answer is None else " " + answer)
+        return dict(self.processor(images=[image], text=[text], return_tensors="pt"))
 
     def qformer_text_inputs(self, batch_size: int) -> dict[str, torch.Tensor]:
         """What the model's forward and ``get_image_features`` take besides pixels (InstructBLIP: instruction)."""
@@ -221,6 +229,9 @@ class InstructBlipAdapter(Blip2Adapter):
     model_class = "InstructBlipForConditionalGeneration"
 
     def _init_qformer_text(self, qformer_instruction: str | None = None):
+        # Only the queries' outputs leave the Q-Former, so the text feed-forward of its last layer is unused.
+        last = self.model.config.qformer_config.num_hidden_layers - 1
+        self.unused_projector_parameters = (rf"^qformer\.encoder\.layer\.{last}\.(intermediate|output)\.",)
         self.qformer_instruction = qformer_instruction or DEFAULT_QFORMER_INSTRUCTION
         enc = self.processor.qformer_tokenizer(self.qformer_instruction, return_tensors="pt")
         self._qformer_ids = enc["input_ids"].to(self.device)
@@ -244,6 +255,14 @@ class InstructBlipAdapter(Blip2Adapter):
     def format_prompt(self, question):
         return question
 
+    def native_inputs(self, question, image, answer=None):
+        # The model card passes the instruction as it is. The processor also hands it to the Q-Former; the
+        # adapter's documented normalisation replaces that by the fixed Q-Former instruction (module docstring).
+        text = question + ("" if answer is None else " " + answer)
+        out = dict(self.processor(images=[image], text=[text], return_tensors="pt"))
+        out.update(self.qformer_text_inputs(1))
+        return out
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Tiny twins: same classes, tiny configs, fixed-seed random init, offline tokenizers and processors.
@@ -252,8 +271,10 @@ TINY_IMAGE, TINY_PATCH, TINY_QUERIES = 56, 14, 32
 
 
 def _tiny_vision_kwargs():
+    # initializer_range: the vision config's default (1e-10) leaves a random twin's patch and position
+    # embeddings at ~0, so every image gives the same features; trained checkpoints are nothing like that.
     return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                image_size=TINY_IMAGE, patch_size=TINY_PATCH)
+                image_size=TINY_IMAGE, patch_size=TINY_PATCH, initializer_range=0.02)
 
 
 def _tiny_qformer_kwargs():

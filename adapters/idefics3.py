@@ -49,7 +49,7 @@ class Idefics3Adapter(ModelAdapter):
         from PIL import Image
         from transformers import Idefics3ForConditionalGeneration
 
-        self._load_hf(name, Idefics3ForConditionalGeneration, source, device, dtype, local_files_only)
+        self.load_hf(name, Idefics3ForConditionalGeneration, source, device, dtype, local_files_only)
         self.processor.image_processor.do_image_splitting = False
         self.image_token_id = self.model.config.image_token_id
         self._side = self.processor.image_processor.max_image_size["longest_edge"]
@@ -124,6 +124,9 @@ class Idefics3Adapter(ModelAdapter):
             out.extend(self._image_block if i == self.image_token_id else [i])
         return out
 
+    def native_processor_kwargs(self):
+        return {"do_image_splitting": False}  # the adapter's single-view mode (module docstring)
+
     @property
     def answer_end_id(self):
         # Answers end with the chat turn's end marker, which is what the model emits after an answer.
@@ -158,6 +161,11 @@ def _tiny_builder(image_size: int, patch: int, scale: int, bos: str):
         tokenizer = build_tokenizer(extra_special=specials)
         # The turn end doubles as EOS here; the real checkpoints' generation configs also stop on it.
         tokenizer.eos_token = "<end_of_utterance>"
+        if bos == "<|im_start|>":  # SmolVLM: SmolLM2's tokenizer, whose BOS is <|im_start|> and adds none itself
+            from tokenizers import processors
+
+            tokenizer.bos_token = bos
+            tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(single="$A")
         vision = Idefics3VisionConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             image_size=image_size, patch_size=patch,

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import ModelLoadError
+from benchmark.hub import download_command
 
 from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
@@ -96,7 +97,7 @@ class LimberModel(nn.Module):
                                  "image tokens")
             embeds = embeds.masked_scatter(slots[..., None], image_embeds.to(embeds.dtype))
         return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
-                                   past_key_values=past_key_values, use_cache=use_cache, **kwargs)
+                                   cache=past_key_values, use_cache=use_cache, **kwargs)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
@@ -194,8 +195,8 @@ class LimberAdapter(ModelAdapter):
             cause = str(exc).split("\nFix:")[0]
             raise ModelLoadError(
                 f"{self.name}: could not load the {part} part ({cls.__name__}) from {src!r}.\n{cause}\n"
-                f"Fix: put a local copy at DIR/{part}/ (e.g. `huggingface-cli download {DEFAULTS[part]} "
-                f"--local-dir DIR/{part}` where the hub is reachable) and pass `--model-path DIR`; DIR may also "
+                f"Fix: put a local copy at DIR/{part}/ (e.g. `{download_command(DEFAULTS[part], f'DIR/{part}')}` "
+                f"where the hub is reachable) and pass `--model-path DIR`; DIR may also "
                 f"hold llm/, vision/ and projector.safetensors, or name the part's path under \"{part}\" in "
                 f"DIR/config.json. `--model {self.name.removesuffix('-tiny')}-tiny` runs offline."
             ) from exc
@@ -254,6 +255,10 @@ class LimberAdapter(ModelAdapter):
         for p in pieces[1:]:
             ids += [self.image_token_id] * self.num_image_tokens + list(p)
         return ids
+
+    def native_inputs(self, question, image, answer=None):
+        raise NotImplementedError("LimberAdapter composes its model from parts: there is no native processor or "
+                                  "forward to compare with (the cached path is checked against full_forward)")
 
     # language model
     def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):

@@ -24,6 +24,16 @@ LLAVA_V1_TEMPLATE = VICUNA_SYSTEM + " USER: <image>\n{question} ASSISTANT:"
 # The short form of the llava-hf model cards (no system prompt), kept as an option: --template short.
 LLAVA_TEMPLATE = "USER: <image>\n{question} ASSISTANT:"
 
+# The shape of llava-hf/llava-1.5-7b-hf's chat template (images first, then text; "ASSISTANT:" as the cue;
+# an assistant turn renders as " {answer} " with no end marker: the model's EOS ends it), given to the tiny
+# twin's processor so that the conformance suite can compare prompts with the model's own rendering.
+_TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'].upper() }}: "
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }} {% endif %}{% endfor %}"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
 
 class LlavaAdapter(ModelAdapter):
     projector_family = "mlp"
@@ -32,7 +42,7 @@ class LlavaAdapter(ModelAdapter):
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
         from transformers import LlavaForConditionalGeneration
 
-        self._load_hf(name, LlavaForConditionalGeneration, source, device, dtype, local_files_only)
+        self.load_hf(name, LlavaForConditionalGeneration, source, device, dtype, local_files_only)
         cfg = self.model.config
         self.image_token_id = cfg.image_token_id
         self._feature_layer = cfg.vision_feature_layer
@@ -126,7 +136,7 @@ def _build_tiny_llava(out: Path) -> None:
     )
     processor = LlavaProcessor(
         image_processor=image_processor, tokenizer=tokenizer, patch_size=patch,
-        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        vision_feature_select_strategy="default", num_additional_image_tokens=1, chat_template=_TINY_CHAT_TEMPLATE,
     )
     processor.save_pretrained(out)
 

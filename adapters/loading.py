@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from benchmark.errors import ModelLoadError
-from benchmark.hub import hub_endpoint, hub_reachable
+from benchmark.hub import download_command, hub_endpoint, hub_reachable
 
 
 def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
@@ -42,7 +42,7 @@ def load_pretrained(cls, source, local_files_only: bool = False, **kwargs):
         raise ModelLoadError(
             f"Could not fetch {source!r} ({cls.__name__}): the model hub ({hub_endpoint()}) is not reachable "
             "from this machine and the checkpoint is not in the local Hugging Face cache.\n"
-            f"Fix: download it where the hub is reachable (`huggingface-cli download {source} --local-dir DIR`), "
+            f"Fix: download it where the hub is reachable (`{download_command(source)}`), "
             "copy DIR here, and pass `--model-path DIR`; or run the offline twin with `--model <name>-tiny`."
         )
     return _load(cls, source, **kwargs)

@@ -36,7 +36,7 @@ class PaliGemmaAdapter(ModelAdapter):
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
         from transformers import PaliGemmaForConditionalGeneration
 
-        self._load_hf(name, PaliGemmaForConditionalGeneration, source, device, dtype, local_files_only)
+        self.load_hf(name, PaliGemmaForConditionalGeneration, source, device, dtype, local_files_only)
         self.image_token_id = self.model.config.image_token_id
         self._num_image_tokens = int(self.processor.image_seq_length)
         self._newline: dict[int, bool] = {}  # token id -> does its text contain "\n" (filled lazily)
@@ -100,6 +100,13 @@ class PaliGemmaAdapter(ModelAdapter):
         last = torch.where(newline, idx, -1).max(dim=1).values[:, None]  # -1: no newline, all prefix
         return ((idx[None] > last) & (last >= 0)).long().to(input_ids.device)
 
+    def native_inputs(self, question, image, answer=None):
+        # The model card's call: the prompt as the text, the answer as the processor's ``suffix``.
+        out = self.processor(text=[self.processor.image_token + question], images=[image],
+                             suffix=None if answer is None else [answer], return_tensors="pt")
+        out.pop("labels", None)
+        return dict(out)
+
     # language model
     def _forward(self, input_ids, attention_mask, position_ids, past_key_values=None, use_cache=False, **kwargs):
         first_pass = past_key_values is None or not getattr(past_key_values, "is_initialized", False)
@@ -109,7 +116,7 @@ class PaliGemmaAdapter(ModelAdapter):
             position_ids=position_ids + 1,  # PaliGemma positions are 1-indexed
             # After the first pass PaliGemma ignores token types: tokens added over a cache are causal suffix.
             token_type_ids=self.token_type_ids(input_ids) if first_pass else None,
-            past_key_values=past_key_values,
+            cache=past_key_values,
             use_cache=use_cache,
             return_dict=True,
             **kwargs,

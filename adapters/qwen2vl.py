@@ -50,7 +50,7 @@ class Qwen2VLAdapter(ModelAdapter):
                  image_size: int = 448):
         from transformers import Qwen2VLForConditionalGeneration
 
-        self._load_hf(name, Qwen2VLForConditionalGeneration, source, device, dtype, local_files_only)
+        self.load_hf(name, Qwen2VLForConditionalGeneration, source, device, dtype, local_files_only)
         cfg = self.model.config
         self.image_token_id = cfg.image_token_id
         ip = self.processor.image_processor
@@ -141,6 +141,17 @@ class Qwen2VLAdapter(ModelAdapter):
         # Answers end with the chat turn's end marker, which is what the model emits after an answer.
         return self._turn_end_id
 
+    def native_inputs(self, question, image, answer=None):
+        # The documented normalisation of this adapter: the image is resized to the fixed square first and the
+        # processor given the matching pixel budget; the rest is the processor and its chat template as they are.
+        from PIL import Image
+
+        square = image.convert("RGB").resize((self.image_size,) * 2, Image.BICUBIC)
+        return super().native_inputs(question, square, answer)
+
+    def native_processor_kwargs(self):
+        return {"size": self._pixel_budget()}
+
     # language model
     def rope_positions(self, input_ids, attention_mask):
         """The model's own 3-D M-RoPE positions (3, B, L) and per-row deltas (B, 1) for a sequence from its start."""
@@ -175,12 +186,12 @@ class Qwen2VLAdapter(ModelAdapter):
             attention_mask=attention_mask,
             position_ids=pos3,
             mm_encoder_outputs=mm,
-            past_key_values=past_key_values,
+            cache=past_key_values,
             use_cache=use_cache,
             return_dict=True,
         )
         if use_cache and not cached:
-            setattr(out.past_key_values, ROPE_DELTAS, deltas)
+            setattr(out.cache, ROPE_DELTAS, deltas)
         return out
 
     def full_forward(self, input_ids, attention_mask, position_ids, pixel_values):

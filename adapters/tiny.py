@@ -13,7 +13,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-TINY_FORMAT = "1"  # bump when a tiny twin's recipe changes, so old cached twins are rebuilt
+import torch
+
+TINY_FORMAT = "2"  # part of every twin's build hash: bump to rebuild all cached twins
 
 # A fixed English corpus for the tokenizer: the benchmark prompt, conversation markers and the vocabulary
 # of its domains. Byte-level BPE covers any other string too, only with more tokens.
@@ -68,19 +70,105 @@ def build_tokenizer(vocab_size: int = 768, extra_special: tuple[str, ...] = ("<i
     return fast
 
 
+def build_hash(build: Callable[[Path], None]) -> str:
+    """A digest of everything that decides what ``build`` writes: its code, its bound values, the versions.
+
+    The code is the source of the module that defines ``build`` (its helpers and constants live there too)
+    plus this module (the tokenizer corpus); closures (``_tiny_builder(image_size=...)``) and
+    ``functools.partial`` add their bound values; transformers' version changes the saved config format.
+    """
+    import functools
+    import hashlib
+    import inspect
+    import sys
+
+    import transformers
+
+    parts = [TINY_FORMAT, transformers.__version__, inspect.getsource(sys.modules[__name__])]
+    fn = build
+    while isinstance(fn, functools.partial):
+        parts.append(repr((fn.args, sorted(fn.keywords.items()))))
+        fn = fn.func
+    parts.append(getattr(fn, "__qualname__", repr(fn)))
+    module = inspect.getmodule(fn)
+    try:
+        parts.append(inspect.getsource(module) if module is not None else inspect.getsource(fn))
+    except (OSError, TypeError):  # defined interactively: fall back to the compiled code
+        parts.append(repr(getattr(fn, "__code__", fn)))
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        parts.append(getattr(value, "__qualname__", None) or repr(value))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def rerandomise_zero_matrices(directory: Path, seed: int = 0, std: float = 0.02, below: float = 1e-6) -> list[str]:
+    """Give every weight matrix (2-D or more) saved under ``directory`` whose entries are all zero, or all
+    smaller than ``below`` in magnitude, small random values (normal, ``std``).
+
+    Some models' ``_init_weights`` zero a layer on purpose (Gemma 3's projection matrix, BLIP-2's queries) or
+    draw it at a negligible scale (BLIP-2's vision embeddings at ``initializer_range=1e-10``):
+    harmless in a real checkpoint, whose weights are loaded over it, but a random twin keeps the zeros, and
+    a zero projector makes every image look the same, so checks comparing two paths pass vacuously. Vectors
+    (biases, norm scales, gates) are left alone: zero is a meaningful value for them. Returns the names changed.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    changed: list[str] = []
+    gen = torch.Generator().manual_seed(seed)
+    for path in sorted(Path(directory).rglob("*.safetensors")):
+        state = load_file(str(path))
+        zero = [k for k, v in state.items()
+                if v.dim() >= 2 and v.is_floating_point() and float(v.abs().max()) < below]
+        if not zero:
+            continue
+        for k in zero:
+            state[k] = (torch.randn(state[k].shape, generator=gen) * std).to(state[k].dtype)
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata()  # save_pretrained's {"format": "pt"}, which from_pretrained checks
+        save_file(state, str(path), metadata=metadata)
+        changed += [f"{path.relative_to(directory)}:{k}" for k in zero]
+    return changed
+
+
+TWIN_MANIFEST = "projbench-twin.json"
+
+
+def twin_dir(cache_dir: Path, name: str, build: Callable[[Path], None]) -> Path:
+    """``cache_dir/tiny/<name>-<hash of the build code>``: where the twin ``build`` makes is cached."""
+    return Path(cache_dir) / "tiny" / f"{name}-{build_hash(build)}"
+
+
 def materialise(cache_dir: Path, name: str, build: Callable[[Path], None]) -> Path:
-    """Return ``cache_dir/tiny/<name>-v<format>``, building it atomically with ``build(tmpdir)`` if absent."""
-    target = Path(cache_dir) / "tiny" / f"{name}-v{TINY_FORMAT}"
-    if (target / "config.json").exists():
+    """Return the twin's cached directory (:func:`twin_dir`), building it atomically with ``build(tmpdir)`` if absent.
+
+    The directory is keyed by :func:`build_hash`, so editing ``build`` (or its module) builds a new twin
+    instead of silently reusing the old one. After ``build``, all-zero weight matrices are re-randomised
+    (:func:`rerandomise_zero_matrices`); what was changed is recorded in ``projbench-twin.json``.
+    """
+    import json
+
+    target = twin_dir(cache_dir, name, build)
+    if (target / TWIN_MANIFEST).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         build(tmp)
+        if not any(tmp.rglob("config.json")):
+            raise RuntimeError(f"the tiny twin builder for {name!r} wrote no config.json into {tmp}: it must "
+                               "save_pretrained() the model (and processor) into the directory it is given")
+        rerandomised = rerandomise_zero_matrices(tmp)
+        manifest = {"name": name, "build": getattr(build, "__qualname__", repr(build)),
+                    "build_hash": build_hash(build), "rerandomised_zero_matrices": rerandomised}
+        (tmp / TWIN_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         try:
             os.replace(tmp, target)
         except OSError:  # another process built it first
-            if not (target / "config.json").exists():
+            if not (target / TWIN_MANIFEST).exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -116,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--verbose", "-v", action="store_true")
 
     ck = sub.add_parser("check-adapter", help="run the adapter conformance suite on registered adapters")
-    ck.add_argument("names", nargs="+", help="adapter names (normally tiny twins), e.g. my-model-tiny")
+    ck.add_argument("names", nargs="*", help="adapter names (normally tiny twins), e.g. my-model-tiny")
     ck.add_argument("-k", dest="keyword", help="only the checks whose names match this pytest -k expression")
+    ck.add_argument("--list", action="store_true", help="print the checks (names usable with -k) and exit")
 
     lb = sub.add_parser("leaderboard", help="render the leaderboard from result folders")
     lb.add_argument("--results", help="results folder (default ./results)")
@@ -238,9 +239,19 @@ def cmd_check_adapter(a) -> int:
     except ImportError:
         raise BenchmarkError("check-adapter runs the conformance suite with pytest: "
                              "`pip install 'projbench[test]'` first.") from None
+    if a.list:  # the names are not needed; read before the suite is parametrised over them
+        os.environ.setdefault("PROJBENCH_CONFORMANCE_MODELS", ",".join(a.names) or "-")
 
     from .registry import plugins
 
+    if a.list:
+        from .conformance import list_checks
+
+        for name, doc in list_checks():
+            print(f"{name:50s} {doc}")
+        return 0
+    if not a.names:
+        raise BenchmarkError("check-adapter needs at least one adapter name (see `list models`), or --list.")
     for name in a.names:
         plugins().adapters.get(name)  # unknown names fail here, with suggestions
     # Set before benchmark.conformance is imported: its parametrisation reads it at import time.

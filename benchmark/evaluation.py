@@ -41,7 +41,7 @@ def score_batch(adapter, features: torch.Tensor, questions: list[str], answers: 
     out = adapter.lm_forward(batch["input_ids"].to(dev), mask, batch["position_ids"].to(dev),
                              adapter.project(features.to(dev)), use_cache=True)
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
-    cache = out.past_key_values
+    cache = out.cache
     b, c = len(questions), len(answers)
     length = max(len(a) for a in answers)
     ans = torch.full((c, length), adapter.pad_token_id, dtype=torch.long)

@@ -80,7 +80,7 @@ def generate_batch(adapter, features: torch.Tensor, questions: list[str], max_ne
     mask = batch["attention_mask"].to(dev)
     out = adapter.lm_forward(batch["input_ids"].to(dev), mask, batch["position_ids"].to(dev),
                              adapter.project(features.to(dev)), use_cache=True)
-    cache = out.past_key_values
+    cache = out.cache
     next_pos = mask.sum(-1)                   # position of the first new token: real prompt tokens only
     tokens = out.logits[:, -1].float().argmax(-1)
     done = torch.zeros(len(questions), dtype=torch.bool, device=dev)
@@ -96,7 +96,7 @@ def generate_batch(adapter, features: torch.Tensor, questions: list[str], max_ne
         mask = torch.cat([mask, mask.new_ones((len(questions), 1))], dim=1)
         out = adapter.lm_forward(tokens[:, None], mask, (next_pos + step)[:, None], None,
                                  past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+        cache = out.cache
         tokens = out.logits[:, -1].float().argmax(-1)
     return generated
 

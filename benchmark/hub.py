@@ -23,3 +23,11 @@ def hub_reachable(timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def download_command(repo_id: str, local_dir: str = "DIR") -> str:
+    """The shell command that downloads ``repo_id`` with the CLI of the installed huggingface-hub.
+
+    huggingface-hub 1.x ships the ``hf`` command only (``huggingface-cli`` is gone), and projbench requires 1.x.
+    """
+    return f"hf download {repo_id} --local-dir {local_dir}"

@@ -147,7 +147,7 @@ def test_kv_cache_continuation_equals_one_forward(frozen, pixels):
         first = frozen.lm_forward(batch["input_ids"], mask, batch["position_ids"], embeds, use_cache=True)
         full_mask = torch.cat([mask, torch.ones_like(answer)], dim=1)
         cont = frozen.lm_forward(answer, full_mask, positions(torch.ones_like(answer), mask.sum(-1)), None,
-                                 past_key_values=first.past_key_values, use_cache=True)
+                                 past_key_values=first.cache, use_cache=True)
         ids = torch.cat([batch["input_ids"], answer], dim=1)
         whole = frozen.lm_forward(ids, full_mask, positions(full_mask), embeds)
     torch.testing.assert_close(cont.logits, whole.logits[:, -answer.shape[1]:], atol=1e-5, rtol=1e-5)

@@ -164,8 +164,8 @@ class _NoDelta:
     def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
         out = self._a.lm_forward(input_ids, attention_mask, position_ids, image_embeds, past_key_values, use_cache)
         if past_key_values is None:
-            deltas = out.past_key_values.projbench_rope_deltas
-            out.past_key_values.projbench_rope_deltas = torch.zeros_like(deltas)
+            deltas = out.cache.projbench_rope_deltas
+            out.cache.projbench_rope_deltas = torch.zeros_like(deltas)
         return out
 
 
@@ -184,7 +184,7 @@ def test_continuation_needs_the_adapters_cache(adapter, feats):
 
     batch = collate([adapter.encode("q")], adapter.pad_token_id, with_answer=False)
     foreign = adapter.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            use_cache=True).past_key_values
+                            use_cache=True).cache
     assert isinstance(foreign, DynamicCache)
     ids = torch.tensor([[5]])
     with pytest.raises(ValueError, match="M-RoPE deltas"):

@@ -1,0 +1,84 @@
+"""Tiny twins are cached under a hash of their build code, and the factory re-randomises zeroed matrices."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import textwrap
+
+import torch
+
+from benchmark.adapters.idefics3 import _build_tiny_idefics3, _build_tiny_smolvlm
+from benchmark.adapters.tiny import TWIN_MANIFEST, build_hash, materialise, rerandomise_zero_matrices
+
+BUILDER = '''
+"""A tiny twin builder, as an adapter module would hold it."""
+from transformers import LlamaConfig, LlamaForCausalLM
+
+def build(out):
+    import torch
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers={layers},
+                         num_attention_heads=2, num_key_value_heads=1)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # a layer left at zero, like Gemma 3's projection
+    model.save_pretrained(out)
+'''
+
+
+def load_builder(tmp_path, layers: int):
+    (tmp_path / "twin_builder.py").write_text(textwrap.dedent(BUILDER.format(layers=layers)))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        sys.modules.pop("twin_builder", None)
+        return importlib.import_module("twin_builder").build
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_editing_build_rebuilds_the_twin(tmp_path):
+    cache = tmp_path / "cache"
+    first = materialise(cache, "toy-tiny", load_builder(tmp_path, layers=1))
+    again = materialise(cache, "toy-tiny", load_builder(tmp_path, layers=1))
+    assert again == first  # same code: the cached twin is reused
+    edited = materialise(cache, "toy-tiny", load_builder(tmp_path, layers=2))
+    assert edited != first, "an edited build() must not reuse the old twin"
+    assert json.loads((first / "config.json").read_text())["num_hidden_layers"] == 1
+    assert json.loads((edited / "config.json").read_text())["num_hidden_layers"] == 2
+
+
+def test_closure_values_are_part_of_the_hash():
+    # One builder function, two closures (64 px / scale 4 and 32 px / scale 2): two different twins.
+    assert _build_tiny_smolvlm.__code__ is _build_tiny_idefics3.__code__
+    assert build_hash(_build_tiny_smolvlm) != build_hash(_build_tiny_idefics3)
+
+
+def test_zeroed_matrices_are_rerandomised_and_recorded(tmp_path):
+    from safetensors.torch import load_file
+
+    twin = materialise(tmp_path / "cache", "toy-tiny", load_builder(tmp_path, layers=1))
+    manifest = json.loads((twin / TWIN_MANIFEST).read_text())
+    assert manifest["rerandomised_zero_matrices"] == ["model.safetensors:lm_head.weight"]
+    state = load_file(str(twin / "model.safetensors"))
+    head = state["lm_head.weight"]
+    assert head.shape == (32, 16) and 0.01 < float(head.std()) < 0.03  # N(0, 0.02), not zeros any more
+    # Vectors keep their zeros/ones: for biases and norm scales those are meaningful values.
+    assert torch.equal(state["model.norm.weight"], torch.ones(16))
+    # The rewritten file still loads through from_pretrained (its "format" metadata is kept).
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(twin)
+    assert torch.equal(model.lm_head.weight.detach(), head)
+
+
+def test_near_zero_matrices_count_as_zero(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    save_file({"tiny": torch.full((4, 4), 1e-10), "fine": torch.full((4, 4), 0.5), "bias": torch.zeros(4)},
+              str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    assert rerandomise_zero_matrices(tmp_path) == ["model.safetensors:tiny"]
+    state = load_file(str(tmp_path / "model.safetensors"))
+    assert float(state["tiny"].abs().max()) > 1e-3
+    assert torch.equal(state["fine"], torch.full((4, 4), 0.5)) and torch.equal(state["bias"], torch.zeros(4))

@@ -195,7 +195,7 @@ class LimberAdapter(ModelAdapter):
             cause = str(exc).split("\nFix:")[0]
             raise ModelLoadError(
                 f"{self.name}: could not load the {part} part ({cls.__name__}) from {src!r}.\n{cause}\n"
-                f"Fix: put a local copy at DIR/{part}/ (e.g. `{download_command(DEFAULTS[part], f'DIR/{part}')}` "
+                f"Fix: put a local copy at DIR/{part}/ (e.g. `{download_command(DEFAULTS[part], local_dir=f'DIR/{part}')}` "
                 f"where the hub is reachable) and pass `--model-path DIR`; DIR may also "
                 f"hold llm/, vision/ and projector.safetensors, or name the part's path under \"{part}\" in "
                 f"DIR/config.json. `--model {self.name.removesuffix('-tiny')}-tiny` runs offline."

@@ -242,10 +242,10 @@ def _check_named_clip(name: str, tag: str | None) -> Path | None:
             cached = try_to_load_from_cache(repo, filename)
             if isinstance(cached, str):
                 return Path(cached)
-    from .hub import hub_reachable
+    from .hub import download_command, hub_reachable
 
     if not hub_reachable():
-        fetch = (f"`huggingface-cli download {repo} open_clip_model.safetensors --local-dir DIR`" if repo
+        fetch = (f"`{download_command(repo, 'open_clip_model.safetensors')}`" if repo
                  else f"{cfg.get('url')}")
         raise ModelLoadError(
             f"CLIP {name}/{tag} is not in the local Hugging Face cache and the hub is not reachable. Fetch "

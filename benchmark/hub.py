@@ -25,9 +25,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def download_command(repo_id: str, local_dir: str = "DIR") -> str:
-    """The shell command that downloads ``repo_id`` with the CLI of the installed huggingface-hub.
+def download_command(repo_id: str, *filenames: str, local_dir: str = "DIR") -> str:
+    """The shell command that downloads ``repo_id`` (or some of its files) with the installed huggingface-hub's CLI.
 
     huggingface-hub 1.x ships the ``hf`` command only (``huggingface-cli`` is gone), and projbench requires 1.x.
     """
-    return f"hf download {repo_id} --local-dir {local_dir}"
+    return " ".join(["hf download", repo_id, *filenames, "--local-dir", local_dir])

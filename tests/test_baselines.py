@@ -83,7 +83,7 @@ def test_bad_clip_names_suggest_and_missing_weights_name_what_to_fetch(tmp_path)
     with pytest.raises(ModelLoadError, match="no pretrained tag 'openia'.*Did you mean 'openai'"):
         load_clip(choose_clip("x", None, "ViT-L-14-336", "openia"), tmp_path)
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # conftest: the hub is out of reach, as on this machine
-    with pytest.raises(ModelLoadError, match=r"huggingface-cli download timm/vit_large_patch14_clip_336\.openai"):
+    with pytest.raises(ModelLoadError, match=r"`hf download timm/vit_large_patch14_clip_336\.openai open_clip_model\.safetensors --local-dir DIR`"):
         load_clip(choose_clip("llava15", PAPER_CLIP, None, None), tmp_path)
     with pytest.raises(ModelLoadError, match="no open_clip_config.json"):
         load_clip(choose_clip("x", None, f"local-dir:{tmp_path}", None), tmp_path)

@@ -138,7 +138,7 @@ def test_gemma3_example_package_passes_the_conformance_suite(tmp_path):
     with pip and found through its entry point. The checks that compare it with the model itself run here; the
     training, scoring and protocol checks run the same shared code as for every built-in adapter."""
     target = install_example("projbench-gemma3", tmp_path)
-    checks = ["loads", "parts", "shapes", "informative", "prompt_ids", "answer_ids", "end_token", "native_forward",
+    checks = ["saved_directory", "parts", "shapes", "informative", "prompt_ids", "answer_ids", "end_token", "native_forward",
               "full_forward", "gradients", "supervised"]
     check = cli(target, "check-adapter", "gemma3-tiny", "-k", " or ".join(checks))
     assert check.returncode == 0, check.stdout[-3000:]

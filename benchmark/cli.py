@@ -19,11 +19,18 @@ def _str_list(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (flag, problem, where to look) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import BASELINES, EARLY_STOPPING, EVAL_MODES, REGIMES, SCORE_NORMS, RunConfig
 
     d = RunConfig(model="", task="")
-    p = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
+    p = _Parser(prog="python -m benchmark", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the protocol (zero-shot, FT-Proj, FT-E2E, probes) for one model and task")
@@ -132,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_run(a) -> int:
+def run_config(a):
+    """The RunConfig of a parsed ``run`` command line (not yet validated: :class:`Runner` does that first)."""
     from .config import BASELINES, ProbeConfig, RunConfig
-    from .protocol import Runner, summary_table
 
     regimes = tuple(a.regimes) + ((BASELINES,) if a.baselines and BASELINES not in a.regimes else ())
     for t in a.clip_templates or ():
@@ -156,6 +163,13 @@ def cmd_run(a) -> int:
                           control=not a.no_control_probe), keep_checkpoints=a.keep_checkpoints,
         progress=not a.no_progress,
     )
+    return cfg
+
+
+def cmd_run(a) -> int:
+    from .protocol import Runner, summary_table
+
+    cfg = run_config(a)
     runner = Runner(cfg)
     try:
         results = runner.run()

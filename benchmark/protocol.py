@@ -78,6 +78,11 @@ def resolve_device(device: str) -> str:
 
 class Runner:
     def __init__(self, cfg: RunConfig, log=print):
+        from .validation import validate_run
+
+        # Before anything is loaded or written: a bad setting costs one line, not a crash after feature extraction.
+        validate_run(cfg, Path(cfg.results_dir) if cfg.results_dir else results_root(),
+                     Path(cfg.cache_dir) if cfg.cache_dir else cache_root())
         for r in cfg.regimes:
             if r not in STAGES:
                 raise BenchmarkError(f"Unknown regime {r!r}; choose from {', '.join(STAGES)}.")

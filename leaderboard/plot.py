@@ -34,7 +34,7 @@ KEY_ROW, KEY_PAD = 0.2, 0.55
 MAX_COLS = 3
 MARKER_SIZE = 7.0          # points
 LABEL_SIZE = 8.0           # points
-MAX_LABELS_PER_PANEL = 200  # beyond this a panel is a cloud; numbering it would only slow the plot down
+MAX_LABELS_PER_PANEL = 80  # beyond this a panel is a cloud (numbers unreadable); numbering it only costs time
 LABEL_GID = "point-label"  # tests find the labels by this id
 GAP = 3.0                  # pixels kept free between two labels
 

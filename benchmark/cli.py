@@ -241,7 +241,7 @@ def cmd_list(a) -> int:
         rows = [[s.name, s.description, s.citation, s.origin] for s in reg.analyses]
         print(tabulate(rows, headers=["analysis", "what", "citation", "from"], maxcolwidths=[None, 50, 50, None]))
     else:
-        print(tabulate(reg.list_plugins(), headers=["plugin", "module"]))
+        print(tabulate(reg.list_plugins(), headers=["plugin", "module", "status"]))
     return 0
 
 

@@ -1,13 +1,15 @@
 """The plugin manager and the registries of adapters, tasks and analyses that its hooks fill.
 
 Plugins are found through the ``projbench`` entry-point group (set ``PROJBENCH_DISABLE_PLUGIN_AUTOLOAD=1``
-to skip them). Built-ins are registered through the very same hooks.
+to skip them all, ``PROJBENCH_DISABLE_PLUGINS=a,b`` to skip single ones). Built-ins are registered through the
+very same hooks. Each plugin is loaded and called on its own, so one broken plugin is reported and skipped
+instead of breaking every command.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import pluggy
@@ -16,6 +18,8 @@ from . import hookspecs
 from .errors import BenchmarkError, UnknownNameError
 
 AUTOLOAD_ENV = "PROJBENCH_DISABLE_PLUGIN_AUTOLOAD"
+DISABLE_ENV = "PROJBENCH_DISABLE_PLUGINS"  # comma-separated entry-point or distribution names
+HOOKS = ("register_adapters", "register_tasks", "register_analyses")
 
 
 class Registry:
@@ -50,44 +54,139 @@ class Registry:
         return name in self._items
 
 
+@dataclass(frozen=True)
+class PluginProblem:
+    """One plugin that was skipped: which distribution and entry point, and why."""
+
+    distribution: str   # "name version", or "" where unknown
+    entry_point: str    # "name = module"
+    error: str
+
+    def __str__(self):
+        where = f"{self.distribution} (entry point {self.entry_point})" if self.distribution else self.entry_point
+        return f"plugin {where} skipped: {self.error}"
+
+
+def _error_text(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:400]  # one line, whatever the message
+
+
 class Plugins:
+    """The built-ins, then every entry point of the ``projbench`` group, each loaded and called on its own.
+
+    A plugin that fails to import, has a hook with a bad signature or an unknown hook, raises in a hook, or
+    registers a name already taken is skipped and recorded in ``problems`` (listed by ``list plugins`` and
+    printed on stderr); everything else keeps working. A built-in name is never replaced. Single plugins are
+    turned off with ``PROJBENCH_DISABLE_PLUGINS=name,name`` (entry-point or distribution names).
+    """
+
     def __init__(self, autoload: bool | None = None):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         from . import builtins
 
         self.pm.register(builtins, name="builtin")
+        self.problems: list[PluginProblem] = []
+        self.disabled: list[tuple[str, str]] = []   # (distribution, entry point)
+        self._dist: dict[int, tuple[str, str]] = {}  # id(plugin) -> (distribution, entry point)
         if autoload is None:
             autoload = os.environ.get(AUTOLOAD_ENV, "").lower() not in ("1", "true", "yes")
         if autoload:
-            self.pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
-        self.pm.check_pending()
+            self._load_entry_points()
         self.adapters = Registry("model")
         self.tasks = Registry("task")
         self.analyses = Registry("analysis")
         self._collect()
 
+    def _load_entry_points(self) -> None:
+        from importlib.metadata import entry_points
+
+        off = {x.strip().lower() for x in os.environ.get(DISABLE_ENV, "").split(",") if x.strip()}
+        seen = set()
+        for ep in sorted(entry_points(group=hookspecs.PROJECT_NAME), key=lambda e: (e.name, e.value)):
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else ""
+            label = f"{ep.name} = {ep.value}"
+            if (ep.name, ep.value) in seen:  # the same distribution seen twice on sys.path
+                continue
+            seen.add((ep.name, ep.value))
+            dist_name = ep.dist.name.lower() if ep.dist is not None else ""
+            if ep.name.lower() in off or dist_name in off:
+                self.disabled.append((dist, label))
+                continue
+            try:
+                plugin = ep.load()
+            except BaseException as exc:  # noqa: BLE001  (SystemExit too: an import must not end the program)
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                self.problems.append(PluginProblem(dist, label, f"failed to import: {_error_text(exc)}"))
+                continue
+            if self.pm.is_registered(plugin):
+                continue
+            try:
+                self.pm.register(plugin, name=ep.name if self.pm.get_plugin(ep.name) is None else label)
+            except Exception as exc:  # pluggy's PluginValidationError: a hook's arguments are not the spec's
+                self.problems.append(PluginProblem(dist, label, f"bad hook: {_error_text(exc)}"))
+                continue
+            unknown = [c.name for c in (self.pm.get_hookcallers(plugin) or []) if c.spec is None]
+            if unknown:
+                self.pm.unregister(plugin)
+                self.problems.append(PluginProblem(
+                    dist, label, f"unknown hook(s) {unknown}; projbench hooks are {sorted(HOOKS)}"))
+                continue
+            self._dist[id(plugin)] = (dist, label)
+
     def plugin_origin(self, plugin) -> str:
         name = self.pm.get_name(plugin) or repr(plugin)
-        for p, dist in self.pm.list_plugin_distinfo():
-            if p is plugin:
-                return f"{dist.project_name} {dist.version} ({name})"
+        if id(plugin) in self._dist:
+            dist, _ = self._dist[id(plugin)]
+            return f"{dist} ({name})" if dist else name
         return name
 
     def _collect(self):
+        builtin = self.pm.get_plugin("builtin")
         for kind, registry in (("register_adapters", self.adapters), ("register_tasks", self.tasks),
                                ("register_analyses", self.analyses)):
-            for impl in getattr(self.pm.hook, kind).get_hookimpls():
+            impls = getattr(self.pm.hook, kind).get_hookimpls()
+            impls.sort(key=lambda i: i.plugin is not builtin)  # built-ins first: a plugin never replaces one
+            for impl in impls:
                 origin = self.plugin_origin(impl.plugin)
-                impl.function(register=lambda item, _o=origin, _r=registry: _r.add(item, _o))
+                items = []
+                try:
+                    impl.function(register=items.append)
+                except Exception as exc:
+                    if impl.plugin is builtin:
+                        raise
+                    self._problem(impl.plugin, f"{kind} raised {_error_text(exc)}")
+                    continue
+                for item in items:
+                    try:
+                        registry.add(item, origin)
+                    except (BenchmarkError, TypeError) as exc:  # duplicate, nameless, or not a spec
+                        if impl.plugin is builtin:
+                            raise
+                        self._problem(impl.plugin, f"{kind}: {exc}")
 
-    def list_plugins(self) -> list[tuple[str, str]]:
+    def _problem(self, plugin, error: str) -> None:
+        dist, label = self._dist.get(id(plugin), ("", self.pm.get_name(plugin) or repr(plugin)))
+        self.problems.append(PluginProblem(dist, label, error))
+
+    def list_plugins(self) -> list[tuple[str, str, str]]:
+        """(plugin, module, status) for every plugin: loaded ones, then skipped and disabled ones."""
         out = []
         for plugin in self.pm.get_plugins():
-            out.append((self.plugin_origin(plugin), getattr(plugin, "__name__", repr(plugin))))
-        return sorted(out)
+            out.append((self.plugin_origin(plugin), getattr(plugin, "__name__", repr(plugin)), "ok"))
+        out.sort()
+        out += [(p.distribution or "?", p.entry_point, f"skipped: {p.error}") for p in self.problems]
+        out += [(dist or "?", label, f"disabled by {DISABLE_ENV}") for dist, label in self.disabled]
+        return out
 
 
 @lru_cache(maxsize=1)
 def plugins() -> Plugins:
-    return Plugins()
+    """The process's plugins; problems with third-party plugins are reported on stderr once."""
+    import sys
+
+    reg = Plugins()
+    for problem in reg.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return reg

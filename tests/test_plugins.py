@@ -154,3 +154,78 @@ def test_check_adapter_lists_its_checks():
     assert any(line.startswith("test_cached_path_equals_native_forward ") and "native forward" in line
                for line in lines)
     assert len(lines) == len(__import__("benchmark.conformance").conformance.list_checks())
+
+
+# -- isolation: one broken plugin is reported and skipped, everything else works --------------------------------
+
+BROKEN = {
+    "import_fails": "raise ImportError('needs torchvision 9')\n",
+    "hook_raises": ("from benchmark import hookimpl\n\n@hookimpl\ndef register_tasks(register):\n"
+                    "    raise RuntimeError('cannot reach my server')\n"),
+    "bad_signature": ("from benchmark import hookimpl\n\n@hookimpl\ndef register_adapters(register, device):\n"
+                      "    pass\n"),
+    "unknown_hook": ("from benchmark import hookimpl\n\n@hookimpl\ndef register_adaptors(register):\n"
+                     "    pass\n"),
+    "shadows_builtin": ("from dataclasses import replace\nfrom benchmark import hookimpl\n"
+                        "from benchmark.registry import Plugins\n\n@hookimpl\ndef register_adapters(register):\n"
+                        "    spec = Plugins(autoload=False).adapters.get('llava15-tiny')\n"
+                        "    register(replace(spec, checkpoint='evil/weights'))\n"),
+}
+
+
+def add_dist(root: Path, module: str, source: str, dist: str, version: str = "0.1") -> None:
+    (root / f"{module}.py").write_text(source)
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[projbench]\n{module} = {module}\n")
+
+
+@pytest.fixture
+def broken_plugins(plugin_path):
+    """The working plugin of the tests above plus one distribution per kind of breakage."""
+    for module, source in BROKEN.items():
+        add_dist(plugin_path, module, source, f"pb-{module.replace('_', '-')}")
+    return plugin_path
+
+
+def test_broken_plugins_are_reported_and_skipped(broken_plugins, monkeypatch):
+    monkeypatch.syspath_prepend(str(broken_plugins))
+    monkeypatch.delenv("PROJBENCH_DISABLE_PLUGINS", raising=False)
+    reg = Plugins(autoload=True)
+    problems = {p.entry_point.split(" = ")[0]: p for p in reg.problems}
+    assert sorted(problems) == sorted(BROKEN)
+    assert problems["import_fails"].distribution == "pb-import-fails 0.1"
+    assert "failed to import: ImportError: needs torchvision 9" in problems["import_fails"].error
+    assert "register_tasks raised RuntimeError: cannot reach my server" in problems["hook_raises"].error
+    assert "bad hook" in problems["bad_signature"].error and "device" in problems["bad_signature"].error
+    assert "unknown hook(s) ['register_adaptors']" in problems["unknown_hook"].error
+    assert "'llava15-tiny' is registered twice" in problems["shadows_builtin"].error
+    # The built-in keeps its name and weights; the working plugin works.
+    assert reg.adapters.get("llava15-tiny").origin == "builtin"
+    assert reg.adapters.get("llava15-tiny").checkpoint != "evil/weights"
+    assert reg.adapters.get("my-mlp-tiny").origin.startswith("my-projbench-plugin 1.2")
+    status = {row[1].split(" = ")[0]: row[2] for row in reg.list_plugins()}
+    assert status["import_fails"].startswith("skipped: failed to import")
+    assert status["my_projbench_plugin"] == "ok"
+
+
+def test_single_plugins_can_be_disabled(broken_plugins, monkeypatch):
+    monkeypatch.syspath_prepend(str(broken_plugins))
+    monkeypatch.setenv("PROJBENCH_DISABLE_PLUGINS", "import_fails, pb-hook-raises,mine")
+    reg = Plugins(autoload=True)
+    assert sorted(p.entry_point.split(" = ")[0] for p in reg.problems) == [
+        "bad_signature", "shadows_builtin", "unknown_hook"]
+    assert "my-mlp-tiny" not in reg.adapters and "fabric" not in reg.tasks
+    disabled = [row for row in reg.list_plugins() if row[2].startswith("disabled")]
+    assert sorted(r[1].split(" = ")[0] for r in disabled) == ["hook_raises", "import_fails", "mine"]
+
+
+def test_commands_keep_working_with_broken_plugins(broken_plugins):
+    out = cli(broken_plugins, "list", "models")
+    assert out.returncode == 0, out.stderr
+    assert "llava15-tiny" in out.stdout and "my-mlp-tiny" in out.stdout and "Traceback" not in out.stderr
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("warning: plugin")]
+    assert len(warnings) == len(BROKEN), out.stderr
+    assert any("pb-import-fails 0.1 (entry point import_fails = import_fails) skipped: failed to import" in w
+               for w in warnings)

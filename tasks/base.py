@@ -42,10 +42,20 @@ class Sample:
     sha256: str = ""                 # of the encoded image
 
 
+# How images are decoded; part of the task fingerprint, so features cached under an older decoding are not reused.
+# 2: EXIF orientation applied (a phone photo stored sideways with "rotate 90" in its EXIF is upright, as every
+# viewer shows it).
+DECODE_VERSION = 2
+
+
 def decode_image(data: bytes) -> Image.Image:
-    """Decode to RGB, converting grayscale, palette, CMYK and alpha images (alpha over white)."""
+    """Decode to RGB, upright per the EXIF orientation, converting grayscale, palette, CMYK and alpha images
+    (alpha over white)."""
+    from PIL import ImageOps
+
     img = Image.open(io.BytesIO(data))
     img.load()
+    img = ImageOps.exif_transpose(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         background = Image.new("RGB", img.size, (255, 255, 255))
@@ -201,6 +211,7 @@ def load_task(
         raise DataError(f"Task {spec.name!r}: every test image was unreadable ({len(skipped['test'])}).")
 
     digest = hashlib.sha256(repr((spec.name, spec.version, spec.domain, classes)).encode())
+    digest.update(f"decode {DECODE_VERSION}\n".encode())
     for split in SPLITS:
         for x in splits[split]:
             digest.update(f"{split}\t{x.uid}\t{x.label}\t{x.sha256}\n".encode())

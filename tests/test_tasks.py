@@ -304,3 +304,28 @@ def test_hf_source_rows_without_the_hub(tmp_path):
     assert HFDatasetSource({})._items(strings, "x")[0][1] == "Eczema Photos"
     with pytest.raises(DataError, match=r"no column\(s\) \['label'\]"):
         HFDatasetSource({})._items(strings.rename_column("label", "dx"), "x")
+
+
+def test_exif_orientation_is_applied_before_preprocessing(tasks, tmp_path):
+    """A photo stored landscape with EXIF "rotate 90 clockwise" (orientation 6) decodes upright, as viewers show it."""
+    img = Image.new("RGB", (64, 32), (220, 0, 0))
+    img.paste((0, 0, 220), (32, 0, 64, 32))  # left half red, right half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=95, exif=exif)
+    upright = decode_image(buf.getvalue())
+    # Turned a quarter clockwise: 32 wide, 64 high, the left (red) half now on top.
+    assert upright.size == (32, 64)
+    top, bottom = upright.getpixel((16, 8)), upright.getpixel((16, 56))
+    assert top[0] > 180 and top[2] < 60 and bottom[2] > 180 and bottom[0] < 60
+
+
+def test_fingerprint_names_the_image_decoding(tasks, tmp_path, monkeypatch):
+    """Features cached under the old decoding (no EXIF orientation) are not reused: the fingerprint moved."""
+    from benchmark.tasks import base
+
+    root = write_tree(tmp_path, {"train": {"a": 1, "b": 1}, "test": {"a": 1, "b": 1}})
+    now = load_task(tasks.get("folder"), root, progress=False).fingerprint
+    monkeypatch.setattr(base, "DECODE_VERSION", 1)
+    assert load_task(tasks.get("folder"), root, progress=False).fingerprint != now

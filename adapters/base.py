@@ -316,6 +316,10 @@ class ModelAdapter:
         """Keyword arguments for the processor call of :meth:`native_inputs` (e.g. ``do_image_splitting=False``)."""
         return {}
 
+    def native_system_prompt(self) -> str | None:
+        """The system message :meth:`native_inputs` renders first, if the adapter's prompt template has one."""
+        return None
+
     def native_inputs(self, question: str, image, answer: str | None = None) -> dict:
         """What the model's **own** processor and chat template make of one image, question (and answer).
 
@@ -339,6 +343,9 @@ class ModelAdapter:
                 "the model card does."
             )
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        system = self.native_system_prompt()
+        if system is not None:
+            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
         if answer is not None:
             messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         text = self.processor.apply_chat_template(messages, add_generation_prompt=answer is None, tokenize=False)

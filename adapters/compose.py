@@ -284,7 +284,7 @@ class ComposedModel(nn.Module):
                                  "image tokens")
             embeds = embeds.masked_scatter(slots[..., None], image_embeds.to(embeds.dtype))
         return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
-                                   past_key_values=past_key_values, use_cache=use_cache, **kwargs)
+                                   cache=past_key_values, use_cache=use_cache, **kwargs)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
@@ -471,6 +471,10 @@ class ComposeAdapter(ModelAdapter):
         for p in pieces[1:]:
             ids += [self.image_token_id] * self.num_image_tokens + list(p)
         return ids
+
+    def native_inputs(self, question, image, answer=None):
+        raise NotImplementedError(f"{type(self).__name__} composes its model from parts: there is no native processor "
+                                  "or forward to compare with (the cached path is checked against full_forward)")
 
     # language model
     def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):

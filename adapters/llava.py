@@ -24,11 +24,12 @@ LLAVA_V1_TEMPLATE = VICUNA_SYSTEM + " USER: <image>\n{question} ASSISTANT:"
 # The short form of the llava-hf model cards (no system prompt), kept as an option: --template short.
 LLAVA_TEMPLATE = "USER: <image>\n{question} ASSISTANT:"
 
-# The shape of llava-hf/llava-1.5-7b-hf's chat template (images first, then text; "ASSISTANT:" as the cue;
-# an assistant turn renders as " {answer} " with no end marker: the model's EOS ends it), given to the tiny
-# twin's processor so that the conformance suite can compare prompts with the model's own rendering.
+# The shape of llava-hf/llava-1.5-7b-hf's chat template (a system message as its bare text; images first, then
+# text; "ASSISTANT:" as the cue; an assistant turn renders as " {answer} " with no end marker: the model's EOS
+# ends it), given to the tiny twin's processor so that the conformance suite can compare prompts with the
+# model's own rendering. With the Vicuna system message it renders llava_v1 exactly.
 _TINY_CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'].upper() }}: "
+    "{% for m in messages %}{% if m['role'] != 'system' %}{{ m['role'].upper() }}: {% endif %}"
     "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
     "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }} {% endif %}{% endfor %}"
     "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
@@ -91,6 +92,10 @@ class LlavaAdapter(ModelAdapter):
     # text
     def format_prompt(self, question):
         return self.prompt_templates[self.template_name].format(question=question)
+
+    def native_system_prompt(self):
+        # llava_v1 is the model's chat template with LLaVA's Vicuna system message in front.
+        return VICUNA_SYSTEM if self.template_name == "llava_v1" else None
 
     @property
     def num_image_tokens(self):

@@ -13,9 +13,8 @@ from benchmark.adapters.llava import LlavaAdapter, _build_tiny_llava
 
 
 class BakLlavaAdapter(LlavaAdapter):
-    def format_prompt(self, question: str) -> str:
-        # BakLLaVA's template (its processor's chat template renders the same string).
-        return f"USER: <image>\n{question} ASSISTANT:"
+    # BakLLaVA's template: its processor's chat template renders the same string (no system message).
+    prompt_templates = {"bakllava": "USER: <image>\n{question} ASSISTANT:"}
 
 
 load_bakllava = hub_factory(BakLlavaAdapter, "bakllava", "llava-hf/bakLlava-v1-hf")

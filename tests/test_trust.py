@@ -306,3 +306,15 @@ def test_a_run_records_intervals_controls_length_bias_and_dropped_duplicates(tmp
         assert r["prediction"] == r["prediction_sum"] == classes[int(np.argmax(r["scores"]))]
     disagree = np.mean([r["prediction_sum"] != r["prediction_mean"] for r in rows])
     assert zs["metrics"]["length_bias"]["disagreement_rate"] == pytest.approx(disagree)
+
+    # Another seed with another FT-Proj learning rate, into the same results folder: the leaderboard keeps the
+    # two configurations apart and names the field; the zero-shot runs (same setup) are shared baselines.
+    from benchmark.leaderboard.collect import collect
+    from benchmark.leaderboard.table import build
+
+    Runner(replace(base, seeds=(1,), lr_proj=1e-4), log=lambda *_: None).run()
+    board = build(collect(tmp_path / "keep"))
+    rows = [r for r in board.rows if r.task == "folder"]
+    assert sorted(r.variant for r in rows) == ["ft-proj:lr_proj=0.0001", "ft-proj:lr_proj=0.001"]
+    assert all(r.f1["ft-proj"].n == 1 and r.f1["zero-shot"].n == 2 for r in rows)
+    assert any("differ in: ft-proj:lr_proj" in w for w in board.warnings)

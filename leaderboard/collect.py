@@ -24,6 +24,9 @@ CONFIG = "config.json"
 REGIME_DIRS = ("zero-shot", "ft-proj", "ft-e2e", "ft-e2e-lora")
 # The optional baselines stage (random, CLIP zero-shot, CLIP-embedding probe) has a folder of its own beside them.
 BASELINES_DIR = "baselines"
+# A metrics.json is a few KB (tens of MB at most, with thousands of skipped-image ids): anything bigger is not
+# ours, and reading it would cost the whole leaderboard its time and memory.
+MAX_METRICS_BYTES = 64 * 1024 * 1024
 SUPPORTED_SCHEMAS = (1, RESULT_SCHEMA_VERSION)  # 1: read as before; fields added in 2 are optional
 
 _TASK_DIR = re.compile(r"^(?P<task>.+?)(?:@max(?P<k>[0-9]+))?$")
@@ -229,12 +232,14 @@ def _revision_label(rev) -> str | None:
     return f"local:{rev.get('content_hash')}"
 
 
-def parse_metrics(key: RunKey, text: str) -> Run:
-    """Validate one metrics.json against the folder it sits in."""
+def _load(text: str) -> dict:
+    """Parse a metrics.json, check its own checksum (if it has one) and its schema_version."""
     try:
         m = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _Invalid(f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise _Invalid("JSON nested too deeply to be a metrics.json") from None
     if not isinstance(m, dict):
         raise _Invalid("not a JSON object")
     claimed = m.pop(SEAL, None)
@@ -246,6 +251,12 @@ def parse_metrics(key: RunKey, text: str) -> Run:
     version = m["schema_version"]
     if isinstance(version, bool) or not isinstance(version, int):
         raise _Invalid(f"schema_version {version!r} is not an integer")
+    return m
+
+
+def parse_metrics(key: RunKey, text: str) -> Run:
+    """Validate one metrics.json against the folder it sits in."""
+    m = _load(text)
     if m["schema_version"] not in SUPPORTED_SCHEMAS:
         raise _Invalid(f"unknown schema_version {m['schema_version']!r} (this projbench reads "
                        f"{', '.join(map(str, SUPPORTED_SCHEMAS))}; upgrade projbench)")
@@ -306,11 +317,8 @@ def parse_metrics(key: RunKey, text: str) -> Run:
 
 def parse_baselines(key: RunKey, text: str) -> BaselineRun:
     """Validate the metrics.json of a baselines folder against the folder it sits in."""
-    try:
-        m = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _Invalid(f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    if not isinstance(m, dict) or m.get("schema_version") not in SUPPORTED_SCHEMAS:
+    m = _load(text)
+    if m["schema_version"] not in SUPPORTED_SCHEMAS:
         raise _Invalid("not a projbench metrics.json of a supported schema_version")
     limit = m.get("limit")
     said = {"model": _field(m, "model", str), "task": _field(m, "task", str), "regime": _field(m, "regime", str),
@@ -355,6 +363,10 @@ def collect(root: Path) -> Collection:
             unfinished.append(key)
             continue
         try:
+            size = (d / METRICS).stat().st_size
+            if size > MAX_METRICS_BYTES:
+                raise _Invalid(f"{size:,} bytes, larger than any metrics.json projbench writes "
+                               f"(limit {MAX_METRICS_BYTES:,}); not read")
             text = (d / METRICS).read_text(encoding="utf-8")
             if key.regime == BASELINES_DIR:
                 baselines.append(parse_baselines(key, text))
@@ -362,6 +374,9 @@ def collect(root: Path) -> Collection:
                 runs.append(parse_metrics(key, text))
         except _Invalid as exc:
             skipped.append(Skipped(shown, str(exc)))
+            unreadable.append(key)
+        except RecursionError:  # a structure nested deep enough to pass the parser and break a reader
+            skipped.append(Skipped(shown, "JSON nested too deeply to be a metrics.json"))
             unreadable.append(key)
         except (OSError, UnicodeDecodeError) as exc:
             # The message only, not str(exc): that names the absolute path, and output must not depend on it.

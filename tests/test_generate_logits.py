@@ -1,0 +1,67 @@
+"""``--eval generate`` against an uncached reference: the logits of every decoding step, not only the argmax.
+
+Cached, left-padded, batched greedy decoding must give, at each step and for each row, the logits of one plain
+forward (no cache, no padding, positions 0..L-1) over that row's prompt plus the tokens generated so far. A
+position or mask error after the first token changes these logits even where the argmax happens to survive.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark.generation import generate_batch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(hermetic_cache):
+    from benchmark.adapters.llava import load_llava_tiny
+
+    return load_llava_tiny(cache_dir=hermetic_cache)
+
+
+def test_every_step_equals_an_uncached_forward(tiny, real_images, monkeypatch):
+    images = [real_images[i][0] for i in (0, 5, 10)]
+    with torch.no_grad():
+        features = tiny.vision_features(tiny.preprocess(images))
+    # Prompts of three lengths, so that the batch is left-padded.
+    questions = [f"Classify this image into one of {'these ' * k}categories: nominal, global, local." for k in (0, 3, 1)]
+    budget = 6
+
+    steps = []  # last-position logits of every forward generate_batch makes, in order
+    real_forward = tiny.lm_forward
+
+    def lm_forward(*args, **kwargs):
+        out = real_forward(*args, **kwargs)
+        steps.append(out.logits[:, -1].detach().float().clone())
+        return out
+
+    monkeypatch.setattr(tiny, "lm_forward", lm_forward)
+    generated = generate_batch(tiny, features, questions, budget)
+    monkeypatch.undo()
+    assert len({len(tiny.encode(q).prompt_ids) for q in questions}) == 3
+    assert max(len(g) for g in generated) >= 3, "too few tokens generated to test the steps after the first"
+
+    checked = 0
+    for i, (question, tokens) in enumerate(zip(questions, generated, strict=True)):
+        prompt = tiny.encode(question).prompt_ids
+        # Step s predicts token s; a row that stopped at the end-of-sequence token is checked up to that step.
+        for s in range(min(len(tokens) + 1, len(steps))):
+            ids = torch.tensor([prompt + tokens[:s]])
+            with torch.no_grad():
+                ref = real_forward(ids, torch.ones_like(ids), torch.arange(ids.shape[1])[None],
+                                   tiny.project(features[i: i + 1])).logits[0, -1].float()
+            torch.testing.assert_close(steps[s][i], ref, rtol=1e-4, atol=1e-4,
+                                       msg=lambda m, i=i, s=s: f"row {i}, step {s}: {m}")
+            expected = tokens[s] if s < len(tokens) else tiny.answer_end_id
+            assert int(ref.argmax()) == expected, (i, s)
+            checked += 1
+    assert checked >= 3 * 2

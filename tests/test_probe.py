@@ -1,0 +1,164 @@
+"""The richness probe and its inputs, against known answers: what it trains on, stops on and is scored on.
+
+Test rows must have no influence on anything but the test scores: the same training rows with other test rows
+give the same validation results, best epoch and trained weights. Pooled features are the mean over the tokens,
+checked against the adapter's own features computed directly from the images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark import probe
+from benchmark.config import ProbeConfig
+from benchmark.probe import train_probe, validation_split
+
+SMALL = ProbeConfig(hidden=(16,), lr=1e-2, batch_size=8, max_epochs=25, patience=4)
+# Keys of the probe's result that depend on training and validation rows only (not on test rows).
+TRAIN_SIDE = ("best_epoch", "epochs_run", "n_train", "n_val", "input_dim")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def blobs(n_per_class: int, classes: int, dim: int, spread: float, seed: int, prefix: str = "train"):
+    """Gaussian clusters, one per class: (features, labels, uids)."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(1234).normal(0, 1, (classes, dim))
+    y = np.repeat(np.arange(classes), n_per_class)
+    x = centres[y] + rng.normal(0, spread, (len(y), dim))
+    uids = [f"{prefix}/c{c}/img{i:03d}.jpg" for i, c in enumerate(y)]
+    return torch.tensor(x, dtype=torch.float32), y.tolist(), uids
+
+
+@pytest.fixture
+def trained_models(monkeypatch):
+    """The probe MLPs that ``train_probe`` builds (the real ones), to compare their trained weights."""
+    built = []
+    real = probe.probe_mlp
+
+    def record(*args, **kwargs):
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(probe, "probe_mlp", record)
+    return built
+
+
+def weights(models) -> list[dict[str, torch.Tensor]]:
+    return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in models]
+
+
+def train_side(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k in TRAIN_SIDE or k.startswith("val")}
+
+
+def test_test_rows_have_no_influence_on_training(trained_models):
+    """Other test rows (another scale, other labels, another count) change nothing but the test scores."""
+    x, y, uids = blobs(12, 3, 8, spread=1.5, seed=0)   # overlapping clusters: validation F1 varies by epoch
+    x_test, y_test, _ = blobs(5, 3, 8, spread=1.5, seed=1, prefix="test")
+    x_other = torch.randn(11, 8, generator=torch.Generator().manual_seed(5)) * 1000 + 50
+    y_other = torch.randint(0, 3, (11,), generator=torch.Generator().manual_seed(6)).tolist()
+
+    first = train_probe(x, y, uids, x_test, y_test, 3, seed=3, cfg=SMALL)
+    w_first = weights(trained_models)
+    trained_models.clear()
+    second = train_probe(x, y, uids, x_other, y_other, 3, seed=3, cfg=SMALL)
+    w_second = weights(trained_models)
+
+    assert train_side(first) == train_side(second)
+    assert len(w_first) == len(w_second) > 0
+    for a, b in zip(w_first, w_second, strict=True):
+        assert same(a, b), "test rows changed the trained weights"
+
+    # The probe that is scored is the one of the best validation epoch: training for exactly that many epochs
+    # gives the same weights and scores (early stopping happened here, some epochs after the best one).
+    assert first["best_epoch"] + 1 < first["epochs_run"] < SMALL.max_epochs
+    assert first["epochs_run"] == first["best_epoch"] + 1 + SMALL.patience  # stops after `patience` bad epochs
+    trained_models.clear()
+    cfg = dataclasses.replace(SMALL, max_epochs=first["best_epoch"] + 1)
+    until_best = train_probe(x, y, uids, x_test, y_test, 3, seed=3, cfg=cfg)
+    assert [same(a, b) for a, b in zip(w_first, weights(trained_models), strict=True)] == [True] * len(w_first)
+    assert (until_best["macro_f1"], until_best["accuracy"]) == (first["macro_f1"], first["accuracy"])
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_separable_classes_are_found_and_scored_on_the_test_labels():
+    x, y, uids = blobs(10, 4, 6, spread=0.05, seed=0)
+    x_test, y_test, _ = blobs(3, 4, 6, spread=0.05, seed=1, prefix="test")
+    right = train_probe(x, y, uids, x_test, y_test, 4, seed=0, cfg=SMALL)
+    assert right["macro_f1"] == 1.0 and right["accuracy"] == 1.0 and right["val_macro_f1"] == 1.0
+    # The same test rows with every label shifted to the next class: every prediction is now wrong.
+    wrong = train_probe(x, y, uids, x_test, [(c + 1) % 4 for c in y_test], 4, seed=0, cfg=SMALL)
+    assert wrong["macro_f1"] == 0.0 and wrong["accuracy"] == 0.0
+    assert train_side(wrong) == train_side(right)
+
+
+def test_validation_rows_are_a_stratified_hash_ordered_holdout():
+    y = [0] * 20 + [1] * 7 + [2] * 2 + [3] * 31
+    uids = [f"train/c{c}/{i}.png" for i, c in enumerate(y)]
+    held = validation_split(uids, y, 0.1)
+    for c in set(y):
+        members = [u for u, label in zip(uids, y, strict=True) if label == c]
+        k = max(1, round(len(members) * 0.1))
+        first_k = sorted(members, key=lambda u: hashlib.sha256(u.encode()).hexdigest())[:k]
+        assert {u for u, h in zip(uids, held, strict=True) if h and u in members} == set(first_k), c
+    x = torch.randn(len(y), 4, generator=torch.Generator().manual_seed(0))
+    result = train_probe(x, y, uids, x[:4], y[:4], 4, seed=0, cfg=ProbeConfig(hidden=(4,), max_epochs=1))
+    assert (result["n_val"], result["n_train"]) == (2 + 1 + 1 + 3, len(y) - 7)
+    assert result["input_dim"] == 4
+
+
+def test_standardised_probe_ignores_the_scale_of_each_feature():
+    """z-scoring with training statistics: an affine rescaling of each feature (train and test alike) changes
+    nothing, even over eight orders of magnitude (as between a projector's output and a vision tower's)."""
+    x, y, uids = blobs(12, 3, 6, spread=1.0, seed=0)
+    x_test, y_test, _ = blobs(6, 3, 6, spread=1.0, seed=1, prefix="test")
+    scale = torch.tensor([1e-4, 1e-2, 1.0, 10.0, 1e3, 1e4])
+    shift = torch.tensor([5.0, -3.0, 0.0, 100.0, -1e4, 7.0])
+    plain = train_probe(x, y, uids, x_test, y_test, 3, seed=1, cfg=SMALL)
+    scaled = train_probe(x * scale + shift, y, uids, x_test * scale + shift, y_test, 3, seed=1, cfg=SMALL)
+    assert scaled == pytest.approx(plain, abs=1e-9)
+
+
+# --- pooled features ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(hermetic_cache):
+    from benchmark.adapters.llava import load_llava_tiny
+
+    return load_llava_tiny(cache_dir=hermetic_cache)
+
+
+def test_pooled_features_are_the_mean_over_tokens(tiny, real_images, tmp_path):
+    from benchmark.conformance import samples_for
+    from benchmark.features import extract, pooled
+
+    images = real_images[:5]
+    store, _ = extract(tiny, samples_for(images), tmp_path, "fingerprint", "train", batch_size=2, progress=False)
+    with torch.no_grad():
+        direct = tiny.vision_features(tiny.preprocess([img for img, _ in images])).float()  # (N, T, D)
+        projected = tiny.project(direct.to(tiny.dtype)).float()
+    n, t, d = direct.shape
+    assert t != d and projected.shape[1] != projected.shape[2]  # so that the wrong axis cannot pass by shape
+    pre = pooled(store, batch_size=2)                            # batches of 2 over 5 rows: a ragged last one
+    assert pre.shape == (n, d)
+    np.testing.assert_allclose(pre.numpy(), direct.numpy().sum(axis=1) / t, rtol=1e-4, atol=1e-5)
+    post = pooled(store, tiny, batch_size=2)
+    assert post.shape == (n, projected.shape[2])
+    np.testing.assert_allclose(post.numpy(), projected.numpy().sum(axis=1) / projected.shape[1], rtol=1e-4,
+                               atol=1e-5)

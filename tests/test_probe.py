@@ -18,7 +18,7 @@ from benchmark import probe
 from benchmark.config import ProbeConfig
 from benchmark.probe import train_probe, validation_split
 
-SMALL = ProbeConfig(hidden=(16,), lr=1e-2, batch_size=8, max_epochs=25, patience=4)
+SMALL = ProbeConfig(hidden=(32,), lr=1e-2, batch_size=8, max_epochs=40, patience=4)
 # Keys of the probe's result that depend on training and validation rows only (not on test rows).
 TRAIN_SIDE = ("best_epoch", "epochs_run", "n_train", "n_val", "input_dim")
 
@@ -63,17 +63,19 @@ def train_side(result: dict) -> dict:
     return {k: v for k, v in result.items() if k in TRAIN_SIDE or k.startswith("val")}
 
 
-def test_test_rows_have_no_influence_on_training(trained_models):
+@pytest.mark.parametrize("criterion", ["loss", "f1"])
+def test_test_rows_have_no_influence_on_training(trained_models, criterion):
     """Other test rows (another scale, other labels, another count) change nothing but the test scores."""
+    cfg = dataclasses.replace(SMALL, early_stopping=criterion)
     x, y, uids = blobs(12, 3, 8, spread=1.5, seed=0)   # overlapping clusters: validation F1 varies by epoch
     x_test, y_test, _ = blobs(5, 3, 8, spread=1.5, seed=1, prefix="test")
     x_other = torch.randn(11, 8, generator=torch.Generator().manual_seed(5)) * 1000 + 50
     y_other = torch.randint(0, 3, (11,), generator=torch.Generator().manual_seed(6)).tolist()
 
-    first = train_probe(x, y, uids, x_test, y_test, 3, seed=3, cfg=SMALL)
+    first = train_probe(x, y, uids, x_test, y_test, 3, seed=3, cfg=cfg)
     w_first = weights(trained_models)
     trained_models.clear()
-    second = train_probe(x, y, uids, x_other, y_other, 3, seed=3, cfg=SMALL)
+    second = train_probe(x, y, uids, x_other, y_other, 3, seed=3, cfg=cfg)
     w_second = weights(trained_models)
 
     assert train_side(first) == train_side(second)
@@ -83,11 +85,11 @@ def test_test_rows_have_no_influence_on_training(trained_models):
 
     # The probe that is scored is the one of the best validation epoch: training for exactly that many epochs
     # gives the same weights and scores (early stopping happened here, some epochs after the best one).
-    assert first["best_epoch"] + 1 < first["epochs_run"] < SMALL.max_epochs
-    assert first["epochs_run"] == first["best_epoch"] + 1 + SMALL.patience  # stops after `patience` bad epochs
+    assert first["best_epoch"] + 1 < first["epochs_run"] < cfg.max_epochs
+    assert first["epochs_run"] == first["best_epoch"] + 1 + cfg.patience  # stops after `patience` bad epochs
     trained_models.clear()
-    cfg = dataclasses.replace(SMALL, max_epochs=first["best_epoch"] + 1)
-    until_best = train_probe(x, y, uids, x_test, y_test, 3, seed=3, cfg=cfg)
+    until_best = train_probe(x, y, uids, x_test, y_test, 3, seed=3,
+                             cfg=dataclasses.replace(cfg, max_epochs=first["best_epoch"] + 1))
     assert [same(a, b) for a, b in zip(w_first, weights(trained_models), strict=True)] == [True] * len(w_first)
     assert (until_best["macro_f1"], until_best["accuracy"]) == (first["macro_f1"], first["accuracy"])
 
@@ -131,7 +133,9 @@ def test_standardised_probe_ignores_the_scale_of_each_feature():
     shift = torch.tensor([5.0, -3.0, 0.0, 100.0, -1e4, 7.0])
     plain = train_probe(x, y, uids, x_test, y_test, 3, seed=1, cfg=SMALL)
     scaled = train_probe(x * scale + shift, y, uids, x_test * scale + shift, y_test, 3, seed=1, cfg=SMALL)
-    assert scaled == pytest.approx(plain, abs=1e-9)
+    assert scaled.keys() == plain.keys()
+    for k, v in plain.items():
+        assert scaled[k] == (pytest.approx(v, rel=1e-2) if isinstance(v, float) else v), k  # float32 drift
 
 
 # --- pooled features ----------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 from test_metrics import reference_macro_f1, reference_scores
 
-from benchmark import protocol
+from benchmark import probe, protocol
 from benchmark.config import ProbeConfig, RunConfig
 from benchmark.registry import Plugins
 from benchmark.tasks import load_task
@@ -38,7 +38,7 @@ def watched_run(tmp_path_factory, hermetic_cache):
     """Run the protocol once, recording what fine-tuning and the probes receive."""
     out = tmp_path_factory.mktemp("watched")
     seen = {"finetune": [], "probe": []}
-    real_finetune, real_probe = protocol.finetune, protocol.train_probe
+    real_finetune, real_probe = protocol.finetune, probe.train_probe
 
     def finetune(adapter, regime, store, samples, *args, **kwargs):
         entry = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
@@ -67,7 +67,7 @@ def watched_run(tmp_path_factory, hermetic_cache):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(protocol, "finetune", finetune)
-        mp.setattr(protocol, "train_probe", train_probe)
+        mp.setattr(probe, "train_probe", train_probe)
         results = protocol.Runner(RunConfig(**CFG, results_dir=str(out)), log=lambda *a: None).run()
     return {"dir": out, "results": {m["regime"]: m for m in results}, **seen}
 
@@ -167,7 +167,15 @@ def test_each_probe_trains_on_the_training_split_of_its_own_features(watched_run
         assert call["uids"] == uids and call["y_test"] == y_test
         assert torch.allclose(call["x_test"], feats["test"], rtol=1e-4, atol=1e-5)
         recorded = watched_run["results"][regime]["probe"][name]
-        assert {k: recorded[k] for k in call["result"]} == call["result"], (regime, name)
+        scores = {k: v for k, v in call["result"].items() if k != "predictions"}
+        assert {k: recorded[k] for k in scores} == scores, (regime, name)
+        controls = [c for c in watched_run["probe"] if c["x_train"] is not call["x_train"]
+                    and torch.equal(c["x_train"], call["x_train"]) and c["y_train"] != y_train]
+        if "control" in recorded:  # same features, the training labels shuffled (same class counts)
+            (control,) = controls
+            assert sorted(control["y_train"]) == sorted(y_train) and control["y_test"] == y_test
+            assert recorded["control"]["macro_f1"] == control["result"]["macro_f1"]
+            assert recorded["selectivity"] == pytest.approx(recorded["macro_f1"] - recorded["control"]["macro_f1"])
 
 
 def test_task_metrics_follow_from_the_predictions(watched_run, data):

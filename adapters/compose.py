@@ -235,7 +235,7 @@ def _check_timm_weights(name: str) -> None:
     import timm
     from huggingface_hub import try_to_load_from_cache
 
-    from benchmark.hub import hub_reachable
+    from benchmark.hub import download_command, hub_reachable
 
     repo = timm.models.get_pretrained_cfg(name).hf_hub_id if timm.models.get_pretrained_cfg(name) else None
     if repo and isinstance(try_to_load_from_cache(repo, "model.safetensors"), str):
@@ -243,7 +243,7 @@ def _check_timm_weights(name: str) -> None:
     if not hub_reachable():
         raise ModelLoadError(
             f"timm weights of {name!r} are not in the local Hugging Face cache and the hub is not reachable. Fetch "
-            f"`huggingface-cli download {repo} model.safetensors --local-dir DIR` where it is, then set "
+            f"`{download_command(str(repo), 'model.safetensors')}` where it is, then set "
             "\"weights\": \"DIR/model.safetensors\" (and \"pretrained\": false) for this backbone in the spec.")
 
 

@@ -96,8 +96,8 @@ def test_bad_specs_name_the_problem(tiny_dir, tmp_path):
     with pytest.raises(ModelLoadError, match="Unknown projector 'mlp2x_gleu'. Did you mean 'mlp2x_gelu'"):
         compose(edited(tiny_dir, tmp_path, projector="mlp2x_gleu"))
     shutil.rmtree(tmp_path / "edited")
-    with pytest.raises(ModelLoadError, match=r"timm weights of 'vit_small_patch14_dinov2' .*huggingface-cli "
-                                             r"download timm/vit_small_patch14_dinov2\.lvd142m"):
+    with pytest.raises(ModelLoadError, match=r"timm weights of 'vit_small_patch14_dinov2' .*`hf "
+                                             r"download timm/vit_small_patch14_dinov2\.lvd142m model\.safetensors"):
         compose(edited(tiny_dir, tmp_path, vision={"library": "timm", "name": "vit_small_patch14_dinov2",
                                                    "pretrained": True}))
 

@@ -94,3 +94,12 @@ def test_hub_hint_names_the_installed_download_command(monkeypatch):
     command = str(info.value).split("`")[1]
     assert command == "hf download someone/not-cached-here --local-dir DIR"
     assert command.split()[0] in scripts and "huggingface-cli" not in scripts
+
+
+def test_no_message_names_the_removed_cli():
+    """huggingface-hub 1.x has no `huggingface-cli`: every hint goes through benchmark.hub.download_command."""
+    root = OURS
+    files = [f for d in ("benchmark", "adapters", "tasks", "leaderboard", "docs", "examples") for f in (root / d).rglob("*")
+             if f.suffix in (".py", ".md")] + [root / "README.md"]
+    offenders = [str(f.relative_to(root)) for f in files if f.name != "hub.py" and "huggingface-cli" in f.read_text()]
+    assert not offenders, f"`huggingface-cli` named in {offenders}; use benchmark.hub.download_command"

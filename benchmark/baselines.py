@@ -282,7 +282,7 @@ def encode_images(clip: LoadedClip, pixel_values: torch.Tensor) -> tuple[torch.T
 def clip_embeddings(clip: LoadedClip, samples, cache_dir: Path, task_fingerprint: str, split: str,
                     batch_size: int = 32, progress: bool = True) -> dict[str, torch.Tensor]:
     """{"projected", "pooled"} image embeddings of ``samples``, cached by CLIP identity, task and split."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     from .tasks.base import decode_image
@@ -290,8 +290,15 @@ def clip_embeddings(clip: LoadedClip, samples, cache_dir: Path, task_fingerprint
     key = hashlib.sha256(json.dumps({"clip": clip.identity, "task": task_fingerprint, "split": split,
                                      "preprocess": repr(clip.preprocess)}, sort_keys=True).encode()).hexdigest()[:24]
     path = Path(cache_dir) / "features" / "clip" / f"{key}.safetensors"
+    sidecar = path.with_name(path.name + ".sha256")
     if path.exists():
-        return load_file(str(path))
+        from .integrity import CorruptFileError, load_safetensors
+
+        try:  # checked against the SHA-256 written with it; a damaged entry is recomputed
+            return load_safetensors(path, sidecar.read_text().strip() if sidecar.exists() else "")
+        except CorruptFileError as exc:
+            print(f"[discard] cached CLIP embeddings: {exc} Recomputing them.")
+            path.unlink(missing_ok=True)
     device = next(clip.model.parameters()).device
     projected, pooled = [], []
     for b0 in tqdm(range(0, len(samples), batch_size), desc=f"CLIP image embeddings ({split})",
@@ -302,6 +309,9 @@ def clip_embeddings(clip: LoadedClip, samples, cache_dir: Path, task_fingerprint
         pooled.append(b.float().cpu())
     out = {"projected": torch.cat(projected).contiguous(), "pooled": torch.cat(pooled).contiguous()}
     atomic_write_with(path, lambda tmp: save_file(out, str(tmp)))
+    from .integrity import sha256_file
+
+    atomic_write_with(sidecar, lambda tmp: tmp.write_text(sha256_file(path) + "\n"))
     return out
 
 

@@ -513,10 +513,12 @@ class Runner:
         paired bootstrap intervals; None (with the reason logged) if that run's predictions are not there."""
         zs = self.dir_for("zero-shot", seed)
         try:
+            read_finished(zs)  # its predictions' checksums
             zs_probe = json.loads((zs / PROBE_PREDICTIONS).read_text())
             zs_rows = [json.loads(line) for line in (zs / PREDICTIONS).read_text().splitlines() if line.strip()]
-        except (OSError, ValueError):
-            self.log(f"note: no paired intervals for seed {seed}: the zero-shot predictions in {zs} are missing")
+        except (OSError, ValueError, CorruptFileError):
+            self.log(f"note: no paired intervals for seed {seed}: the zero-shot predictions in {zs} are missing "
+                     "or damaged")
             return None
         uids = [s.uid for s in test]
         if zs_probe.get("uids") != uids or [r["uid"] for r in zs_rows] != uids:

@@ -93,6 +93,7 @@ def draw_curves(results: Path, model: str | None = None, task_dir: str | None = 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     records, _ = collect_analyses(results, model, task_dir)
     written = []
@@ -114,6 +115,7 @@ def draw_curves(results: Path, model: str | None = None, task_dir: str | None = 
         limited = f" (limited run: {first.limit}/class)" if first.limit else ""
         ax.set_title(f"{folder}: {m} on {_TASK_DIR.match(t).group('task')}{limited}", fontsize=10)
         ax.set_xlabel(res.get("x_label", "layer"))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
         ax.set_ylabel(primary)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

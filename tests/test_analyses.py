@@ -447,3 +447,22 @@ def test_an_analysis_plugin_registers_through_the_same_hook(tmp_path):
                          env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "image-norm" in out.stdout and "my-analysis-plugin 0.1" in out.stdout and "layer-probe" in out.stdout
+
+
+def test_a_deleted_fe2e_state_names_the_keep_checkpoints_rerun(analysed, tmp_path, capsys):
+    import shutil
+
+    out, _ = analysed
+    copy = tmp_path / "res"
+    shutil.copytree(out, copy)
+    run = copy / "llava15-tiny" / "textile@max4" / "ft-e2e" / "seed0"
+    (run / "checkpoint.safetensors").unlink()
+    shutil.rmtree(copy / "llava15-tiny" / "textile@max4" / "analyses" / "mir" / "ft-e2e")
+    capsys.readouterr()
+    code = main(["analyze", "--model", "llava15-tiny", "--task", "textile", "--max-per-class", "4", "--analysis",
+                 "mir", "--regimes", "zero-shot,ft-e2e", "--results-dir", str(copy), *QUICK])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "FT-E2E state (seed 0) missing" in captured.err and f"Delete {run}" in captured.err
+    assert "--regimes ft-e2e --seeds 0 --max-per-class 4" in captured.err and "--keep-checkpoints" in captured.err
+    assert not (copy / "llava15-tiny" / "textile@max4" / "analyses" / "mir" / "ft-e2e").exists()

@@ -39,8 +39,9 @@ class AdapterSpec:
     description: str = ""
     tiny: bool = False              # a tiny random-init twin for tests and the demo
     # The open_clip (model, pretrained tag) matching the vision encoder, for the CLIP baselines; None if no CLIP
-    # matches (the baselines then fall back to the paper's CLIP, with a recorded warning).
-    clip: tuple[str, str | None] | None = None
+    # matches (the baselines then fall back to the paper's CLIP, with a recorded warning). A callable gets the
+    # --model-path and returns the same, for adapters whose encoder depends on what they load (compose).
+    clip: tuple[str, str | None] | Callable[[str | None], tuple[str, str | None] | None] | None = None
     origin: str = "builtin"         # filled in by the registry: the plugin that registered it
 
 

@@ -51,6 +51,7 @@ from .tiny import build_tokenizer
 SPEC_FILE = "config.json"
 DEFAULT_TEMPLATE = "{bos}{image}\nUSER: {question}\nASSISTANT:"
 PROJECTORS = ("linear", "mlp2x_gelu", "qformer", "perceiver")
+FAMILIES = {"linear": "linear", "mlp2x_gelu": "mlp", "qformer": "q-former", "perceiver": "resampler"}
 _SPEC_KEYS = {"vision", "projector", "llm", "template", "image_token", "answer_end_token", "projector_seed",
               "projector_weights", "model_type", "description"}
 _BACKBONE_KEYS = {"library", "name", "pretrained", "weights", "layer", "image_size", "kwargs"}
@@ -377,6 +378,8 @@ class ComposeAdapter(ModelAdapter):
             torch.manual_seed(spec.projector_seed)
             projector, n_tokens = build_projector(spec.projector, in_dim, out_dim)
         self._load_projector(projector, in_dim, out_dim)
+        kind = spec.projector if isinstance(spec.projector, str) else spec.projector.get("type")
+        self.projector_family = FAMILIES[kind]
         self.model = ComposedModel(nn.ModuleList(backbones), projector, llm, self.image_token_id)
         self.model.to(self.device, self.dtype).eval()
         self.checkpoint = str(spec.base if Path(str(source)).expanduser().is_dir() else Path(str(source)).expanduser())
@@ -487,6 +490,20 @@ class ComposeAdapter(ModelAdapter):
                           pixel_values=pixel_values.to(self.dtype), use_cache=False, return_dict=True)
 
 
+def declared_clip(source) -> tuple[str, str | None] | None:
+    """The CLIP matching a spec's vision encoder, for the baselines: its open_clip backbone, if it has just one."""
+    try:
+        spec = read_spec(source)
+    except ModelLoadError:
+        return None  # the run itself reports the bad spec
+    if len(spec.vision) != 1 or spec.vision[0].get("library") != "open_clip":
+        return None  # timm backbones and fusions have no single open_clip counterpart
+    name = spec.vision[0].get("name", "")
+    if name.startswith("local-dir:") and not Path(name[10:]).is_absolute():
+        name = "local-dir:" + str(spec.base / name[10:])
+    return name, spec.vision[0].get("pretrained")
+
+
 def _crop_size(transform) -> tuple[int, int]:
     """The square size a torchvision eval transform produces (its CenterCrop's size)."""
     for t in getattr(transform, "transforms", []):
@@ -565,6 +582,7 @@ _COMPOSE_DOC = "a JSON spec via --model-path (vision: timm or open_clip, project
 ADAPTERS = [
     AdapterSpec(
         name="compose",
+        clip=declared_clip,
         factory=hub_factory(ComposeAdapter, "compose", None),
         checkpoint="--model-path SPEC.json, or a folder with the spec as config.json and the weights",
         projector_family="composed",

@@ -102,7 +102,10 @@ class Runner:
         from .baselines import choose_clip
 
         # Resolved once, so that the run identity names the CLIP actually used, not "the adapter's default".
-        self.clip = choose_clip(cfg.model, self.adapter_spec.clip, cfg.clip_model, cfg.clip_pretrained)
+        declared = self.adapter_spec.clip
+        if callable(declared):  # the encoder depends on the checkpoint (e.g. a composed model's spec)
+            declared = declared(cfg.model_path)
+        self.clip = choose_clip(cfg.model, declared, cfg.clip_model, cfg.clip_pretrained)
         self.cfg = cfg = replace(cfg, clip_model=self.clip.model, clip_pretrained=self.clip.pretrained)
         self.results = Path(cfg.results_dir) if cfg.results_dir else results_root()
         self.cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
@@ -454,7 +457,8 @@ class Runner:
             "projbench_version": __version__,
             "model": cfg.model,
             "checkpoint": str(adapter.checkpoint),
-            "projector_family": self.adapter_spec.projector_family,
+            # The loaded model's own family where it has one (a composed model's depends on its spec).
+            "projector_family": getattr(adapter, "projector_family", "") or self.adapter_spec.projector_family,
             "projector_modules": self.adapter_spec.projector_modules,
             "task": cfg.task,
             "task_version": data.spec.version,

@@ -122,3 +122,19 @@ def test_projector_width_must_match_the_llm(tiny_dir, tmp_path):
     with pytest.raises(ModelLoadError, match="maps vision width 64 to the LLM's hidden size 64, but 0.weight has "
                                              r"shape \(128, 64\)"):
         compose(out)
+
+
+def test_the_baselines_use_the_clip_of_a_composed_models_own_backbone(tmp_path, tiny_dir):
+    from benchmark.config import ProbeConfig, RunConfig
+    from benchmark.protocol import Runner
+
+    qformer = Plugins(autoload=False).adapters.get("compose-clip-qformer-tiny").factory(device="cpu")
+    spec = Plugins(autoload=False).adapters.get("compose")
+    assert spec.clip(qformer.checkpoint) == (f"local-dir:{qformer.checkpoint}/vision/0", None)
+    assert spec.clip(str(tiny_dir)) is None  # a fusion of timm backbones has no single CLIP
+    assert qformer.projector_family == "q-former" and compose(tiny_dir).projector_family == "mlp"
+    cfg = RunConfig(model="compose", model_path=qformer.checkpoint, task="textile", max_per_class=3,
+                    regimes=("baselines",), results_dir=str(tmp_path), probe=ProbeConfig(max_epochs=1),
+                    progress=False)
+    [m] = Runner(cfg, log=lambda *_: None).run()
+    assert m["clip"]["matches_adapter"] and m["clip"]["model"] == f"local-dir:{qformer.checkpoint}/vision/0"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
 import pytest
 
 from benchmark.metrics import classification_metrics
-from benchmark.protocol import summary_table
 
 
 def reference_scores(y_true, y_pred, labels):
@@ -129,6 +129,12 @@ def numbers(cell: str) -> list[float]:
             if x.replace(".", "", 1).replace("-", "", 1).isdigit()]
 
 
+def summary_table(results):
+    from benchmark.protocol import summary_table  # here: the metrics tests need no model code (fast mutants)
+
+    return summary_table(results)
+
+
 def test_summary_pairs_each_seed_with_its_own_zero_shot():
     # Seeds listed out of order, and FT-Proj missing seed 1: gains must still pair seed with seed.
     zs = {0: (0.20, 0.50, 0.30), 1: (0.60, 0.40, 0.35), 2: (0.10, 0.70, 0.25)}  # seed: (task F1, probe, pre probe)
@@ -171,3 +177,96 @@ def test_summary_of_one_seed_shows_the_paired_difference():
     assert numbers(column(rows["ft-proj"], "richness")) == pytest.approx([-0.1], abs=1e-4)
     assert numbers(column(rows["ft-proj"], "accuracy")) == pytest.approx([0.8], abs=1e-4)
     assert numbers(column(rows["zero-shot"], "accuracy")) == pytest.approx([0.3], abs=1e-4)
+
+
+# --- bootstrap intervals and length bias --------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between order statistics (numpy's default), written out."""
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo = int(pos)
+    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (pos - lo)
+
+
+def resamples(n: int, samples: int, seed: int):
+    """The documented resampling: ``samples`` draws of n test rows with replacement from a seeded generator."""
+    return np.random.default_rng(seed).integers(0, n, size=(samples, n)).tolist()
+
+
+def reference_interval(y_true, y_pred, samples, seed, base=None):
+    scores = []
+    for idx in resamples(len(y_true), samples, seed):
+        t = [y_true[i] for i in idx]
+        score = reference_macro_f1(t, [y_pred[i] for i in idx])
+        scores.append(score if base is None else score - reference_macro_f1(t, [base[i] for i in idx]))
+    return [percentile(scores, 2.5), percentile(scores, 97.5)], scores
+
+
+RNG = np.random.default_rng(7)
+Y30 = RNG.integers(0, 4, 30).tolist()
+P30 = [y if RNG.random() < 0.6 else int(RNG.integers(-1, 4)) for y in Y30]   # 60% right, some unmatched (-1)
+Q30 = [y if RNG.random() < 0.4 else int(RNG.integers(0, 4)) for y in Y30]
+
+
+def test_macro_f1_of_many_rows_at_once():
+    from benchmark.metrics import macro_f1_rows
+
+    idx = resamples(30, 50, 3)
+    t = np.asarray(Y30)[idx]
+    p = np.asarray(P30)[idx]
+    want = [reference_macro_f1(list(a), list(b)) for a, b in zip(t.tolist(), p.tolist(), strict=True)]
+    assert macro_f1_rows(t, p, 4).tolist() == pytest.approx(want, abs=1e-12)
+
+
+def test_bootstrap_interval():
+    from benchmark.metrics import bootstrap_ci
+
+    got = bootstrap_ci(Y30, P30, 4, samples=300, seed=5)
+    want, _ = reference_interval(Y30, P30, 300, 5)
+    assert got["ci95"] == pytest.approx(want, abs=1e-12)
+    assert got["ci95"][0] < classification_metrics(Y30, P30, 4)["macro_f1"] < got["ci95"][1]
+    assert bootstrap_ci(Y30, Y30, 4, samples=50)["ci95"] == [1.0, 1.0]
+    assert bootstrap_ci(Y30, [(y + 1) % 4 for y in Y30], 4, samples=50)["ci95"] == [0.0, 0.0]
+
+
+def test_paired_bootstrap():
+    from benchmark.metrics import paired_bootstrap
+
+    got = paired_bootstrap(Y30, P30, Q30, 4, samples=300, seed=2)
+    assert got["delta"] == pytest.approx(reference_macro_f1(Y30, P30) - reference_macro_f1(Y30, Q30), abs=1e-12)
+    want, diffs = reference_interval(Y30, P30, 300, 2, base=Q30)
+    assert got["ci95"] == pytest.approx(want, abs=1e-12)
+    other_side = sum(d <= 0 for d in diffs) if got["delta"] > 0 else sum(d >= 0 for d in diffs)
+    assert got["p_value"] == pytest.approx(min(1.0, 2 * other_side / 300))
+    # Known answers: everything right against everything wrong; a model against itself.
+    wrong = [(y + 1) % 4 for y in Y30]
+    best = paired_bootstrap(Y30, Y30, wrong, 4, samples=100)
+    assert (best["delta"], best["ci95"], best["p_value"]) == (1.0, [1.0, 1.0], 0.0)
+    worst = paired_bootstrap(Y30, wrong, Y30, 4, samples=100)
+    assert (worst["delta"], worst["ci95"], worst["p_value"]) == (-1.0, [-1.0, -1.0], 0.0)
+    same = paired_bootstrap(Y30, P30, P30, 4, samples=100)
+    assert (same["delta"], same["ci95"], same["p_value"]) == (0.0, [0.0, 0.0], 1.0)
+
+
+def pearson(x, y):
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
+    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
+    return sxy / (sxx * syy) ** 0.5
+
+
+def test_length_bias():
+    from benchmark.evaluation import length_bias
+
+    by_sum, by_mean, tokens = [0, 0, 1, 2, 0], [0, 1, 1, 2, 2], [2, 5, 3]
+    got = length_bias(by_sum, by_mean, tokens)
+    assert got["disagreement_rate"] == pytest.approx(2 / 5)
+    assert got["predictions_per_class"] == {"sum": [3, 1, 1], "mean": [1, 2, 2]}
+    corr = got["corr_predictions_vs_answer_tokens"]
+    assert corr["sum"] == pytest.approx(pearson([3, 1, 1], tokens))
+    assert corr["mean"] == pytest.approx(pearson([1, 2, 2], tokens))
+    assert corr["sum"] < 0  # the shortest answer is predicted most often: the bias summed scores have
+    flat = length_bias([0, 1, 2], [0, 1, 2], tokens)
+    assert flat["disagreement_rate"] == 0.0 and flat["corr_predictions_vs_answer_tokens"]["sum"] is None

@@ -200,3 +200,39 @@ def test_task_metrics_follow_from_the_predictions(watched_run, data):
               for i in range(len(data.classes))]
         assert got["confusion_matrix"] == cm
         assert m["data"]["n_train"] == len(data.splits["train"]) and m["task_fingerprint"] == data.fingerprint
+
+
+def test_intervals_pairs_and_length_bias_follow_from_the_predictions(watched_run, data, original):
+    from test_metrics import reference_interval
+
+    from benchmark.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
+
+    index = {c: i for i, c in enumerate(data.classes)}
+    zs = watched_run["results"]["zero-shot"]
+    for regime, m in watched_run["results"].items():
+        preds = [json.loads(line) for line in
+                 (run_folder(watched_run, regime) / "predictions.jsonl").read_text().splitlines()]
+        y_true = [index[p["label"]] for p in preds]
+        y_pred = [index[p["prediction"]] for p in preds]
+        if "ci95" in m["metrics"]:
+            want, _ = reference_interval(y_true, y_pred, BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED)
+            assert m["metrics"]["ci95"] == pytest.approx(want, abs=1e-12), regime
+        if m.get("paired"):  # each fine-tuned run against the zero-shot run of its own seed
+            assert m["paired"]["gain"]["delta"] == pytest.approx(
+                m["metrics"]["macro_f1"] - zs["metrics"]["macro_f1"], abs=1e-12)
+            assert m["paired"]["richness"]["delta"] == pytest.approx(
+                m["probe"]["post_projection"]["macro_f1"] - zs["probe"]["post_projection"]["macro_f1"], abs=1e-12)
+        bias = m["metrics"].get("length_bias")
+        if bias is not None and "prediction_mean" in preds[0]:
+            by_sum = [index[p["prediction_sum"]] for p in preds]
+            by_mean = [index[p["prediction_mean"]] for p in preds]
+            assert bias["disagreement_rate"] == pytest.approx(
+                sum(a != b for a, b in zip(by_sum, by_mean, strict=True)) / len(preds))
+            assert bias["answer_tokens"] == {c: len(original.encode("", c).answer_ids) for c in data.classes}
+            assert bias["other_norm_macro_f1"] == pytest.approx(reference_macro_f1(y_true, by_mean), abs=1e-12)
+            # per-token scores are the summed scores over the answer length
+            for p in preds:
+                assert p["scores_mean"] == pytest.approx(
+                    [s / bias["answer_tokens"][c] for s, c in zip(p["scores"], data.classes, strict=True)],
+                    abs=2e-5)
+    assert any(m.get("paired") for m in watched_run["results"].values())

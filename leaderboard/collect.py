@@ -180,11 +180,17 @@ PROVENANCE_FIELDS = (
 )
 
 
-def _provenance_text(value) -> str:
+PROVENANCE_MAX_CHARS = 2000  # a field longer than this is cut (with a note): it is shown in a table cell
+
+
+def _provenance_text(value, depth: int = 0) -> str:
+    if depth > 3:  # a hostile or broken file could nest deeply; the page only needs a readable line
+        return json.dumps(value, sort_keys=True, default=str)[:200]
     if isinstance(value, dict):  # e.g. package versions: "name version" pairs, sorted
-        return ", ".join(f"{k} {_provenance_text(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
+        return ", ".join(f"{k} {_provenance_text(v, depth + 1)}"
+                         for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
     if isinstance(value, list | tuple):
-        return ", ".join(_provenance_text(v) for v in value)
+        return ", ".join(_provenance_text(v, depth + 1) for v in value)
     return "null" if value is None else str(value)
 
 
@@ -197,7 +203,10 @@ def provenance_of(m: dict) -> tuple[tuple[str, str], ...]:
             for part in dotted.split("."):
                 cur = cur.get(part) if isinstance(cur, dict) else None
             if cur is not None and cur != "" and cur != {}:
-                out.append((label, _provenance_text(cur)))
+                text = _provenance_text(cur)
+                if len(text) > PROVENANCE_MAX_CHARS:
+                    text = text[:PROVENANCE_MAX_CHARS] + f" … ({len(text)} characters, cut)"
+                out.append((label, text))
                 break
     return tuple(out)
 

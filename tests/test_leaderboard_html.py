@@ -411,3 +411,24 @@ def test_control_probe_table_is_the_markdowns(tmp_path):
         assert [c[1] for c in cells] in md_lines
     blip = next(c for _, c in p.rows if c[0][1] == "blip2-tiny")
     assert any(c[1].startswith("0.1250") for c in blip)  # the control F1 written above
+
+
+def test_odd_provenance_never_hides_a_run(tmp_path):
+    from benchmark.leaderboard.collect import PROVENANCE_MAX_CHARS
+
+    root = Path(shutil.copytree(RESULTS / "blip2-tiny", tmp_path / "results" / "blip2-tiny"))
+    deep: dict = {}
+    cur = deep
+    for _ in range(500):  # parses, but would exhaust the stack of a naive recursive formatter
+        cur["x"] = {}
+        cur = cur["x"]
+    for i, p in enumerate(sorted(root.rglob("metrics.json"))):
+        m = json.loads(p.read_text())
+        m["provenance"] = [{"git_commit": 1}, "x"] if i == 0 else {"versions": deep, "git_commit": "a" * 50_000}
+        p.write_text(json.dumps(m))
+    coll = collect(tmp_path / "results")
+    assert len(coll.runs) == 6 and not coll.skipped
+    text = site(build(coll), coll)[INDEX]
+    assert "(50000 characters, cut)" in text
+    for run in coll.runs:
+        assert all(len(v) <= PROVENANCE_MAX_CHARS + 40 for _, v in run.provenance)

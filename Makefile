@@ -31,8 +31,14 @@ fuzz: install
 	$(PY) -m pytest tests -q -m stress -p no:cacheprovider
 	$(PY) benchmarks/fuzz_resume.py --trials $(TRIALS)
 
+# Mutation testing of the modules that compute numbers (cosmic-ray; slow, never part of `make test`).
+# MODULES=metrics probe  limits it to some modules; MINUTES=20 bounds each; CHANGED=main mutates changed lines only.
+mutate: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[mutate]'
+	nice -n 19 $(PY) mutation/mutate.py $(MODULES) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(CHANGED),--changed $(CHANGED))
+
 lint: install
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) results .pytest_cache .benchmarks
+	rm -rf $(VENV) results .pytest_cache .benchmarks .mutation

@@ -65,3 +65,48 @@ def test_every_step_equals_an_uncached_forward(tiny, real_images, monkeypatch):
             assert int(ref.argmax()) == expected, (i, s)
             checked += 1
     assert checked >= 3 * 2
+
+
+def test_generate_metrics_follow_from_the_answers(tiny, real_images):
+    """Unmatched answers are wrong for their true class and no class's precision; the counts add up."""
+    from test_metrics import reference_macro_f1, reference_scores
+
+    from benchmark.conformance import samples_for
+    from benchmark.features import extract
+    from benchmark.generation import evaluate_generate
+
+    classes = ["nominal", "global defect", "local defect"]
+    images = real_images[::2]
+    samples = samples_for(images)
+    store, _ = extract(tiny, samples, tiny_cache(), "generate-metrics", "test", progress=False)
+    out = evaluate_generate(tiny, store, samples, classes, "textile surface defects", 0, batch_size=4,
+                            progress=False)
+    m, preds = out["metrics"], out["predictions"]
+    index = {c: i for i, c in enumerate(classes)}
+    y_true = [label for _, label in images]
+    # An answer matching no class is no prediction at all (-1), never a class.
+    assert [p["prediction"] is None for p in preds] == [p["match"] == "unmatched" for p in preds]
+    y_pred = [-1 if p["prediction"] is None else index[p["prediction"]] for p in preds]
+    assert [index[p["label"]] for p in preds] == y_true
+    n_unmatched = sum(p == -1 for p in y_pred)
+    assert m["n_unmatched"] == n_unmatched and m["unmatched_rate"] == pytest.approx(n_unmatched / len(preds))
+    assert m["match_rules"] == {r: sum(p["match"] == r for p in preds) for r in ("exact", "prefix", "contains",
+                                                                              "unmatched")}
+    assert sum(m["match_rules"].values()) == len(preds)
+    assert m["macro_f1"] == pytest.approx(reference_macro_f1(y_true, y_pred), abs=1e-12)
+    assert m["accuracy"] == pytest.approx(sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / len(preds))
+    ref = reference_scores(y_true, y_pred, range(3))
+    for i, c in enumerate(classes):
+        pc = m["per_class"][c]
+        assert (pc["precision"], pc["recall"], pc["f1"], pc["support"]) == pytest.approx(ref[i], abs=1e-12)
+    assert m["confusion_matrix_columns"] == [*classes, "<unmatched>"]
+    assert m["confusion_matrix"] == [[sum(t == i and p == j for t, p in zip(y_true, y_pred, strict=True))
+                                      for j in (0, 1, 2, -1)] for i in range(3)]
+    assert m["max_new_tokens"] == max(len(tiny.encode("", c).answer_ids) for c in classes) + 3
+
+
+def tiny_cache():
+    import os
+    from pathlib import Path
+
+    return Path(os.environ["PROJBENCH_CACHE"])

@@ -194,6 +194,15 @@ def cmd_analyze(a) -> int:
                              ("--max-per-class", a.max_per_class, 1)):
         if value is not None and value < low:
             raise BenchmarkError(f"{name} must be at least {low}, got {value}.")
+    from .validation import MAX_SEED, InputError, check_device, check_int
+
+    if not a.seeds:
+        raise InputError("--seeds is empty; give the seeds of the run, e.g. --seeds 0.")
+    for s in a.seeds:
+        check_int("seeds", s, 0, MAX_SEED, flag=f"--seeds (seed {s!r})")
+    if not a.regimes:
+        raise InputError("--regimes is empty; give one or more of zero-shot,ft-proj,ft-e2e.")
+    check_device(a.device)
     options = AnalysisOptions(probe_max_epochs=a.probe_max_epochs, tokens_per_image=a.tokens_per_image,
                               mir_compat=a.mir_compat, knockout_window=a.knockout_window,
                               knockout_max_images=a.knockout_max_images, permutations=a.permutations,

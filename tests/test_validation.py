@@ -197,3 +197,16 @@ def test_any_task_folder_layout_loads_or_fails_with_a_data_error(layout):
                 assert data.classes[x.label] == data.spec.class_for_key(folder)
     finally:
         shutil.rmtree(root)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", ","], "--seeds is empty"),
+    (["--seeds=-1"], "--seeds (seed -1) must be between 0"),
+    (["--regimes", ","], "--regimes is empty"),
+    (["--device", "bogus"], "--device 'bogus' is not a device"),
+])
+def test_analyze_checks_its_flags_too(tmp_path, capsys, argv, message):
+    code = main(["analyze", "--model", "llava15-tiny", "--task", "textile", "--results-dir", str(tmp_path), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not any(tmp_path.iterdir())

@@ -134,9 +134,9 @@ def test_a_diverging_training_stops_with_a_clear_error_and_blocks_nothing(tmp_pa
     assert not (d / "metrics.json").exists() and not list(d.glob("train_state*"))
     monkeypatch.setattr(training, "answer_loss", real_loss)
     logs = []
-    Runner(replace(cfg, lr_proj=1e-3), log=logs.append).run()  # the corrected command is not refused
-    assert (d / "metrics.json").exists()
-    assert any("[replace]" in line for line in logs)
+    fixed = replace(cfg, lr_proj=1e-3)  # the corrected command is not refused: its check passes, replacing the config
+    assert Runner(fixed, log=logs.append).check_existing(d, fixed.identity("ft-proj", 0)) is False
+    assert any("[replace]" in line for line in logs) and not (d / "config.json").exists()
 
 
 def test_learning_rates_above_ten_are_refused(tmp_path):

@@ -282,23 +282,33 @@ def encode_images(clip: LoadedClip, pixel_values: torch.Tensor) -> tuple[torch.T
 def clip_embeddings(clip: LoadedClip, samples, cache_dir: Path, task_fingerprint: str, split: str,
                     batch_size: int = 32, progress: bool = True) -> dict[str, torch.Tensor]:
     """{"projected", "pooled"} image embeddings of ``samples``, cached by CLIP identity, task and split."""
-    from safetensors.torch import save_file
-    from tqdm.auto import tqdm
-
-    from .tasks.base import decode_image
+    from filelock import FileLock
 
     key = hashlib.sha256(json.dumps({"clip": clip.identity, "task": task_fingerprint, "split": split,
                                      "preprocess": repr(clip.preprocess)}, sort_keys=True).encode()).hexdigest()[:24]
     path = Path(cache_dir) / "features" / "clip" / f"{key}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One process computes an entry; a second waits for it and reads it (the same lock scheme as features.py).
+    with FileLock(str(path) + ".lock"):
+        return _clip_embeddings_locked(clip, samples, path, split, batch_size, progress)
+
+
+def _clip_embeddings_locked(clip, samples, path: Path, split: str, batch_size: int, progress: bool):
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from .integrity import CorruptFileError, load_safetensors, sha256_file
+    from .tasks.base import decode_image
+
     sidecar = path.with_name(path.name + ".sha256")
     if path.exists():
-        from .integrity import CorruptFileError, load_safetensors
-
         try:  # checked against the SHA-256 written with it; a damaged entry is recomputed
             return load_safetensors(path, sidecar.read_text().strip() if sidecar.exists() else "")
         except CorruptFileError as exc:
             print(f"[discard] cached CLIP embeddings: {exc} Recomputing them.")
             path.unlink(missing_ok=True)
+    for stale in path.parent.glob(f".{path.name}*.tmp.*"):  # this entry's, left by a killed write (we hold its lock)
+        stale.unlink(missing_ok=True)
     device = next(clip.model.parameters()).device
     projected, pooled = [], []
     for b0 in tqdm(range(0, len(samples), batch_size), desc=f"CLIP image embeddings ({split})",
@@ -309,8 +319,6 @@ def clip_embeddings(clip: LoadedClip, samples, cache_dir: Path, task_fingerprint
         pooled.append(b.float().cpu())
     out = {"projected": torch.cat(projected).contiguous(), "pooled": torch.cat(pooled).contiguous()}
     atomic_write_with(path, lambda tmp: save_file(out, str(tmp)))
-    from .integrity import sha256_file
-
     atomic_write_with(sidecar, lambda tmp: tmp.write_text(sha256_file(path) + "\n"))
     return out
 

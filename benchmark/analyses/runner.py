@@ -185,16 +185,21 @@ class AnalysisRunner:
                 stores = {s: extract(adapter, data.splits[s], self.cache, data.fingerprint, s,
                                      progress=self.cfg.progress)[0] for s in ("train", "test")}
             applied = False
+            hidden_cache: dict = {}  # split -> HiddenStore of this state, opened (and verified) once
             # Analyses of the original weights first (they read the state's files), then the state is applied.
             for spec, out, identity in sorted(pending, key=lambda p: not p[0].on_original_model):
                 if not spec.on_original_model and not applied:
                     self.apply_state(adapter, regime, files)
                     applied = True
-                hidden_cache, timing = {}, {"hidden_s": 0.0}
+                timing = {"hidden_s": 0.0}  # extraction time, charged to the analysis that triggered it
 
-                def hidden(split, _a=adapter, _cache=hidden_cache, _t=timing, _s=state, _seed=seed, _st=stores):
+                def hidden(split, _a=adapter, _cache=hidden_cache, _t=timing, _s=state, _seed=seed, _st=stores,
+                           _in_state=applied or regime == "zero-shot"):
                     from .hidden import extract_hidden
 
+                    if not _in_state:  # the weights are still the original ones: their states are not this state's
+                        raise AnalysisUnsupported("an analysis on the original weights (on_original_model) cannot "
+                                                  "read the hidden states of a trained state")
                     if split not in _cache:
                         _cache[split], secs = extract_hidden(
                             _a, data.splits[split], _st[split], self.cache, data.fingerprint, split, _s, _seed,

@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench fuzz lint clean
+.PHONY: install demo test test-multiprocess bench fuzz lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# Multi-process equivalence (torchrun, gloo on CPU): 2 processes give the results of 1. Not in `make test`:
+# every torchrun start costs several seconds of CPU.
+test-multiprocess: install
+	$(PY) -m pytest -q -m multiprocess
 
 bench: install
 	$(PY) -m pytest benchmarks -q -s --benchmark-only --benchmark-columns=min,mean,median,rounds

@@ -37,14 +37,15 @@ def positions(attention_mask: torch.Tensor, offset: torch.Tensor | None = None) 
     return pos if offset is None else pos + offset[:, None]
 
 
-def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross-entropy over supervised (answer) tokens, and how many there were."""
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> tuple[torch.Tensor, int]:
+    """Next-token cross-entropy over supervised (answer) tokens (mean, or ``"sum"``), and how many there were."""
     shift_logits = logits[:, :-1].float()
     shift_labels = labels[:, 1:].to(logits.device)
     n = int((shift_labels != IGNORE).sum())
     if n == 0:
         raise RuntimeError("No answer token is supervised in this batch: the loss would silently be zero.")
     loss = torch.nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=IGNORE
+        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=IGNORE,
+        reduction=reduction,
     )
     return loss, n

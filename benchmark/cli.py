@@ -43,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--domain", help="override the task's domain phrase in the prompt")
     r.add_argument("--results-dir", help="where result folders go (default ./results or $PROJBENCH_RESULTS)")
     r.add_argument("--cache-dir", help="feature and tiny-model cache (default ~/.cache/projbench or $PROJBENCH_CACHE)")
-    r.add_argument("--batch-size", type=int, default=d.batch_size)
+    r.add_argument("--global-batch", type=int, default=d.global_batch,
+                   help="examples per optimizer step over all processes (default: the paper's, 64 for FT-Proj and "
+                        "32 for FT-E2E); the loss is the mean over all answer tokens of the global batch")
+    r.add_argument("--micro-batch", "--batch-size", dest="micro_batch", type=int, default=d.micro_batch,
+                   help="examples per process and forward (default 8); gradients accumulate over "
+                        "global / (micro-batch x processes) micro-batches. Results do not depend on it")
     r.add_argument("--eval", dest="eval_mode", choices=EVAL_MODES, default=d.eval_mode,
                    help="loglik: score every class name (default); generate: greedy decoding + name matching, "
                         "reports the unmatched rate")
@@ -58,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--score-rows", type=int, default=d.score_rows,
                    help="loglik: KV-cache rows (examples x classes) scored at once; lower it if the GPU runs out "
                         "of memory (0.35-0.5 GB per row for LLaVA-1.5-7B in bf16)")
-    r.add_argument("--grad-accum", type=int, default=d.grad_accum)
+    r.add_argument("--grad-accum", type=int, help=argparse.SUPPRESS)  # replaced by --global-batch: refused
     r.add_argument("--epochs", type=int, default=d.epochs)
     r.add_argument("--lr-proj", type=float, default=d.lr_proj)
     r.add_argument("--lr-e2e", type=float, default=d.lr_e2e)
@@ -143,6 +148,10 @@ def run_config(a):
     """The RunConfig of a parsed ``run`` command line (not yet validated: :class:`Runner` does that first)."""
     from .config import BASELINES, ProbeConfig, RunConfig
 
+    if a.grad_accum is not None:
+        raise BenchmarkError("--grad-accum is replaced by --global-batch G: accumulation steps are derived as "
+                             "G / (--micro-batch x processes). For the old behaviour pass "
+                             f"--global-batch {a.micro_batch * a.grad_accum}.")
     regimes = tuple(a.regimes) + ((BASELINES,) if a.baselines and BASELINES not in a.regimes else ())
     for t in a.clip_templates or ():
         if "{}" not in t:
@@ -152,8 +161,9 @@ def run_config(a):
         model=a.model, task=a.task, seeds=a.seeds, regimes=regimes,
         clip_model=a.clip_model, clip_pretrained=a.clip_pretrained,
         clip_templates=tuple(a.clip_templates) if a.clip_templates else RunConfig.clip_templates, data_dir=a.data_dir, model_path=a.model_path,
-        domain=a.domain, results_dir=a.results_dir, cache_dir=a.cache_dir, batch_size=a.batch_size,
-        eval_batch_size=a.eval_batch_size, score_rows=a.score_rows, grad_accum=a.grad_accum, epochs=a.epochs, lr_proj=a.lr_proj,
+        domain=a.domain, results_dir=a.results_dir, cache_dir=a.cache_dir, global_batch=a.global_batch,
+        micro_batch=a.micro_batch,
+        eval_batch_size=a.eval_batch_size, score_rows=a.score_rows, epochs=a.epochs, lr_proj=a.lr_proj,
         eval_mode=a.eval_mode,
         lr_e2e=a.lr_e2e, lora=a.lora, lora_rank=a.lora_rank, lr_lora=a.lr_lora, gradient_checkpointing=a.gradient_checkpointing,
         checkpoint_every=a.checkpoint_every,
@@ -177,6 +187,8 @@ def cmd_run(a) -> int:
         print(f"\ninterrupted: finished parts are saved under {runner.results}; run the same command to resume.",
               file=sys.stderr)
         return 130
+    if not runner.dist.is_main:
+        return 0
     print()
     print(f"{cfg.model} on {cfg.task}" + (f" (limited to {cfg.max_per_class} per class)" if cfg.max_per_class else ""))
     print(summary_table(results))

@@ -16,8 +16,13 @@ SCORE_NORMS = ("sum", "mean")        # loglik: summed log-probability of the ans
 EARLY_STOPPING = ("loss", "f1")      # probe: validation loss (the paper) | validation macro-F1
 # Identity fields that only the fine-tuned regimes have; the rest of the identity (model, task, data, evaluation,
 # probe, precision) is shared by every regime of one setup, so runs of different regimes can be compared.
-TRAINING_FIELDS = ("batch_size", "grad_accum", "epochs", "warmup_ratio", "gradient_checkpointing", "lr_proj",
+TRAINING_FIELDS = ("epochs", "warmup_ratio", "gradient_checkpointing", "lr_proj",
                    "lr_e2e", "lora", "lora_rank", "lr_lora", "global_batch")
+
+# Global batch (examples per optimizer step over all GPUs) of the paper's training scripts, which follow LLaVA-1.5's:
+# LLaVA-1.5's per-device batches (pretrain.sh 32, finetune.sh 16, on 8 GPUs) on the paper's 2 GPUs: FT-Proj
+# 2 x 32 = 64, FT-E2E 2 x 16 = 32.
+PAPER_GLOBAL_BATCH = {"ft-proj": 64, "ft-e2e": 32}
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,8 @@ class ProbeConfig:
 class TrainConfig:
     lr: float                       # 1e-3 FT-Proj, 2e-5 FT-E2E (LLaVA-1.5 defaults)
     epochs: int = 1
-    batch_size: int = 8
-    grad_accum: int = 1             # effective batch = batch_size * grad_accum
+    batch_size: int = 8             # the GLOBAL batch: examples per optimizer step, over all processes
+    micro_batch: int | None = None  # examples per process and forward; None = the whole share of the global batch
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -67,10 +72,10 @@ class RunConfig:
     score_norm: str = "sum"             # loglik: rank classes by summed (paper) or per-token mean log-probability
     template: str | None = None         # the adapter's prompt template variant; None = the adapter's default
     drop_duplicates: bool = False       # remove test images byte-identical to a training image
-    batch_size: int = 8
+    global_batch: int | None = None     # examples per optimizer step over all processes; None = the paper's (below)
+    micro_batch: int = 8                # examples per process and forward; accumulation = global / (micro x procs)
     eval_batch_size: int = 8
     score_rows: int = 32                # loglik: KV-cache rows (examples x classes) scored at once; bounds memory
-    grad_accum: int = 1
     epochs: int = 1
     lr_proj: float = 1e-3               # LLaVA-1.5 pre-training lr for the projector
     lr_e2e: float = 2e-5                # LLaVA-1.5 fine-tuning lr
@@ -90,9 +95,15 @@ class RunConfig:
     keep_checkpoints: bool = False
     progress: bool = True
 
-    # Fields that do not change results, and so are left out of the run's identity.
+    # Fields that do not change results, and so are left out of the run's identity. ``micro_batch`` only splits
+    # the global batch: the loss is token-weighted over the whole global batch, so the gradient does not depend
+    # on it (tests/test_global_batch.py); the resolved global batch is part of the identity instead.
     _NOT_IDENTITY = ("results_dir", "cache_dir", "progress", "keep_checkpoints", "regimes", "seeds", "device",
-                     "checkpoint_every", "score_rows")
+                     "checkpoint_every", "score_rows", "micro_batch")
+
+    def global_batch_for(self, regime: str) -> int:
+        """The global batch of a fine-tuning regime: ``global_batch`` if set, else the paper's scripts' value."""
+        return self.global_batch or PAPER_GLOBAL_BATCH[regime]
 
     # What the baselines stage depends on: the task's data, the CLIP and its prompts, the probe. The adapter
     # (``model``) only chooses the default CLIP, which the runner resolves into clip_model/clip_pretrained.
@@ -113,8 +124,10 @@ class RunConfig:
         if regime != "ft-proj":
             d.pop("lr_proj")
         if regime == "zero-shot":
-            for k in ("batch_size", "grad_accum", "epochs", "warmup_ratio", "gradient_checkpointing"):
+            for k in ("global_batch", "epochs", "warmup_ratio", "gradient_checkpointing"):
                 d.pop(k)
+        else:
+            d["global_batch"] = self.global_batch_for(regime)
         return d
 
     def replicate_identity(self, regime: str, execution: dict) -> dict:

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+from . import distributed
 from .batching import collate, positions
 from .metrics import bootstrap_ci, classification_metrics
 from .prompt import build_question
@@ -99,11 +100,14 @@ def evaluate_loglik(adapter, store, samples, classes, domain, seed, batch_size=8
     start = time.perf_counter()
     answers = class_answer_ids(adapter, classes)
     all_scores = []
-    for b0 in tqdm(range(0, len(samples), batch_size), desc="evaluate (loglik)", unit="batch", disable=not progress):
-        idx = list(range(b0, min(b0 + batch_size, len(samples))))
+    ctx = distributed.current()
+    mine = ctx.share(len(samples))  # each process scores its block of the test split (batch-size invariant)
+    for b0 in tqdm(range(mine.start, mine.stop, batch_size), desc="evaluate (loglik)", unit="batch",
+                   disable=not progress or not ctx.is_main):
+        idx = list(range(b0, min(b0 + batch_size, mine.stop)))
         questions = [build_question(domain, classes, seed, samples[i].uid) for i in idx]
         all_scores.append(score_batch(adapter, store.get(idx), questions, answers, max_rows=max_rows))
-    scores = torch.cat(all_scores)
+    scores = torch.cat(ctx.gather(all_scores))
     lengths = [len(a) for a in answers]  # answer tokens, EOS included: what the summed score adds up
     per_token = scores / torch.tensor(lengths, dtype=scores.dtype)
     by_sum, by_mean = scores.argmax(-1).tolist(), per_token.argmax(-1).tolist()

@@ -7,6 +7,7 @@ extraction resumes from the last finished part.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -18,6 +19,7 @@ from filelock import FileLock
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from . import distributed
 from .integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
 from .results import atomic_write_json, atomic_write_text, atomic_write_with, remove_stale_temps
 from .tasks.base import Sample, decode_image
@@ -159,58 +161,78 @@ def extract(adapter, samples: list[Sample], cache_dir: Path, task_fingerprint: s
     """Cached features for ``samples`` (computing what is missing). Returns the store and seconds spent.
 
     One process at a time works on a cache entry (a file lock next to it): a second one waits, then reuses it.
-    A damaged entry is discarded and recomputed, with a line in the log.
+    A damaged entry is discarded and recomputed, with a line in the log. In a multi-process run rank 0 holds the
+    lock and decides for the group; every rank encodes its share of the images.
     """
+    ctx = distributed.current()
     directory = Path(cache_dir) / "features" / cache_key(adapter, task_fingerprint, split)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(directory) + ".lock"):
-        if (directory / "index.json").exists():
+    with FileLock(str(directory) + ".lock") if ctx.is_main else contextlib.nullcontext():
+        ctx.barrier()
+        ready = False
+        if ctx.is_main and (directory / "index.json").exists():
             try:
-                return FeatureStore(directory), 0.0
+                FeatureStore(directory)
+                ready = True
             except CorruptFileError as exc:
                 log(f"[discard] cached {split} features: {exc} Recomputing them.")
                 shutil.rmtree(directory)
+        if ctx.broadcast(ready):
+            return FeatureStore(directory), 0.0
         return _extract_locked(adapter, samples, directory, task_fingerprint, split, batch_size, progress, log)
 
 
 def _extract_locked(adapter, samples, directory: Path, task_fingerprint, split, batch_size, progress, log):
     from tqdm.auto import tqdm
 
-    directory.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(directory)
-    atomic_write_json(directory / "key.json", {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint),
-                                               "task_fingerprint": task_fingerprint, "split": split})
+    ctx = distributed.current()
+    if ctx.is_main:
+        directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(directory)
+        atomic_write_json(directory / "key.json", {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint),
+                                                   "task_fingerprint": task_fingerprint, "split": split})
     start = time.perf_counter()
     parts, shas = [], {}
-    bar = tqdm(total=len(samples), desc=f"vision features ({split})", unit="img", disable=not progress)
+    bar = tqdm(total=len(samples), desc=f"vision features ({split})", unit="img",
+               disable=not progress or not ctx.is_main)
     for p0 in range(0, len(samples), PART_SIZE):
         name = f"part-{p0 // PART_SIZE:05d}.safetensors"
         chunk = samples[p0: p0 + PART_SIZE]
         path = directory / name
-        if path.exists():
+        sha = None
+        if ctx.is_main and path.exists():
             sha = _reusable_part(path)
-            if sha:  # finished before an interruption
-                parts.append(name)
-                shas[name] = sha
-                bar.update(len(chunk))
-                continue
-            log(f"[discard] {path} fails its checksum; recomputing it.")
-            path.unlink()
+            if not sha:
+                log(f"[discard] {path} fails its checksum; recomputing it.")
+                path.unlink()
+        sha = ctx.broadcast(sha)
+        if sha:  # finished before an interruption
+            parts.append(name)
+            shas[name] = sha
+            bar.update(len(chunk))
+            continue
+        # Each process encodes its block of the part; rank 0 writes the gathered part, the others wait for it.
+        mine = ctx.share(len(chunk))
         feats = []
-        for b0 in range(0, len(chunk), batch_size):
-            images = [decode_image(s.load_bytes()) for s in chunk[b0: b0 + batch_size]]
+        for b0 in range(mine.start, mine.stop, batch_size):
+            images = [decode_image(s.load_bytes()) for s in chunk[b0: min(b0 + batch_size, mine.stop)]]
             feats.append(adapter.vision_features(adapter.preprocess(images)).to("cpu").contiguous())
-            bar.update(len(images))
-        tensor = torch.cat(feats)
-        atomic_write_with(path, lambda tmp, t=tensor: save_file({"features": t}, str(tmp)))
-        shas[name] = sha256_file(path)
-        atomic_write_text(path.with_name(name + ".sha256"), shas[name] + "\n")
+            bar.update(len(images) * ctx.world_size)
+        feats = ctx.gather(feats)
+        if ctx.is_main:
+            tensor = torch.cat(feats)
+            atomic_write_with(path, lambda tmp, t=tensor: save_file({"features": t}, str(tmp)))
+            shas[name] = sha256_file(path)
+            atomic_write_text(path.with_name(name + ".sha256"), shas[name] + "\n")
+        ctx.barrier()
         parts.append(name)
     bar.close()
-    with safe_open(str(directory / parts[0]), framework="pt") as f:
-        shape = [len(samples), *f.get_slice("features").get_shape()[1:]]
-    atomic_write_json(directory / "index.json", seal({"uids": [s.uid for s in samples], "parts": parts,
-                                                      "shape": shape, "part_sha256": shas}))
+    if ctx.is_main:
+        with safe_open(str(directory / parts[0]), framework="pt") as f:
+            shape = [len(samples), *f.get_slice("features").get_shape()[1:]]
+        atomic_write_json(directory / "index.json", seal({"uids": [s.uid for s in samples], "parts": parts,
+                                                          "shape": shape, "part_sha256": shas}))
+    ctx.barrier()
     return FeatureStore(directory), time.perf_counter() - start
 
 

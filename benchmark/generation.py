@@ -28,6 +28,7 @@ import unicodedata
 import torch
 from sklearn.metrics import confusion_matrix
 
+from . import distributed
 from .batching import collate
 from .metrics import bootstrap_ci, classification_metrics
 from .prompt import build_question
@@ -113,12 +114,15 @@ def evaluate_generate(adapter, store, samples, classes, domain, seed, batch_size
     start = time.perf_counter()
     budget = token_budget(adapter, classes)
     texts = []
-    for b0 in tqdm(range(0, len(samples), batch_size), desc="evaluate (generate)", unit="batch",
-                   disable=not progress):
-        idx = list(range(b0, min(b0 + batch_size, len(samples))))
+    ctx = distributed.current()
+    mine = ctx.share(len(samples))  # each process decodes its block of the test split; results are gathered
+    for b0 in tqdm(range(mine.start, mine.stop, batch_size), desc="evaluate (generate)", unit="batch",
+                   disable=not progress or not ctx.is_main):
+        idx = list(range(b0, min(b0 + batch_size, mine.stop)))
         questions = [build_question(domain, classes, seed, samples[i].uid) for i in idx]
         for ids in generate_batch(adapter, store.get(idx), questions, budget):
             texts.append(adapter.tokenizer.decode(ids, skip_special_tokens=True).strip())
+    texts = ctx.gather(texts)
     matches = [match_class(t, classes) for t in texts]
     truth = [s.label for s in samples]
     preds = [-1 if m is None else m for m, _ in matches]

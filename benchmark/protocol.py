@@ -8,6 +8,7 @@ resumes from its last saved stage.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -18,11 +19,12 @@ import torch
 from filelock import FileLock, Timeout
 from safetensors.torch import save_file
 
-from . import RESULT_SCHEMA_VERSION, __version__, train_state
+from . import RESULT_SCHEMA_VERSION, __version__, distributed, train_state
 from .config import (  # noqa: F401  (re-exported)
     BASELINES,
     EARLY_STOPPING,
     EVAL_MODES,
+    PAPER_GLOBAL_BATCH,
     REGIMES,
     SCORE_NORMS,
     STAGES,
@@ -60,7 +62,7 @@ from .results import (
     run_dir,
 )
 from .tasks.base import TaskData, load_task
-from .training import NonFiniteLossError, finetune, projector_state, trainable_state
+from .training import NonFiniteLossError, batch_layout, finetune, projector_state, trainable_state
 
 # Trained FT-E2E states up to this size (tiny twins, LoRA) are kept after a run for `analyze`.
 KEEP_FOR_ANALYSES_MAX_PARAMS = 200_000_000
@@ -109,11 +111,15 @@ class Runner:
         self.cfg = cfg = replace(cfg, clip_model=self.clip.model, clip_pretrained=self.clip.pretrained)
         self.results = Path(cfg.results_dir) if cfg.results_dir else results_root()
         self.cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
-        self.device = resolve_device(cfg.device)
+        self.dist = distributed.setup(cfg.device)
+        self.device = self.dist.device
+        if not self.dist.is_main:  # one log for the whole run
+            self.log = lambda *a, **k: None
+        for r in cfg.regimes:  # a global batch that cannot be split fails here, before any work
+            if r != "zero-shot":
+                batch_layout(cfg.global_batch_for(r), cfg.micro_batch, self.dist.world_size)
         self.timing: dict[str, float] = {}
-        # Processes taking part in one run. Single-process for now: multi-process runs set this from
-        # benchmark/distributed.py, the only place that knows about processes; the global batch follows from it.
-        self.num_processes = 1
+        self.num_processes = self.dist.world_size  # recorded; results do not depend on it
         self.revision: dict | None = None
 
     def execution(self, adapter, regime: str) -> dict:
@@ -123,18 +129,28 @@ class Runner:
             "dtype": str(adapter.dtype).removeprefix("torch."),
             "device_type": torch.device(self.device).type,
             "num_processes": self.num_processes,
-            "global_batch": None if regime == "zero-shot" else cfg.batch_size * cfg.grad_accum * self.num_processes,
+            "global_batch": None if regime == "zero-shot" else cfg.global_batch_for(regime),
             "template": adapter.template_name,
         }
 
     # -- helpers -------------------------------------------------------------------------------------------
     def load_adapter(self):
         t = time.perf_counter()
-        adapter = self.adapter_spec.factory(source=self.cfg.model_path, device=self.device, dtype=self.cfg.dtype,
-                                            cache_dir=self.cache)
+        # Rank 0 loads first: a tiny twin is built into the shared cache once, not by every process at once.
+        adapter = self._rank0_first(lambda: self.adapter_spec.factory(
+            source=self.cfg.model_path, device=self.device, dtype=self.cfg.dtype, cache_dir=self.cache))
         adapter.use_template(self.cfg.template)
         self.timing["model_load_s"] = self.timing.get("model_load_s", 0.0) + time.perf_counter() - t
         return adapter
+
+    def _rank0_first(self, fn):
+        """``fn()`` on rank 0, then on the other ranks, which so see what rank 0 built or cleaned up."""
+        if self.dist.distributed and not self.dist.is_main:
+            self.dist.barrier()
+        out = fn()
+        if self.dist.distributed and self.dist.is_main:
+            self.dist.barrier()
+        return out
 
     def model_problem(self) -> str | None:
         """A cheap check, without loading anything, that the model's weights can be had; the problem if not."""
@@ -203,17 +219,21 @@ class Runner:
         cfg = self.cfg
         todo = [(r, s) for s in cfg.seeds for r in STAGES if r in cfg.regimes]
         pending, corrupt = [], []
-        for regime, seed in todo:
-            d = self.dir_for(regime, seed)
-            try:
-                finished = self.check_existing(d, cfg.identity(regime, seed))
-            except CorruptFileError as exc:
-                corrupt.append(str(exc))
-                continue
-            if finished:
-                self.log(f"[skip] {regime} seed {seed}: finished ({d})")
-            else:
-                pending.append((regime, seed))
+
+        def check_all():
+            for regime, seed in todo:
+                d = self.dir_for(regime, seed)
+                try:
+                    finished = self.check_existing(d, cfg.identity(regime, seed))
+                except CorruptFileError as exc:
+                    corrupt.append(str(exc))
+                    continue
+                if finished:
+                    self.log(f"[skip] {regime} seed {seed}: finished ({d})")
+                else:
+                    pending.append((regime, seed))
+
+        self._rank0_first(check_all)  # rank 0 may clean up a failed run's folder before the others look
         if corrupt:  # never used, never silently redone: the user decides
             raise BenchmarkError("finished result(s) fail their integrity check:\n  " + "\n  ".join(corrupt))
         if pending:
@@ -237,6 +257,12 @@ class Runner:
         validation_split([s.uid for s in data.splits["train"]], [s.label for s in data.splits["train"]],
                          cfg.probe.val_fraction)
         for seed in [s for r, s in pending if r == BASELINES]:  # needs CLIP only, not the MLLM
+            if self.dist.distributed:  # small: rank 0 runs it alone
+                if self.dist.is_main:
+                    with self._lock(BASELINES, seed):
+                        self._run_baselines(seed, data)
+                self.dist.barrier()
+                continue
             with self._lock(BASELINES, seed):
                 d = self.dir_for(BASELINES, seed)
                 remove_stale_temps(d)
@@ -256,6 +282,14 @@ class Runner:
             feat_s += s
         self.timing["feature_extraction_s"] = feat_s
         state = {"adapter": adapter, "pre": None}
+        if self.dist.distributed:
+            # Rank 0 holds each run folder's lock for the whole group (waiting if another job has it); the other
+            # ranks follow it in the same order.
+            for regime, seed in pending:
+                with self._lock(regime, seed) if self.dist.is_main else contextlib.nullcontext():
+                    self.dist.barrier()
+                    self._run_locked(regime, seed, state, data, stores)
+            return
         deferred = []
         for regime, seed in pending:  # one process per run folder; one busy elsewhere is done after the others
             lock = self._lock(regime, seed)
@@ -280,10 +314,14 @@ class Runner:
 
     def _run_locked(self, regime, seed, state, data, stores):
         d = self.dir_for(regime, seed)
-        stale = remove_stale_temps(d)
-        if stale:
-            self.log(f"removed {len(stale)} temporary file(s) left by an interrupted write in {d}")
-        if self.check_existing(d, self.cfg.identity(regime, seed)):
+
+        def check():
+            stale = remove_stale_temps(d)
+            if stale:
+                self.log(f"removed {len(stale)} temporary file(s) left by an interrupted write in {d}")
+            return self.check_existing(d, self.cfg.identity(regime, seed))
+
+        if self._rank0_first(check):
             self.log(f"[skip] {regime} seed {seed}: finished by another process ({d})")
             return
         if getattr(state["adapter"], "_tuned", False):
@@ -375,15 +413,18 @@ class Runner:
         d = self.dir_for(regime, seed)
         identity = cfg.identity(regime, seed)
         started = time.perf_counter()
-        atomic_write_json(d / CONFIG, seal({"config_hash": config_hash(identity), "identity": identity,
-                                            "config": asdict(cfg), "schema_version": RESULT_SCHEMA_VERSION}))
+        main = self.dist.is_main  # only rank 0 writes; the others compute their share and wait at barriers
+        if main:
+            atomic_write_json(d / CONFIG, seal({"config_hash": config_hash(identity), "identity": identity,
+                                                "config": asdict(cfg), "schema_version": RESULT_SCHEMA_VERSION}))
         self.log(f"[run] {regime} seed {seed} -> {d}")
         classes, domain = data.classes, data.spec.domain
         train, test = data.splits["train"], data.splits["test"]
         training = None
         if regime != "zero-shot":
             tcfg = TrainConfig(lr=cfg.lr_proj if regime == "ft-proj" else cfg.lr_e2e, epochs=cfg.epochs,
-                               batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, warmup_ratio=cfg.warmup_ratio,
+                               batch_size=cfg.global_batch_for(regime), micro_batch=cfg.micro_batch,
+                               warmup_ratio=cfg.warmup_ratio,
                                lora=cfg.lora and regime == "ft-e2e", lora_rank=cfg.lora_rank, lr_lora=cfg.lr_lora,
                                gradient_checkpointing=cfg.gradient_checkpointing,
                                checkpoint_every=cfg.checkpoint_every)
@@ -410,19 +451,26 @@ class Runner:
                     problem = train_state.check(progress_file)
                     if problem:
                         self.log(f"[discard] {problem} Training {regime} seed {seed} from the start.")
-                        train_state.remove(progress_file)
+                        self.dist.barrier()  # every rank has checked the file before rank 0 removes it
+                        if main:
+                            train_state.remove(progress_file)
                     else:
                         self.log(f"[resume] {regime} seed {seed}: continuing training from {progress_file.name}")
                 try:
                     training = finetune(adapter, regime, stores["train"], train, classes, domain, seed, tcfg,
                                         progress=cfg.progress, resume_file=progress_file)
                 except NonFiniteLossError:
-                    train_state.remove(progress_file)  # diverged: nothing to resume, nothing to block a rerun
+                    if main:
+                        train_state.remove(progress_file)  # diverged: nothing to resume, nothing to block a rerun
                     raise
-                state = trainable_state(adapter, regime)
-                atomic_write_with(ckpt, lambda tmp: save_file(state, str(tmp)))
-                atomic_write_json(d / TRAINING, seal({**training, "checkpoint_sha256": sha256_file(ckpt)}))
-                train_state.remove(progress_file)
+                training["global_batch_source"] = ("--global-batch" if cfg.global_batch else
+                                                   f"paper default for {regime} ({PAPER_GLOBAL_BATCH[regime]})")
+                if main:
+                    state = trainable_state(adapter, regime)
+                    atomic_write_with(ckpt, lambda tmp: save_file(state, str(tmp)))
+                    atomic_write_json(d / TRAINING, seal({**training, "checkpoint_sha256": sha256_file(ckpt)}))
+                    train_state.remove(progress_file)
+                self.dist.barrier()
         if cfg.eval_mode == "generate":
             ev = evaluate_generate(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
                                    progress=cfg.progress)
@@ -432,14 +480,22 @@ class Runner:
         probe_cfg = cfg.probe
         ytr, yte = [s.label for s in train], [s.label for s in test]
         uids = [s.uid for s in train]
-        probes, probe_preds = {}, {"uids": [s.uid for s in test]}
-        if regime == "zero-shot":
-            probes["pre_projection"], probe_preds["pre_projection"] = probe_with_control(
-                pre[0], ytr, uids, pre[1], yte, len(classes), seed, probe_cfg, cfg.progress, "probe (pre-projection)")
+        probe_preds = {"uids": [s.uid for s in test]}
         post = (pooled(stores["train"], adapter), pooled(stores["test"], adapter))
-        probes["post_projection"], probe_preds["post_projection"] = probe_with_control(
-            post[0], ytr, uids, post[1], yte, len(classes), seed, probe_cfg, cfg.progress,
-            f"probe (post-projection, {regime})")
+        jobs = {"post_projection": lambda: probe_with_control(post[0], ytr, uids, post[1], yte, len(classes), seed,
+                                                              probe_cfg, cfg.progress,
+                                                              f"probe (post-projection, {regime})")}
+        if regime == "zero-shot":
+            jobs["pre_projection"] = lambda: probe_with_control(pre[0], ytr, uids, pre[1], yte, len(classes), seed,
+                                                                probe_cfg, cfg.progress, "probe (pre-projection)")
+        # Probes are independent: with several processes each trains its share, and all get every result.
+        order = sorted(jobs, key=lambda k: k != "pre_projection")  # pre-projection first, as before
+        probes = {}
+        for name, (summary, preds) in zip(order, self.dist.run_split([jobs[k] for k in order]), strict=True):
+            probes[name], probe_preds[name] = summary, preds
+        if not main:
+            self.dist.barrier()  # rank 0 writes the result files
+            return read_sealed_json(d / METRICS)
         atomic_write_json(d / PROBE_PREDICTIONS, probe_preds)
         paired = None if regime == "zero-shot" else self._paired(seed, test, yte, classes, ev["pred_indices"],
                                                                  probe_preds["post_projection"])
@@ -494,6 +550,8 @@ class Runner:
             "paired": paired,
             "probe_config": probe_cfg.to_dict(),
             "training": training,
+            "processes": self.dist.world_size,
+            "distributed_backend": self.dist.backend,
             "timing": {**self.timing, "evaluation_s": ev["metrics"]["seconds"],
                        "run_s": time.perf_counter() - started},
             "provenance": provenance(),
@@ -506,6 +564,7 @@ class Runner:
         keep = cfg.keep_checkpoints or (regime == "ft-e2e" and small)
         if not keep and (d / CHECKPOINT).exists():
             (d / CHECKPOINT).unlink()
+        self.dist.barrier()
         unmatched = metrics["metrics"].get("unmatched_rate")
         self.log(f"[done] {regime} seed {seed}: macro-F1 {metrics['metrics']['macro_f1']:.4f}"
                  + (f" (unmatched {unmatched:.1%})" if unmatched is not None else "")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from . import train_state
+from . import distributed, train_state
 from .batching import answer_loss, collate
 from .config import TrainConfig
 from .errors import BenchmarkError
@@ -64,6 +64,45 @@ def training_batch(adapter, samples, indices, classes, domain, seed):
     return collate(parts, adapter.pad_token_id, with_answer=True)
 
 
+def batch_layout(global_batch: int, micro_batch: int | None, processes: int) -> tuple[int, int]:
+    """(micro-batch, accumulation steps) with global = micro x processes x accumulation; errors name the fix.
+
+    ``micro_batch`` None means one micro-batch per process and step; a micro-batch larger than a process's share
+    of the global batch shrinks to that share.
+    """
+    if global_batch < 1 or (micro_batch is not None and micro_batch < 1):
+        raise BenchmarkError(f"--global-batch ({global_batch}) and --micro-batch ({micro_batch}) must be positive.")
+    if global_batch % processes:
+        raise BenchmarkError(f"--global-batch {global_batch} is not divisible by the {processes} processes: use a "
+                             f"multiple of {processes}.")
+    share = global_batch // processes
+    micro = min(micro_batch or share, share)
+    if share % micro:
+        raise BenchmarkError(
+            f"--global-batch {global_batch} is not divisible by {processes} process(es) x --micro-batch {micro}: "
+            f"choose a micro-batch that divides {share}, or a global batch that is a multiple of {processes * micro}."
+        )
+    return micro, share // micro
+
+
+class AnswerTokenLoss(torch.nn.Module):
+    """One training forward as a module, so that an engine (DDP, FSDP) can wrap the whole step.
+
+    Projects the cached features, runs the model's own forward with them and returns the SUM of the answer
+    tokens' cross-entropies: the caller divides by the answer-token count of the whole global batch.
+    """
+
+    def __init__(self, adapter):
+        super().__init__()
+        self.model = adapter.model
+        object.__setattr__(self, "adapter", adapter)  # not a submodule: its model is already registered above
+
+    def forward(self, feats, input_ids, attention_mask, position_ids, labels):
+        embeds = self.adapter.project(feats)
+        out = self.adapter.lm_forward(input_ids, attention_mask, position_ids, embeds)
+        return answer_loss(out.logits, labels, reduction="sum")[0]
+
+
 def checkpoint_interval(cfg: TrainConfig, total_steps: int, trainable: int) -> int:
     """Optimizer steps between mid-training checkpoints; 0 = none.
 
@@ -82,12 +121,18 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
              progress: bool = True, features_fn=None, resume_file: Path | None = None) -> dict:
     """Train in place. ``features_fn(indices)`` overrides where features come from (benchmarks use pixels).
 
+    Each optimizer step takes the next ``cfg.batch_size`` examples (the global batch) of a seeded permutation.
+    They are split over the processes and, within a process, into micro-batches; the loss is the mean over ALL
+    answer tokens of the global batch (their count is known from the tokenised answers before any forward), so
+    any split gives the gradient of one batch of the global size.
+
     With ``resume_file``, the trained state, optimizer, schedule and position in the data are saved there every
     few optimizer steps, and a run that finds the file continues from it, giving the same result as one that
     was never interrupted.
     """
     from tqdm.auto import tqdm
 
+    ctx = distributed.current()
     torch.manual_seed(seed)
     params = set_trainable(adapter, regime, cfg)
     if not params:
@@ -101,59 +146,83 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
         for p in params:
             p.data = p.data.float()
     autocast = torch.autocast(adapter.device.type, dtype=adapter.dtype, enabled=half)
+    global_batch = cfg.batch_size
+    micro, accumulation = batch_layout(global_batch, cfg.micro_batch, ctx.world_size)
+    n = len(samples)
+    steps_per_epoch = math.ceil(n / global_batch)
+    total_steps = steps_per_epoch * cfg.epochs
+    n_trainable = int(sum(p.numel() for p in params))
+    every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file else 0
+    step_module = ctx.wrap(AnswerTokenLoss(adapter))
     # LoRA weights learn at their own rate (LLaVA-1.5: 2e-4); everything else trained at cfg.lr.
-    lora = [p for n, p in adapter.model.named_parameters() if p.requires_grad and "lora_" in n]
-    rest = [p for n, p in adapter.model.named_parameters() if p.requires_grad and "lora_" not in n]
+    lora = [p for n_, p in adapter.model.named_parameters() if p.requires_grad and "lora_" in n_]
+    rest = [p for n_, p in adapter.model.named_parameters() if p.requires_grad and "lora_" not in n_]
     groups = [{"params": rest, "lr": cfg.lr}] + ([{"params": lora, "lr": cfg.lr_lora}] if lora else [])
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    n = len(samples)
-    batches_per_epoch = math.ceil(n / cfg.batch_size)
-    total_steps = math.ceil(batches_per_epoch * cfg.epochs / cfg.grad_accum)
     scheduler = cosine_with_warmup(optimizer, total_steps, cfg.warmup_ratio)
     gen = torch.Generator().manual_seed(seed)
     features_fn = features_fn or store.get
-    n_trainable = int(sum(p.numel() for p in params))
-    every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file else 0
-    losses, supervised, step, micro, resumed_from = [], 0, 0, 0, 0
+    losses, supervised, step, resumed_from = [], 0, 0, 0
     if resume_file is not None and Path(resume_file).exists():
         saved = train_state.load(resume_file, adapter, optimizer, scheduler)  # safetensors + JSON, no pickle
-        losses, supervised, step, micro = saved["losses"], saved["supervised"], saved["step"], saved["micro"]
+        losses, supervised, step = saved["losses"], saved["supervised"], saved["step"]
         resumed_from = step
+    encoded = {}
+
+    def encode(i):
+        if i not in encoded:
+            encoded[i] = adapter.encode(build_question(domain, classes, seed, samples[i].uid),
+                                        classes[samples[i].label])
+        return encoded[i]
+
     start = time.perf_counter()
-    bar = tqdm(total=batches_per_epoch * cfg.epochs, desc=f"train {regime}", unit="batch", disable=not progress,
-               initial=micro)
-    done = micro  # micro-batches already trained before a resume
-    micro = 0
+    bar = tqdm(total=total_steps, desc=f"train {regime}", unit="step", disable=not progress or not ctx.is_main,
+               initial=step)
+    done = step  # optimizer steps already taken before a resume
+    seen = 0
+    dev = adapter.device
     for _epoch in range(cfg.epochs):
-        for idx in torch.randperm(n, generator=gen).split(cfg.batch_size):  # same order on every (re)run
-            if micro < done:
-                micro += 1
+        for gidx in torch.randperm(n, generator=gen).split(global_batch):  # same order on every (re)run
+            if seen < done:
+                seen += 1
                 continue
-            batch = training_batch(adapter, samples, idx.tolist(), classes, domain, seed)
-            feats = features_fn(idx).to(adapter.device)
-            with autocast:
-                embeds = adapter.project(feats)
-                out = adapter.lm_forward(batch["input_ids"].to(adapter.device),
-                                         batch["attention_mask"].to(adapter.device),
-                                         batch["position_ids"].to(adapter.device), embeds)
-            loss, n_tok = answer_loss(out.logits, batch["labels"])
-            if not torch.isfinite(loss):
+            seen += 1
+            batch_ids = gidx.tolist()
+            n_tok = sum(len(encode(i).answer_ids) for i in batch_ids)  # answer tokens of the global batch
+            mine = [batch_ids[j] for j in ctx.share(len(batch_ids))]
+            # Every rank runs the same number of micro-batches (collectives must pair up); a rank whose share of
+            # a last, short global batch is smaller runs zero-weight copies of one example.
+            rounds = math.ceil(math.ceil(len(batch_ids) / ctx.world_size) / micro)
+            total = 0.0
+            for r in range(rounds):
+                chunk = mine[r * micro: (r + 1) * micro]
+                weight = ctx.world_size / n_tok  # engines average gradients over ranks: undo it, then per token
+                if not chunk:
+                    chunk, weight = batch_ids[:1], 0.0
+                batch = collate([encode(i) for i in chunk], adapter.pad_token_id, with_answer=True)
+                feats = features_fn(torch.tensor(chunk)).to(dev)
+                with ctx.no_sync(step_module, r == rounds - 1):
+                    with autocast:
+                        token_sum = step_module(feats, batch["input_ids"].to(dev), batch["attention_mask"].to(dev),
+                                                batch["position_ids"].to(dev), batch["labels"].to(dev))
+                    (token_sum * weight).backward()
+                if weight:
+                    total += float(token_sum.detach())
+            loss = ctx.sum(total) / n_tok
+            if not math.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"training {regime} seed {seed} diverged: the loss is {loss.item()} at batch {micro + 1}. "
+                    f"training {regime} seed {seed} diverged: the loss is {loss} at step {step + 1}. "
                     "Nothing was marked finished; lower the learning rate (--lr-proj / --lr-e2e / --lr-lora) "
                     "and run again.")
-            (loss / cfg.grad_accum).backward()
             supervised += n_tok
-            losses.append(loss.item())
-            micro += 1
-            if micro % cfg.grad_accum == 0 or micro == batches_per_epoch * cfg.epochs:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                if every and step % every == 0 and step < total_steps:
-                    _save_progress(resume_file, adapter, optimizer, scheduler, losses, supervised, step, micro)
+            losses.append(loss)
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if every and step % every == 0 and step < total_steps and ctx.is_main:
+                _save_progress(resume_file, adapter, optimizer, scheduler, losses, supervised, step, step)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
@@ -163,10 +232,12 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     adapter.model.eval()
     if cfg.gradient_checkpointing:
         adapter.model.gradient_checkpointing_disable()
+    last = losses[-max(1, len(losses) // 10):]
     return {
-        "optimizer_steps": step, "batches": micro, "supervised_answer_tokens": supervised,
-        "first_loss": losses[0], "final_loss": losses[-1],
-        "mean_loss_last_10pct": float(sum(losses[-max(1, len(losses) // 10):]) / max(1, len(losses) // 10)),
+        "optimizer_steps": step, "global_batch": global_batch, "micro_batch": micro,
+        "accumulation_steps": accumulation, "processes": ctx.world_size,
+        "supervised_answer_tokens": supervised,
+        "first_loss": losses[0], "final_loss": losses[-1], "mean_loss_last_10pct": float(sum(last) / len(last)),
         "trainable_parameters": n_trainable, "seconds": time.perf_counter() - start,
         "resumed_from_step": resumed_from, "checkpoint_every": every,
     }

@@ -24,7 +24,7 @@ BASE = RunConfig(model="llava15-tiny", task="textile")
 
 # Fields that change the training only: they must leave the zero-shot hash alone (so that, e.g., trying another
 # learning rate reuses the finished zero-shot runs), and change both fine-tuned ones.
-TRAINING_ONLY = {"batch_size", "grad_accum", "epochs", "warmup_ratio", "gradient_checkpointing"}
+TRAINING_ONLY = {"global_batch", "epochs", "warmup_ratio", "gradient_checkpointing"}
 # Fields that belong to one fine-tuned regime.
 ONE_REGIME = {"lr_proj": {"ft-proj"}, "lr_e2e": {"ft-e2e"}, "lora": {"ft-e2e"}}
 # Fields that only matter when another field is set: the base configuration they are varied from.

@@ -60,6 +60,10 @@ def test_demo_writes_complete_result_files(demo_results):
         else:
             assert (d / "projector.safetensors").exists()
             assert m["training"]["supervised_answer_tokens"] > 0
+            # The paper's global batches are the defaults, recorded with where they came from.
+            want = {"ft-proj": 64, "ft-e2e": 32}[m["regime"]]
+            assert m["training"]["global_batch"] == want and str(want) in m["training"]["global_batch_source"]
+            assert m["training"]["optimizer_steps"] == 1  # 18 training images fit in one global batch
 
 
 def test_finished_runs_are_skipped(demo_results, capsys):
@@ -134,7 +138,15 @@ def test_seeds_give_one_directory_each(tmp_path):
     assert (tmp_path / "llava15-tiny/textile@max6/zero-shot/seed1/metrics.json").exists()
 
 
-def test_training_interrupted_mid_epoch_continues_from_its_last_checkpoint(tmp_path, monkeypatch, reference):
+@pytest.fixture(scope="module")
+def reference_8(tmp_path_factory):
+    """An uninterrupted FT-Proj run at global batch 8 (3 optimizer steps on 18 images)."""
+    out = tmp_path_factory.mktemp("reference8")
+    Runner(RunConfig(**QUICK, regimes=("zero-shot", "ft-proj"), global_batch=8, results_dir=str(out))).run()
+    return out
+
+
+def test_training_interrupted_mid_epoch_continues_from_its_last_checkpoint(tmp_path, monkeypatch, reference_8):
     from benchmark import training
 
     real_loss, calls = training.answer_loss, []
@@ -145,7 +157,7 @@ def test_training_interrupted_mid_epoch_continues_from_its_last_checkpoint(tmp_p
             raise KeyboardInterrupt
         return real_loss(*a, **k)
 
-    cfg = RunConfig(**QUICK, regimes=("zero-shot", "ft-proj"), results_dir=str(tmp_path))  # 3 batches of 8
+    cfg = RunConfig(**QUICK, regimes=("zero-shot", "ft-proj"), results_dir=str(tmp_path), global_batch=8)  # 3 steps
     monkeypatch.setattr(training, "answer_loss", crash_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
         Runner(cfg).run()
@@ -158,5 +170,5 @@ def test_training_interrupted_mid_epoch_continues_from_its_last_checkpoint(tmp_p
     assert any("continuing training from train_state.json" in line for line in logs)
     assert ft["training"]["resumed_from_step"] == 2 and ft["training"]["optimizer_steps"] == 3
     assert not list(d.glob("train_state*")), "mid-training state is removed once training is done"
-    want = metrics_of(reference)["llava15-tiny/textile@max6/ft-proj/seed0"]
+    want = metrics_of(reference_8)["llava15-tiny/textile@max6/ft-proj/seed0"]
     assert comparable(ft) == comparable(want)

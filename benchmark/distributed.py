@@ -1,0 +1,159 @@
+"""Processes and devices: the only module that knows a run can span several processes.
+
+A plain ``python -m benchmark run`` is one process and everything here is a no-op. Started by ``torchrun`` or
+``accelerate launch`` (both set ``WORLD_SIZE``), the run becomes one rank of a group managed by accelerate (gloo
+on CPU, nccl on GPUs). Training, feature extraction, evaluation and probes ask this module for their share of the
+work (``share``), combine the shares (``gather``) and let only rank 0 write files (``is_main``); the engine that
+holds the trained weights (DDP, accelerate's FSDP / DeepSpeed, or PyTorch FSDP2 on CPU) is chosen in ``wrap``.
+Everything else is written as if there were one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .errors import BenchmarkError
+
+ENGINES = ("auto", "ddp", "fsdp2")  # how multi-process training holds the trained weights
+
+
+@dataclass
+class Context:
+    """This process's place in the run. One process: rank 0 of 1, no accelerator."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: str = "cpu"
+    accelerator: Any = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def backend(self) -> str:
+        return self.accelerator.state.distributed_type.value if self.accelerator is not None else "NO"
+
+    @property
+    def sharded_by_accelerate(self) -> bool:
+        """accelerate was launched with an FSDP or DeepSpeed config (GPUs: it ignores both on CPU)."""
+        return self.backend in ("FSDP", "DEEPSPEED")
+
+    # -- splitting and combining work -----------------------------------------------------------------------
+    def share(self, n: int) -> range:
+        """This rank's contiguous block of ``range(n)``; blocks in rank order cover it exactly."""
+        per, extra = divmod(n, self.world_size)
+        start = self.rank * per + min(self.rank, extra)
+        return range(start, start + per + (1 if self.rank < extra else 0))
+
+    def gather(self, items: list) -> list:
+        """Every rank's list, concatenated in rank order, on every rank."""
+        if not self.distributed:
+            return list(items)
+        from accelerate.utils import gather_object
+
+        return list(gather_object(list(items)))
+
+    def broadcast(self, obj):
+        """Rank 0's ``obj`` on every rank (rank 0 decides, e.g. whether a cache entry is reusable)."""
+        if not self.distributed:
+            return obj
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([obj], from_process=0)[0]
+
+    def run_split(self, jobs: list) -> list:
+        """Run zero-argument ``jobs`` round-robin over the ranks; every rank gets all results in job order."""
+        mine = [(i, job()) for i, job in enumerate(jobs) if i % self.world_size == self.rank]
+        return [r for _, r in sorted(self.gather(mine), key=lambda x: x[0])]
+
+    def sum(self, value: float) -> float:
+        if not self.distributed:
+            return float(value)
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t)
+        return float(t.item())
+
+    def barrier(self) -> None:
+        if self.distributed:
+            self.accelerator.wait_for_everyone()
+
+    # -- training -------------------------------------------------------------------------------------------
+    def wrap(self, module: torch.nn.Module, engine: str = "auto", shard_modules=()) -> torch.nn.Module:
+        """The training module as the engine runs it; identity in one process.
+
+        ``ddp``: accelerate's DistributedDataParallel (gradients all-reduced, every rank holds all weights).
+        ``fsdp2``: PyTorch's ``fully_shard`` on each of ``shard_modules`` and on the root (parameters, gradients
+        and optimizer state sharded over the ranks); it runs on CPU/gloo, where accelerate ignores its FSDP plugin.
+        ``auto``: what accelerate was launched with (FSDP / DeepSpeed config on GPUs), else DDP.
+        """
+        if not self.distributed:
+            return module
+        if engine == "fsdp2":
+            from torch.distributed.fsdp import fully_shard
+
+            for m in shard_modules:
+                fully_shard(m)
+            fully_shard(module)
+            return module
+        return self.accelerator.prepare_model(module)
+
+    def no_sync(self, module: torch.nn.Module, last_micro_batch: bool):
+        """Skip DDP's gradient all-reduce on every micro-batch but the last of an optimizer step."""
+        if not self.distributed or last_micro_batch or not hasattr(module, "no_sync"):
+            return contextlib.nullcontext()
+        return module.no_sync()
+
+
+_CURRENT = Context()
+
+
+def current() -> Context:
+    """The context ``setup`` made for this process (one process until then)."""
+    return _CURRENT
+
+
+def launched_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup(device: str = "auto") -> Context:
+    """Join the process group the launcher made (if any) and pick this rank's device; errors before any work."""
+    global _CURRENT
+    world = launched_world_size()
+    cuda = torch.cuda.is_available()
+    if device == "auto":
+        device = "cuda" if cuda else "cpu"
+    if device.startswith("cuda") and not cuda:
+        raise BenchmarkError(f"--device {device}: no CUDA device is visible; use --device cpu.")
+    if world == 1:
+        _CURRENT = Context(device=device)
+        return _CURRENT
+    on_cpu = not device.startswith("cuda")
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if not on_cpu and local > torch.cuda.device_count():
+        raise BenchmarkError(
+            f"{local} processes per node were launched but only {torch.cuda.device_count()} GPU(s) are visible: "
+            f"launch at most {torch.cuda.device_count()} (--nproc_per_node / --num_processes), or use --device cpu."
+        )
+    from accelerate import Accelerator
+
+    # On a machine without CUDA a plain Accelerator() does not join the group: every rank would run alone.
+    acc = Accelerator(cpu=on_cpu)
+    if acc.num_processes != world:
+        raise BenchmarkError(
+            f"the launcher started {world} processes but accelerate joined {acc.num_processes}: each would run "
+            "the whole job alone. Launch with `torchrun --nproc_per_node N -m benchmark run ...` or "
+            "`accelerate launch --config_file F -m benchmark run ...`."
+        )
+    _CURRENT = Context(rank=acc.process_index, world_size=acc.num_processes, device=str(acc.device), accelerator=acc)
+    return _CURRENT

@@ -316,7 +316,7 @@ class Runner:
         d = self.dir_for(regime, seed)
 
         def check():
-            stale = remove_stale_temps(d)
+            stale = remove_stale_temps(d) if self.dist.is_main else []  # never another rank's file being written
             if stale:
                 self.log(f"removed {len(stale)} temporary file(s) left by an interrupted write in {d}")
             return self.check_existing(d, self.cfg.identity(regime, seed))
@@ -430,7 +430,7 @@ class Runner:
                                checkpoint_every=cfg.checkpoint_every)
             ckpt = d / CHECKPOINT
             adapter._tuned = True
-            trained = self._saved_training(d, regime, seed)
+            trained = self._rank0_first(lambda: self._saved_training(d, regime, seed))
             if trained is not None:  # trained before an interruption
                 from .training import set_trainable
 
@@ -446,7 +446,9 @@ class Runner:
                 if (d / LEGACY_TRAIN_PROGRESS).exists():  # a pickle: never loaded, whoever wrote it
                     self.log(f"[resume] {regime} seed {seed}: ignoring {LEGACY_TRAIN_PROGRESS} (old pickle format, "
                              "not loaded for safety); training from the start")
-                    (d / LEGACY_TRAIN_PROGRESS).unlink()
+                    self.dist.barrier()  # every rank has seen it before rank 0 removes it
+                    if main:
+                        (d / LEGACY_TRAIN_PROGRESS).unlink()
                 if progress_file.exists():
                     problem = train_state.check(progress_file)
                     if problem:

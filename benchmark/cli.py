@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="examples per optimizer step over all processes (default: the paper's, 64 for FT-Proj and "
                         "32 for FT-E2E); the loss is the mean over all answer tokens of the global batch")
     r.add_argument("--micro-batch", "--batch-size", dest="micro_batch", type=int, default=d.micro_batch,
-                   help="examples per process and forward (default 8); gradients accumulate over "
+                   help="examples per process and forward (default: the largest divisor of the process's share "
+                        "of the global batch up to 8); gradients accumulate over "
                         "global / (micro-batch x processes) micro-batches. Results do not depend on it")
     r.add_argument("--eval", dest="eval_mode", choices=EVAL_MODES, default=d.eval_mode,
                    help="loglik: score every class name (default); generate: greedy decoding + name matching, "
@@ -151,7 +152,7 @@ def run_config(a):
     if a.grad_accum is not None:
         raise BenchmarkError("--grad-accum is replaced by --global-batch G: accumulation steps are derived as "
                              "G / (--micro-batch x processes). For the old behaviour pass "
-                             f"--global-batch {a.micro_batch * a.grad_accum}.")
+                             f"--global-batch {(a.micro_batch or 8) * a.grad_accum}.")
     regimes = tuple(a.regimes) + ((BASELINES,) if a.baselines and BASELINES not in a.regimes else ())
     for t in a.clip_templates or ():
         if "{}" not in t:

@@ -16,7 +16,8 @@ SCORE_NORMS = ("sum", "mean")        # loglik: summed log-probability of the ans
 EARLY_STOPPING = ("loss", "f1")      # probe: validation loss (the paper) | validation macro-F1
 # Identity fields that only the fine-tuned regimes have; the rest of the identity (model, task, data, evaluation,
 # probe, precision) is shared by every regime of one setup, so runs of different regimes can be compared.
-TRAINING_FIELDS = ("epochs", "warmup_ratio", "gradient_checkpointing", "lr_proj",
+# ("batch_size", "grad_accum": identity fields of results written before the global batch replaced them.)
+TRAINING_FIELDS = ("batch_size", "grad_accum", "epochs", "warmup_ratio", "gradient_checkpointing", "lr_proj",
                    "lr_e2e", "lora", "lora_rank", "lr_lora", "global_batch")
 
 # Global batch (examples per optimizer step over all GPUs) of the paper's training scripts, which follow LLaVA-1.5's:
@@ -46,7 +47,7 @@ class TrainConfig:
     lr: float                       # 1e-3 FT-Proj, 2e-5 FT-E2E (LLaVA-1.5 defaults)
     epochs: int = 1
     batch_size: int = 8             # the GLOBAL batch: examples per optimizer step, over all processes
-    micro_batch: int | None = None  # examples per process and forward; None = the whole share of the global batch
+    micro_batch: int | None = None  # examples per process and forward; None = largest divisor of the share up to 8
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -73,7 +74,8 @@ class RunConfig:
     template: str | None = None         # the adapter's prompt template variant; None = the adapter's default
     drop_duplicates: bool = False       # remove test images byte-identical to a training image
     global_batch: int | None = None     # examples per optimizer step over all processes; None = the paper's (below)
-    micro_batch: int = 8                # examples per process and forward; accumulation = global / (micro x procs)
+    micro_batch: int | None = None      # examples per process and forward (None: the largest divisor of the
+                                        # process's share up to 8); accumulation = global / (micro x procs)
     eval_batch_size: int = 8
     score_rows: int = 32                # loglik: KV-cache rows (examples x classes) scored at once; bounds memory
     epochs: int = 1

@@ -64,11 +64,14 @@ def training_batch(adapter, samples, indices, classes, domain, seed):
     return collate(parts, adapter.pad_token_id, with_answer=True)
 
 
+DEFAULT_MICRO_BATCH = 8
+
+
 def batch_layout(global_batch: int, micro_batch: int | None, processes: int) -> tuple[int, int]:
     """(micro-batch, accumulation steps) with global = micro x processes x accumulation; errors name the fix.
 
-    ``micro_batch`` None means one micro-batch per process and step; a micro-batch larger than a process's share
-    of the global batch shrinks to that share.
+    ``micro_batch`` None picks the largest divisor of a process's share of the global batch up to
+    ``DEFAULT_MICRO_BATCH``; a micro-batch larger than the share shrinks to it.
     """
     if global_batch < 1 or (micro_batch is not None and micro_batch < 1):
         raise BenchmarkError(f"--global-batch ({global_batch}) and --micro-batch ({micro_batch}) must be positive.")
@@ -76,7 +79,10 @@ def batch_layout(global_batch: int, micro_batch: int | None, processes: int) -> 
         raise BenchmarkError(f"--global-batch {global_batch} is not divisible by the {processes} processes: use a "
                              f"multiple of {processes}.")
     share = global_batch // processes
-    micro = min(micro_batch or share, share)
+    if micro_batch is None:
+        micro = max(d for d in range(1, min(DEFAULT_MICRO_BATCH, share) + 1) if share % d == 0)
+    else:
+        micro = min(micro_batch, share)
     if share % micro:
         raise BenchmarkError(
             f"--global-batch {global_batch} is not divisible by {processes} process(es) x --micro-batch {micro}: "
@@ -211,7 +217,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
             loss = ctx.sum(total) / n_tok
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"training {regime} seed {seed} diverged: the loss is {loss} at step {step + 1}. "
+                    f"training {regime} seed {seed} diverged: the loss is {loss} at optimizer step {step + 1}. "
                     "Nothing was marked finished; lower the learning rate (--lr-proj / --lr-e2e / --lr-lora) "
                     "and run again.")
             supervised += n_tok

@@ -121,8 +121,11 @@ def validate_run(cfg: RunConfig, results_dir: Path, cache_dir: Path) -> None:
             raise InputError(f"--regimes: unknown regime {r!r}; choose from {','.join(STAGES)}.")
     if len(set(cfg.regimes)) != len(cfg.regimes):
         raise InputError(f"--regimes lists a regime twice: {','.join(cfg.regimes)}.")
-    for field in ("batch_size", "eval_batch_size", "score_rows", "grad_accum", "epochs", "lora_rank"):
+    for field in ("eval_batch_size", "score_rows", "epochs", "lora_rank"):
         check_int(field, getattr(cfg, field), 1)
+    for field in ("global_batch", "micro_batch"):
+        if getattr(cfg, field) is not None:
+            check_int(field, getattr(cfg, field), 1)
     if cfg.max_per_class is not None:
         check_int("max_per_class", cfg.max_per_class, 1)
     if cfg.checkpoint_every is not None:

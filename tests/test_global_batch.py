@@ -96,6 +96,8 @@ def test_batch_layout():
     assert batch_layout(32, 16, 2) == (16, 1)
     assert batch_layout(8, None, 1) == (8, 1)
     assert batch_layout(4, 8, 1) == (4, 1), "a micro-batch above the process's share shrinks to it"
+    assert batch_layout(12, None, 1) == (6, 2), "by default the largest divisor of the share up to 8"
+    assert batch_layout(14, None, 2) == (7, 1)
     with pytest.raises(BenchmarkError, match="not divisible by 2 process.*--micro-batch 3"):
         batch_layout(16, 3, 2)
     with pytest.raises(BenchmarkError, match="not divisible by the 3 processes"):

@@ -24,7 +24,7 @@ from benchmark.training import NonFiniteLossError
 from benchmark.validation import MAX_SEED, InputError
 
 BASE = ["run", "--model", "llava15-tiny", "--task", "textile", "--no-progress"]
-INT_FLAGS = {"--batch-size": 1, "--eval-batch-size": 1, "--score-rows": 1, "--grad-accum": 1, "--epochs": 1,
+INT_FLAGS = {"--global-batch": 1, "--eval-batch-size": 1, "--score-rows": 1, "--epochs": 1,
              "--lora-rank": 1, "--probe-max-epochs": 1, "--max-per-class": 1, "--checkpoint-every": 0}
 FLOAT_FLAGS = ("--lr-proj", "--lr-e2e", "--lr-lora")
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -126,9 +126,9 @@ def test_a_diverging_training_stops_with_a_clear_error_and_blocks_nothing(tmp_pa
         return (loss * float("nan"), n) if len(calls) == 2 else (loss, n)
 
     cfg = RunConfig(model="llava15-tiny", task="textile", max_per_class=6, regimes=("ft-proj",), lr_proj=5.0,
-                    checkpoint_every=1, probe=ProbeConfig(max_epochs=1), progress=False, results_dir=str(tmp_path))
+                    checkpoint_every=1, global_batch=8, probe=ProbeConfig(max_epochs=1), progress=False, results_dir=str(tmp_path))
     monkeypatch.setattr(training, "answer_loss", nan_on_second_batch)
-    with pytest.raises(NonFiniteLossError, match="diverged: the loss is nan at batch 2.*lower the learning rate"):
+    with pytest.raises(NonFiniteLossError, match="diverged: the loss is nan at optimizer step 2.*lower the learning rate"):
         Runner(cfg).run()
     d = tmp_path / "llava15-tiny/textile@max6/ft-proj/seed0"
     assert not (d / "metrics.json").exists() and not list(d.glob("train_state*"))

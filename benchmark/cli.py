@@ -275,8 +275,6 @@ def cmd_check_adapter(a) -> int:
     except ImportError:
         raise BenchmarkError("check-adapter runs the conformance suite with pytest: "
                              "`pip install 'projbench[test]'` first.") from None
-    if a.list:  # the names are not needed; read before the suite is parametrised over them
-        os.environ.setdefault("PROJBENCH_CONFORMANCE_MODELS", ",".join(a.names) or "-")
 
     from .registry import plugins
 

@@ -157,6 +157,14 @@ def fail(method: str, problem: str, expected=None, actual=None):
     raise ConformanceFailure(msg)
 
 
+def close(actual: torch.Tensor, expected: torch.Tensor, method: str, problem: str, atol: float = 1e-4) -> None:
+    """Fail with ``problem`` unless the tensors agree to ``atol`` (relative to their scale) with the same argmax."""
+    err = float((actual.float() - expected.float()).abs().max())
+    if err > atol * max(1.0, float(expected.abs().max())) or not torch.equal(actual.argmax(-1), expected.argmax(-1)):
+        fail(method, problem, f"{tuple(expected.shape)} values, norm {float(expected.norm()):.6g}",
+             f"norm {float(actual.norm()):.6g}, max |difference| {err:.3g} (tolerance {atol:g})")
+
+
 def _ids_text(adapter, ids: list[int], at: int, width: int = 4) -> str:
     """``ids[at-width : at+width]`` with their text, to show where two id sequences part."""
     lo, hi = max(0, at - width), at + width
@@ -469,7 +477,9 @@ def test_freezing(adapter, encoded, regime):
     trainable = {id(p) for m in adapter.trainable_modules(regime).values() for p in m.parameters()}
     stats = finetune(adapter, regime, store, samples[:4], CLASSES, DOMAIN, seed=0,
                      cfg=TrainConfig(lr=1e-2, batch_size=4), progress=False)
-    assert stats["optimizer_steps"] == 1 and stats["supervised_answer_tokens"] > 0
+    if stats["optimizer_steps"] != 1 or stats["supervised_answer_tokens"] <= 0:
+        fail("encode()", "one batch of 4 must give one optimizer step with supervised answer tokens",
+             "1 step, > 0 tokens", f"{stats['optimizer_steps']} steps, {stats['supervised_answer_tokens']} tokens")
     moved = {name: changed(before[name], m) for name, m in parts.items()}
     outside = [k for k, v in adapter.model.named_parameters()
                if id(v) not in trainable and not torch.equal(whole[k], v.detach())]
@@ -495,10 +505,11 @@ def test_scores_do_not_depend_on_batch_size(shared_adapter, shared_encoded):
     questions = [build_question(DOMAIN, CLASSES, 0, s.uid) + " x" * (i % 3) for i, s in enumerate(samples[:8])]
     together = score_batch(adapter, store.get(range(8)), questions, answers)  # batch size 8
     alone = torch.cat([score_batch(adapter, store.get([i]), [q], answers) for i, q in enumerate(questions)])
-    torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
-    assert together.argmax(-1).tolist() == alone.argmax(-1).tolist()
+    close(together, alone, "lm_forward()", "class scores of a left-padded batch of 8 differ from scoring each "
+          "example alone (explicit position_ids or the attention mask not honoured?)")
     chunked = score_batch(adapter, store.get(range(8)), questions, answers, max_rows=8)  # one class per chunk
-    torch.testing.assert_close(chunked, together, atol=1e-4, rtol=1e-4)
+    close(chunked, together, "lm_forward()", "class scores change when the KV cache is repeated for fewer classes "
+          "at a time (does a continuation over the cache depend on the cache's batch size?)")
 
 
 def test_saved_projector_reloads_to_identical_scores(adapter, encoded, tmp_path):
@@ -514,8 +525,11 @@ def test_saved_projector_reloads_to_identical_scores(adapter, encoded, tmp_path)
     original = score_batch(fresh, store.get(range(3)), questions, answers)
     fresh.projector_module().load_state_dict(load_file(str(tmp_path / "projector.safetensors")))
     reloaded = score_batch(fresh, store.get(range(3)), questions, answers)
-    torch.testing.assert_close(reloaded, tuned, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(original, tuned), "one training step should move the scores"
+    close(reloaded, tuned, "projector_module()", "a saved and reloaded projector does not reproduce the trained "
+          "scores: its state dict does not hold everything project() uses", atol=1e-5)
+    if torch.allclose(original, tuned):
+        fail("projector_module()", "one FT-Proj step at lr 1e-2 left the class scores unchanged",
+             "scores that move", f"max change {float((original - tuned).abs().max()):.3g}")
 
 
 def test_full_protocol_completes(adapter, tmp_path):
@@ -528,7 +542,14 @@ def test_full_protocol_completes(adapter, tmp_path):
     cfg = RunConfig(model=adapter.name, task="textile", max_per_class=4, results_dir=str(tmp_path),
                     cache_dir=str(tmp_path / "cache"), probe=ProbeConfig(max_epochs=2), progress=False)
     results = Runner(cfg, log=lambda *_: None).run()
-    assert [m["regime"] for m in results] == ["zero-shot", "ft-proj", "ft-e2e"]
-    assert all(m["training"]["supervised_answer_tokens"] > 0 for m in results[1:])
+    regimes = [m["regime"] for m in results]
+    if regimes != ["zero-shot", "ft-proj", "ft-e2e"]:
+        fail("run", "the protocol did not produce every regime", ["zero-shot", "ft-proj", "ft-e2e"], regimes)
+    tokens = [m["training"]["supervised_answer_tokens"] for m in results[1:]]
+    if not all(n > 0 for n in tokens):
+        fail("encode()", "training supervised no answer token", "> 0 per regime", tokens)
     [row] = build(collect(tmp_path)).rows
-    assert row.model == adapter.name and row.projector_families == (registry().adapters.get(adapter.name).projector_family,)
+    family = registry().adapters.get(adapter.name).projector_family
+    if (row.model, row.projector_families) != (adapter.name, (family,)):
+        fail("AdapterSpec", "the leaderboard row does not show the adapter and its projector family",
+             (adapter.name, (family,)), (row.model, row.projector_families))

@@ -145,15 +145,16 @@ def test_gemma3_example_package_passes_the_conformance_suite(tmp_path):
     assert f"{len(checks)} passed" in check.stdout and "skipped" not in check.stdout, check.stdout[-2000:]
 
 
-def test_check_adapter_lists_its_checks():
-    out = subprocess.run([sys.executable, "-m", "benchmark", "check-adapter", "--list"], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+def test_check_adapter_lists_its_checks(capsys):
+    from benchmark.cli import main
+    from benchmark.conformance import list_checks
+
+    assert main(["check-adapter", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("test_loads_from_saved_directory")
     assert any(line.startswith("test_cached_path_equals_native_forward ") and "native forward" in line
                for line in lines)
-    assert len(lines) == len(__import__("benchmark.conformance").conformance.list_checks())
+    assert [line.split()[0] for line in lines] == [name for name, _ in list_checks()]
 
 
 # -- isolation: one broken plugin is reported and skipped, everything else works --------------------------------

@@ -333,7 +333,8 @@ class ModelAdapter:
         ``NotImplementedError``, and the suite skips the comparisons that need it, saying why.
         Returns a batch of one (``input_ids``, ``attention_mask``, ``pixel_values``, ``token_type_ids``, ...).
         """
-        template = getattr(self.processor, "chat_template", None)
+        # The processor's chat template, else the tokenizer's (some checkpoints keep it only there).
+        template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
         if not template:
             # Not NotImplementedError: that is how an adapter declares that no native reference exists (a model
             # it composes itself), and the suite then skips these comparisons.
@@ -349,7 +350,8 @@ class ModelAdapter:
             messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
         if answer is not None:
             messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-        text = self.processor.apply_chat_template(messages, add_generation_prompt=answer is None, tokenize=False)
+        text = self.processor.apply_chat_template(messages, chat_template=template, add_generation_prompt=answer is None,
+                                                  tokenize=False)
         # transformers' own rule (ProcessorMixin.apply_chat_template): special tokens are added unless the
         # rendered text already starts with BOS.
         bos = self.tokenizer.bos_token

@@ -308,7 +308,7 @@ def test_a_run_records_intervals_controls_length_bias_and_dropped_duplicates(tmp
         assert post["stopped_on"] == "loss" and m["probe_config"]["early_stopping"] == "loss"
         assert m["template"] == "llava_v1" and m["execution"]["num_processes"] == 1
         assert m["revision"]["kind"] == "local" and len(m["replicate_hash"]) == 16
-    assert ft["execution"]["global_batch"] == base.batch_size * base.grad_accum
+    assert ft["execution"]["global_batch"] == 64  # the paper scripts' FT-Proj global batch, the default
     assert ft["paired"]["gain"]["delta"] == pytest.approx(ft["metrics"]["macro_f1"] - zs["metrics"]["macro_f1"])
     assert ft["paired"]["richness"]["delta"] == pytest.approx(
         ft["probe"]["post_projection"]["macro_f1"] - zs["probe"]["post_projection"]["macro_f1"])

@@ -104,15 +104,30 @@ def build_hash(build: Callable[[Path], None]) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
-def rerandomise_zero_matrices(directory: Path, seed: int = 0, std: float = 0.02, below: float = 1e-6) -> list[str]:
-    """Give every weight matrix (2-D or more) saved under ``directory`` whose entries are all zero, or all
-    smaller than ``below`` in magnitude, small random values (normal, ``std``).
+def zero_matrices(directory: Path, below: float = 1e-6) -> list[str]:
+    """``file:name`` of every weight matrix (2-D or more) saved under ``directory`` whose entries are all zero, or
+    all smaller than ``below`` in magnitude.
 
     Some models' ``_init_weights`` zero a layer on purpose (Gemma 3's projection matrix, BLIP-2's queries) or
-    draw it at a negligible scale (BLIP-2's vision embeddings at ``initializer_range=1e-10``):
-    harmless in a real checkpoint, whose weights are loaded over it, but a random twin keeps the zeros, and
-    a zero projector makes every image look the same, so checks comparing two paths pass vacuously. Vectors
-    (biases, norm scales, gates) are left alone: zero is a meaningful value for them. Returns the names changed.
+    draw it at a negligible scale (BLIP-2's vision embeddings at ``initializer_range=1e-10``): harmless in a real
+    checkpoint, whose weights are loaded over it, but a random twin keeps them, and a zero projector makes every
+    image look the same, so checks comparing two paths pass vacuously.
+    """
+    from safetensors.torch import load_file
+
+    found = []
+    for path in sorted(Path(directory).rglob("*.safetensors")):
+        for k, v in load_file(str(path)).items():
+            if v.dim() >= 2 and v.is_floating_point() and float(v.abs().max()) < below:
+                found.append(f"{path.relative_to(directory)}:{k}")
+    return found
+
+
+def rerandomise_zero_matrices(directory: Path, seed: int = 0, std: float = 0.02, below: float = 1e-6) -> list[str]:
+    """Give the :func:`zero_matrices` saved under ``directory`` normal(0, ``std``) values; returns their names.
+
+    For a tiny twin's ``build`` to call after ``save_pretrained`` when the model's init leaves layers at zero.
+    Vectors (biases, norm scales, gates) are left alone: zero is a meaningful value for them.
     """
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
@@ -146,8 +161,9 @@ def materialise(cache_dir: Path, name: str, build: Callable[[Path], None]) -> Pa
     """Return the twin's cached directory (:func:`twin_dir`), building it atomically with ``build(tmpdir)`` if absent.
 
     The directory is keyed by :func:`build_hash`, so editing ``build`` (or its module) builds a new twin
-    instead of silently reusing the old one. After ``build``, all-zero weight matrices are re-randomised
-    (:func:`rerandomise_zero_matrices`); what was changed is recorded in ``projbench-twin.json``.
+    instead of silently reusing the old one. Weight matrices that ``build`` left at zero are listed in
+    ``projbench-twin.json`` (``zero_matrices``) and left as they are: the conformance suite fails a twin whose
+    projector output is zero, naming them; ``build`` fixes it with :func:`rerandomise_zero_matrices`.
     """
     import json
 
@@ -161,9 +177,8 @@ def materialise(cache_dir: Path, name: str, build: Callable[[Path], None]) -> Pa
         if not any(tmp.rglob("config.json")):
             raise RuntimeError(f"the tiny twin builder for {name!r} wrote no config.json into {tmp}: it must "
                                "save_pretrained() the model (and processor) into the directory it is given")
-        rerandomised = rerandomise_zero_matrices(tmp)
         manifest = {"name": name, "build": getattr(build, "__qualname__", repr(build)),
-                    "build_hash": build_hash(build), "rerandomised_zero_matrices": rerandomised}
+                    "build_hash": build_hash(build), "zero_matrices": zero_matrices(tmp)}
         (tmp / TWIN_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         try:
             os.replace(tmp, target)

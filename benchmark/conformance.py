@@ -203,8 +203,9 @@ def check_projector_is_informative(adapter, features: torch.Tensor) -> None:
         out = adapter.project(features).float()
     norms = out.flatten(1).norm(dim=-1)
     zero_params = [n for n, p in adapter.projector_module().named_parameters() if p.dim() >= 2 and not bool(p.any())]
-    hint = (f"; all-zero projector weights: {zero_params[:4]} (the model's _init_weights zeroes them: the tiny "
-            "twin must re-randomise them, as projbench's tiny_factory does)") if zero_params else ""
+    hint = (f"; all-zero projector weights: {zero_params[:4]} (the model's _init_weights zeroes them: the twin's "
+            "build() must re-randomise them, e.g. benchmark.adapters.tiny.rerandomise_zero_matrices(out) after "
+            "save_pretrained)") if zero_params else ""
     if not bool((norms > 0).all()):
         fail("project()", "the projector output is all zeros: this twin is vacuous, every check comparing two "
              "paths would pass whatever the adapter does with the image" + hint,

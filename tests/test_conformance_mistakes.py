@@ -70,14 +70,22 @@ def test_zero_projector_fails_as_vacuous(photos):
     assert "expected: a non-zero norm per image" in msg and "norms [0.0, 0.0, 0.0]" in msg
 
 
-def test_gemma3_twin_projector_is_rerandomised_by_the_factory(gemma3, photos):
-    """Gemma 3's _init_weights zeroes the projection matrix; the shared factory re-randomises it."""
+def test_gemma3_twin_left_at_its_zero_init_fails_as_vacuous(gemma3, photos):
+    """Gemma 3's _init_weights zeroes the projection matrix: a twin built without re-randomising it is vacuous."""
+    import functools
     import json
 
-    adapter = gemma3.load_gemma3_tiny()
-    manifest = json.loads((Path(adapter.checkpoint) / "projbench-twin.json").read_text())
-    assert manifest["rerandomised_zero_matrices"] == ["model.safetensors:multi_modal_projector.mm_input_projection_weight"]
-    C.check_projector_is_informative(adapter, encoded(adapter, photos)[0].get([0, 2, 4]))
+    good = gemma3.load_gemma3_tiny()
+    assert json.loads((Path(good.checkpoint) / "projbench-twin.json").read_text())["zero_matrices"] == []
+    C.check_projector_is_informative(good, encoded(good, photos)[0].get([0, 2, 4]))
+    zero_init = functools.partial(gemma3.build_tiny, rerandomise=False)  # another build: its own cached twin
+    bad = tiny_factory(gemma3.Gemma3Adapter, "gemma3-tiny", zero_init)()
+    assert Path(bad.checkpoint) != Path(good.checkpoint)
+    manifest = json.loads((Path(bad.checkpoint) / "projbench-twin.json").read_text())
+    assert manifest["zero_matrices"] == ["model.safetensors:multi_modal_projector.mm_input_projection_weight"]
+    msg = fails(lambda: C.check_projector_is_informative(bad, encoded(bad, photos)[0].get([0, 2, 4])),
+                "this twin is vacuous")
+    assert "mm_input_projection_weight" in msg and "rerandomise_zero_matrices" in msg
 
 
 # --- a template that no longer matches the model's ----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tiny twins are cached under a hash of their build code, and the factory re-randomises zeroed matrices."""
+"""Tiny twins are cached under a hash of their build code; zeroed matrices are recorded, and re-randomised on request."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import textwrap
 import torch
 
 from benchmark.adapters.idefics3 import _build_tiny_idefics3, _build_tiny_smolvlm
-from benchmark.adapters.tiny import TWIN_MANIFEST, build_hash, materialise, rerandomise_zero_matrices
+from benchmark.adapters.tiny import (
+    TWIN_MANIFEST,
+    build_hash,
+    materialise,
+    rerandomise_zero_matrices,
+    zero_matrices,
+)
 
 BUILDER = '''
 """A tiny twin builder, as an adapter module would hold it."""
@@ -55,17 +61,20 @@ def test_closure_values_are_part_of_the_hash():
     assert build_hash(_build_tiny_smolvlm) != build_hash(_build_tiny_idefics3)
 
 
-def test_zeroed_matrices_are_rerandomised_and_recorded(tmp_path):
+def test_zeroed_matrices_are_recorded_and_rerandomised_on_request(tmp_path):
     from safetensors.torch import load_file
 
     twin = materialise(tmp_path / "cache", "toy-tiny", load_builder(tmp_path, layers=1))
     manifest = json.loads((twin / TWIN_MANIFEST).read_text())
-    assert manifest["rerandomised_zero_matrices"] == ["model.safetensors:lm_head.weight"]
+    assert manifest["zero_matrices"] == ["model.safetensors:lm_head.weight"]
+    assert not load_file(str(twin / "model.safetensors"))["lm_head.weight"].any()  # recorded, left as built
+    assert rerandomise_zero_matrices(twin) == ["model.safetensors:lm_head.weight"]
     state = load_file(str(twin / "model.safetensors"))
     head = state["lm_head.weight"]
     assert head.shape == (32, 16) and 0.01 < float(head.std()) < 0.03  # N(0, 0.02), not zeros any more
     # Vectors keep their zeros/ones: for biases and norm scales those are meaningful values.
     assert torch.equal(state["model.norm.weight"], torch.ones(16))
+    assert zero_matrices(twin) == []
     # The rewritten file still loads through from_pretrained (its "format" metadata is kept).
     from transformers import LlamaForCausalLM
 

@@ -14,7 +14,8 @@ What the adapter must do itself, because the benchmark's generic calls cannot kn
 * answers end with ``<end_of_turn>``, which ends every turn in Gemma's template;
 * image tokens attend to each other bidirectionally: the model reads this from ``token_type_ids`` (1 = image
   token), which ``lm_forward`` and ``full_forward`` derive from the ids;
-* Gemma 3's forward takes ``pooler_output`` as one stacked ``(B, T, D)`` tensor, not the default list.
+* Gemma 3's forward takes ``pooler_output`` as one stacked ``(B, T, D)`` tensor, not the default list;
+* the twin re-randomises the projection matrix that Gemma 3's ``_init_weights`` zeroes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from benchmark import hookimpl
 from benchmark.adapters import AdapterSpec, ModelAdapter
 from benchmark.adapters.factories import hub_factory, tiny_factory
-from benchmark.adapters.tiny import build_tokenizer
+from benchmark.adapters.tiny import build_tokenizer, rerandomise_zero_matrices
 
 TURN_END = "<end_of_turn>"
 SENTINEL = "\x00QUESTION\x00"
@@ -117,7 +118,7 @@ CHAT_TEMPLATE = (
 IMAGE_SIZE, PATCH, TOKENS = 28, 7, 4  # 4x4 patches, pooled 2x2 -> 4 image tokens
 
 
-def build_tiny(out: Path) -> None:
+def build_tiny(out: Path, rerandomise: bool = True) -> None:
     from transformers import (
         Gemma3Config,
         Gemma3ForConditionalGeneration,
@@ -145,6 +146,10 @@ def build_tiny(out: Path) -> None:
     )
     torch.manual_seed(0)
     Gemma3ForConditionalGeneration(config).save_pretrained(out)
+    if rerandomise:
+        # Gemma 3's _init_weights zeroes mm_input_projection_weight: a twin left so has a projector that outputs
+        # zeros for every image, and the conformance suite fails it as vacuous.
+        rerandomise_zero_matrices(out)
     processor = Gemma3Processor(
         image_processor=Gemma3ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
         tokenizer=tokenizer, chat_template=CHAT_TEMPLATE, image_seq_length=TOKENS,

@@ -42,7 +42,32 @@ class AdapterSpec:
     # matches (the baselines then fall back to the paper's CLIP, with a recorded warning). A callable gets the
     # --model-path and returns the same, for adapters whose encoder depends on what they load (compose).
     clip: tuple[str, str | None] | Callable[[str | None], tuple[str, str | None] | None] | None = None
+    # The real architecture without weights, for `plan` (memory, FLOPs): a zero-argument callable returning an
+    # :class:`Architecture`; None if the adapter ships no config (`plan` then needs --model-path).
+    architecture: Callable[[], Architecture] | None = None
     origin: str = "builtin"         # filled in by the registry: the plugin that registered it
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to build a model on the meta device and run its three parts separately (for FLOP counting).
+
+    ``build()`` constructs the model from its published config (called under ``torch.device("meta")``);
+    ``parts(model)`` returns its vision / projector / llm modules like the adapter's own ``parts()``;
+    ``vision(model, pixels)``, ``project(model, features)`` and ``llm(model, embeds)`` run each part.
+    """
+
+    build: Callable[[], nn.Module]
+    parts: Callable[[nn.Module], dict[str, nn.Module]]
+    image_size: int                       # pixels per side of one image as the adapter feeds it
+    feature_shape: tuple[int, int]        # (tokens, width) of the features entering the projector, per image
+    image_tokens: int                     # image tokens per image in the LLM's input
+    llm_config: Any                       # the text model's config (layers, heads, kv heads, hidden, vocab)
+    source: str                           # where the config values come from (hub config.json)
+    vision: Callable[[nn.Module, torch.Tensor], Any] | None = None   # None: not counted
+    project: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None  # default: parts["projector"](x)
+    llm: Callable[[nn.Module, torch.Tensor], Any] | None = None       # default: decoder + lm head on embeds
+    pixel_channels: int = 3
 
 
 @dataclass

@@ -51,6 +51,7 @@ from torch import nn
 
 from benchmark.errors import ModelLoadError
 
+from . import configs
 from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
 from .tiny import build_tokenizer
@@ -367,6 +368,7 @@ INSTRUCTBLIP_PROJECTOR = (
 ADAPTERS = [
     AdapterSpec(
         name="blip2",
+        architecture=configs.blip2_opt27b,
         clip=("EVA01-g-14", "laion400m_s11b_b41k"),
         factory=hub_factory(Blip2Adapter, "blip2", "Salesforce/blip2-opt-2.7b"),
         checkpoint="Salesforce/blip2-opt-2.7b",
@@ -376,6 +378,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="instructblip",
+        architecture=configs.instructblip_vicuna7b,
         clip=("EVA01-g-14", "laion400m_s11b_b41k"),
         factory=hub_factory(InstructBlipAdapter, "instructblip", "Salesforce/instructblip-vicuna-7b"),
         checkpoint="Salesforce/instructblip-vicuna-7b",

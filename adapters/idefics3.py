@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from . import configs
 from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
 from .tiny import build_tokenizer
@@ -206,6 +207,7 @@ _PROJECTOR = "model.connector (pixel shuffle, then modality_projection: one bias
 ADAPTERS = [
     AdapterSpec(
         name="smolvlm",
+        architecture=configs.smolvlm_256m,
         clip=("ViT-B-16-SigLIP-512", "webli"),
         factory=hub_factory(Idefics3Adapter, "smolvlm", "HuggingFaceTB/SmolVLM-256M-Instruct"),
         checkpoint="HuggingFaceTB/SmolVLM-256M-Instruct",
@@ -216,6 +218,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="idefics3",
+        architecture=configs.idefics3_8b,
         clip=("ViT-SO400M-14-SigLIP-384", "webli"),
         factory=hub_factory(Idefics3Adapter, "idefics3", "HuggingFaceM4/Idefics3-8B-Llama3"),
         checkpoint="HuggingFaceM4/Idefics3-8B-Llama3",

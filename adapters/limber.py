@@ -44,6 +44,7 @@ from torch import nn
 from benchmark.errors import ModelLoadError
 from benchmark.hub import download_command
 
+from . import configs
 from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
 from .loading import load_pretrained, resolve_dtype
@@ -361,6 +362,7 @@ PROJECTOR = "multi_modal_projector of LimberModel (one nn.Linear with bias, CLIP
 ADAPTERS = [
     AdapterSpec(
         name="limber-gemma2",
+        architecture=configs.limber_gemma2,
         clip=("ViT-L-14", "openai"),
         factory=hub_factory(LimberAdapter, "limber-gemma2", None),
         checkpoint="openai/clip-vit-large-patch14 + linear projector (--model-path) + google/gemma-2-2b-it",

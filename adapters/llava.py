@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from . import configs
 from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
 from .tiny import build_tokenizer
@@ -151,6 +152,7 @@ load_llava_tiny = tiny_factory(LlavaAdapter, "llava15-tiny", _build_tiny_llava)
 ADAPTERS = [
     AdapterSpec(
         name="llava15",
+        architecture=configs.llava15_7b,
         clip=("ViT-L-14-336", "openai"),
         factory=hub_factory(LlavaAdapter, "llava15", "llava-hf/llava-1.5-7b-hf"),
         checkpoint="llava-hf/llava-1.5-7b-hf",
@@ -160,6 +162,7 @@ ADAPTERS = [
     ),
     AdapterSpec(
         name="llava15-13b",
+        architecture=configs.llava15_13b,
         clip=("ViT-L-14-336", "openai"),
         factory=hub_factory(LlavaAdapter, "llava15-13b", "llava-hf/llava-1.5-13b-hf"),
         checkpoint="llava-hf/llava-1.5-13b-hf",

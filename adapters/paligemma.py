@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from . import configs
 from .base import TINY_CLIP, AdapterSpec, ModelAdapter, PromptParts
 from .factories import hub_factory, tiny_factory
 from .tiny import build_tokenizer
@@ -183,6 +184,7 @@ PROJECTOR = "model.multi_modal_projector (PaliGemmaMultiModalProjector: one nn.L
 ADAPTERS = [
     AdapterSpec(
         name="paligemma",
+        architecture=configs.paligemma_3b,
         clip=("ViT-SO400M-14-SigLIP", "webli"),
         factory=hub_factory(PaliGemmaAdapter, "paligemma", "google/paligemma-3b-pt-224"),
         checkpoint="google/paligemma-3b-pt-224",

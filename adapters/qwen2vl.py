@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from . import configs
 from .base import TINY_CLIP, AdapterSpec, ModelAdapter
 from .factories import hub_factory, tiny_factory
 from .idefics3 import chat_template_around
@@ -266,6 +267,7 @@ _PROJECTOR = "model.visual.merger (ln_q LayerNorm, 2x2 patch concat, linear-GELU
 ADAPTERS = [
     AdapterSpec(
         name="qwen2vl",
+        architecture=configs.qwen2vl_2b,
         factory=hub_factory(Qwen2VLAdapter, "qwen2vl", "Qwen/Qwen2-VL-2B-Instruct", image_size=448),
         checkpoint="Qwen/Qwen2-VL-2B-Instruct",
         projector_family="patch-merger",

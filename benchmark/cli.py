@@ -124,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--batch-size", type=int, default=o.batch_size)
     an.add_argument("--no-progress", action="store_true")
 
+    pl = sub.add_parser("plan", help="memory, FLOPs and time of a run on given GPUs, from the real architecture "
+                                     "built without weights")
+    pl.add_argument("--model", required=True)
+    pl.add_argument("--task", required=True)
+    pl.add_argument("--gpus", required=True, help="COUNTxNAME, e.g. 2xA100-80GB, 1xH100-80GB, 8xA100-40GB")
+    pl.add_argument("--model-path", help="a folder with config.json, for models whose config does not ship")
+    pl.add_argument("--micro-batch", type=int, help="force this micro-batch (default: the largest that fits)")
+    pl.add_argument("--mfu", type=float, default=0.35, help="model FLOP utilisation for time estimates")
+    pl.add_argument("--peak-tflops", type=float, help="bf16 peak of a GPU not in the built-in table")
+    pl.add_argument("--n-train", type=int, help="training images (default: the task's published size)")
+    pl.add_argument("--n-test", type=int, help="test images (default: the task's published size)")
+    pl.add_argument("--tokens", type=int, help="tokens per training sample (default: the task's real prompt)")
+    pl.add_argument("--json", action="store_true", help="print JSON (keys: docs/plan.md)")
+
     ls = sub.add_parser("list", help="list registered models, tasks, analyses or plugins")
     ls.add_argument("what", choices=["models", "tasks", "analyses", "plugins"])
     ls.add_argument("--verbose", "-v", action="store_true")
@@ -241,6 +255,17 @@ def cmd_analyze(a) -> int:
     return 0
 
 
+def cmd_plan(a) -> int:
+    import json
+
+    from .plan import plan, render
+
+    p = plan(a.model, a.task, a.gpus, model_path=a.model_path, micro_batch=a.micro_batch, mfu=a.mfu,
+             peak_tflops=a.peak_tflops, n_train=a.n_train, n_test=a.n_test, train_tokens=a.tokens)
+    print(json.dumps(p, indent=2) if a.json else render(p))
+    return 0
+
+
 def cmd_list(a) -> int:
     from tabulate import tabulate
 
@@ -303,7 +328,7 @@ def cmd_leaderboard(a) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "analyze": cmd_analyze, "list": cmd_list, "check-adapter": cmd_check_adapter,
+        return {"run": cmd_run, "plan": cmd_plan, "analyze": cmd_analyze, "list": cmd_list, "check-adapter": cmd_check_adapter,
                 "leaderboard": cmd_leaderboard}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,229 @@
+"""Published configurations of the built-in adapters' checkpoints, for `plan` (no weights, no download).
+
+Each function returns an :class:`Architecture`: the real transformers classes built from the values of the
+checkpoint's ``config.json`` on the hub (only the fields that change shapes are written out; the rest are the
+classes' defaults, which match those checkpoints). The adapters attach them to their specs; the core reaches them
+only through the registry.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Architecture
+
+
+def _decoder_and_head(llm: nn.Module):
+    """(decoder, lm_head) of an LLM part: a ModuleDict {decoder, lm_head} or a *ForCausalLM."""
+    if isinstance(llm, nn.ModuleDict):
+        mods = list(llm.values())
+        return mods[0], mods[1]
+    return llm.model, llm.lm_head
+
+
+def llm_forward(parts: dict, embeds: torch.Tensor):
+    decoder, head = _decoder_and_head(parts["llm"])
+    # An explicit 4-D additive mask: transformers then uses it as is, instead of inspecting a 2-D mask or the
+    # positions with ``.item()``, which meta tensors cannot answer.
+    b, n = embeds.shape[:2]
+    mask = torch.zeros((b, 1, n, n), device=embeds.device, dtype=embeds.dtype)
+    hidden = decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
+    return head(hidden)
+
+
+def _llama(**kw):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(**{"max_position_embeddings": 4096, "rms_norm_eps": 1e-5, **kw})
+
+
+def _clip_l(image_size: int):
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                            image_size=image_size, patch_size=14, projection_dim=768)
+
+
+def _hf_parts(model):
+    return {"vision": model.model.vision_tower, "projector": model.model.multi_modal_projector,
+            "llm": nn.ModuleDict({"language_model": model.model.language_model, "lm_head": model.lm_head})}
+
+
+def _vision_last_hidden(module_name: str):
+    def run(model, pixels):
+        return getattr(model.model, module_name)(pixels).last_hidden_state
+    return run
+
+
+def _llava(text, source: str) -> Architecture:
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    config = LlavaConfig(vision_config=_clip_l(336).to_dict(), text_config=text.to_dict(), image_token_id=32000,
+                         vision_feature_layer=-2, vision_feature_select_strategy="default",
+                         projector_hidden_act="gelu")
+    return Architecture(build=lambda: LlavaForConditionalGeneration(config), parts=_hf_parts, image_size=336,
+                        feature_shape=(576, 1024), image_tokens=576, llm_config=text, source=source,
+                        vision=lambda m, px: m.model.vision_tower(px).last_hidden_state)
+
+
+def llava15_7b() -> Architecture:
+    return _llava(_llama(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=32, vocab_size=32064), "llava-hf/llava-1.5-7b-hf config.json")
+
+
+def llava15_13b() -> Architecture:
+    return _llava(_llama(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
+                         num_key_value_heads=40, vocab_size=32064), "llava-hf/llava-1.5-13b-hf config.json")
+
+
+def paligemma_3b() -> Architecture:
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        SiglipVisionConfig,
+    )
+
+    text = GemmaConfig(hidden_size=2048, intermediate_size=16384, num_hidden_layers=18, num_attention_heads=8,
+                       num_key_value_heads=1, head_dim=256, vocab_size=257216)
+    vision = SiglipVisionConfig(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+                                num_attention_heads=16, patch_size=14, image_size=224, projection_dim=2048)
+    config = PaliGemmaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), projection_dim=2048,
+                             hidden_size=2048, image_token_id=257152)
+    return Architecture(build=lambda: PaliGemmaForConditionalGeneration(config), parts=_hf_parts, image_size=224,
+                        feature_shape=(256, 1152), image_tokens=256, llm_config=text,
+                        source="google/paligemma-3b-pt-224 config.json",
+                        vision=lambda m, px: m.model.vision_tower(px).last_hidden_state)
+
+
+def limber_gemma2() -> Architecture:
+    from transformers import CLIPVisionModel, Gemma2Config, Gemma2ForCausalLM
+
+    text = Gemma2Config(hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
+                        num_key_value_heads=4, head_dim=256, vocab_size=256000)
+    vision = _clip_l(224)
+
+    def build():
+        return nn.ModuleDict({"vision_tower": CLIPVisionModel(vision), "multi_modal_projector": nn.Linear(1024, 2304),
+                              "language_model": Gemma2ForCausalLM(text)})
+
+    return Architecture(build=build, image_size=224, feature_shape=(256, 1024), image_tokens=256, llm_config=text,
+                        parts=lambda m: {"vision": m["vision_tower"], "projector": m["multi_modal_projector"],
+                                         "llm": m["language_model"]},
+                        source="openai/clip-vit-large-patch14 + google/gemma-2-2b-it config.json",
+                        vision=lambda m, px: m["vision_tower"](px).last_hidden_state)
+
+
+def _qformer_parts(model):
+    return {"vision": model.vision_model,
+            "projector": nn.ModuleDict({"qformer": model.qformer, "language_projection": model.language_projection}),
+            "llm": model.language_model}
+
+
+def _blip_project(model, feats):
+    queries = model.query_tokens.expand(feats.shape[0], -1, -1)
+    out = model.qformer(query_embeds=queries, encoder_hidden_states=feats).last_hidden_state
+    return model.language_projection(out[:, : queries.shape[1]])
+
+
+def _blip_vision():
+    from transformers import Blip2VisionConfig
+
+    return Blip2VisionConfig(hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
+                             image_size=224, patch_size=14)
+
+
+def blip2_opt27b() -> Architecture:
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2QFormerConfig, OPTConfig
+
+    text = OPTConfig(hidden_size=2560, ffn_dim=10240, num_hidden_layers=32, num_attention_heads=32,
+                     vocab_size=50272, max_position_embeddings=2048, word_embed_proj_dim=2560)
+    qformer = Blip2QFormerConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                 intermediate_size=3072, encoder_hidden_size=1408, vocab_size=30522)
+    config = Blip2Config(vision_config=_blip_vision().to_dict(), qformer_config=qformer.to_dict(),
+                         text_config=text.to_dict(), num_query_tokens=32)
+    return Architecture(build=lambda: Blip2ForConditionalGeneration(config), parts=_qformer_parts, image_size=224,
+                        feature_shape=(257, 1408), image_tokens=32, llm_config=text,
+                        source="Salesforce/blip2-opt-2.7b config.json", project=_blip_project,
+                        vision=lambda m, px: m.vision_model(px).last_hidden_state)
+
+
+def instructblip_vicuna7b() -> Architecture:
+    from transformers import (
+        InstructBlipConfig,
+        InstructBlipForConditionalGeneration,
+        InstructBlipQFormerConfig,
+    )
+
+    text = _llama(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                  num_key_value_heads=32, vocab_size=32001, max_position_embeddings=2048, rms_norm_eps=1e-6)
+    qformer = InstructBlipQFormerConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                        intermediate_size=3072, encoder_hidden_size=1408, vocab_size=30523)
+    config = InstructBlipConfig(vision_config=_blip_vision().to_dict(), qformer_config=qformer.to_dict(),
+                                text_config=text.to_dict(), num_query_tokens=32)
+
+    def project(model, feats):  # the instruction tokens also enter the Q-Former; queries alone counted here
+        queries = model.query_tokens.expand(feats.shape[0], -1, -1)
+        ids = torch.zeros((feats.shape[0], 1), dtype=torch.long, device=feats.device)
+        out = model.qformer(input_ids=ids, query_embeds=queries, encoder_hidden_states=feats).last_hidden_state
+        return model.language_projection(out[:, : queries.shape[1]])
+
+    return Architecture(build=lambda: InstructBlipForConditionalGeneration(config), parts=_qformer_parts,
+                        image_size=224, feature_shape=(257, 1408), image_tokens=32, llm_config=text,
+                        source="Salesforce/instructblip-vicuna-7b config.json", project=project,
+                        vision=lambda m, px: m.vision_model(px).last_hidden_state)
+
+
+def _idefics3(vision_kw: dict, text, scale: int, image_size: int, patch: int, image_token_id: int, source: str):
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3VisionConfig
+
+    vision = Idefics3VisionConfig(image_size=image_size, patch_size=patch, **vision_kw)
+    config = Idefics3Config(vision_config=vision.to_dict(), text_config=text.to_dict(), scale_factor=scale,
+                            image_token_id=image_token_id)
+    patches = (image_size // patch) ** 2
+    return Architecture(
+        build=lambda: Idefics3ForConditionalGeneration(config), image_size=image_size,
+        parts=lambda m: {"vision": m.model.vision_model, "projector": m.model.connector,
+                         "llm": nn.ModuleDict({"text_model": m.model.text_model, "lm_head": m.lm_head})},
+        feature_shape=(patches, vision.hidden_size), image_tokens=patches // scale**2, llm_config=text,
+        source=source, vision=lambda m, px: m.model.vision_model(px).last_hidden_state)
+
+
+def smolvlm_256m() -> Architecture:
+    text = _llama(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                  num_key_value_heads=3, vocab_size=49280, tie_word_embeddings=True, max_position_embeddings=8192)
+    return _idefics3(dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
+                     text, 4, 512, 16, 49190, "HuggingFaceTB/SmolVLM-256M-Instruct config.json")
+
+
+def idefics3_8b() -> Architecture:
+    text = _llama(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                  num_key_value_heads=8, vocab_size=128259, rope_theta=500000.0, max_position_embeddings=10240)
+    return _idefics3(dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16),
+                     text, 2, 364, 14, 128257, "HuggingFaceM4/Idefics3-8B-Llama3 config.json")
+
+
+def qwen2vl_2b(image_size: int = 448) -> Architecture:
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    config = Qwen2VLConfig(
+        vision_config=dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        text_config=dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, rope_theta=1e6),
+        tie_word_embeddings=True)
+    side = image_size // 14
+
+    def parts(m):
+        visual = m.model.visual
+        return {"vision": nn.ModuleDict({k: v for k, v in visual.named_children() if k != "merger"}),
+                "projector": visual.merger,
+                "llm": nn.ModuleDict({"language_model": m.model.language_model, "lm_head": m.lm_head})}
+
+    # The merger takes the patch sequence flattened over images: (patches, width) -> (patches / 4, hidden).
+    return Architecture(build=lambda: Qwen2VLForConditionalGeneration(config), parts=parts, image_size=image_size,
+                        feature_shape=(side * side, 1280), image_tokens=side * side // 4,
+                        llm_config=config.text_config, source="Qwen/Qwen2-VL-2B-Instruct config.json",
+                        project=lambda m, f: m.model.visual.merger(f.reshape(-1, f.shape[-1])).reshape(
+                            f.shape[0], -1, config.text_config.hidden_size))

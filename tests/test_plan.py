@@ -1,0 +1,79 @@
+"""`plan` against independent counts: LLaVA-1.5-7B's published parameter split and training FLOPs, the paper's
+hardware answer (full FT-E2E needs two 80 GB GPUs, sharded), and every built-in config's published size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.errors import BenchmarkError
+from benchmark.plan import plan
+from benchmark.registry import Plugins
+
+# Published totals (model cards / config-derived counts) of the built-in checkpoints.
+PUBLISHED_TOTAL = {"llava15": 7.063e9, "llava15-13b": 13.35e9, "paligemma": 2.92e9, "limber-gemma2": 2.92e9,
+                   "blip2": 3.745e9, "instructblip": 7.91e9, "smolvlm": 0.256e9, "idefics3": 8.46e9,
+                   "qwen2vl": 2.21e9}
+
+
+@pytest.fixture(scope="module")
+def llava():
+    return plan("llava15", "derm", "2xA100-80GB", train_tokens=726)
+
+
+def test_llava_parameters_match_the_published_split(llava):
+    p = llava["parameters"]
+    for key, want in (("vision", 303.5e6), ("projector", 21.0e6), ("llm", 6.738e9), ("total", 7.063e9)):
+        assert p[key] == pytest.approx(want, rel=0.05), key
+    # The projector exactly: Linear(1024, 4096) + Linear(4096, 4096), with biases.
+    assert p["projector"] == 1024 * 4096 + 4096 + 4096 * 4096 + 4096
+
+
+def test_a_726_token_training_sample_costs_about_30_tflop(llava):
+    assert llava["tokens"]["train"] == 726
+    e2e = llava["flops"]["train_per_sample"]["ft-e2e"]
+    assert e2e == pytest.approx(30.0e12, rel=0.05)
+    # Independently: 6 FLOPs per LLM parameter and token (forward 2, backward 4), plus a little attention.
+    assert 6 * 6.738e9 * 726 < e2e < 1.1 * 6 * 6.738e9 * 726
+    # FT-Proj needs no weight gradients of the LLM: about 4 instead of 6 FLOPs per LLM parameter and token.
+    assert llava["flops"]["train_per_sample"]["ft-proj"] == pytest.approx(4 / 6 * e2e, rel=0.1)
+
+
+def test_full_ft_e2e_needs_two_80gb_gpus_sharded(llava):
+    e2e = llava["regimes"]["ft-e2e"]["engines"]
+    assert not e2e["single"]["fits"] and not e2e["ddp"]["fits"]
+    assert e2e["fsdp"]["fits"] and e2e["fsdp"]["recommended"]["global_batch"] == 32
+    # Bytes per parameter written out: bf16 frozen (vision), fp32 trained weights, fp32 grads, 2 fp32 Adam moments.
+    p = llava["parameters"]
+    trained = p["projector"] + p["llm"]
+    mem = e2e["fsdp"]["memory_gb"]
+    assert mem["weights"] == pytest.approx(((p["total"] - trained) * 2 + trained * 4) / 2 / 1e9)
+    assert mem["optimizer"] == pytest.approx(trained * 8 / 2 / 1e9)
+    single = e2e["single"]["memory_gb"]
+    assert single["weights"] + single["gradients"] + single["optimizer"] > 100  # ~16 bytes x 6.76 B
+    assert llava["regimes"]["ft-e2e-lora"]["engines"]["single"]["fits"]
+    assert llava["regimes"]["ft-proj"]["engines"]["single"]["fits"]
+    # KV cache of class scoring: 2 (K, V) x 32 layers x 32 heads x 128 x 2 bytes = 0.5 MB per token and row.
+    kv = llava["regimes"]["zero-shot"]["engines"]["single"]["memory_gb"]["kv_cache_scoring"]
+    assert kv == pytest.approx(32 * 726 * 2 * 32 * 32 * 128 * 2 / 1e9)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_TOTAL))
+def test_every_built_in_config_has_its_published_size(name):
+    spec = Plugins(autoload=False).adapters.get(name)
+    arch = spec.architecture()
+    with torch.device("meta"):
+        model = arch.build()
+    parts = arch.parts(model)
+    total = sum(p.numel() for p in model.parameters())
+    assert total == pytest.approx(PUBLISHED_TOTAL[name], rel=0.05)
+    # The three parts cover the model (up to buffers-only modules and shared embeddings).
+    assert sum(sum(p.numel() for p in m.parameters()) for m in parts.values()) == pytest.approx(total, rel=0.01)
+
+
+def test_plan_without_a_config_names_the_fix(capsys):
+    with pytest.raises(BenchmarkError, match="no configuration ships for model 'llava15-tiny'.*--model-path"):
+        plan("llava15-tiny", "derm", "1xA100-80GB")
+    assert main(["plan", "--model", "llava15", "--task", "derm", "--gpus", "3xTPU"]) == 2
+    assert "unknown GPU" in capsys.readouterr().err

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--score-rows", type=int, default=d.score_rows,
                    help="loglik: KV-cache rows (examples x classes) scored at once; lower it if the GPU runs out "
                         "of memory (0.35-0.5 GB per row for LLaVA-1.5-7B in bf16)")
+    r.add_argument("--engine", choices=("auto", "ddp", "fsdp2"), default=d.engine,
+                   help="several processes: auto = accelerate's (DDP, or the FSDP / DeepSpeed of its config file on "
+                        "GPUs), ddp, or fsdp2 = PyTorch fully_shard (parameters, gradients, optimizer sharded; also "
+                        "on CPU). Results do not depend on it")
     r.add_argument("--grad-accum", type=int, help=argparse.SUPPRESS)  # replaced by --global-batch: refused
     r.add_argument("--epochs", type=int, default=d.epochs)
     r.add_argument("--lr-proj", type=float, default=d.lr_proj)
@@ -177,7 +181,7 @@ def run_config(a):
         clip_model=a.clip_model, clip_pretrained=a.clip_pretrained,
         clip_templates=tuple(a.clip_templates) if a.clip_templates else RunConfig.clip_templates, data_dir=a.data_dir, model_path=a.model_path,
         domain=a.domain, results_dir=a.results_dir, cache_dir=a.cache_dir, global_batch=a.global_batch,
-        micro_batch=a.micro_batch,
+        micro_batch=a.micro_batch, engine=a.engine,
         eval_batch_size=a.eval_batch_size, score_rows=a.score_rows, epochs=a.epochs, lr_proj=a.lr_proj,
         eval_mode=a.eval_mode,
         lr_e2e=a.lr_e2e, lora=a.lora, lora_rank=a.lora_rank, lr_lora=a.lr_lora, gradient_checkpointing=a.gradient_checkpointing,

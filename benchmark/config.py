@@ -48,6 +48,8 @@ class TrainConfig:
     epochs: int = 1
     batch_size: int = 8             # the GLOBAL batch: examples per optimizer step, over all processes
     micro_batch: int | None = None  # examples per process and forward; None = largest divisor of the share up to 8
+    engine: str = "auto"            # several processes: "auto" (accelerate's: DDP, or its FSDP/DeepSpeed config),
+                                    # "ddp", or "fsdp2" (PyTorch fully_shard; runs on CPU/gloo too)
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -74,6 +76,7 @@ class RunConfig:
     template: str | None = None         # the adapter's prompt template variant; None = the adapter's default
     drop_duplicates: bool = False       # remove test images byte-identical to a training image
     global_batch: int | None = None     # examples per optimizer step over all processes; None = the paper's (below)
+    engine: str = "auto"                # multi-process training engine: auto | ddp | fsdp2 (see distributed.py)
     micro_batch: int | None = None      # examples per process and forward (None: the largest divisor of the
                                         # process's share up to 8); accumulation = global / (micro x procs)
     eval_batch_size: int = 8
@@ -101,7 +104,7 @@ class RunConfig:
     # the global batch: the loss is token-weighted over the whole global batch, so the gradient does not depend
     # on it (tests/test_global_batch.py); the resolved global batch is part of the identity instead.
     _NOT_IDENTITY = ("results_dir", "cache_dir", "progress", "keep_checkpoints", "regimes", "seeds", "device",
-                     "checkpoint_every", "score_rows", "micro_batch")
+                     "checkpoint_every", "score_rows", "micro_batch", "engine")
 
     def global_batch_for(self, regime: str) -> int:
         """The global batch of a fine-tuning regime: ``global_batch`` if set, else the paper's scripts' value."""

@@ -98,6 +98,10 @@ class Context:
         """
         if not self.distributed:
             return module
+        if engine == "auto" and self.backend == "DEEPSPEED":
+            raise BenchmarkError("accelerate was launched with a DeepSpeed config, which projbench's training loop "
+                                 "does not drive yet: use the FSDP config (configs/accelerate/2x80gb-fsdp.yaml), "
+                                 "the same sharding as ZeRO-3.")
         if engine == "fsdp2":
             from torch.distributed.fsdp import fully_shard
 

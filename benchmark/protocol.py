@@ -111,6 +111,8 @@ class Runner:
         self.cfg = cfg = replace(cfg, clip_model=self.clip.model, clip_pretrained=self.clip.pretrained)
         self.results = Path(cfg.results_dir) if cfg.results_dir else results_root()
         self.cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
+        if cfg.engine not in distributed.ENGINES:
+            raise BenchmarkError(f"--engine {cfg.engine!r}: choose one of {', '.join(distributed.ENGINES)}.")
         self.dist = distributed.setup(cfg.device)
         self.device = self.dist.device
         if not self.dist.is_main:  # one log for the whole run
@@ -424,6 +426,7 @@ class Runner:
         if regime != "zero-shot":
             tcfg = TrainConfig(lr=cfg.lr_proj if regime == "ft-proj" else cfg.lr_e2e, epochs=cfg.epochs,
                                batch_size=cfg.global_batch_for(regime), micro_batch=cfg.micro_batch,
+                               engine=cfg.engine,
                                warmup_ratio=cfg.warmup_ratio,
                                lora=cfg.lora and regime == "ft-e2e", lora_rank=cfg.lora_rank, lr_lora=cfg.lr_lora,
                                gradient_checkpointing=cfg.gradient_checkpointing,
@@ -467,8 +470,17 @@ class Runner:
                     raise
                 training["global_batch_source"] = ("--global-batch" if cfg.global_batch else
                                                    f"paper default for {regime} ({PAPER_GLOBAL_BATCH[regime]})")
+                state = trainable_state(adapter, regime)  # every rank: sharded weights are gathered
+                if self.dist.distributed and cfg.engine == "fsdp2":
+                    # Evaluate and probe with whole weights: a fresh copy of the model with the trained ones.
+                    from .training import set_trainable
+
+                    adapter = self.load_adapter()
+                    adapter._tuned = True
+                    set_trainable(adapter, regime, tcfg)
+                    adapter.model.load_state_dict(state, strict=False)
+                    adapter.model.eval()
                 if main:
-                    state = trainable_state(adapter, regime)
                     atomic_write_with(ckpt, lambda tmp: save_file(state, str(tmp)))
                     atomic_write_json(d / TRAINING, seal({**training, "checkpoint_sha256": sha256_file(ckpt)}))
                     train_state.remove(progress_file)

@@ -158,8 +158,13 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     steps_per_epoch = math.ceil(n / global_batch)
     total_steps = steps_per_epoch * cfg.epochs
     n_trainable = int(sum(p.numel() for p in params))
-    every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file else 0
-    step_module = ctx.wrap(AnswerTokenLoss(adapter))
+    sharded = ctx.distributed and cfg.engine == "fsdp2"
+    # Mid-training checkpoints hold whole tensors; sharded ones would need a distributed checkpoint: none.
+    every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file and not sharded else 0
+    step_module = ctx.wrap(AnswerTokenLoss(adapter), cfg.engine, shard_modules=shard_units(adapter, regime))
+    params = [p for p in adapter.model.parameters() if p.requires_grad]  # sharding replaces the parameters
+    # Share of the trained weights this process holds: 1 unless sharded (FSDP2: about 1 / processes).
+    held = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in params) / n_trainable
     # LoRA weights learn at their own rate (LLaVA-1.5: 2e-4); everything else trained at cfg.lr.
     lora = [p for n_, p in adapter.model.named_parameters() if p.requires_grad and "lora_" in n_]
     rest = [p for n_, p in adapter.model.named_parameters() if p.requires_grad and "lora_" not in n_]
@@ -242,6 +247,8 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     return {
         "optimizer_steps": step, "global_batch": global_batch, "micro_batch": micro,
         "accumulation_steps": accumulation, "processes": ctx.world_size,
+        "engine": (cfg.engine if cfg.engine != "auto" else "fsdp" if ctx.sharded_by_accelerate else "ddp")
+        if ctx.distributed else "single", "trained_weights_held_by_rank0": held,
         "supervised_answer_tokens": supervised,
         "first_loss": losses[0], "final_loss": losses[-1], "mean_loss_last_10pct": float(sum(last) / len(last)),
         "trainable_parameters": n_trainable, "seconds": time.perf_counter() - start,
@@ -254,8 +261,26 @@ def _save_progress(path, adapter, optimizer, scheduler, losses, supervised, step
 
 
 def trainable_state(adapter, regime: str) -> dict[str, torch.Tensor]:
-    """The parameters a regime changed, keyed by their name in the full model (LoRA weights included)."""
-    return {k: v.detach().cpu().contiguous() for k, v in adapter.model.named_parameters() if v.requires_grad}
+    """The parameters a regime changed, keyed by their name in the full model (LoRA weights included).
+
+    Sharded parameters (FSDP2 DTensors) are gathered whole: every process must call this then.
+    """
+    return {k: _whole(v).detach().cpu().contiguous() for k, v in adapter.model.named_parameters() if v.requires_grad}
+
+
+def _whole(t: torch.Tensor) -> torch.Tensor:
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def shard_units(adapter, regime: str) -> list[torch.nn.Module]:
+    """What FSDP shards as one unit: each block of the trained modules' layer lists (decoder layers), the rest
+    with the root."""
+    units = []
+    for module in adapter.trainable_modules(regime).values():
+        for sub in module.modules():
+            if isinstance(sub, torch.nn.ModuleList):
+                units += [m for m in sub if any(p.requires_grad for p in m.parameters())]
+    return units
 
 
 def projector_state(adapter) -> dict[str, torch.Tensor]:

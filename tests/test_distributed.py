@@ -48,6 +48,29 @@ def run_folder(root: Path, regime: str) -> Path:
     return root / "llava15-tiny" / "textile@max6" / regime / "seed0"
 
 
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fsdp2")
+    proc = torchrun(2, ["run", *ARGS, "--regimes", "ft-e2e", "--engine", "fsdp2", "--results-dir", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.mark.multiprocess
+def test_sharded_ft_e2e_equals_one_process(sharded, two_and_one):
+    """FT-E2E with PyTorch FSDP2 (fully_shard over gloo): each rank holds half the trained weights."""
+    got = json.loads((run_folder(sharded, "ft-e2e") / "metrics.json").read_text())
+    want = json.loads((run_folder(two_and_one[1], "ft-e2e") / "metrics.json").read_text())
+    assert got["processes"] == 2 and got["training"]["engine"] == "fsdp2"
+    assert got["training"]["trained_weights_held_by_rank0"] == pytest.approx(0.5, abs=0.02)
+    assert got["training"]["final_loss"] == pytest.approx(want["training"]["final_loss"], rel=1e-5)
+    p2, p1 = (load_file(str(run_folder(r, "ft-e2e") / "projector.safetensors")) for r in (sharded, two_and_one[1]))
+    for k in p1:
+        torch.testing.assert_close(p2[k], p1[k], rtol=1e-5, atol=1e-6)
+    assert got["metrics"]["macro_f1"] == want["metrics"]["macro_f1"]
+    assert got["metrics"]["confusion_matrix"] == want["metrics"]["confusion_matrix"]
+
+
 @pytest.mark.multiprocess
 @pytest.mark.parametrize("regime", ["zero-shot", "ft-proj", "ft-e2e"])
 def test_two_processes_equal_one(two_and_one, regime):
@@ -78,3 +101,32 @@ def test_shares_cover_the_work_in_rank_order():
             blocks = [Context(rank=r, world_size=world).share(n) for r in range(world)]
             assert [i for b in blocks for i in b] == list(range(n))
             assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def test_shipped_accelerate_configs_load_with_accelerate():
+    """The configs in configs/accelerate are read by accelerate's own loader and describe the documented setups."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
+    got = {p.name: load_config_from_file(str(p)) for p in sorted(root.glob("*.yaml"))}
+    assert {k: (v.distributed_type.value, v.num_processes) for k, v in got.items()} == {
+        "1gpu-lora.yaml": ("NO", 1), "2x80gb-fsdp.yaml": ("FSDP", 2), "8gpu-ddp.yaml": ("MULTI_GPU", 8),
+        "8gpu-fsdp.yaml": ("FSDP", 8)}
+    for name in ("2x80gb-fsdp.yaml", "8gpu-fsdp.yaml"):
+        fsdp = got[name].fsdp_config
+        assert fsdp["fsdp_activation_checkpointing"] and fsdp["fsdp_reshard_after_forward"], name
+
+
+def test_more_processes_than_gpus_fails_before_any_work(monkeypatch):
+    from benchmark import distributed
+    from benchmark.errors import BenchmarkError
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(BenchmarkError, match="4 processes per node were launched but only 2 GPU"):
+        distributed.setup("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BenchmarkError, match="--device cuda: no CUDA device"):
+        distributed.setup("cuda")

@@ -103,6 +103,7 @@ REVIEWED_NOT_IDENTITY = {
     "device": "the same computation on another device (recorded in provenance)",
     "checkpoint_every": "mid-training saves; a resumed run equals an uninterrupted one (tests/test_protocol.py)",
     "score_rows": "memory bound of loglik scoring; scores do not depend on the chunking",
+    "engine": "how processes hold the weights (DDP, FSDP2); same gradient, tests/test_distributed.py",
     "micro_batch": "splits the global batch; the token-weighted loss gives the same gradient for any split "
                    "(tests/test_global_batch.py)",
 }

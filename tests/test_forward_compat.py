@@ -34,7 +34,9 @@ def deprecations(caught, log_records) -> list[str]:
         if not issubclass(w.category, (FutureWarning, DeprecationWarning)):
             continue
         path = Path(w.filename).resolve()
-        if OURS in path.parents or any(part in LIBRARIES for part in path.parts):
+        installed = "site-packages" in path.parts  # a venv inside the checkout holds other libraries too
+        ours = OURS in path.parents and not installed
+        if ours or (installed and any(part in LIBRARIES for part in path.parts)):
             out.append(f"{w.category.__name__} at {w.filename}:{w.lineno}: {w.message}")
     # transformers also announces some renames through its logger (e.g. reading ``output.past_key_values``).
     out += [f"log {r.name}: {r.getMessage()}" for r in log_records if "deprecat" in r.getMessage().lower()]

@@ -118,7 +118,7 @@ class Runner:
         if not self.dist.is_main:  # one log for the whole run
             self.log = lambda *a, **k: None
         for r in cfg.regimes:  # a global batch that cannot be split fails here, before any work
-            if r != "zero-shot":
+            if r in PAPER_GLOBAL_BATCH:  # the fine-tuned regimes
                 batch_layout(cfg.global_batch_for(r), cfg.micro_batch, self.dist.world_size)
         self.timing: dict[str, float] = {}
         self.num_processes = self.dist.world_size  # recorded; results do not depend on it
@@ -131,7 +131,7 @@ class Runner:
             "dtype": str(adapter.dtype).removeprefix("torch."),
             "device_type": torch.device(self.device).type,
             "num_processes": self.num_processes,
-            "global_batch": None if regime == "zero-shot" else cfg.global_batch_for(regime),
+            "global_batch": cfg.global_batch_for(regime) if regime in PAPER_GLOBAL_BATCH else None,
             "template": adapter.template_name,
         }
 

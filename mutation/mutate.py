@@ -158,7 +158,8 @@ def report(name: str, db: Path, source: Path) -> tuple[str, int]:
             else:
                 counts["incompetent"] += 1
     head = (f"{name}: {counts['killed']} killed, {counts['survived']} survived, {counts['incompetent']} incompetent, "
-            f"{counts['pending']} pending" + (f", {counts['skipped']} skipped (unchanged lines)" if counts["skipped"] else ""))
+            f"{counts['pending']} pending" + (f", {counts['skipped']} skipped (implausible, not sampled or unchanged)"
+                                              if counts["skipped"] else ""))
     (STATE / f"{name}.txt").write_text(head + "\n\n" + "\n".join(survivors))
     return head, counts["survived"]
 

@@ -166,3 +166,31 @@ def test_pooled_features_are_the_mean_over_tokens(tiny, real_images, tmp_path):
     assert post.shape == (n, projected.shape[2])
     np.testing.assert_allclose(post.numpy(), projected.numpy().sum(axis=1) / projected.shape[1], rtol=1e-4,
                                atol=1e-5)
+
+
+def test_a_class_with_one_training_image_is_refused():
+    from benchmark.errors import DataError
+
+    y = [0, 0, 0, 1, 1, 2]  # class 2: one image, which the hold-out would take whole
+    with pytest.raises(DataError, match=r"at least 2 training images per class.*\[2\]"):
+        validation_split([f"u{i}" for i in range(len(y))], y, 0.1)
+    assert validation_split([f"u{i}" for i in range(5)], [0, 0, 1, 1, 1], 0.1).sum() == 2
+
+
+def test_control_probe_learns_shuffled_labels_and_selectivity_is_the_gap():
+    from benchmark.probe import control_labels, probe_with_control
+
+    x, y, uids = blobs(10, 3, 6, spread=1.0, seed=0)
+    x_all, y_all, _ = blobs(6, 3, 6, spread=1.0, seed=1, prefix="test")
+    keep = [i for i, c in enumerate(y_all) if i % 6 < (6, 3, 1)[c]]   # imbalanced test split: F1 != accuracy
+    x_test, y_test = x_all[keep], [y_all[i] for i in keep]
+    shuffled = control_labels(y, seed=0)
+    assert sorted(shuffled) == sorted(y) and shuffled != y        # same class counts, labels moved
+    assert shuffled == control_labels(y, seed=0) and shuffled != control_labels(y, seed=1)
+    out, pred = probe_with_control(x, y, uids, x_test, y_test, 3, seed=0, cfg=SMALL)
+    alone = train_probe(x, y, uids, x_test, y_test, 3, seed=0, cfg=SMALL, with_predictions=True)
+    control = train_probe(x, shuffled, uids, x_test, y_test, 3, seed=0, cfg=SMALL)
+    assert out["macro_f1"] == alone["macro_f1"] and pred == alone["predictions"]
+    assert out["control"]["macro_f1"] == control["macro_f1"] and out["control"]["accuracy"] == control["accuracy"]
+    assert control["macro_f1"] != control["accuracy"]
+    assert out["selectivity"] == pytest.approx(out["macro_f1"] - control["macro_f1"])

@@ -245,3 +245,16 @@ def test_the_task_fingerprint_follows_the_data(tmp_path):
     shutil.move(root / "train" / "global" / "img000.jpg", root / "test" / "global" / "img009.jpg")  # split
     seen.append(fingerprint())
     assert len(set(seen)) == len(seen), seen
+
+
+def test_replicate_identity_is_the_run_identity_without_the_seed():
+    """Runs that may be averaged as replicates: equal replicate identities across seeds, nothing else."""
+    execution = {"dtype": "torch.float32", "global_batch": 8}
+    for regime in REGIMES:
+        rep = BASE.replicate_identity(regime, execution)
+        assert "seed" not in rep
+        assert {k: v for k, v in BASE.identity(regime, 5).items() if k != "seed"}.items() <= rep.items()
+        assert rep["resolved_dtype"] == "torch.float32"
+        assert rep.get("global_batch") == (None if regime == "zero-shot" else 8)
+        assert BASE.replicate_identity(regime, {**execution, "dtype": "torch.bfloat16"}) != rep
+        assert dataclasses.replace(BASE, max_per_class=4).replicate_identity(regime, execution) != rep

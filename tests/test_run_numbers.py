@@ -115,8 +115,9 @@ def test_training_counts(watched_run, data, original):
     answers = {c: len(original.encode("", c).answer_ids) for c in data.classes}
     for regime in ("ft-proj", "ft-e2e"):
         t = watched_run["results"][regime]["training"]
-        batches = math.ceil(len(data.splits["train"]) / cfg.batch_size) * cfg.epochs
-        assert t["batches"] == batches and t["optimizer_steps"] == math.ceil(batches / cfg.grad_accum)
+        global_batch = cfg.global_batch_for(regime)
+        assert t["global_batch"] == global_batch
+        assert t["optimizer_steps"] == math.ceil(len(data.splits["train"]) / global_batch) * cfg.epochs
         assert t["supervised_answer_tokens"] == cfg.epochs * sum(answers[data.classes[s.label]]
                                                                  for s in data.splits["train"])
 

@@ -20,7 +20,7 @@ from benchmark.probe import ProbeConfig
 from benchmark.protocol import RunConfig, Runner
 
 QUICK = dict(model="llava15-tiny", task="textile", max_per_class=6, probe=ProbeConfig(max_epochs=2), progress=False,
-             regimes=("zero-shot", "ft-proj"), checkpoint_every=1)
+             regimes=("zero-shot", "ft-proj"), checkpoint_every=1, global_batch=8)  # 3 optimizer steps
 FT = "llava15-tiny/textile@max6/ft-proj/seed0"
 ZS = "llava15-tiny/textile@max6/zero-shot/seed0"
 
@@ -124,7 +124,7 @@ def test_damaged_caches_and_checkpoints_are_recomputed_to_the_same_numbers(prist
     damage(train / "part-00000.safetensors")
     damage(test / "index.json")
     argv = ["run", "--model", "llava15-tiny", "--task", "textile", "--max-per-class", "6", "--probe-max-epochs", "2",
-            "--regimes", "zero-shot,ft-proj", "--checkpoint-every", "1", "--no-progress",
+            "--regimes", "zero-shot,ft-proj", "--checkpoint-every", "1", "--global-batch", "8", "--no-progress",
             "--results-dir", str(results), "--cache-dir", str(cache)]
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -21,10 +21,11 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# Multi-process equivalence (torchrun, gloo on CPU): 2 processes give the results of 1. Not in `make test`:
-# every torchrun start costs several seconds of CPU.
+# Tests that start several real processes: multi-process equivalence (torchrun, gloo on CPU: 2 processes give
+# the results of 1) and two concurrent runs on one results folder and cache (locks). Not in `make test`: every
+# process start costs several seconds of CPU. CI runs both targets.
 test-multiprocess: install
-	$(PY) -m pytest -q -m multiprocess
+	$(PY) -m pytest -q -m 'multiprocess or stress'
 
 bench: install
 	$(PY) -m pytest benchmarks -q -s --benchmark-only --benchmark-columns=min,mean,median,rounds

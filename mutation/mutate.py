@@ -37,7 +37,7 @@ STATE = ROOT / ".mutation"
 MODULES = {
     "metrics": ("benchmark/metrics.py", ["tests/test_metrics.py"]),
     "probe": ("benchmark/probe.py", ["tests/test_probe.py"]),
-    "config": ("benchmark/config.py", ["tests/test_identity.py"]),
+    "config": ("benchmark/config.py", ["tests/test_identity.py", "tests/test_paper_defaults.py"]),
     "features": ("benchmark/features.py", ["tests/test_identity.py", "tests/test_probe.py"]),
     "batching": ("benchmark/batching.py", ["tests/test_generate_logits.py", "tests/test_generation.py"]),
     "generation": ("benchmark/generation.py", ["tests/test_generate_logits.py", "tests/test_generation.py"]),

@@ -27,6 +27,22 @@ from torch import nn
 TINY_CLIP = ("tiny-clip", None)
 
 
+def embed_with_image_tokens(language_model: nn.Module, input_ids: torch.Tensor, image_token_id: int,
+                            image_embeds: torch.Tensor | None) -> torch.Tensor:
+    """Input embeddings of ``input_ids`` whose image placeholders hold ``image_embeds`` (B, tokens, hidden), in order.
+
+    For models assembled from parts (a vision backbone, a projector and a causal LM) that have no
+    ``mm_encoder_outputs`` forward of their own. The placeholder count must match the image tokens exactly.
+    """
+    embeds = language_model.get_input_embeddings()(input_ids)
+    if image_embeds is None:
+        return embeds
+    slots = input_ids == image_token_id
+    if int(slots.sum()) != image_embeds.shape[0] * image_embeds.shape[1]:
+        raise ValueError(f"{int(slots.sum())} image placeholders for {tuple(image_embeds.shape[:2])} image tokens")
+    return embeds.masked_scatter(slots[..., None], image_embeds.to(embeds.dtype))
+
+
 @dataclass(frozen=True)
 class AdapterSpec:
     """A registry entry: how to build an adapter, and what it is, for `list models`."""

@@ -43,7 +43,7 @@ from torch import nn
 
 from benchmark.errors import ModelLoadError
 
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter
+from .base import TINY_CLIP, AdapterSpec, ModelAdapter, embed_with_image_tokens
 from .factories import hub_factory, tiny_factory
 from .loading import load_pretrained, resolve_dtype
 from .tiny import build_tokenizer
@@ -277,13 +277,7 @@ class ComposedModel(nn.Module):
                 past_key_values=None, use_cache=None, **kwargs):
         if pixel_values is not None:
             image_embeds = self.multi_modal_projector(self.image_features(pixel_values))
-        embeds = self.language_model.get_input_embeddings()(input_ids)
-        if image_embeds is not None:
-            slots = input_ids == self.image_token_id
-            if int(slots.sum()) != image_embeds.shape[0] * image_embeds.shape[1]:
-                raise ValueError(f"{int(slots.sum())} image placeholders for {tuple(image_embeds.shape[:2])} "
-                                 "image tokens")
-            embeds = embeds.masked_scatter(slots[..., None], image_embeds.to(embeds.dtype))
+        embeds = embed_with_image_tokens(self.language_model, input_ids, self.image_token_id, image_embeds)
         return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                                    cache=past_key_values, use_cache=use_cache, **kwargs)
 

@@ -45,7 +45,7 @@ from benchmark.errors import ModelLoadError
 from benchmark.hub import download_command
 
 from . import configs
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter
+from .base import TINY_CLIP, AdapterSpec, ModelAdapter, embed_with_image_tokens
 from .factories import hub_factory, tiny_factory
 from .loading import load_pretrained, resolve_dtype
 from .tiny import build_tokenizer
@@ -90,13 +90,7 @@ class LimberModel(nn.Module):
             image_embeds = self.multi_modal_projector(self.image_features(pixel_values))
         # Gemma's embedding layer applies its sqrt(hidden) scale to text tokens; the projected image tokens
         # are used as they are, so the linear map learns their scale (as in LiMBeR / Venhoff et al.).
-        embeds = self.language_model.get_input_embeddings()(input_ids)
-        if image_embeds is not None:
-            slots = input_ids == self.image_token_id
-            if int(slots.sum()) != image_embeds.shape[0] * image_embeds.shape[1]:
-                raise ValueError(f"{int(slots.sum())} image placeholders for {tuple(image_embeds.shape[:2])} "
-                                 "image tokens")
-            embeds = embeds.masked_scatter(slots[..., None], image_embeds.to(embeds.dtype))
+        embeds = embed_with_image_tokens(self.language_model, input_ids, self.image_token_id, image_embeds)
         return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                                    cache=past_key_values, use_cache=use_cache, **kwargs)
 

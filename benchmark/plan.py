@@ -280,6 +280,9 @@ def plan(model: str, task_name: str, gpus: str, model_path: str | None = None, m
             "hours_eval": seconds_eval / 3600,
             "engines": engines,
         }
+        for engine, entry in engines.items():  # wall time on the engine's own GPUs (one for "single")
+            n = 1 if engine == "single" else hw.count
+            entry["hours"] = (seconds_train + seconds_eval) * hw.count / n / 3600
     feature_hours = (n_tr + n_te) * (vision_flops or 0) / (hw.count * throughput) / 3600
     return {
         "model": spec.name, "task": task.name, "config_source": arch.source,
@@ -353,7 +356,7 @@ def render(p: dict) -> str:
                          f"{m['kv_cache_scoring']:.1f}", f"{e['peak_gb']:.1f}", "yes" if e["fits"] else "NO",
                          (f"micro {rec['micro_batch']} x accum {rec['accumulation_steps']}"
                           + (" + checkpointing" if rec["gradient_checkpointing"] else "")) if rec else "-",
-                         f"{(r['hours_train'] or 0) + r['hours_eval']:.2f}"])
+                         f"{e['hours']:.2f}"])
     lines.append(tabulate(rows, headers=["regime", "engine", "trained", "weights GB", "grads GB", "optim GB",
                                          "act/sample GB (ckpt)", "KV GB", "peak GB", "fits", "recommended", "hours"]))
     return "\n".join(lines)

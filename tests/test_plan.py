@@ -77,3 +77,14 @@ def test_plan_without_a_config_names_the_fix(capsys):
         plan("llava15-tiny", "derm", "1xA100-80GB")
     assert main(["plan", "--model", "llava15", "--task", "derm", "--gpus", "3xTPU"]) == 2
     assert "unknown GPU" in capsys.readouterr().err
+
+
+def test_hours_are_the_flops_at_the_stated_mfu_on_each_engines_gpus(llava):
+    a, r = llava["assumptions"], llava["regimes"]["ft-e2e"]
+    # A100: 312 TFLOP/s in bf16 (datasheet); one epoch over the train split, one pass over the test split.
+    flops = a["n_train"] * r["flops_per_train_sample"] + a["n_test"] * r["flops_per_eval_sample"]
+    one_gpu_hours = flops / (312e12 * a["mfu"]) / 3600
+    engines = r["engines"]
+    assert engines["single"]["hours"] == pytest.approx(one_gpu_hours)
+    assert engines["ddp"]["hours"] == pytest.approx(one_gpu_hours / 2)
+    assert engines["fsdp"]["hours"] == pytest.approx(one_gpu_hours / 2)

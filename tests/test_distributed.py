@@ -8,10 +8,13 @@ two independent 1-process runs).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +96,66 @@ def test_two_processes_equal_one(two_and_one, regime):
     assert two["metrics"]["confusion_matrix"] == one["metrics"]["confusion_matrix"]
     for name in one["probe"]:
         assert two["probe"][name]["macro_f1"] == one["probe"][name]["macro_f1"], name
+
+
+def kill_when(nproc: int, args: list[str], ready, timeout: float = 300) -> str:
+    """Start a torchrun job and SIGKILL its whole process group as soon as ``ready()`` holds; what was seen then."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "benchmark", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            seen = ready()
+            if seen or proc.poll() is not None:
+                return seen or "finished before the kill point"
+            time.sleep(0.02)
+        raise AssertionError("the kill point was never reached")
+    finally:
+        # torchrun starts each worker in a session of its own: kill the workers too, as a job scheduler would.
+        import psutil
+
+        with contextlib.suppress(psutil.NoSuchProcess):
+            launcher = psutil.Process(proc.pid)
+            for p in [*launcher.children(recursive=True), launcher]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.multiprocess
+def test_a_killed_two_process_run_resumes_to_the_one_process_results(tmp_path, two_and_one):
+    """Kill a 2-process job in FT-Proj (at its first saved training state, or once its training is saved and it
+    evaluates), run the same command again: every regime ends with the uninterrupted 1-process run's numbers."""
+    out = tmp_path / "killed"
+    ft_proj = run_folder(out, "ft-proj")
+
+    def ready():
+        if (ft_proj / "train_state.json").exists():
+            return "training state"  # mid-training: resumes from the saved step
+        return "trained" if (ft_proj / "training.json").exists() else ""  # evaluating: reuses the checkpoint
+
+    seen = kill_when(2, ["run", *ARGS, "--results-dir", str(out), "--checkpoint-every", "1"], ready)
+    assert seen in ("training state", "trained"), seen
+    assert not (ft_proj / "metrics.json").exists()
+    proc = torchrun(2, ["run", *ARGS, "--results-dir", str(out), "--checkpoint-every", "1"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for regime in ("zero-shot", "ft-proj", "ft-e2e"):
+        got = json.loads((run_folder(out, regime) / "metrics.json").read_text())
+        want = json.loads((run_folder(two_and_one[1], regime) / "metrics.json").read_text())
+        assert got["processes"] == 2, regime
+        assert got["metrics"]["macro_f1"] == want["metrics"]["macro_f1"], regime
+        assert got["metrics"]["confusion_matrix"] == want["metrics"]["confusion_matrix"], regime
+        for name in want["probe"]:
+            assert got["probe"][name]["macro_f1"] == want["probe"][name]["macro_f1"], (regime, name)
+        if regime == "ft-proj" and seen == "training state":
+            assert got["training"]["resumed_from_step"] >= 1
+        if regime != "zero-shot":
+            assert got["training"]["final_loss"] == pytest.approx(want["training"]["final_loss"], rel=1e-5)
+            p2, p1 = (load_file(str(run_folder(r, regime) / "projector.safetensors")) for r in (out, two_and_one[1]))
+            for k in p1:
+                torch.testing.assert_close(p2[k], p1[k], rtol=1e-5, atol=1e-6)
 
 
 def test_shares_cover_the_work_in_rank_order():

@@ -218,15 +218,12 @@ def cmd_run(a) -> int:
 def cmd_analyze(a) -> int:
     from .analyses import AnalysisOptions
     from .analyses.runner import AnalysisRunner, AnalyzeConfig
-
-    for name, value, low in (("--probe-max-epochs", a.probe_max_epochs, 1), ("--tokens-per-image", a.tokens_per_image, 1),
-                             ("--knockout-window", a.knockout_window, 0), ("--knockout-max-images", a.knockout_max_images, 1),
-                             ("--permutations", a.permutations, 0), ("--batch-size", a.batch_size, 1),
-                             ("--max-per-class", a.max_per_class, 1)):
-        if value is not None and value < low:
-            raise BenchmarkError(f"{name} must be at least {low}, got {value}.")
     from .validation import MAX_SEED, InputError, check_device, check_int
 
+    for field, low in (("probe_max_epochs", 1), ("tokens_per_image", 1), ("knockout_window", 0),
+                       ("knockout_max_images", 1), ("permutations", 0), ("batch_size", 1), ("max_per_class", 1)):
+        if getattr(a, field) is not None:
+            check_int(field, getattr(a, field), low)
     if not a.seeds:
         raise InputError("--seeds is empty; give the seeds of the run, e.g. --seeds 0.")
     for s in a.seeds:

@@ -221,9 +221,31 @@ def qwen2vl_2b(image_size: int = 448) -> Architecture:
                 "projector": visual.merger,
                 "llm": nn.ModuleDict({"language_model": m.model.language_model, "lm_head": m.lm_head})}
 
+    def vision(m, pixels):
+        """The vision transformer on one image's patches, without the merger (the projector, counted apart).
+
+        Its forward takes the patches flattened over images, (patches, channels x temporal x patch x patch), with
+        the grid (t, h, w) of each image. The grid is given on the CPU: the sequence boundaries it yields are read
+        with ``.tolist()`` to split attention per image, which a meta tensor cannot answer; the rotary positions
+        are computed from it on the CPU too and moved to the model's (meta) device.
+        """
+        from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids
+
+        visual, vc = m.model.visual, config.vision_config
+        grid = torch.tensor([[1, side, side]] * pixels.shape[0])
+        flat = pixels.new_empty((pixels.shape[0] * side * side,
+                                 vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2))
+        merger, visual.merger = visual.merger, nn.Identity()
+        try:
+            return visual(flat, grid_thw=grid, cu_seqlens=get_vision_cu_seqlens(grid),
+                          position_ids=get_vision_position_ids(grid, vc.spatial_merge_size).to(pixels.device))
+        finally:
+            visual.merger = merger
+
     # The merger takes the patch sequence flattened over images: (patches, width) -> (patches / 4, hidden).
     return Architecture(build=lambda: Qwen2VLForConditionalGeneration(config), parts=parts, image_size=image_size,
                         feature_shape=(side * side, 1280), image_tokens=side * side // 4,
                         llm_config=config.text_config, source="Qwen/Qwen2-VL-2B-Instruct config.json",
+                        vision=vision,
                         project=lambda m, f: m.model.visual.merger(f.reshape(-1, f.shape[-1])).reshape(
                             f.shape[0], -1, config.text_config.hidden_size))

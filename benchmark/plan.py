@@ -8,8 +8,10 @@ length; activation memory is measured as the bytes autograd saves for backward d
 
 Memory model per GPU (bytes per parameter, matching how ``benchmark.training`` trains):
 frozen weights in the run's dtype (bf16: 2); trained weights kept as fp32 master copies (4), their fp32 gradients
-(4) and AdamW's two fp32 moments (8). DDP replicates all of it; FSDP full-shard / DeepSpeed ZeRO-3 divide
-weights, gradients and optimizer state by the number of GPUs. Activations are per GPU at its micro-batch.
+(4) and AdamW's two fp32 moments (8). DDP replicates all of it; FSDP full-shard and DeepSpeed ZeRO-3 (two rows,
+``fsdp`` and ``zero3``, with the same memory model: both partition parameters, gradients and optimizer state
+over all GPUs) divide weights, gradients and optimizer state by the number of GPUs. Activations are per GPU at its
+micro-batch.
 """
 
 from __future__ import annotations
@@ -32,8 +34,17 @@ USABLE = 0.9            # of a GPU's memory: the rest goes to the CUDA context, 
 DEFAULT_MFU = 0.35      # model FLOP utilisation assumed for time estimates (stated in every answer)
 DEFAULT_SCORE_ROWS = 32  # benchmark.evaluation.SCORE_ROWS: KV-cache rows of class scoring at once
 LORA_RANK, LORA_TARGETS = 128, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# Published split sizes of the paper tasks (train, test), for time estimates; others take --n-train/--n-test.
-TASK_SIZES = {"derm": (15557, 4002), "textures": (3760, 1880)}
+# Split sizes (train, test) of the images a task's source holds, for time estimates; others are planned per 1000
+# images or with --n-train/--n-test. Only exact published counts, each from the task's definition:
+TASK_SIZES = {
+    "derm": (15297, 3937),     # tasks/paper.py: the hub copies of DermNet's Kaggle train / test folders it loads
+    "textures": (1880, 1880),  # tasks/paper.py: DTD split 1, train1 / test1 (40 images per class of 47 each)
+    "eurosat": (16200, 5400),  # tasks/paper.py: EuroSAT RGB, train / test of Neumann et al.'s split (timm copy)
+}
+# One row per way of holding the trained state: a single GPU, DDP (every GPU holds everything), FSDP full-shard
+# and DeepSpeed ZeRO-3 (same partitioning of parameters, gradients and optimizer state over all GPUs).
+ENGINES = ("single", "ddp", "fsdp", "zero3")
+SHARDED = ("fsdp", "zero3")
 GB = 1e9
 
 
@@ -238,11 +249,11 @@ def plan(model: str, task_name: str, gpus: str, model_path: str | None = None, m
                    "ft-e2e-lora": params["projector"] + lora}[regime]
         base = "ft-e2e" if regime.startswith("ft-e2e") else regime
         engines = {}
-        for engine in ("single", "ddp", "fsdp"):
-            n = {"single": 1, "ddp": hw.count, "fsdp": hw.count}[engine]
+        for engine in ENGINES:
+            n = 1 if engine == "single" else hw.count
             if engine != "single" and hw.count == 1:
                 continue
-            shard = n if engine == "fsdp" else 1
+            shard = n if engine in SHARDED else 1
             weights = ((total_params - trained) * dtype_bytes + trained * 4) / shard
             grads, optim = trained * 4 / shard, trained * 8 / shard
             kv = min(score_rows, 32) * kv_per_row

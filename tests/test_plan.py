@@ -88,3 +88,47 @@ def test_hours_are_the_flops_at_the_stated_mfu_on_each_engines_gpus(llava):
     assert engines["single"]["hours"] == pytest.approx(one_gpu_hours)
     assert engines["ddp"]["hours"] == pytest.approx(one_gpu_hours / 2)
     assert engines["fsdp"]["hours"] == pytest.approx(one_gpu_hours / 2)
+
+
+def test_zero3_rows_have_the_fsdp_memory_model(llava):
+    """ZeRO-3 partitions parameters, gradients and optimizer state like FSDP full-shard: the same numbers."""
+    for regime, r in llava["regimes"].items():
+        assert list(r["engines"]) == ["single", "ddp", "fsdp", "zero3"], regime
+        assert r["engines"]["zero3"] == r["engines"]["fsdp"], regime
+    e2e = llava["regimes"]["ft-e2e"]["engines"]
+    assert e2e["zero3"]["fits"] and not e2e["single"]["fits"]
+    # Sharded over 2 GPUs: half of the single-GPU weights, gradients and Adam state.
+    for key in ("weights", "gradients", "optimizer"):
+        assert e2e["zero3"]["memory_gb"][key] == pytest.approx(e2e["single"]["memory_gb"][key] / 2), key
+
+
+def test_task_sizes_are_the_task_definitions_counts(llava):
+    # tasks/paper.py: DermNet's hub copies hold 15,297 train and 3,937 test images.
+    assert (llava["assumptions"]["n_train"], llava["assumptions"]["n_test"]) == (15297, 3937)
+    assert llava["assumptions"]["task_size"] == "published split sizes of derm"
+    reg = Plugins(autoload=False)
+    for name, counts in (("eurosat", "16,200 train / 5,400 test"), ("textures", "train1: 1,880 / test1: 1,880")):
+        assert counts in reg.tasks.get(name).description, name
+
+
+def test_qwen2vl_vision_flops_are_counted_without_the_merger():
+    """Independent count for a ViT on N patches: 2 FLOPs per weight and patch (every linear layer and the patch
+    embedding, a convolution whose kernel covers one patch) plus attention, 2 x N^2 x width for Q.K^T and again
+    for A.V per block. FlopCounterMode also skips bias adds and norms (~0.1% of the weights here), so 0.5%
+    tolerance; counting the merger (the projector) too would add ~1.2%, leaving out attention ~12%."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    arch = Plugins(autoload=False).adapters.get("qwen2vl").architecture()
+    with torch.device("meta"):
+        model = arch.build()
+    vision = arch.parts(model)["vision"]
+    vc = model.config.vision_config
+    n = (arch.image_size // vc.patch_size) ** 2  # 448 px / 14 = 32 x 32 patches
+    px = torch.empty((1, 3, arch.image_size, arch.image_size), device="meta")
+    with FlopCounterMode(display=False) as counter:
+        out = arch.vision(model, px)
+    assert tuple(out.last_hidden_state.shape) == (n, vc.embed_dim) == arch.feature_shape  # what enters the merger
+    weights = sum(p.numel() for p in vision.parameters())
+    want = 2 * weights * n + 4 * vc.depth * n * n * vc.embed_dim
+    assert counter.get_total_flops() == pytest.approx(want, rel=0.005)
+    assert isinstance(model.model.visual.merger, torch.nn.Module) and model.model.visual.merger.__class__.__name__ != "Identity"

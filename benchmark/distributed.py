@@ -117,6 +117,96 @@ class Context:
             return contextlib.nullcontext()
         return module.no_sync()
 
+    # -- resumable training state -----------------------------------------------------------------------------
+    def training_state(self, model: torch.nn.Module, optimizer) -> tuple[dict, dict] | None:
+        """The trained weights ``{name: tensor}`` and the optimizer state in torch's one-process layout
+        (``{"state": {index: ...}, "param_groups": [...]}``), as whole tensors, on rank 0; None on other ranks.
+
+        Whatever the engine, the result is what one process would hold, so a state saved by any engine can be
+        resumed by any other. Sharded weights (FSDP2) are gathered with torch's distributed-checkpoint state-dict
+        API (whole tensors offloaded to CPU on rank 0 only): every rank must call this then.
+        """
+        if not is_sharded(model):
+            if not self.is_main:
+                return None  # DDP: rank 0 holds everything already
+            weights = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+            return weights, optimizer.state_dict()
+        from torch.distributed.checkpoint import state_dict as dsd
+
+        options = dsd.StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+        weights = dsd.get_model_state_dict(model, options=options)
+        by_name = dsd.get_optimizer_state_dict(model, optimizer, options=options)
+        if not self.is_main:
+            return None
+        return weights, optimizer_state_by_index(by_name, optimizer_param_names(model, optimizer))
+
+    def restore_training_state(self, model: torch.nn.Module, optimizer, read) -> dict:
+        """Load a saved state into ``model`` and ``optimizer`` on every rank; returns its ``info`` (step, losses...).
+
+        ``read()`` returns ``(info, weights, optimizer_state)`` in :meth:`training_state`'s layout (``info``: small
+        picklable values). Unsharded, every rank reads the file (each holds all weights, as DDP does). Sharded
+        (FSDP2), only rank 0 reads and verifies it; its ``info`` and tensors are broadcast and each rank keeps its
+        shard (``broadcast_from_rank0``): one whole copy in host memory, not one per rank, and every rank gets the
+        very bytes rank 0 checked. A file rank 0 refuses is refused on every rank (none waits in a collective).
+        """
+        if not is_sharded(model):
+            info, weights, opt_state = read()
+            params = {k: v for k, v in model.named_parameters() if v.requires_grad}
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(weights[k])
+            optimizer.load_state_dict(opt_state)
+            return info
+        from torch.distributed.checkpoint import state_dict as dsd
+
+        weights, by_name, outcome, failure = {}, {}, None, None
+        if self.is_main:
+            try:
+                info, weights, opt_state = read()
+                by_name = optimizer_state_by_name(opt_state, optimizer_param_names(model, optimizer))
+                outcome = ("ok", info)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+                outcome, failure = ("error", str(exc)), exc
+        kind, value = self.broadcast(outcome)
+        if kind == "error":
+            raise failure if self.is_main else BenchmarkError(value)
+        # strict=False for the model: the file holds the trained weights only, the frozen ones stay as built.
+        dsd.set_model_state_dict(model, weights, options=dsd.StateDictOptions(
+            full_state_dict=True, broadcast_from_rank0=True, strict=False))
+        dsd.set_optimizer_state_dict(model, optimizer, by_name, options=dsd.StateDictOptions(
+            full_state_dict=True, broadcast_from_rank0=True))
+        return value
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s trained parameters are shards (FSDP2 DTensors) rather than whole tensors."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters() if p.requires_grad)
+
+
+def optimizer_param_names(model: torch.nn.Module, optimizer) -> list[str]:
+    """The name in ``model`` of each optimizer parameter, in the order torch numbers them in a state dict."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    missing = [i for i, p in enumerate(params) if id(p) not in names]
+    if missing:
+        raise BenchmarkError(f"optimizer parameters {missing} are not parameters of {type(model).__name__}.")
+    return [names[id(p)] for p in params]
+
+
+def optimizer_state_by_index(by_name: dict, names: list[str]) -> dict:
+    """torch's distributed-checkpoint layout (parameters keyed by name) -> ``Optimizer.state_dict()``'s (by index)."""
+    index = {n: i for i, n in enumerate(names)}
+    return {"state": {index[n]: v for n, v in by_name["state"].items()},
+            "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in by_name["param_groups"]]}
+
+
+def optimizer_state_by_name(by_index: dict, names: list[str]) -> dict:
+    """The inverse of :func:`optimizer_state_by_index`."""
+    return {"state": {names[int(i)]: v for i, v in by_index["state"].items()},
+            "param_groups": [{**g, "params": [names[int(i)] for i in g["params"]]} for g in by_index["param_groups"]]}
+
 
 _CURRENT = Context()
 

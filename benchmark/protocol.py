@@ -453,7 +453,8 @@ class Runner:
                     if main:
                         (d / LEGACY_TRAIN_PROGRESS).unlink()
                 if progress_file.exists():
-                    problem = train_state.check(progress_file)
+                    # rank 0 checks (reading a sharded run's whole state once, not once per rank), all follow it
+                    problem = self.dist.broadcast(train_state.check(progress_file) if main else None)
                     if problem:
                         self.log(f"[discard] {problem} Training {regime} seed {seed} from the start.")
                         self.dist.barrier()  # every rank has checked the file before rank 0 removes it

@@ -4,6 +4,10 @@
 optimizer's hyper-parameters, and names the tensor file written just before it
 (``train_state-step<k>.safetensors``: trained weights, optimizer moments, RNG state) with its SHA-256. A kill
 between the two writes leaves the previous pair intact; tensor files no JSON names are removed.
+
+The file holds whole tensors in the layout one process has (optimizer state keyed by parameter index, the JSON
+naming each index's parameter), whichever engine wrote it: ``distributed`` gathers sharded (FSDP2) state for the
+write and hands it back out on resume, so a state written by 1 process, DDP or FSDP2 resumes under any of them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from . import distributed
 from .integrity import CorruptFileError, load_safetensors, read_sealed_json, seal, sha256_file
 from .results import atomic_write_json, atomic_write_with
 
@@ -27,11 +32,17 @@ def tensor_files(path: Path) -> list[Path]:
 
 
 def save(path: Path, adapter, optimizer, scheduler, losses, supervised: int, step: int, micro: int) -> None:
-    """Write the state after optimizer step ``step`` (``micro`` batches seen) to ``path`` (a ``.json`` file)."""
+    """Write the state after optimizer step ``step`` (``micro`` batches seen) to ``path`` (a ``.json`` file).
+
+    Every process calls this: sharded weights are gathered whole (see ``distributed.training_state``), and rank 0
+    writes them in the layout one process has, so any engine and number of processes can resume the file.
+    """
     path = Path(path)
-    tensors = {f"param.{k}": v.detach().cpu().contiguous()
-               for k, v in adapter.model.named_parameters() if v.requires_grad}
-    opt = optimizer.state_dict()
+    got = distributed.current().training_state(adapter.model, optimizer)
+    if got is None:  # not rank 0: it writes
+        return
+    weights, opt = got
+    tensors = {f"param.{k}": v.detach().cpu().contiguous() for k, v in weights.items()}
     scalars: dict[str, dict] = {}
     for idx, entry in opt["state"].items():
         for name, value in entry.items():
@@ -46,6 +57,8 @@ def save(path: Path, adapter, optimizer, scheduler, losses, supervised: int, ste
         "format": FORMAT, "tensors": name, "tensors_sha256": sha256_file(path.parent / name),
         "step": step, "micro": micro, "supervised": supervised, "losses": [float(x) for x in losses],
         "scheduler": scheduler.state_dict(), "param_groups": opt["param_groups"], "optimizer_scalars": scalars,
+        # which parameter each optimizer index is: checked on resume, whichever engine wrote or reads the file
+        "optimizer_params": distributed.optimizer_param_names(adapter.model, optimizer),
     }
     json.dumps(state)  # fails here, not silently via str(), if a torch version adds a non-JSON field
     atomic_write_json(path, seal(state))
@@ -80,28 +93,39 @@ def remove(path: Path) -> None:
 
 
 def load(path: Path, adapter, optimizer, scheduler) -> dict:
-    """Restore weights, optimizer, schedule and RNG in place; returns step, micro, losses, supervised."""
-    state, tensors = read(path)
-    params = {k: v for k, v in adapter.model.named_parameters() if v.requires_grad}
-    saved = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
-    if set(saved) != set(params):
-        raise CorruptFileError(path, "its trained weights do not match this model and regime")
-    with torch.no_grad():
-        for k, p in params.items():
-            p.copy_(saved[k])
-    current = optimizer.state_dict()["param_groups"]
-    groups = []
-    for old, cur in zip(state["param_groups"], current, strict=True):
-        # JSON has no tuples: give back the types the optimizer uses (betas).
-        groups.append({k: tuple(v) if isinstance(cur.get(k), tuple) else v for k, v in old.items()})
-    opt_state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            opt_state.setdefault(int(idx), {})[name] = value
-    for idx, entries in state["optimizer_scalars"].items():
-        opt_state.setdefault(int(idx), {}).update(entries)
-    optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(tensors["rng.torch"])
-    return {k: state[k] for k in ("step", "micro", "losses", "supervised")}
+    """Restore weights, optimizer, schedule and RNG in place; returns step, micro, losses, supervised.
+
+    Every process calls this; ``distributed.restore_training_state`` decides which of them read the file.
+    """
+    path = Path(path)
+    model = adapter.model
+
+    def read_whole() -> tuple[dict, dict, dict]:
+        state, tensors = read(path)
+        trained = {k for k, v in model.named_parameters() if v.requires_grad}
+        weights = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
+        if set(weights) != trained:
+            raise CorruptFileError(path, "its trained weights do not match this model and regime")
+        names = state.get("optimizer_params")  # absent in files of earlier versions (one layout then)
+        if names is not None and names != distributed.optimizer_param_names(model, optimizer):
+            raise CorruptFileError(path, "its optimizer state is for other parameters than this model and regime")
+        current = optimizer.state_dict()["param_groups"]
+        groups = []
+        for old, cur in zip(state["param_groups"], current, strict=True):
+            # JSON has no tuples: give back the types the optimizer uses (betas).
+            groups.append({k: tuple(v) if isinstance(cur.get(k), tuple) else v for k, v in old.items()})
+        opt_state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, idx, name = key.split(".", 2)
+                opt_state.setdefault(int(idx), {})[name] = value
+        for idx, entries in state["optimizer_scalars"].items():
+            opt_state.setdefault(int(idx), {}).update(entries)
+        info = {k: state[k] for k in ("step", "micro", "losses", "supervised", "scheduler")}
+        info["rng"] = tensors["rng.torch"].tolist()
+        return info, weights, {"state": opt_state, "param_groups": groups}
+
+    info = distributed.current().restore_training_state(model, optimizer, read_whole)
+    scheduler.load_state_dict(info["scheduler"])
+    torch.set_rng_state(torch.tensor(info["rng"], dtype=torch.uint8))
+    return {k: info[k] for k in ("step", "micro", "losses", "supervised")}

@@ -158,9 +158,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     steps_per_epoch = math.ceil(n / global_batch)
     total_steps = steps_per_epoch * cfg.epochs
     n_trainable = int(sum(p.numel() for p in params))
-    sharded = ctx.distributed and cfg.engine == "fsdp2"
-    # Mid-training checkpoints hold whole tensors; sharded ones would need a distributed checkpoint: none.
-    every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file and not sharded else 0
+    every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file else 0
     step_module = ctx.wrap(AnswerTokenLoss(adapter), cfg.engine, shard_modules=shard_units(adapter, regime))
     params = [p for p in adapter.model.parameters() if p.requires_grad]  # sharding replaces the parameters
     # Share of the trained weights this process holds: 1 unless sharded (FSDP2: about 1 / processes).
@@ -232,7 +230,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            if every and step % every == 0 and step < total_steps and ctx.is_main:
+            if every and step % every == 0 and step < total_steps:  # every rank: sharded state is gathered
                 _save_progress(resume_file, adapter, optimizer, scheduler, losses, supervised, step, step)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from benchmark import train_state
 from benchmark.distributed import Context
 from benchmark.probe import ProbeConfig
 from benchmark.protocol import RunConfig, Runner
@@ -156,6 +158,50 @@ def test_a_killed_two_process_run_resumes_to_the_one_process_results(tmp_path, t
             p2, p1 = (load_file(str(run_folder(r, regime) / "projector.safetensors")) for r in (out, two_and_one[1]))
             for k in p1:
                 torch.testing.assert_close(p2[k], p1[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.multiprocess
+def test_a_killed_sharded_run_resumes_to_the_one_process_results(tmp_path, two_and_one):
+    """Kill a 2-process FSDP2 FT-E2E job (workers included) at its first saved training state and run the same
+    command again: it resumes from that state and ends with the uninterrupted 1-process run's trained weights and
+    numbers. The state holds whole tensors in one process's layout, so one process resumes it as well."""
+    out = tmp_path / "killed"
+    d = run_folder(out, "ft-e2e")
+    args = ["run", *ARGS, "--regimes", "ft-e2e", "--engine", "fsdp2", "--checkpoint-every", "1",
+            "--results-dir", str(out)]
+    seen = kill_when(2, args, lambda: "training state" if (d / "train_state.json").exists() else "")
+    assert seen == "training state" and not (d / "metrics.json").exists()
+    ref = run_folder(two_and_one[1], "ft-e2e")
+    trained = load_file(str(ref / "checkpoint.safetensors"))  # every weight FT-E2E trained, uninterrupted
+    saved, tensors = train_state.read(d / "train_state.json")
+    assert {k: v.shape for k, v in tensors.items() if k.startswith("param.")} == {
+        f"param.{k}": v.shape for k, v in trained.items()}, "whole tensors, not rank 0's shards"
+    shutil.copytree(out, tmp_path / "by-one")
+
+    proc = torchrun(2, args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    Runner(RunConfig(model="llava15-tiny", task="textile", max_per_class=6, probe=ProbeConfig(max_epochs=3),
+                     global_batch=8, micro_batch=2, regimes=("ft-e2e",), checkpoint_every=1, progress=False,
+                     results_dir=str(tmp_path / "by-one"))).run()
+    want = json.loads((ref / "metrics.json").read_text())
+    for root, processes in ((out, 2), (tmp_path / "by-one", 1)):
+        got = json.loads((run_folder(root, "ft-e2e") / "metrics.json").read_text())
+        assert got["processes"] == processes
+        assert got["training"]["resumed_from_step"] == saved["step"] >= 1, root.name
+        assert got["training"]["optimizer_steps"] == want["training"]["optimizer_steps"] == 3
+        assert got["training"]["final_loss"] == pytest.approx(want["training"]["final_loss"], rel=1e-5)
+        weights = load_file(str(run_folder(root, "ft-e2e") / "checkpoint.safetensors"))
+        assert weights.keys() == trained.keys()
+        for k in trained:
+            torch.testing.assert_close(weights[k], trained[k], rtol=1e-5, atol=1e-6, msg=f"{root.name}: {k}")
+        preds = [(run_folder(r, "ft-e2e") / "predictions.jsonl").read_text().splitlines()
+                 for r in (root, two_and_one[1])]
+        assert [json.loads(x)["prediction"] for x in preds[0]] == [json.loads(x)["prediction"] for x in preds[1]]
+        assert got["metrics"]["macro_f1"] == want["metrics"]["macro_f1"]
+        assert got["metrics"]["confusion_matrix"] == want["metrics"]["confusion_matrix"]
+        for name in want["probe"]:
+            assert got["probe"][name]["macro_f1"] == want["probe"][name]["macro_f1"], (root.name, name)
+    assert not list(d.glob("train_state*")), "the mid-training state is removed once training is done"
 
 
 def test_shares_cover_the_work_in_rank_order():

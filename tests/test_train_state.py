@@ -1,0 +1,147 @@
+"""Mid-training state written by one engine resumes under another (one process, FSDP2 shards) to the result of a
+run that was never interrupted; the optimizer layouts match torch's own conversion.
+
+FSDP2 runs here on a one-process gloo group: its parameters are DTensors and the state goes through torch's
+distributed-checkpoint gather/broadcast, the code a 2-process run uses (tests/test_distributed.py runs that one).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from benchmark import distributed, train_state
+from benchmark.training import cosine_with_warmup
+
+STEPS, SAVED_AT = 4, 2
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.frozen = torch.nn.Linear(4, 8)
+        self.layers = torch.nn.ModuleList([torch.nn.Linear(8, 8) for _ in range(2)])
+        self.head = torch.nn.Linear(8, 3)
+        self.frozen.requires_grad_(False)
+
+    def forward(self, x):
+        h = self.frozen(x)
+        for layer in self.layers:
+            h = torch.tanh(layer(h))
+        return self.head(h)
+
+
+def build(sharded: bool):
+    torch.manual_seed(0)
+    net = Net()
+    if sharded:
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in net.layers:
+            fully_shard(layer)
+        fully_shard(net)
+    # Groups in another order than the model's parameters (as LoRA's own group is): index != model order.
+    groups = [{"params": list(net.head.parameters()), "lr": 1e-2},
+              {"params": list(net.layers.parameters()), "lr": 5e-3}]
+    opt = torch.optim.AdamW(groups, weight_decay=0.1)
+    return net, opt, cosine_with_warmup(opt, STEPS, 0.25)
+
+
+def data():
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g)) for _ in range(STEPS)]
+
+
+def train(net, opt, sched, batches, losses):
+    for x, y in batches:
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+
+
+def whole(net) -> dict[str, torch.Tensor]:
+    return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone()
+            for k, v in net.named_parameters()}
+
+
+@pytest.fixture(scope="module")
+def one_process_group(tmp_path_factory):
+    """A gloo group of one process, so that fully_shard makes real DTensor shards in this process."""
+    if torch.distributed.is_initialized():
+        pytest.skip("a process group already exists in this process")
+    store = tmp_path_factory.mktemp("pg") / "store"
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    net, opt, sched = build(sharded=False)
+    losses = []
+    train(net, opt, sched, data(), losses)
+    return whole(net), losses, sched.get_last_lr()
+
+
+@pytest.mark.parametrize(("writer", "reader"), [(False, True), (True, False), (True, True)],
+                         ids=["one-process->fsdp2", "fsdp2->one-process", "fsdp2->fsdp2"])
+def test_a_state_resumes_under_another_engine_to_the_uninterrupted_result(tmp_path, one_process_group,
+                                                                         uninterrupted, writer, reader):
+    want, want_losses, want_lr = uninterrupted
+    path = tmp_path / "train_state.json"
+    net, opt, sched = build(sharded=writer)
+    assert distributed.is_sharded(net) == writer
+    losses = []
+    train(net, opt, sched, data()[:SAVED_AT], losses)
+    train_state.save(path, SimpleNamespace(model=net), opt, sched, losses, 48, SAVED_AT, SAVED_AT)
+    _, tensors = train_state.read(path)
+    # Whole tensors, keyed as one process names them, whichever engine wrote them.
+    assert {k: tuple(v.shape) for k, v in tensors.items() if k.startswith("param.")} == {
+        f"param.{k}": tuple(v.shape) for k, v in want.items() if not k.startswith("frozen.")}
+
+    net, opt, sched = build(sharded=reader)  # a fresh process: initial weights, empty optimizer
+    got = train_state.load(path, SimpleNamespace(model=net), opt, sched)
+    assert (got["step"], got["supervised"], got["losses"]) == (SAVED_AT, 48, losses)
+    train(net, opt, sched, data()[SAVED_AT:], got["losses"])
+    assert got["losses"] == pytest.approx(want_losses, rel=1e-6)
+    assert sched.get_last_lr() == pytest.approx(want_lr)
+    final = whole(net)
+    for k, v in want.items():
+        torch.testing.assert_close(final[k], v, rtol=1e-6, atol=1e-7, msg=k)
+
+
+def test_a_state_for_other_parameters_is_refused(tmp_path, one_process_group):
+    path = tmp_path / "train_state.json"
+    net, opt, sched = build(sharded=True)
+    train(net, opt, sched, data()[:1], [])
+    train_state.save(path, SimpleNamespace(model=net), opt, sched, [1.0], 6, 1, 1)
+    other, opt2, sched2 = build(sharded=True)
+    other.head.requires_grad_(False)  # another regime: other trained weights
+    with pytest.raises(train_state.CorruptFileError, match="trained weights do not match this model"):
+        train_state.load(path, SimpleNamespace(model=other), opt2, sched2)
+
+
+def test_optimizer_layouts_convert_as_torch_converts_them():
+    """By-name <-> by-index against torch's own distributed-checkpoint conversion of a plain optimizer."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    net, opt, sched = build(sharded=False)
+    train(net, opt, sched, data()[:1], [])
+    names = distributed.optimizer_param_names(net, opt)
+    assert names == ["head.weight", "head.bias", "layers.0.weight", "layers.0.bias", "layers.1.weight",
+                     "layers.1.bias"]
+    by_name, by_index = get_optimizer_state_dict(net, opt), opt.state_dict()
+    assert distributed.optimizer_state_by_index(by_name, names)["param_groups"] == by_index["param_groups"]
+    assert distributed.optimizer_state_by_name(by_index, names)["param_groups"] == by_name["param_groups"]
+    for i, n in enumerate(names):
+        converted = distributed.optimizer_state_by_name(by_index, names)["state"][n]
+        assert converted.keys() == by_name["state"][n].keys()
+        for key in converted:
+            assert torch.equal(converted[key], by_name["state"][n][key]), (n, key)
+        back = distributed.optimizer_state_by_index(by_name, names)["state"][i]
+        assert all(torch.equal(back[key], by_index["state"][i][key]) for key in back)

@@ -118,6 +118,16 @@ class Context:
         return module.no_sync()
 
     # -- resumable training state -----------------------------------------------------------------------------
+    def resumable_problem(self, model: torch.nn.Module) -> str | None:
+        """Why the mid-training state of ``model`` (as wrapped for training) cannot be saved whole here; None if
+        it can. Whole tensors (one process, DDP) and FSDP2's DTensors can; accelerate's FSDP1 flat shards cannot."""
+        if self.distributed and self.sharded_by_accelerate and not is_sharded(model):
+            return (f"accelerate's {self.backend} engine holds the trained weights in shards projbench cannot save "
+                    "for a resume (it gathers PyTorch FSDP2's DTensors): set `fsdp_version: 2` in the accelerate "
+                    "config (as configs/accelerate/*fsdp.yaml do), or pass --checkpoint-every 0 to train without "
+                    "mid-training checkpoints")
+        return None
+
     def training_state(self, model: torch.nn.Module, optimizer) -> tuple[dict, dict] | None:
         """The trained weights ``{name: tensor}`` and the optimizer state in torch's one-process layout
         (``{"state": {index: ...}, "param_groups": [...]}``), as whole tensors, on rank 0; None on other ranks.
@@ -129,7 +139,7 @@ class Context:
         if not is_sharded(model):
             if not self.is_main:
                 return None  # DDP: rank 0 holds everything already
-            weights = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+            weights = {k: v.detach() for k, v in trained_parameters(model).items()}
             return weights, optimizer.state_dict()
         from torch.distributed.checkpoint import state_dict as dsd
 
@@ -151,9 +161,8 @@ class Context:
         """
         if not is_sharded(model):
             info, weights, opt_state = read()
-            params = {k: v for k, v in model.named_parameters() if v.requires_grad}
             with torch.no_grad():
-                for k, p in params.items():
+                for k, p in trained_parameters(model).items():
                     p.copy_(weights[k])
             optimizer.load_state_dict(opt_state)
             return info
@@ -185,9 +194,24 @@ def is_sharded(model: torch.nn.Module) -> bool:
     return any(isinstance(p, DTensor) for p in model.parameters() if p.requires_grad)
 
 
+# Modules that wrappers (activation checkpointing, FSDP1, torch.compile) insert into parameter names; state dicts
+# leave them out, and so does projbench, so that names do not depend on how the model was wrapped for training.
+_WRAPPER_PARTS = frozenset({"_checkpoint_wrapped_module", "_fsdp_wrapped_module", "_orig_mod"})
+
+
+def plain_name(name: str) -> str:
+    """A parameter's name as the unwrapped model has it (and as torch's state dicts give it)."""
+    return ".".join(part for part in name.split(".") if part not in _WRAPPER_PARTS)
+
+
+def trained_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The parameters that train, by their plain names."""
+    return {plain_name(n): p for n, p in model.named_parameters() if p.requires_grad}
+
+
 def optimizer_param_names(model: torch.nn.Module, optimizer) -> list[str]:
-    """The name in ``model`` of each optimizer parameter, in the order torch numbers them in a state dict."""
-    names = {id(p): n for n, p in model.named_parameters()}
+    """The plain name of each optimizer parameter, in the order torch numbers them in a state dict."""
+    names = {id(p): plain_name(n) for n, p in model.named_parameters()}
     params = [p for group in optimizer.param_groups for p in group["params"]]
     missing = [i for i, p in enumerate(params) if id(p) not in names]
     if missing:

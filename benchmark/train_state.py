@@ -102,7 +102,7 @@ def load(path: Path, adapter, optimizer, scheduler) -> dict:
 
     def read_whole() -> tuple[dict, dict, dict]:
         state, tensors = read(path)
-        trained = {k for k, v in model.named_parameters() if v.requires_grad}
+        trained = set(distributed.trained_parameters(model))
         weights = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
         if set(weights) != trained:
             raise CorruptFileError(path, "its trained weights do not match this model and regime")

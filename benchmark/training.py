@@ -161,6 +161,8 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file else 0
     step_module = ctx.wrap(AnswerTokenLoss(adapter), cfg.engine, shard_modules=shard_units(adapter, regime))
     params = [p for p in adapter.model.parameters() if p.requires_grad]  # sharding replaces the parameters
+    if every and (problem := ctx.resumable_problem(adapter.model)):
+        raise BenchmarkError(f"{problem}.")  # before any training step, not at the first checkpoint
     # Share of the trained weights this process holds: 1 unless sharded (FSDP2: about 1 / processes).
     held = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in params) / n_trainable
     # LoRA weights learn at their own rate (LLaVA-1.5: 2e-4); everything else trained at cfg.lr.
@@ -259,11 +261,11 @@ def _save_progress(path, adapter, optimizer, scheduler, losses, supervised, step
 
 
 def trainable_state(adapter, regime: str) -> dict[str, torch.Tensor]:
-    """The parameters a regime changed, keyed by their name in the full model (LoRA weights included).
+    """The parameters a regime changed, keyed by their name in the full unwrapped model (LoRA weights included).
 
     Sharded parameters (FSDP2 DTensors) are gathered whole: every process must call this then.
     """
-    return {k: _whole(v).detach().cpu().contiguous() for k, v in adapter.model.named_parameters() if v.requires_grad}
+    return {k: _whole(v).detach().cpu().contiguous() for k, v in distributed.trained_parameters(adapter.model).items()}
 
 
 def _whole(t: torch.Tensor) -> torch.Tensor:

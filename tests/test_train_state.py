@@ -33,10 +33,16 @@ class Net(torch.nn.Module):
         return self.head(h)
 
 
-def build(sharded: bool):
+def build(engine: str = "plain"):
+    """A fresh model, optimizer and schedule; ``engine`` "fsdp2" shards it, "fsdp2+ac" also wraps each layer for
+    activation checkpointing first, as accelerate's FSDP config does (parameter names gain a wrapper prefix)."""
     torch.manual_seed(0)
     net = Net()
-    if sharded:
+    if engine == "fsdp2+ac":
+        from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+        net.layers = torch.nn.ModuleList([checkpoint_wrapper(layer) for layer in net.layers])
+    if engine != "plain":
         from torch.distributed.fsdp import fully_shard
 
         for layer in net.layers:
@@ -65,8 +71,8 @@ def train(net, opt, sched, batches, losses):
 
 
 def whole(net) -> dict[str, torch.Tensor]:
-    return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone()
-            for k, v in net.named_parameters()}
+    return {k.replace("_checkpoint_wrapped_module.", ""): (v.full_tensor() if hasattr(v, "full_tensor") else v)
+            .detach().clone() for k, v in net.named_parameters()}
 
 
 @pytest.fixture(scope="module")
@@ -82,20 +88,21 @@ def one_process_group(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def uninterrupted():
-    net, opt, sched = build(sharded=False)
+    net, opt, sched = build()
     losses = []
     train(net, opt, sched, data(), losses)
     return whole(net), losses, sched.get_last_lr()
 
 
-@pytest.mark.parametrize(("writer", "reader"), [(False, True), (True, False), (True, True)],
-                         ids=["one-process->fsdp2", "fsdp2->one-process", "fsdp2->fsdp2"])
+@pytest.mark.parametrize(("writer", "reader"), [("plain", "fsdp2"), ("fsdp2", "plain"), ("fsdp2", "fsdp2"),
+                                                ("fsdp2+ac", "plain"), ("plain", "fsdp2+ac")],
+                         ids=lambda e: e.replace("plain", "one-process"))
 def test_a_state_resumes_under_another_engine_to_the_uninterrupted_result(tmp_path, one_process_group,
                                                                          uninterrupted, writer, reader):
     want, want_losses, want_lr = uninterrupted
     path = tmp_path / "train_state.json"
-    net, opt, sched = build(sharded=writer)
-    assert distributed.is_sharded(net) == writer
+    net, opt, sched = build(writer)
+    assert distributed.is_sharded(net) == (writer != "plain")
     losses = []
     train(net, opt, sched, data()[:SAVED_AT], losses)
     train_state.save(path, SimpleNamespace(model=net), opt, sched, losses, 48, SAVED_AT, SAVED_AT)
@@ -104,7 +111,7 @@ def test_a_state_resumes_under_another_engine_to_the_uninterrupted_result(tmp_pa
     assert {k: tuple(v.shape) for k, v in tensors.items() if k.startswith("param.")} == {
         f"param.{k}": tuple(v.shape) for k, v in want.items() if not k.startswith("frozen.")}
 
-    net, opt, sched = build(sharded=reader)  # a fresh process: initial weights, empty optimizer
+    net, opt, sched = build(reader)  # a fresh process: initial weights, empty optimizer
     got = train_state.load(path, SimpleNamespace(model=net), opt, sched)
     assert (got["step"], got["supervised"], got["losses"]) == (SAVED_AT, 48, losses)
     train(net, opt, sched, data()[SAVED_AT:], got["losses"])
@@ -117,10 +124,10 @@ def test_a_state_resumes_under_another_engine_to_the_uninterrupted_result(tmp_pa
 
 def test_a_state_for_other_parameters_is_refused(tmp_path, one_process_group):
     path = tmp_path / "train_state.json"
-    net, opt, sched = build(sharded=True)
+    net, opt, sched = build("fsdp2")
     train(net, opt, sched, data()[:1], [])
     train_state.save(path, SimpleNamespace(model=net), opt, sched, [1.0], 6, 1, 1)
-    other, opt2, sched2 = build(sharded=True)
+    other, opt2, sched2 = build("fsdp2")
     other.head.requires_grad_(False)  # another regime: other trained weights
     with pytest.raises(train_state.CorruptFileError, match="trained weights do not match this model"):
         train_state.load(path, SimpleNamespace(model=other), opt2, sched2)
@@ -130,7 +137,7 @@ def test_optimizer_layouts_convert_as_torch_converts_them():
     """By-name <-> by-index against torch's own distributed-checkpoint conversion of a plain optimizer."""
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    net, opt, sched = build(sharded=False)
+    net, opt, sched = build()
     train(net, opt, sched, data()[:1], [])
     names = distributed.optimizer_param_names(net, opt)
     assert names == ["head.weight", "head.bias", "layers.0.weight", "layers.0.bias", "layers.1.weight",
@@ -145,3 +152,12 @@ def test_optimizer_layouts_convert_as_torch_converts_them():
             assert torch.equal(converted[key], by_name["state"][n][key]), (n, key)
         back = distributed.optimizer_state_by_index(by_name, names)["state"][i]
         assert all(torch.equal(back[key], by_index["state"][i][key]) for key in back)
+
+
+def test_shards_that_cannot_be_saved_whole_are_refused(one_process_group):
+    """accelerate's FSDP1 (flat shards, not DTensors) cannot be resumed: said before training, with the fix."""
+    fsdp = SimpleNamespace(state=SimpleNamespace(distributed_type=SimpleNamespace(value="FSDP")))
+    ctx = distributed.Context(rank=0, world_size=2, accelerator=fsdp)
+    assert "set `fsdp_version: 2`" in ctx.resumable_problem(build()[0])
+    assert ctx.resumable_problem(build("fsdp2")[0]) is None
+    assert distributed.Context().resumable_problem(build()[0]) is None

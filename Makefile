@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-multiprocess bench fuzz lint clean
+.PHONY: install install-deepspeed demo test test-multiprocess bench fuzz lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# DeepSpeed (the `deepspeed` extra of pyproject.toml) for `--engine deepspeed` and its test. Without build isolation:
+# its setup imports torch, and an isolated build would fetch a second torch. DS_BUILD_OPS=0: its ops are compiled
+# on first use (on CPU one communication op, with the system's C++ compiler).
+DS_STAMP := $(VENV)/.deepspeed
+$(DS_STAMP): $(STAMP)
+	DS_BUILD_OPS=0 $(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation \
+	  $$($(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["deepspeed"])')
+	touch $(DS_STAMP)
+
+install-deepspeed: $(DS_STAMP)
+
 demo: install
 	$(PY) -m benchmark run --model llava15-tiny --task textile
 
@@ -22,9 +33,10 @@ test: install
 	$(PY) -m pytest -q
 
 # Tests that start several real processes: multi-process equivalence (torchrun, gloo on CPU: 2 processes give
-# the results of 1) and two concurrent runs on one results folder and cache (locks). Not in `make test`: every
-# process start costs several seconds of CPU. CI runs both targets.
-test-multiprocess: install
+# the results of 1; DDP, FSDP2 and DeepSpeed ZeRO-3, hence the DeepSpeed install) and two concurrent runs on one
+# results folder and cache (locks). Not in `make test`: every process start costs several seconds of CPU. CI runs
+# both targets.
+test-multiprocess: install install-deepspeed
 	$(PY) -m pytest -q -m 'multiprocess or stress'
 
 bench: install

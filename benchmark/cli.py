@@ -64,10 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--score-rows", type=int, default=d.score_rows,
                    help="loglik: KV-cache rows (examples x classes) scored at once; lower it if the GPU runs out "
                         "of memory (0.35-0.5 GB per row for LLaVA-1.5-7B in bf16)")
-    r.add_argument("--engine", choices=("auto", "ddp", "fsdp2"), default=d.engine,
-                   help="several processes: auto = accelerate's (DDP, or the FSDP / DeepSpeed of its config file on "
-                        "GPUs), ddp, or fsdp2 = PyTorch fully_shard (parameters, gradients, optimizer sharded; also "
-                        "on CPU). Results do not depend on it")
+    r.add_argument("--engine", choices=("auto", "ddp", "fsdp2", "deepspeed"), default=d.engine,
+                   help="several processes: auto = accelerate's (DDP, the FSDP of its config file on GPUs, or "
+                        "DeepSpeed ZeRO-3 under a DeepSpeed config), ddp, fsdp2 = PyTorch fully_shard, or deepspeed "
+                        "= DeepSpeed ZeRO-3 through accelerate (both shard parameters, gradients, optimizer; both "
+                        "also on CPU). Results do not depend on it")
     r.add_argument("--grad-accum", type=int, help=argparse.SUPPRESS)  # replaced by --global-batch: refused
     r.add_argument("--epochs", type=int, default=d.epochs)
     r.add_argument("--lr-proj", type=float, default=d.lr_proj)

@@ -49,7 +49,8 @@ class TrainConfig:
     batch_size: int = 8             # the GLOBAL batch: examples per optimizer step, over all processes
     micro_batch: int | None = None  # examples per process and forward; None = largest divisor of the share up to 8
     engine: str = "auto"            # several processes: "auto" (accelerate's: DDP, or its FSDP/DeepSpeed config),
-                                    # "ddp", or "fsdp2" (PyTorch fully_shard; runs on CPU/gloo too)
+                                    # "ddp", "fsdp2" (PyTorch fully_shard) or "deepspeed" (ZeRO-3 through
+                                    # accelerate); both sharded engines run on CPU/gloo too
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -76,7 +77,7 @@ class RunConfig:
     template: str | None = None         # the adapter's prompt template variant; None = the adapter's default
     drop_duplicates: bool = False       # remove test images byte-identical to a training image
     global_batch: int | None = None     # examples per optimizer step over all processes; None = the paper's (below)
-    engine: str = "auto"                # multi-process training engine: auto | ddp | fsdp2 (see distributed.py)
+    engine: str = "auto"                # multi-process training engine: auto | ddp | fsdp2 | deepspeed (distributed.py)
     micro_batch: int | None = None      # examples per process and forward (None: the largest divisor of the
                                         # process's share up to 8); accumulation = global / (micro x procs)
     eval_batch_size: int = 8

@@ -4,8 +4,9 @@ A plain ``python -m benchmark run`` is one process and everything here is a no-o
 ``accelerate launch`` (both set ``WORLD_SIZE``), the run becomes one rank of a group managed by accelerate (gloo
 on CPU, nccl on GPUs). Training, feature extraction, evaluation and probes ask this module for their share of the
 work (``share``), combine the shares (``gather``) and let only rank 0 write files (``is_main``); the engine that
-holds the trained weights (DDP, accelerate's FSDP / DeepSpeed, or PyTorch FSDP2 on CPU) is chosen in ``wrap``.
-Everything else is written as if there were one process.
+holds the trained weights (DDP, accelerate's FSDP, PyTorch FSDP2, or DeepSpeed ZeRO-3 through accelerate) is chosen
+in ``setup`` (DeepSpeed must be known when the process group is made) and ``wrap``. Everything else is written as if
+there were one process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ import torch
 
 from .errors import BenchmarkError
 
-ENGINES = ("auto", "ddp", "fsdp2")  # how multi-process training holds the trained weights
+ENGINES = ("auto", "ddp", "fsdp2", "deepspeed")  # how multi-process training holds the trained weights
+
+# DeepSpeed builds its ops at install time unless told not to; its setup imports torch, so build isolation would
+# fetch a second torch. Its CPU communication op is compiled on first use (needs a C++ compiler).
+DEEPSPEED_INSTALL = "DS_BUILD_OPS=0 pip install --no-build-isolation 'deepspeed>=0.19'"  # the `deepspeed` extra
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Context:
     world_size: int = 1
     device: str = "cpu"
     accelerator: Any = None
+    deepspeed: bool = False  # training runs in DeepSpeed ZeRO-3 through accelerate (set up by ``setup``)
 
     @property
     def is_main(self) -> bool:
@@ -94,14 +100,11 @@ class Context:
         ``ddp``: accelerate's DistributedDataParallel (gradients all-reduced, every rank holds all weights).
         ``fsdp2``: PyTorch's ``fully_shard`` on each of ``shard_modules`` and on the root (parameters, gradients
         and optimizer state sharded over the ranks); it runs on CPU/gloo, where accelerate ignores its FSDP plugin.
-        ``auto``: what accelerate was launched with (FSDP / DeepSpeed config on GPUs), else DDP.
+        ``auto``: what accelerate was launched with (its FSDP config on GPUs), else DDP.
+        DeepSpeed needs the optimizer as well: ``wrap_deepspeed``.
         """
         if not self.distributed:
             return module
-        if engine == "auto" and self.backend == "DEEPSPEED":
-            raise BenchmarkError("accelerate was launched with a DeepSpeed config, which projbench's training loop "
-                                 "does not drive yet: use the FSDP config (configs/accelerate/2x80gb-fsdp.yaml), "
-                                 "the same sharding as ZeRO-3.")
         if engine == "fsdp2":
             from torch.distributed.fsdp import fully_shard
 
@@ -111,9 +114,40 @@ class Context:
             return module
         return self.accelerator.prepare_model(module)
 
+    def wrap_deepspeed(self, module: torch.nn.Module, optimizer, batch: DeepSpeedBatch):
+        """``module`` and its client ``optimizer`` as one DeepSpeed ZeRO-3 engine, made by ``accelerator.prepare``.
+
+        projbench owns the batch layout, clipping and precision, so they are written into the DeepSpeed config
+        (values of an accelerate config file that differ are replaced: returned, for the record). The engine then
+        holds 1 / processes of every parameter; ``backward`` drives it.
+        """
+        replaced = _overwrite(self.accelerator.state.deepspeed_plugin.deepspeed_config, deepspeed_config(batch))
+        # accelerate warns when its own accumulation count differs from DeepSpeed's; it is only informative here.
+        self.accelerator.gradient_accumulation_steps = batch.accumulation_steps
+        engine, _ = self.accelerator.prepare(module, optimizer)
+        return engine, replaced
+
+    def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
+        """``loss.backward()``; under DeepSpeed the engine's backward, and its optimizer step after the last
+        micro-batch (clipping, AdamW, zeroing the gradients: the caller then only steps the lr schedule)."""
+        if not self.deepspeed or not self.distributed:
+            loss.backward()
+            return
+        # The loss is already weighted for the whole global batch: DeepSpeed must not divide it by the
+        # accumulation count again (scale_wrt_gas). The boundary is set per optimizer step, not by a counter: a
+        # last, short global batch has fewer micro-batches.
+        self.accelerator.deepspeed_engine_wrapped.backward(loss, sync_gradients=last_micro_batch,
+                                                           scale_wrt_gas=False)
+
+    def release(self) -> None:
+        """Drop accelerate's references to the trained engine (its partitioned weights and optimizer state)."""
+        if self.accelerator is not None:
+            self.accelerator.free_memory()
+
     def no_sync(self, module: torch.nn.Module, last_micro_batch: bool):
-        """Skip DDP's gradient all-reduce on every micro-batch but the last of an optimizer step."""
-        if not self.distributed or last_micro_batch or not hasattr(module, "no_sync"):
+        """Skip DDP's gradient all-reduce on every micro-batch but the last of an optimizer step (DeepSpeed: its
+        accumulation boundary, set in ``backward``)."""
+        if not self.distributed or last_micro_batch or self.deepspeed or not hasattr(module, "no_sync"):
             return contextlib.nullcontext()
         return module.no_sync()
 
@@ -232,6 +266,71 @@ def optimizer_state_by_name(by_index: dict, names: list[str]) -> dict:
             "param_groups": [{**g, "params": [names[int(i)] for i in g["params"]]} for g in by_index["param_groups"]]}
 
 
+@dataclass(frozen=True)
+class DeepSpeedBatch:
+    """What projbench decides for a DeepSpeed run and writes into its config."""
+
+    global_batch: int
+    micro_batch: int
+    accumulation_steps: int
+    max_grad_norm: float
+    dtype: torch.dtype
+
+
+def deepspeed_config(b: DeepSpeedBatch) -> dict:
+    """The DeepSpeed config entries projbench sets (the rest: accelerate's, from its config file or defaults).
+
+    DeepSpeed checks train_batch_size = micro-batch x accumulation x processes: the global batch. A bf16 model
+    trains in DeepSpeed's bf16 mode (bf16 weights, fp32 master copies and Adam moments in its optimizer: 16 bytes
+    per trained parameter, as in LLaVA's own ZeRO-3 runs); an fp32 model in fp32.
+    """
+    return {
+        "train_batch_size": b.global_batch,
+        "train_micro_batch_size_per_gpu": b.micro_batch,
+        "gradient_accumulation_steps": b.accumulation_steps,
+        "gradient_clipping": b.max_grad_norm,
+        "bf16": {"enabled": b.dtype == torch.bfloat16},
+        "fp16": {"enabled": False},
+        # projbench's own AdamW (param groups, lr schedule) on DeepSpeed's partitions, also on CPU, where
+        # DeepSpeed would otherwise insist on its compiled CPU Adam.
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+    }
+
+
+def _overwrite(config: dict, values: dict) -> dict:
+    """Write ``values`` (nested one level) into ``config``; the entries that held a different value (not "auto")."""
+    replaced = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            section = config.get(k)
+            if not isinstance(section, dict):
+                section = config[k] = {}
+            replaced.update({f"{k}.{kk}": section[kk] for kk, vv in v.items()
+                             if section.get(kk, "auto") not in ("auto", vv)})
+            section.update(v)
+        else:
+            if config.get(k, "auto") not in ("auto", v):
+                replaced[k] = config[k]
+            config[k] = v
+    return replaced
+
+
+def wants_deepspeed(engine: str) -> bool:
+    """--engine deepspeed, or --engine auto under ``accelerate launch`` with a DeepSpeed config."""
+    return engine == "deepspeed" or (engine == "auto" and _launched_with_deepspeed())
+
+
+def _launched_with_deepspeed() -> bool:
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def deepspeed_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("deepspeed") is not None
+
+
 _CURRENT = Context()
 
 
@@ -244,10 +343,17 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def setup(device: str = "auto") -> Context:
+def setup(device: str = "auto", engine: str = "auto") -> Context:
     """Join the process group the launcher made (if any) and pick this rank's device; errors before any work."""
     global _CURRENT
     world = launched_world_size()
+    deepspeed = world > 1 and wants_deepspeed(engine)
+    if deepspeed and not deepspeed_installed():
+        raise BenchmarkError(f"--engine {engine} needs DeepSpeed, which is not installed: {DEEPSPEED_INSTALL} "
+                             "(or `make install-deepspeed`), or choose --engine fsdp2.")
+    if world > 1 and engine in ("ddp", "fsdp2") and _launched_with_deepspeed():
+        raise BenchmarkError(f"--engine {engine}: accelerate was launched with a DeepSpeed config; use --engine "
+                             "deepspeed (or auto), or launch with another config.")
     cuda = torch.cuda.is_available()
     if device == "auto":
         device = "cuda" if cuda else "cpu"
@@ -265,13 +371,42 @@ def setup(device: str = "auto") -> Context:
         )
     from accelerate import Accelerator
 
-    # On a machine without CUDA a plain Accelerator() does not join the group: every rank would run alone.
-    acc = Accelerator(cpu=on_cpu)
+    if deepspeed:
+        acc = _deepspeed_accelerator(on_cpu)
+    else:
+        # On a machine without CUDA a plain Accelerator() does not join the group: every rank would run alone.
+        acc = Accelerator(cpu=on_cpu)
     if acc.num_processes != world:
         raise BenchmarkError(
             f"the launcher started {world} processes but accelerate joined {acc.num_processes}: each would run "
             "the whole job alone. Launch with `torchrun --nproc_per_node N -m benchmark run ...` or "
             "`accelerate launch --config_file F -m benchmark run ...`."
         )
-    _CURRENT = Context(rank=acc.process_index, world_size=acc.num_processes, device=str(acc.device), accelerator=acc)
+    _CURRENT = Context(rank=acc.process_index, world_size=acc.num_processes, device=str(acc.device), accelerator=acc,
+                       deepspeed=deepspeed)
     return _CURRENT
+
+
+def _deepspeed_accelerator(on_cpu: bool):
+    """An Accelerator running DeepSpeed ZeRO-3: the accelerate config's plugin (``accelerate launch``), else ZeRO-3
+    with DeepSpeed's defaults (``torchrun ... --engine deepspeed``)."""
+    from accelerate import Accelerator, DeepSpeedPlugin
+    from accelerate.utils import InitProcessGroupKwargs
+
+    plugin = None if _launched_with_deepspeed() else DeepSpeedPlugin(zero_stage=3)
+    # accelerate picks no backend of its own for DeepSpeed on CPU: it would make the group through DeepSpeed yet
+    # report 1 process on every rank (and DeepSpeed's batch check would fail). Naming gloo keeps both in step.
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if on_cpu else []
+    acc = Accelerator(deepspeed_plugin=plugin, kwargs_handlers=handlers)
+    stage = acc.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {}).get("stage")
+    if stage != 3:
+        raise BenchmarkError(f"DeepSpeed ZeRO stage {stage}: projbench drives ZeRO-3 only (the tested setup); set "
+                             "zero_stage: 3 in the accelerate config (configs/accelerate/2x80gb-zero3.yaml), or use "
+                             "--engine ddp for data parallelism.")
+    # accelerate registers its ZeRO-3 config with transformers, which would then partition every model as it is
+    # loaded. projbench loads whole models (zero-shot evaluation, probes) and DeepSpeed partitions the one it
+    # trains when training starts.
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    return acc

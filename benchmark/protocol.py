@@ -113,7 +113,10 @@ class Runner:
         self.cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
         if cfg.engine not in distributed.ENGINES:
             raise BenchmarkError(f"--engine {cfg.engine!r}: choose one of {', '.join(distributed.ENGINES)}.")
-        self.dist = distributed.setup(cfg.device)
+        self.dist = distributed.setup(cfg.device, cfg.engine)
+        if self.dist.deepspeed and cfg.dtype == "float16":
+            raise BenchmarkError("--dtype float16 with DeepSpeed: projbench trains it in bf16 or fp32 (fp16 would need "
+                                 "loss scaling, which skips steps); use --dtype bfloat16 or float32.")
         self.device = self.dist.device
         if not self.dist.is_main:  # one log for the whole run
             self.log = lambda *a, **k: None
@@ -460,8 +463,14 @@ class Runner:
                         self.dist.barrier()  # every rank has checked the file before rank 0 removes it
                         if main:
                             train_state.remove(progress_file)
+                    elif self.dist.deepspeed:
+                        self.log(f"[resume] {regime} seed {seed}: DeepSpeed runs resume at regime boundaries only; "
+                                 f"training from the start (ignoring {progress_file.name})")
                     else:
                         self.log(f"[resume] {regime} seed {seed}: continuing training from {progress_file.name}")
+                elif self.dist.deepspeed:
+                    self.log(f"[train] {regime} seed {seed}: DeepSpeed ZeRO-3 saves no mid-training checkpoints; an "
+                             "interrupted run trains this regime again (finished regimes are kept)")
                 try:
                     training = finetune(adapter, regime, stores["train"], train, classes, domain, seed, tcfg,
                                         progress=cfg.progress, resume_file=progress_file)
@@ -469,13 +478,18 @@ class Runner:
                     if main:
                         train_state.remove(progress_file)  # diverged: nothing to resume, nothing to block a rerun
                     raise
+                replaced = training.get("deepspeed", {}).get("config_values_replaced")
+                if replaced:
+                    self.log(f"[deepspeed] projbench set its own values for these entries of the DeepSpeed config "
+                             f"(their config values: {replaced}); see metrics.json training.deepspeed")
                 training["global_batch_source"] = ("--global-batch" if cfg.global_batch else
                                                    f"paper default for {regime} ({PAPER_GLOBAL_BATCH[regime]})")
                 state = trainable_state(adapter, regime)  # every rank: sharded weights are gathered
-                if self.dist.distributed and cfg.engine == "fsdp2":
+                if self.dist.distributed and (cfg.engine == "fsdp2" or self.dist.deepspeed):
                     # Evaluate and probe with whole weights: a fresh copy of the model with the trained ones.
                     from .training import set_trainable
 
+                    self.dist.release()  # the engine's partitions and optimizer state go before the new copy
                     adapter = self.load_adapter()
                     adapter._tuned = True
                     set_trainable(adapter, regime, tcfg)

@@ -148,10 +148,12 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     # Half-precision models (bf16 on GPU) train with fp32 master copies of the trained weights and a bf16 forward
     # under autocast: in bf16 itself, most updates at FT-E2E's lr (2e-5) would round to nothing.
     half = adapter.dtype in (torch.bfloat16, torch.float16)
-    if half:
+    autocast = torch.autocast(adapter.device.type, dtype=adapter.dtype, enabled=half)
+    deepspeed = ctx.distributed and ctx.deepspeed
+    upcast = half and not deepspeed  # DeepSpeed's bf16 mode keeps the fp32 master copies itself
+    if upcast:
         for p in params:
             p.data = p.data.float()
-    autocast = torch.autocast(adapter.device.type, dtype=adapter.dtype, enabled=half)
     global_batch = cfg.batch_size
     micro, accumulation = batch_layout(global_batch, cfg.micro_batch, ctx.world_size)
     n = len(samples)
@@ -159,22 +161,31 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     total_steps = steps_per_epoch * cfg.epochs
     n_trainable = int(sum(p.numel() for p in params))
     every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file else 0
-    step_module = ctx.wrap(AnswerTokenLoss(adapter), cfg.engine, shard_modules=shard_units(adapter, regime))
-    params = [p for p in adapter.model.parameters() if p.requires_grad]  # sharding replaces the parameters
-    if every and (problem := ctx.resumable_problem(adapter.model)):
-        raise BenchmarkError(f"{problem}.")  # before any training step, not at the first checkpoint
-    # Share of the trained weights this process holds: 1 unless sharded (FSDP2: about 1 / processes).
-    held = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in params) / n_trainable
+    if deepspeed:  # DeepSpeed's own checkpoints are pickles (refused): it resumes at regime boundaries only
+        every = 0
+    step_module = None if deepspeed else ctx.wrap(AnswerTokenLoss(adapter), cfg.engine,
+                                                  shard_modules=shard_units(adapter, regime))
     # LoRA weights learn at their own rate (LLaVA-1.5: 2e-4); everything else trained at cfg.lr.
     lora = [p for n_, p in adapter.model.named_parameters() if p.requires_grad and "lora_" in n_]
     rest = [p for n_, p in adapter.model.named_parameters() if p.requires_grad and "lora_" not in n_]
     groups = [{"params": rest, "lr": cfg.lr}] + ([{"params": lora, "lr": cfg.lr_lora}] if lora else [])
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     scheduler = cosine_with_warmup(optimizer, total_steps, cfg.warmup_ratio)
+    deepspeed_replaced = None
+    if deepspeed:  # the engine takes the optimizer: it steps it on DeepSpeed's partitions of the weights
+        step_module, deepspeed_replaced = ctx.wrap_deepspeed(
+            AnswerTokenLoss(adapter), optimizer,
+            distributed.DeepSpeedBatch(global_batch, micro, accumulation, cfg.max_grad_norm, adapter.dtype))
+    params = [p for p in adapter.model.parameters() if p.requires_grad]  # sharding replaces the parameters
+    if every and (problem := ctx.resumable_problem(adapter.model)):
+        raise BenchmarkError(f"{problem}.")  # before any training step, not at the first checkpoint
+    # Share of the trained weights this process holds: 1 unless sharded (FSDP2, ZeRO-3: about 1 / processes).
+    held = sum(_local_numel(p) for p in params) / n_trainable
     gen = torch.Generator().manual_seed(seed)
     features_fn = features_fn or store.get
     losses, supervised, step, resumed_from = [], 0, 0, 0
-    if resume_file is not None and Path(resume_file).exists():
+    grad_norm = None  # of the last optimizer step, before clipping
+    if resume_file is not None and Path(resume_file).exists() and not deepspeed:
         saved = train_state.load(resume_file, adapter, optimizer, scheduler)  # safetensors + JSON, no pickle
         losses, supervised, step = saved["losses"], saved["supervised"], saved["step"]
         resumed_from = step
@@ -216,7 +227,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
                     with autocast:
                         token_sum = step_module(feats, batch["input_ids"].to(dev), batch["attention_mask"].to(dev),
                                                 batch["position_ids"].to(dev), batch["labels"].to(dev))
-                    (token_sum * weight).backward()
+                    ctx.backward(token_sum * weight, last_micro_batch=r == rounds - 1)
                 if weight:
                     total += float(token_sum.detach())
             loss = ctx.sum(total) / n_tok
@@ -227,17 +238,21 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
                     "and run again.")
             supervised += n_tok
             losses.append(loss)
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
+            if deepspeed:  # it clipped, stepped and zeroed in the last micro-batch's backward
+                norm = step_module.get_global_grad_norm()
+            else:
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            grad_norm = float(_whole(torch.as_tensor(norm)))
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
             step += 1
             if every and step % every == 0 and step < total_steps:  # every rank: sharded state is gathered
                 _save_progress(resume_file, adapter, optimizer, scheduler, losses, supervised, step, step)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
-    if half:  # evaluate, probe and save in the model's own precision, as a fine-tuned checkpoint would be
+    if upcast:  # evaluate, probe and save in the model's own precision, as a fine-tuned checkpoint would be
         for p in params:
             p.data = p.data.to(adapter.dtype)
     adapter.model.eval()
@@ -247,10 +262,13 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     return {
         "optimizer_steps": step, "global_batch": global_batch, "micro_batch": micro,
         "accumulation_steps": accumulation, "processes": ctx.world_size,
-        "engine": (cfg.engine if cfg.engine != "auto" else "fsdp" if ctx.sharded_by_accelerate else "ddp")
-        if ctx.distributed else "single", "trained_weights_held_by_rank0": held,
+        "engine": ("deepspeed" if deepspeed else cfg.engine if cfg.engine != "auto"
+                   else "fsdp" if ctx.sharded_by_accelerate else "ddp") if ctx.distributed else "single",
+        "trained_weights_held_by_rank0": held,
+        **({"deepspeed": {"zero_stage": 3, "config_values_replaced": deepspeed_replaced}} if deepspeed else {}),
         "supervised_answer_tokens": supervised,
-        "first_loss": losses[0], "final_loss": losses[-1], "mean_loss_last_10pct": float(sum(last) / len(last)),
+        "first_loss": losses[0], "final_loss": losses[-1],
+        "final_grad_norm": grad_norm, "mean_loss_last_10pct": float(sum(last) / len(last)),
         "trainable_parameters": n_trainable, "seconds": time.perf_counter() - start,
         "resumed_from_step": resumed_from, "checkpoint_every": every,
     }
@@ -269,7 +287,19 @@ def trainable_state(adapter, regime: str) -> dict[str, torch.Tensor]:
 
 
 def _whole(t: torch.Tensor) -> torch.Tensor:
+    if hasattr(t, "ds_tensor"):  # a DeepSpeed ZeRO-3 partition: gathered on every rank for the copy
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([t]):
+            return t.data.detach().cpu().clone()
     return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def _local_numel(p: torch.Tensor) -> int:
+    """Elements of ``p`` this process holds: its shard under FSDP2 (DTensor) or ZeRO-3 (``ds_tensor``)."""
+    if hasattr(p, "ds_tensor"):
+        return p.ds_tensor.numel()
+    return p.to_local().numel() if hasattr(p, "to_local") else p.numel()
 
 
 def shard_units(adapter, regime: str) -> list[torch.nn.Module]:

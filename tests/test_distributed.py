@@ -2,6 +2,8 @@
 
 One 2-process torchrun of the whole protocol (zero-shot, FT-Proj, FT-E2E) on llava15-tiny / textile is compared
 with a 1-process run in this process: same fine-tuned projector (fp32 tolerance), same predictions and metrics.
+Sharded FT-E2E is compared with the same 1-process run: PyTorch FSDP2 (torchrun) and DeepSpeed ZeRO-3 (through
+accelerate: once with the shipped accelerate config, once with torchrun and --engine deepspeed).
 The world size is asserted from what the run itself recorded (a plain Accelerator without CUDA would silently give
 two independent 1-process runs).
 """
@@ -31,11 +33,31 @@ ARGS = ["--model", "llava15-tiny", "--task", "textile", "--max-per-class", "6", 
         "--global-batch", "8", "--micro-batch", "2", "--no-progress"]
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def torchrun(nproc: int, args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            "-m", "benchmark", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def accelerate_launch(config: Path, args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m", "benchmark", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def require_deepspeed() -> None:
+    """Skip without DeepSpeed, except under CI=true, where `make test-multiprocess` installs it: a failure there."""
+    from benchmark.distributed import DEEPSPEED_INSTALL, deepspeed_installed
+
+    if not deepspeed_installed():
+        why = f"DeepSpeed is not installed ({DEEPSPEED_INSTALL}, or `make install-deepspeed`)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but {why}", pytrace=False)
+        pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +96,66 @@ def test_sharded_ft_e2e_equals_one_process(sharded, two_and_one):
         torch.testing.assert_close(p2[k], p1[k], rtol=1e-5, atol=1e-6)
     assert got["metrics"]["macro_f1"] == want["metrics"]["macro_f1"]
     assert got["metrics"]["confusion_matrix"] == want["metrics"]["confusion_matrix"]
+
+
+@pytest.fixture(scope="module", params=["accelerate-config", "torchrun"])
+def zero3(request, tmp_path_factory):
+    """FT-E2E in DeepSpeed ZeRO-3 over 2 processes: `accelerate launch` with the shipped paper config (its
+    --engine auto picks DeepSpeed), and `torchrun ... --engine deepspeed`."""
+    require_deepspeed()
+    out = tmp_path_factory.mktemp(f"zero3-{request.param}")
+    args = ["run", *ARGS, "--regimes", "ft-e2e", "--results-dir", str(out)]
+    if request.param == "torchrun":
+        proc = torchrun(2, [*args, "--engine", "deepspeed"])
+    else:
+        proc = accelerate_launch(ROOT / "configs" / "accelerate" / "2x80gb-zero3.yaml", args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+@pytest.mark.multiprocess
+def test_deepspeed_zero3_ft_e2e_equals_one_process(zero3, two_and_one):
+    """Each rank holds half of the trained weights while training; the gathered trained weights, the gradient of
+    the global batch (norm before clipping: DeepSpeed must not divide the already token-weighted loss by its
+    accumulation count again), loss, predictions, metrics and probes are those of one process."""
+    out, stdout = zero3
+    got = json.loads((run_folder(out, "ft-e2e") / "metrics.json").read_text())
+    want = json.loads((run_folder(two_and_one[1], "ft-e2e") / "metrics.json").read_text())
+    assert got["processes"] == 2 and got["distributed_backend"] == "DEEPSPEED"
+    t = got["training"]
+    assert t["engine"] == "deepspeed" and t["deepspeed"]["zero_stage"] == 3
+    assert (t["processes"], t["micro_batch"], t["accumulation_steps"], t["optimizer_steps"]) == (2, 2, 2, 3)
+    assert t["trained_weights_held_by_rank0"] == pytest.approx(0.5, abs=0.02)
+    assert t["checkpoint_every"] == 0 and "DeepSpeed ZeRO-3 saves no mid-training checkpoints" in stdout
+    assert t["final_loss"] == pytest.approx(want["training"]["final_loss"], rel=1e-5)
+    assert t["final_grad_norm"] == pytest.approx(want["training"]["final_grad_norm"], rel=1e-5)
+    sizes = []
+    for name in ("checkpoint.safetensors", "projector.safetensors"):  # all trained weights; the projector
+        w2, w1 = (load_file(str(run_folder(r, "ft-e2e") / name)) for r in (out, two_and_one[1]))
+        assert w2.keys() == w1.keys(), name
+        sizes.append(len(w1))
+        for k in w1:
+            torch.testing.assert_close(w2[k], w1[k], rtol=1e-5, atol=1e-6)
+    assert sizes[0] > sizes[1]  # the checkpoint holds the LLM's trained weights too
+    preds = [(run_folder(r, "ft-e2e") / "predictions.jsonl").read_text().splitlines() for r in (out, two_and_one[1])]
+    assert [json.loads(x)["prediction"] for x in preds[0]] == [json.loads(x)["prediction"] for x in preds[1]]
+    assert got["metrics"]["macro_f1"] == want["metrics"]["macro_f1"]
+    assert got["metrics"]["confusion_matrix"] == want["metrics"]["confusion_matrix"]
+    for name in want["probe"]:
+        assert got["probe"][name]["macro_f1"] == want["probe"][name]["macro_f1"], name
+
+
+@pytest.mark.multiprocess
+def test_deepspeed_stages_other_than_3_are_refused(tmp_path):
+    """An accelerate DeepSpeed config with ZeRO-2 fails with one line naming the fix, before any work."""
+    require_deepspeed()
+    config = tmp_path / "zero2.yaml"
+    config.write_text((ROOT / "configs" / "accelerate" / "2x80gb-zero3.yaml").read_text()
+                      .replace("zero_stage: 3", "zero_stage: 2"))
+    proc = accelerate_launch(config, ["run", *ARGS, "--regimes", "ft-e2e", "--results-dir", str(tmp_path / "r")])
+    assert proc.returncode != 0
+    assert "DeepSpeed ZeRO stage 2: projbench drives ZeRO-3 only" in proc.stderr
+    assert not (tmp_path / "r" / "llava15-tiny").exists()
 
 
 @pytest.mark.multiprocess
@@ -219,11 +301,70 @@ def test_shipped_accelerate_configs_load_with_accelerate():
     root = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
     got = {p.name: load_config_from_file(str(p)) for p in sorted(root.glob("*.yaml"))}
     assert {k: (v.distributed_type.value, v.num_processes) for k, v in got.items()} == {
-        "1gpu-lora.yaml": ("NO", 1), "2x80gb-fsdp.yaml": ("FSDP", 2), "8gpu-ddp.yaml": ("MULTI_GPU", 8),
-        "8gpu-fsdp.yaml": ("FSDP", 8)}
+        "1gpu-lora.yaml": ("NO", 1), "2x80gb-fsdp.yaml": ("FSDP", 2), "2x80gb-zero3.yaml": ("DEEPSPEED", 2),
+        "8gpu-ddp.yaml": ("MULTI_GPU", 8), "8gpu-fsdp.yaml": ("FSDP", 8)}
     for name in ("2x80gb-fsdp.yaml", "8gpu-fsdp.yaml"):
         fsdp = got[name].fsdp_config
         assert fsdp["fsdp_activation_checkpointing"] and fsdp["fsdp_reshard_after_forward"], name
+    zero3 = got["2x80gb-zero3.yaml"]  # the paper's: ZeRO-3 on 2 GPUs in bf16, nothing offloaded
+    assert zero3.deepspeed_config["zero_stage"] == 3 and zero3.mixed_precision == "bf16"
+    assert zero3.deepspeed_config["offload_optimizer_device"] == zero3.deepspeed_config["offload_param_device"] == "none"
+    assert "--gradient-checkpointing" in (root / "2x80gb-zero3.yaml").read_text()  # the launch line it documents
+
+
+def test_deepspeed_batch_fields_multiply_to_the_global_batch():
+    """The DeepSpeed batch fields projbench writes, for known layouts: the paper's FT-E2E (G 32 on 2 GPUs: micro 8
+    x 2 steps), FT-Proj (G 64: 8 x 4), the test's (G 8, micro 2: 2 x 2), 8 GPUs (G 32: 4 x 1); DeepSpeed requires
+    train_batch_size = micro x accumulation x processes."""
+    from benchmark.distributed import DeepSpeedBatch, deepspeed_config
+    from benchmark.training import batch_layout
+
+    cases = {(32, None, 2): (8, 2), (64, None, 2): (8, 4), (8, 2, 2): (2, 2), (32, None, 8): (4, 1), (6, 4, 2): (3, 1)}
+    for (g, m, procs), (micro, accum) in cases.items():
+        got = deepspeed_config(DeepSpeedBatch(g, *batch_layout(g, m, procs), 1.0, torch.float32))
+        assert (got["train_micro_batch_size_per_gpu"], got["gradient_accumulation_steps"]) == (micro, accum)
+        assert got["train_batch_size"] == g == micro * accum * procs
+    assert deepspeed_config(DeepSpeedBatch(32, 8, 2, 0.5, torch.bfloat16))["gradient_clipping"] == 0.5
+    assert deepspeed_config(DeepSpeedBatch(32, 8, 2, 1.0, torch.bfloat16))["bf16"] == {"enabled": True}
+    assert deepspeed_config(DeepSpeedBatch(32, 8, 2, 1.0, torch.float32))["bf16"] == {"enabled": False}
+
+
+def test_deepspeed_config_values_projbench_sets_are_reported_when_replaced():
+    from benchmark.distributed import _overwrite
+
+    config = {"train_batch_size": "auto", "gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
+              "bf16": {"enabled": True}, "zero_optimization": {"stage": 3}}
+    replaced = _overwrite(config, {"train_batch_size": 8, "gradient_accumulation_steps": 2, "gradient_clipping": 1.0,
+                                   "bf16": {"enabled": False}, "fp16": {"enabled": False}})
+    assert replaced == {"gradient_accumulation_steps": 1, "bf16.enabled": True}
+    assert config == {"train_batch_size": 8, "gradient_accumulation_steps": 2, "gradient_clipping": 1.0,
+                      "bf16": {"enabled": False}, "fp16": {"enabled": False}, "zero_optimization": {"stage": 3}}
+
+
+def test_deepspeed_requested_but_missing_or_mismatched_fails_before_any_work(monkeypatch):
+    from benchmark import distributed
+    from benchmark.errors import BenchmarkError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "deepspeed", None)  # not importable, as on a machine without it
+    with pytest.raises(BenchmarkError, match=r"--engine deepspeed needs DeepSpeed, which is not installed: "
+                                             r"DS_BUILD_OPS=0 pip install --no-build-isolation 'deepspeed>=0.19'"):
+        distributed.setup("cpu", "deepspeed")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # accelerate launch with a DeepSpeed config
+    with pytest.raises(BenchmarkError, match="--engine auto needs DeepSpeed"):
+        distributed.setup("cpu", "auto")
+    monkeypatch.delitem(sys.modules, "deepspeed")
+    with pytest.raises(BenchmarkError, match="--engine fsdp2: accelerate was launched with a DeepSpeed config"):
+        distributed.setup("cpu", "fsdp2")
+
+
+def test_the_deepspeed_extra_is_what_the_error_tells_to_install():
+    import tomllib
+
+    from benchmark.distributed import DEEPSPEED_INSTALL
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["deepspeed"]
+    assert DEEPSPEED_INSTALL.endswith(f"'{extra[0]}'") and len(extra) == 1
 
 
 def test_more_processes_than_gpus_fails_before_any_work(monkeypatch):

@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "DeepSpeed ZeRO-3 under a DeepSpeed config), ddp, fsdp2 = PyTorch fully_shard, or deepspeed "
                         "= DeepSpeed ZeRO-3 through accelerate (both shard parameters, gradients, optimizer; both "
                         "also on CPU). Results do not depend on it")
+    r.add_argument("--accelerate-config", metavar="FILE",
+                   help="start the run as a multi-process job with this accelerate config (e.g. "
+                        "configs/accelerate/2x80gb-fsdp.yaml): the file and the flags are checked first, then "
+                        "`accelerate launch --config_file FILE -m benchmark run <the other flags>` takes over")
     r.add_argument("--grad-accum", type=int, help=argparse.SUPPRESS)  # replaced by --global-batch: refused
     r.add_argument("--epochs", type=int, default=d.epochs)
     r.add_argument("--lr-proj", type=float, default=d.lr_proj)
@@ -200,6 +204,8 @@ def cmd_run(a) -> int:
     from .protocol import Runner, summary_table
 
     cfg = run_config(a)
+    if a.accelerate_config:
+        return launch_run(a, cfg)
     runner = Runner(cfg)
     try:
         results = runner.run()
@@ -214,6 +220,20 @@ def cmd_run(a) -> int:
     print(summary_table(results))
     print(f"\nresults: {runner.results}")
     return 0
+
+
+def launch_run(a, cfg) -> int:
+    """``run --accelerate-config F``: check F and the flags for its processes, then become accelerate launch."""
+    from . import distributed, launch
+
+    if distributed.launched_world_size() > 1 or launch.under_accelerate():
+        raise BenchmarkError("--accelerate-config starts a job, but this process was already started by a launcher "
+                             "(torchrun / accelerate launch): drop --accelerate-config from the command.")
+    lc = launch.read_config(a.accelerate_config)
+    launch.check_here(lc)
+    launch.check_run(cfg, lc.num_processes)
+    launch.hand_over(launch.launch_command(a.accelerate_config, a.argv))
+    return 0  # not reached: the launcher replaced this process
 
 
 def cmd_analyze(a) -> int:
@@ -328,7 +348,9 @@ def cmd_leaderboard(a) -> int:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # as typed: `run --accelerate-config` hands the same flags on
     try:
         return {"run": cmd_run, "plan": cmd_plan, "analyze": cmd_analyze, "list": cmd_list, "check-adapter": cmd_check_adapter,
                 "leaderboard": cmd_leaderboard}[args.command](args)

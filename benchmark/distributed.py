@@ -343,6 +343,14 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def check_gpus(processes_per_node: int, who: str, fix: str) -> None:
+    """One process per GPU: refuse more processes on a machine than it has visible GPUs, naming ``fix``."""
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if processes_per_node > n:
+        raise BenchmarkError(f"{who + ' ' if who else ''}{processes_per_node} processes per node"
+                             f"{'' if who else ' were launched'} but only {n} GPU(s) are visible: {fix}")
+
+
 def setup(device: str = "auto", engine: str = "auto") -> Context:
     """Join the process group the launcher made (if any) and pick this rank's device; errors before any work."""
     global _CURRENT
@@ -359,16 +367,16 @@ def setup(device: str = "auto", engine: str = "auto") -> Context:
         device = "cuda" if cuda else "cpu"
     if device.startswith("cuda") and not cuda:
         raise BenchmarkError(f"--device {device}: no CUDA device is visible; use --device cpu.")
+    on_cpu = not device.startswith("cuda")
+    from .launch import check_environment
+
+    check_environment(on_cpu)  # what accelerate launch passed on (precision, FSDP / DeepSpeed), if it started us
     if world == 1:
         _CURRENT = Context(device=device)
         return _CURRENT
-    on_cpu = not device.startswith("cuda")
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    if not on_cpu and local > torch.cuda.device_count():
-        raise BenchmarkError(
-            f"{local} processes per node were launched but only {torch.cuda.device_count()} GPU(s) are visible: "
-            f"launch at most {torch.cuda.device_count()} (--nproc_per_node / --num_processes), or use --device cpu."
-        )
+    if not on_cpu:
+        check_gpus(local, "", "launch at most that many (--nproc_per_node / --num_processes), or use --device cpu.")
     from accelerate import Accelerator
 
     if deepspeed:

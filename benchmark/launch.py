@@ -1,0 +1,257 @@
+"""Starting a multi-process job from an accelerate config file, checked before any work.
+
+``python -m benchmark run ... --accelerate-config F`` reads ``F`` with accelerate's own loader and checks what
+projbench needs of it (a local launch, a distributed type projbench drives, no more processes per machine than
+visible GPUs, a precision its training loop handles, FSDP / DeepSpeed settings that ``accelerate launch`` knows),
+checks the run's own flags for that many processes, and only then hands over to
+``accelerate launch --config_file F -m benchmark run <the same flags>`` (the process is replaced: its exit code is
+the job's). Every problem is one line naming the file, the setting and the fix; nothing is loaded or written.
+
+A job started by ``accelerate launch`` directly gets the same checks on what accelerate passed through the
+environment (``check_environment``, called by ``distributed.setup`` before the process group is joined).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BenchmarkError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "accelerate"  # in a source checkout
+# What projbench's training drives (benchmark.distributed.Context.wrap): one process, DDP on GPUs, accelerate's
+# FSDP, DeepSpeed ZeRO-3. MULTI_CPU is left out on purpose: `accelerate launch --cpu` starts one process on the
+# machines checked (DESIGN §4), so CPU jobs are started with torchrun (--engine ddp / fsdp2 / deepspeed).
+DRIVEN = ("NO", "MULTI_GPU", "FSDP", "DEEPSPEED")
+# Precisions projbench's training loop handles. It casts the model itself (--dtype, bf16 on GPU) and keeps fp32
+# master copies of what it trains; accelerate's bf16 autocast on top is harmless. fp16 would need a loss scaler
+# and fp8 a TransformerEngine recipe, which the loop does not have.
+PRECISIONS = ("no", "bf16")
+
+
+class LaunchConfigError(BenchmarkError):
+    """An accelerate config file (or what accelerate launch passed on) that projbench cannot run with."""
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """The parts of an accelerate config that decide how projbench runs."""
+
+    path: str
+    distributed_type: str
+    num_processes: int
+    num_machines: int
+    mixed_precision: str
+    use_cpu: bool
+
+    @property
+    def processes_per_machine(self) -> int:
+        return max(1, self.num_processes // max(1, self.num_machines))
+
+
+def _shipped() -> str:
+    """Where the shipped configs are, for error messages (empty outside a source checkout)."""
+    names = sorted(p.name for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
+    return f" (shipped: configs/accelerate/{{{','.join(n.removesuffix('.yaml') for n in names)}}}.yaml)" if names else ""
+
+
+def _launch_options() -> set[str]:
+    """Option names of ``accelerate launch``: the keys under fsdp_config / deepspeed_config become these."""
+    from accelerate.commands.launch import launch_command_parser
+
+    return {a.dest for a in launch_command_parser()._actions}
+
+
+def _deepspeed_installed() -> bool:
+    from .distributed import deepspeed_installed
+
+    return deepspeed_installed()
+
+
+def _gpus_visible() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def read_config(path: str) -> LaunchConfig:
+    """Parse and check ``path`` without GPUs in mind (the shipped configs pass on any machine)."""
+    import yaml
+    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+
+    where = f"--accelerate-config {path}"
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise LaunchConfigError(f"{where}: no such file; give the path of an accelerate config YAML{_shipped()}.")
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise LaunchConfigError(f"{where}: not valid YAML{at} ({problem}); fix the syntax, or start from a "
+                                f"shipped config{_shipped()}.") from None
+    except UnicodeDecodeError:
+        raise LaunchConfigError(f"{where}: not a text file; give an accelerate config YAML.") from None
+    if not isinstance(raw, dict):
+        raise LaunchConfigError(f"{where}: holds {type(raw).__name__}, not a mapping of accelerate settings "
+                                "(distributed_type: ..., num_processes: ...); write `accelerate config` or copy a "
+                                f"shipped config{_shipped()}.")
+    if str(raw.get("compute_environment", "LOCAL_MACHINE")) != "LOCAL_MACHINE":
+        raise LaunchConfigError(f"{where}: compute_environment {raw['compute_environment']!r}: projbench launches "
+                                "on your own machines only; set compute_environment: LOCAL_MACHINE.")
+    try:
+        cfg = load_config_from_file(str(file))  # accelerate's own loader: unknown keys, enum values
+    except ValueError as exc:
+        text = " ".join(str(exc).split())
+        if "unknown keys" in text:
+            known = sorted(ClusterConfig.__dataclass_fields__)
+            unknown = text.split("unknown keys (", 1)[1].split(")", 1)[0]
+            raise LaunchConfigError(f"{where}: unknown key(s) {unknown} for accelerate's config; fix or remove "
+                                    f"them (known keys: {', '.join(known)}).") from None
+        if "DistributedType" in text or "distributed_type" in text:
+            raise LaunchConfigError(f"{where}: distributed_type {raw.get('distributed_type')!r} is not one "
+                                    f"accelerate knows; projbench drives {', '.join(DRIVEN)}.") from None
+        raise LaunchConfigError(f"{where}: accelerate cannot read it: {text}") from None
+    except (TypeError, AttributeError) as exc:
+        raise LaunchConfigError(f"{where}: accelerate cannot read it ({' '.join(str(exc).split())}); compare "
+                                f"with a shipped config{_shipped()}.") from None
+    kind = cfg.distributed_type.value
+    if kind not in DRIVEN:
+        fix = ("on CPU, start several processes with `torchrun --nproc_per_node N -m benchmark run ...`"
+               if kind == "MULTI_CPU" else f"use one of {', '.join(DRIVEN)}")
+        raise LaunchConfigError(f"{where}: distributed_type {kind} is not one projbench drives; {fix}.")
+    n, machines = cfg.num_processes, cfg.num_machines
+    for key, value in (("num_processes", n), ("num_machines", machines)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise LaunchConfigError(f"{where}: {key} is {value!r}; set it to the number of "
+                                    f"{'processes (one per GPU)' if key == 'num_processes' else 'machines'}.")
+    if n % machines:
+        raise LaunchConfigError(f"{where}: num_processes {n} does not split over num_machines {machines}; give "
+                                f"a multiple of {machines} (the total over all machines).")
+    precision = str(cfg.mixed_precision if cfg.mixed_precision is not None else "no")
+    if precision not in PRECISIONS:
+        known = precision in ("fp16", "fp8")
+        raise LaunchConfigError(
+            f"{where}: mixed_precision {precision!r} " + (
+                "is not supported by projbench's training loop (no loss scaler / fp8 recipe); "
+                if known else "is not a precision accelerate knows; ")
+            + "set mixed_precision: 'no' (projbench runs the model in bf16 on GPUs itself, --dtype) or 'bf16'.")
+    if kind in ("NO",) and n != 1:
+        raise LaunchConfigError(f"{where}: distributed_type NO runs one process, but num_processes is {n}; set "
+                                "distributed_type: MULTI_GPU (or FSDP / DEEPSPEED) or num_processes: 1.")
+    options = _launch_options()
+    for section, prefix in (("fsdp_config", "fsdp_"), ("deepspeed_config", "")):
+        settings = getattr(cfg, section) or {}
+        # accelerate launch copies these onto its options and silently ignores names it does not have.
+        unknown = sorted(k for k in settings if (k if k.startswith(prefix) else prefix + k) not in options)
+        if unknown:
+            known = sorted(o for o in options if o.startswith("fsdp_")) if prefix else sorted(
+                o for o in options if o.startswith(("zero", "offload_", "deepspeed_", "gradient_")))
+            raise LaunchConfigError(f"{where}: unknown {section} key(s) {unknown}: accelerate launch would ignore "
+                                    f"them silently; fix or remove them (known: {', '.join(known)}).")
+        if settings and kind != section.split("_")[0].upper():
+            raise LaunchConfigError(f"{where}: has {section} but distributed_type {kind}: it would be ignored; set "
+                                    f"distributed_type: {section.split('_')[0].upper()} or remove {section}.")
+    if kind == "DEEPSPEED":
+        ds_file = (cfg.deepspeed_config or {}).get("deepspeed_config_file")
+        if ds_file and ds_file != "none" and not Path(ds_file).expanduser().is_file():
+            raise LaunchConfigError(f"{where}: deepspeed_config_file {ds_file!r} does not exist (relative paths are "
+                                    "read from the directory you launch in); fix the path.")
+    return LaunchConfig(path=str(path), distributed_type=kind, num_processes=n, num_machines=machines,
+                        mixed_precision=precision, use_cpu=bool(cfg.use_cpu))
+
+
+def check_here(cfg: LaunchConfig) -> None:
+    """What ``cfg`` needs of this machine: GPUs for its processes, DeepSpeed installed for a DeepSpeed config."""
+    where = f"--accelerate-config {cfg.path}"
+    if cfg.distributed_type == "DEEPSPEED" and not _deepspeed_installed():
+        from .distributed import DEEPSPEED_INSTALL
+
+        raise LaunchConfigError(f"{where}: distributed_type DEEPSPEED needs the deepspeed package, which is not "
+                                f"installed; install it with `{DEEPSPEED_INSTALL}` (or `make install-deepspeed`), or "
+                                "use an FSDP config (configs/accelerate/2x80gb-fsdp.yaml: the same sharding as "
+                                "ZeRO-3).")
+    if cfg.use_cpu:
+        if cfg.distributed_type != "NO":
+            raise LaunchConfigError(f"{where}: use_cpu with distributed_type {cfg.distributed_type}: accelerate "
+                                    "launch starts one process on CPU (and ignores FSDP there); on CPU start several "
+                                    "processes with `torchrun --nproc_per_node N -m benchmark run ... --engine fsdp2` "
+                                    "(or --engine deepspeed).")
+        return
+    from .distributed import check_gpus
+
+    check_gpus(cfg.processes_per_machine, f"{where} starts", "set num_processes (per machine: num_processes / "
+               "num_machines) to at most that, or use_cpu: true with distributed_type: 'NO' for one CPU process.")
+
+
+def check_run(cfg, processes: int) -> None:
+    """The run's own flags, for ``processes`` processes, as the run will check them (before anything starts)."""
+    from .config import PAPER_GLOBAL_BATCH
+    from .distributed import ENGINES
+    from .paths import cache_root, results_root
+    from .registry import plugins
+    from .training import batch_layout
+    from .validation import validate_run
+
+    validate_run(cfg, Path(cfg.results_dir) if cfg.results_dir else results_root(),
+                 Path(cfg.cache_dir) if cfg.cache_dir else cache_root())
+    reg = plugins()
+    reg.adapters.get(cfg.model)  # unknown names fail here, with suggestions
+    reg.tasks.get(cfg.task)
+    if cfg.engine not in ENGINES:
+        raise BenchmarkError(f"--engine {cfg.engine!r}: choose one of {', '.join(ENGINES)}.")
+    for r in cfg.regimes:
+        if r in PAPER_GLOBAL_BATCH:
+            batch_layout(cfg.global_batch_for(r), cfg.micro_batch, processes)
+
+
+def launch_command(config_path: str, run_argv: list[str]) -> list[str]:
+    """``accelerate launch --config_file F -m benchmark <run_argv without --accelerate-config>``."""
+    rest, skip = [], False
+    for arg in run_argv:
+        if skip:
+            skip = False
+        elif arg == "--accelerate-config":
+            skip = True
+        elif not arg.startswith("--accelerate-config="):
+            rest.append(arg)
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_path),
+            "-m", "benchmark", *rest]
+
+
+def hand_over(cmd: list[str]) -> None:
+    """Replace this process by the launcher (its exit code becomes the command's)."""
+    print("launching: accelerate launch " + " ".join(cmd[3:]), file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)
+
+
+def under_accelerate(environ=None) -> bool:
+    """Started by ``accelerate launch`` (it always passes the precision on)."""
+    return "ACCELERATE_MIXED_PRECISION" in (os.environ if environ is None else environ)
+
+
+def check_environment(on_cpu: bool, environ=None) -> None:
+    """Catch, before the process group is joined, a setup accelerate launch passed on that cannot work."""
+    env = os.environ if environ is None else environ
+    if not under_accelerate(env):
+        return
+    precision = env.get("ACCELERATE_MIXED_PRECISION", "no")
+    if precision not in PRECISIONS:
+        raise LaunchConfigError(f"accelerate launch passed mixed precision {precision!r}, which projbench's training "
+                                "loop does not support (no loss scaler / fp8 recipe); launch with "
+                                "--mixed_precision no (projbench runs the model in bf16 on GPUs itself) or bf16.")
+    # A DeepSpeed config without the deepspeed package is refused by distributed.setup (the engine's own check).
+    deepspeed = env.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    fsdp = env.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    ds_file = env.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+    if deepspeed and ds_file and ds_file.lower() != "none" and not Path(ds_file).expanduser().is_file():
+        raise LaunchConfigError(f"accelerate launch passed the DeepSpeed config file {ds_file!r}, which does not "
+                                "exist here; fix deepspeed_config_file in the accelerate config.")
+    if on_cpu and fsdp:
+        raise LaunchConfigError("accelerate launch was given an FSDP config but this run is on the CPU, where "
+                                "accelerate ignores it (the trained weights would not be sharded); on CPU use "
+                                "`torchrun --nproc_per_node N -m benchmark run ... --engine fsdp2`, or run on GPUs.")

@@ -201,7 +201,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     bar = tqdm(total=total_steps, desc=f"train {regime}", unit="step", disable=not progress or not ctx.is_main,
                initial=step)
     done = step  # optimizer steps already taken before a resume
-    seen = 0
+    seen, trained = 0, 0  # global batches passed over (resume) / examples trained by this call
     dev = adapter.device
     for _epoch in range(cfg.epochs):
         for gidx in torch.randperm(n, generator=gen).split(global_batch):  # same order on every (re)run
@@ -247,6 +247,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
             grad_norm = float(_whole(torch.as_tensor(norm)))
             scheduler.step()
             step += 1
+            trained += len(batch_ids)
             if every and step % every == 0 and step < total_steps:  # every rank: sharded state is gathered
                 _save_progress(resume_file, adapter, optimizer, scheduler, losses, supervised, step, step)
             bar.update(1)
@@ -259,6 +260,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     if cfg.gradient_checkpointing:
         adapter.model.gradient_checkpointing_disable()
     last = losses[-max(1, len(losses) // 10):]
+    seconds = time.perf_counter() - start
     return {
         "optimizer_steps": step, "global_batch": global_batch, "micro_batch": micro,
         "accumulation_steps": accumulation, "processes": ctx.world_size,
@@ -269,7 +271,10 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
         "supervised_answer_tokens": supervised,
         "first_loss": losses[0], "final_loss": losses[-1],
         "final_grad_norm": grad_norm, "mean_loss_last_10pct": float(sum(last) / len(last)),
-        "trainable_parameters": n_trainable, "seconds": time.perf_counter() - start,
+        "trainable_parameters": n_trainable, "seconds": seconds,
+        # The training loop only (no model loading, feature extraction or evaluation), all processes together;
+        # after a resume, the examples of this call.
+        "examples_per_second": trained / seconds if seconds > 0 else None,
         "resumed_from_step": resumed_from, "checkpoint_every": every,
     }
 

@@ -4,8 +4,8 @@
 projbench needs of it (a local launch, a distributed type projbench drives, no more processes per machine than
 visible GPUs, a precision its training loop handles, FSDP / DeepSpeed settings that ``accelerate launch`` knows),
 checks the run's own flags for that many processes, and only then hands over to
-``accelerate launch --config_file F -m benchmark run <the same flags>`` (the process is replaced: its exit code is
-the job's). Every problem is one line naming the file, the setting and the fix; nothing is loaded or written.
+``accelerate launch --config_file F -m benchmark run <the same flags>`` (the process is replaced: its exit status is
+accelerate launch's, 0 or 1 when the job failed). Every problem is one line naming the file, the setting and the fix; nothing is loaded or written.
 
 A job started by ``accelerate launch`` directly gets the same checks on what accelerate passed through the
 environment (``check_environment``, called by ``distributed.setup`` before the process group is joined).
@@ -209,7 +209,7 @@ def check_run(cfg, processes: int) -> None:
 
 
 def launch_command(config_path: str, run_argv: list[str]) -> list[str]:
-    """``accelerate launch --config_file F -m benchmark <run_argv without --accelerate-config>``."""
+    """``accelerate launch --quiet --config_file F -m benchmark <run_argv without --accelerate-config>``."""
     rest, skip = [], False
     for arg in run_argv:
         if skip:
@@ -218,7 +218,8 @@ def launch_command(config_path: str, run_argv: list[str]) -> list[str]:
             skip = True
         elif not arg.startswith("--accelerate-config="):
             rest.append(arg)
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_path),
+    # --quiet: a failing job's own one-line error is the last thing printed (not the launcher's traceback of it).
+    return [sys.executable, "-m", "accelerate.commands.launch", "--quiet", "--config_file", str(config_path),
             "-m", "benchmark", *rest]
 
 

@@ -12,6 +12,7 @@ there were one process.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +122,11 @@ class Context:
         (values of an accelerate config file that differ are replaced: returned, for the record). The engine then
         holds 1 / processes of every parameter; ``backward`` drives it.
         """
-        replaced = _overwrite(self.accelerator.state.deepspeed_plugin.deepspeed_config, deepspeed_config(batch))
+        config = self.accelerator.state.deepspeed_plugin.deepspeed_config
+        # What was replaced is recorded against the config as launched, not as the previous training left it.
+        given = self.__dict__.setdefault("deepspeed_config_given", copy.deepcopy(config))
+        replaced = _overwrite(copy.deepcopy(given), deepspeed_config(batch))
+        _overwrite(config, deepspeed_config(batch))
         # accelerate warns when its own accumulation count differs from DeepSpeed's; it is only informative here.
         self.accelerator.gradient_accumulation_steps = batch.accumulation_steps
         engine, _ = self.accelerator.prepare(module, optimizer)

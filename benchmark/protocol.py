@@ -469,8 +469,9 @@ class Runner:
                     else:
                         self.log(f"[resume] {regime} seed {seed}: continuing training from {progress_file.name}")
                 elif self.dist.deepspeed:
-                    self.log(f"[train] {regime} seed {seed}: DeepSpeed ZeRO-3 saves no mid-training checkpoints; an "
-                             "interrupted run trains this regime again (finished regimes are kept)")
+                    ignored = f" (--checkpoint-every {cfg.checkpoint_every} is ignored)" if cfg.checkpoint_every else ""
+                    self.log(f"[train] {regime} seed {seed}: DeepSpeed ZeRO-3 saves no mid-training checkpoints"
+                             f"{ignored}; an interrupted run trains this regime again (finished regimes are kept)")
                 try:
                     training = finetune(adapter, regime, stores["train"], train, classes, domain, seed, tcfg,
                                         progress=cfg.progress, resume_file=progress_file)

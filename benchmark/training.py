@@ -197,7 +197,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
                                         classes[samples[i].label])
         return encoded[i]
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     bar = tqdm(total=total_steps, desc=f"train {regime}", unit="step", disable=not progress or not ctx.is_main,
                initial=step)
     done = step  # optimizer steps already taken before a resume
@@ -261,6 +261,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
         adapter.model.gradient_checkpointing_disable()
     last = losses[-max(1, len(losses) // 10):]
     seconds = time.perf_counter() - start
+    cpu_seconds = ctx.sum(time.process_time() - cpu_start)  # CPU time of all threads of all processes
     return {
         "optimizer_steps": step, "global_batch": global_batch, "micro_batch": micro,
         "accumulation_steps": accumulation, "processes": ctx.world_size,
@@ -274,7 +275,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
         "trainable_parameters": n_trainable, "seconds": seconds,
         # The training loop only (no model loading, feature extraction or evaluation), all processes together;
         # after a resume, the examples of this call.
-        "examples_per_second": trained / seconds if seconds > 0 else None,
+        "examples_per_second": trained / seconds if seconds > 0 else None, "cpu_seconds_all_processes": cpu_seconds,
         "resumed_from_step": resumed_from, "checkpoint_every": every,
     }
 

@@ -155,7 +155,8 @@ def _train_run(out: Path, cache: Path, processes: int, threads: int) -> dict:
         assert m["processes"] == t["processes"] == processes  # a silent fall-back to 1 process would be refused
         run["regimes"][regime] = {
             "train_seconds": t["seconds"], "examples": t["optimizer_steps"] * t["global_batch"],
-            "examples_per_s": t["examples_per_second"],
+            "examples_per_s": t["examples_per_second"], "cpu_seconds_all_processes": t["cpu_seconds_all_processes"],
+            "cpu_ms_per_example": 1000 * t["cpu_seconds_all_processes"] / (t["optimizer_steps"] * t["global_batch"]),
             "micro_batch": t["micro_batch"], "accumulation_steps": t["accumulation_steps"],
             "final_loss": t["final_loss"], "projector": load_file(str(folder / "projector.safetensors"))}
     return run
@@ -169,9 +170,10 @@ def _two_vs_one_process_training(tmp_path) -> dict:
     for r in range(ROUNDS):
         for name, (processes, threads) in setups.items():
             runs[name].append(_train_run(tmp_path / f"{name}-{r}", cache, processes, threads))
-    out = {"machine": _cpu_facts(), "command": "python -m benchmark " + " ".join(TRAIN_ARGS),
-           "rounds": ROUNDS, "timing": "training.seconds of metrics.json: the training loop only, fastest of the "
-                                       "rounds", "setups": {}}
+    out = {"command": "python -m benchmark " + " ".join(TRAIN_ARGS), "rounds": ROUNDS,
+           "timing": "training.seconds of metrics.json: the training loop only, fastest of the rounds; "
+                     "cpu_seconds_all_processes: CPU time of all threads of all processes in that loop",
+           "setups": {}}
     reference = runs["1_process_x_all_cores"][0]["regimes"]
     for name, (processes, threads) in setups.items():
         entry = {"processes": processes, "threads_per_process": threads, "regimes": {}}
@@ -200,10 +202,14 @@ def _two_vs_one_process_training(tmp_path) -> dict:
 
 
 def test_scale_ratios(benchmark, tmp_path):
-    result = {"vision_forwards": _count_vision_forwards(tmp_path)}
+    # The timings below depend on what else runs on the machine: record its load and the threads torch uses here.
+    result = {"machine": {**_cpu_facts(), "torch_threads_in_this_process": torch.get_num_threads(),
+                          "load_average_1min_at_start": os.getloadavg()[0]}}
+    result["vision_forwards"] = _count_vision_forwards(tmp_path)
     result["class_scoring"] = benchmark.pedantic(_score_three_ways, rounds=1, iterations=1)
     result["probe"] = _probe_throughput()
     result["two_vs_one_process_training"] = _two_vs_one_process_training(tmp_path)
+    result["machine"]["load_average_1min_at_end"] = os.getloadavg()[0]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -230,7 +230,7 @@ def launch_run(a, cfg) -> int:
         raise BenchmarkError("--accelerate-config starts a job, but this process was already started by a launcher "
                              "(torchrun / accelerate launch): drop --accelerate-config from the command.")
     lc = launch.read_config(a.accelerate_config)
-    launch.check_here(lc)
+    launch.check_here(lc, cfg.device)
     launch.check_run(cfg, lc.num_processes)
     launch.hand_over(launch.launch_command(a.accelerate_config, a.argv))
     return 0  # not reached: the launcher replaced this process

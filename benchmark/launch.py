@@ -22,8 +22,9 @@ from .errors import BenchmarkError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "accelerate"  # in a source checkout
 # What projbench's training drives (benchmark.distributed.Context.wrap): one process, DDP on GPUs, accelerate's
-# FSDP, DeepSpeed ZeRO-3. MULTI_CPU is left out on purpose: `accelerate launch --cpu` starts one process on the
-# machines checked (DESIGN §4), so CPU jobs are started with torchrun (--engine ddp / fsdp2 / deepspeed).
+# FSDP, DeepSpeed ZeRO-3. MULTI_CPU is left out on purpose: accelerate launch (1.15) starts a single process for
+# it, as for `--cpu` (DESIGN §4). Several CPU processes: a MULTI_GPU / DeepSpeed config with --device cpu (accelerate
+# launch starts them all), or torchrun.
 DRIVEN = ("NO", "MULTI_GPU", "FSDP", "DEEPSPEED")
 # Precisions projbench's training loop handles. It casts the model itself (--dtype, bf16 on GPU) and keeps fp32
 # master copies of what it trains; accelerate's bf16 autocast on top is harmless. fp16 would need a loss scaler
@@ -120,7 +121,8 @@ def read_config(path: str) -> LaunchConfig:
                                 f"with a shipped config{_shipped()}.") from None
     kind = cfg.distributed_type.value
     if kind not in DRIVEN:
-        fix = ("on CPU, start several processes with `torchrun --nproc_per_node N -m benchmark run ...`"
+        fix = ("accelerate launch starts a single process for it; for several CPU processes use a MULTI_GPU config "
+               "with --device cpu, or `torchrun --nproc_per_node N -m benchmark run ...`"
                if kind == "MULTI_CPU" else f"use one of {', '.join(DRIVEN)}")
         raise LaunchConfigError(f"{where}: distributed_type {kind} is not one projbench drives; {fix}.")
     n, machines = cfg.num_processes, cfg.num_machines
@@ -164,8 +166,10 @@ def read_config(path: str) -> LaunchConfig:
                         mixed_precision=precision, use_cpu=bool(cfg.use_cpu))
 
 
-def check_here(cfg: LaunchConfig) -> None:
-    """What ``cfg`` needs of this machine: GPUs for its processes, DeepSpeed installed for a DeepSpeed config."""
+def check_here(cfg: LaunchConfig, device: str = "auto") -> None:
+    """What ``cfg`` needs of this machine for a run on ``device``: DeepSpeed installed for a DeepSpeed config, and
+    a GPU per process unless the processes run on the CPU (``--device cpu``; accelerate launch starts them there
+    too, and projbench joins them over gloo)."""
     where = f"--accelerate-config {cfg.path}"
     if cfg.distributed_type == "DEEPSPEED" and not _deepspeed_installed():
         from .distributed import DEEPSPEED_INSTALL
@@ -174,17 +178,19 @@ def check_here(cfg: LaunchConfig) -> None:
                                 f"installed; install it with `{DEEPSPEED_INSTALL}` (or `make install-deepspeed`), or "
                                 "use an FSDP config (configs/accelerate/2x80gb-fsdp.yaml: the same sharding as "
                                 "ZeRO-3).")
-    if cfg.use_cpu:
-        if cfg.distributed_type != "NO":
-            raise LaunchConfigError(f"{where}: use_cpu with distributed_type {cfg.distributed_type}: accelerate "
-                                    "launch starts one process on CPU (and ignores FSDP there); on CPU start several "
-                                    "processes with `torchrun --nproc_per_node N -m benchmark run ... --engine fsdp2` "
-                                    "(or --engine deepspeed).")
-        return
+    if cfg.use_cpu and (device not in ("cpu", "auto") or (device == "auto" and _gpus_visible())):
+        raise LaunchConfigError(f"{where}: use_cpu: true, but the run would use the GPU (--device {device}); pass "
+                                "--device cpu, or set use_cpu: false.")
+    if cfg.use_cpu or device == "cpu":
+        if cfg.distributed_type == "FSDP":
+            raise LaunchConfigError(f"{where}: distributed_type FSDP on the CPU: accelerate ignores FSDP there (the "
+                                    "trained weights would not be sharded); on the CPU shard with --engine fsdp2 "
+                                    "under a MULTI_GPU config or torchrun, or with --engine deepspeed.")
+        return  # accelerate launch starts the processes on the CPU; projbench joins them over gloo
     from .distributed import check_gpus
 
     check_gpus(cfg.processes_per_machine, f"{where} starts", "set num_processes (per machine: num_processes / "
-               "num_machines) to at most that, or use_cpu: true with distributed_type: 'NO' for one CPU process.")
+               "num_machines) to at most that, or pass --device cpu to run the processes on the CPU.")
 
 
 def check_run(cfg, processes: int) -> None:

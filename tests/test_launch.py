@@ -99,8 +99,8 @@ def test_unknown_fsdp_key_that_accelerate_launch_would_ignore(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("kind, says", [
-    ("MULTI_CPU", "distributed_type MULTI_CPU is not one projbench drives; on CPU, start several processes with "
-                  "`torchrun --nproc_per_node N"),
+    ("MULTI_CPU", "distributed_type MULTI_CPU is not one projbench drives; accelerate launch starts a single "
+                  "process for it; for several CPU processes use a MULTI_GPU config with --device cpu, or `torchrun"),
     ("XLA", "distributed_type XLA is not one projbench drives; use one of NO, MULTI_GPU, FSDP, DEEPSPEED"),
     ("BANANA", "distributed_type 'BANANA' is not one accelerate knows; projbench drives NO, MULTI_GPU, FSDP"),
 ])
@@ -113,9 +113,27 @@ def test_more_processes_than_gpus(capsys, tmp_path, gpus):
     gpus(2)
     line = refused(capsys, tmp_path, ddp8)
     assert f"--accelerate-config {ddp8} starts 8 processes per node but only 2 GPU(s) are visible" in line
-    assert "set num_processes" in line
+    assert "set num_processes" in line and "or pass --device cpu" in line
     gpus(0)  # this machine: no GPU at all
     assert "8 processes per node but only 0 GPU(s)" in refused(capsys, tmp_path, ddp8)
+
+
+def test_processes_on_the_cpu_need_no_gpu_but_fsdp_is_refused_there(capsys, tmp_path, gpus, monkeypatch):
+    """--device cpu: accelerate launch starts the config's processes on the CPU (gloo); FSDP would be ignored."""
+    gpus(0)
+    monkeypatch.setattr(launch, "_deepspeed_installed", lambda: True)
+    for name in ("8gpu-ddp.yaml", "2x80gb-zero3.yaml"):
+        launch.check_here(launch.read_config(str(next(p for p in SHIPPED if p.name == name))), "cpu")
+    fsdp2 = next(p for p in SHIPPED if p.name == "2x80gb-fsdp.yaml")
+    line = refused(capsys, tmp_path, fsdp2, "--device", "cpu")
+    assert "distributed_type FSDP on the CPU: accelerate ignores FSDP there" in line
+    # use_cpu: true with MULTI_GPU starts its processes on the CPU (MULTI_CPU would start one: refused above).
+    launch.check_here(launch.read_config(str(write(tmp_path, "distributed_type: MULTI_GPU\nnum_processes: 2\n"
+                                                             "use_cpu: true\n"))), "auto")
+    gpus(2)
+    use_cpu = write(tmp_path, "distributed_type: MULTI_GPU\nnum_processes: 2\nuse_cpu: true\n")
+    assert "use_cpu: true, but the run would use the GPU (--device auto); pass --device cpu" in refused(
+        capsys, tmp_path, use_cpu)
 
 
 @pytest.mark.parametrize("precision, says", [("fp16", "is not supported by projbench's training loop"),

@@ -52,7 +52,7 @@ class Context:
 
     @property
     def sharded_by_accelerate(self) -> bool:
-        """accelerate was launched with an FSDP or DeepSpeed config (GPUs: it ignores both on CPU)."""
+        """accelerate runs an FSDP config (GPUs only: it ignores FSDP on CPU) or DeepSpeed (also on CPU, ``setup``)."""
         return self.backend in ("FSDP", "DEEPSPEED")
 
     # -- splitting and combining work -----------------------------------------------------------------------

@@ -4,8 +4,9 @@
 projbench needs of it (a local launch, a distributed type projbench drives, no more processes per machine than
 visible GPUs, a precision its training loop handles, FSDP / DeepSpeed settings that ``accelerate launch`` knows),
 checks the run's own flags for that many processes, and only then hands over to
-``accelerate launch --config_file F -m benchmark run <the same flags>`` (the process is replaced: its exit status is
-accelerate launch's, 0 or 1 when the job failed). Every problem is one line naming the file, the setting and the fix; nothing is loaded or written.
+``accelerate launch --quiet --config_file F -m benchmark run <the same flags>`` (the process is replaced: its exit
+status is accelerate launch's, 0, or 1 when the job failed). Every problem is one line naming the file, the setting
+and the fix; nothing is loaded or written.
 
 A job started by ``accelerate launch`` directly gets the same checks on what accelerate passed through the
 environment (``check_environment``, called by ``distributed.setup`` before the process group is joined).
@@ -27,8 +28,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "accelerate"  # i
 # launch starts them all), or torchrun.
 DRIVEN = ("NO", "MULTI_GPU", "FSDP", "DEEPSPEED")
 # Precisions projbench's training loop handles. It casts the model itself (--dtype, bf16 on GPU) and keeps fp32
-# master copies of what it trains; accelerate's bf16 autocast on top is harmless. fp16 would need a loss scaler
-# and fp8 a TransformerEngine recipe, which the loop does not have.
+# master copies of what it trains; on GPUs, accelerate's bf16 autocast repeats projbench's own. fp16 would need a
+# loss scaler and fp8 a TransformerEngine recipe, which the loop does not have.
 PRECISIONS = ("no", "bf16")
 
 

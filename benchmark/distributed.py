@@ -129,8 +129,89 @@ class Context:
         _overwrite(config, deepspeed_config(batch))
         # accelerate warns when its own accumulation count differs from DeepSpeed's; it is only informative here.
         self.accelerator.gradient_accumulation_steps = batch.accumulation_steps
+        # DeepSpeed replaces the optimizer's parameters by flat partitions: keep the order torch numbers them in
+        # (and each group's hyper-parameter names) for the one-process layout of saved training state.
+        optimizer.__dict__[ORIGINAL_PARAMS] = [list(g["params"]) for g in optimizer.param_groups]
+        optimizer.__dict__[_GROUP_KEYS] = [k for k in optimizer.param_groups[0] if k != "params"]
         engine, _ = self.accelerator.prepare(module, optimizer)
         return engine, replaced
+
+    # DeepSpeed ZeRO-3 state in the one-process layout. Its optimizer steps projbench's AdamW on flat fp32
+    # partitions, so the per-parameter view comes from DeepSpeed's tensor-fragment functions (whole tensors,
+    # gathered on every rank) and the parameter order from the optimizer as it was built (ORIGINAL_PARAMS).
+    def _deepspeed_training_state(self, model: torch.nn.Module, optimizer) -> tuple[dict, dict] | None:
+        from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
+
+        params = original_param_groups(optimizer)
+        names = {id(p): n for n, p in trained_parameters(model).items()}
+        weights, state = {}, {}
+        step = _deepspeed_step(optimizer)
+        for i, p in enumerate(q for group in params for q in group):
+            # Gathered one tensor at a time on every rank (a collective); only rank 0 keeps a host copy.
+            whole = safe_get_full_fp32_param(p)
+            moments = {k: safe_get_full_optimizer_state(p, k) for k in ("exp_avg", "exp_avg_sq")} if step else {}
+            if self.is_main:
+                weights[names[id(p)]] = whole.detach().cpu()
+                if step:  # AdamW keeps no state before its first step
+                    state[i] = {"step": torch.tensor(float(step)), **{k: v.detach().cpu() for k, v in moments.items()}}
+        if not self.is_main:
+            return None
+        keys = optimizer.__dict__[_GROUP_KEYS]
+        index, groups = 0, []
+        for group, members in zip(optimizer.param_groups, params, strict=True):
+            groups.append({**{k: group[k] for k in keys}, "params": list(range(index, index + len(members)))})
+            index += len(members)
+        return weights, {"state": state, "param_groups": groups}
+
+    def _deepspeed_restore(self, model: torch.nn.Module, optimizer, read) -> dict:
+        """Rank 0 reads and checks the file; its tensors are broadcast one at a time and each rank keeps its
+        partitions (one whole copy in host memory, as for FSDP2)."""
+        import deepspeed
+        from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
+
+        weights, opt_state, outcome, failure = {}, {}, None, None
+        if self.is_main:
+            try:
+                info, weights, opt_state = read()
+                steps = sorted({float(v["step"]) for v in opt_state["state"].values()})
+                if len(steps) > 1:
+                    raise BenchmarkError(f"the saved optimizer state has parameters at different steps ({steps}); "
+                                         "DeepSpeed steps all of them together: delete the training state and rerun.")
+                groups = [{k: v for k, v in g.items() if k != "params"} for g in opt_state["param_groups"]]
+                outcome = ("ok", (info, groups, steps[0] if steps else None))
+            except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+                outcome, failure = ("error", str(exc)), exc
+        kind, value = self.broadcast(outcome)
+        if kind == "error":
+            raise failure if self.is_main else BenchmarkError(value)
+        info, groups, step = value
+        for saved, group in zip(groups, optimizer.param_groups, strict=True):
+            group.update(saved)
+        params = [q for group in original_param_groups(optimizer) for q in group]
+        names = {id(p): n for n, p in trained_parameters(model).items()}
+        if step is not None:  # AdamW's state on DeepSpeed's flat partitions, created as its first step would
+            zero = params[0]._z3_optimizer
+            for flat in zero.fp32_partitioned_groups_flat:
+                zero.optimizer.state[flat] = {"step": torch.tensor(step), "exp_avg": torch.zeros_like(flat),
+                                              "exp_avg_sq": torch.zeros_like(flat)}
+
+        def whole(p, tensor):  # rank 0's tensor, on every rank
+            t = (tensor.to(self.device, torch.float32) if self.is_main
+                 else torch.empty(p.ds_shape, dtype=torch.float32, device=self.device))
+            torch.distributed.broadcast(t, src=0)
+            return t
+
+        for i, p in enumerate(params):
+            value = whole(p, weights.get(names[id(p)]))
+            safe_set_full_fp32_param(p, value)  # the master copy the optimizer steps
+            with deepspeed.zero.GatheredParameters([p], modifier_rank=0), torch.no_grad():
+                if self.is_main:  # the copy the forward uses (bf16 in DeepSpeed's bf16 mode)
+                    p.data.copy_(value.to(p.dtype))
+            if step is not None:
+                saved = opt_state["state"].get(i, {}) if self.is_main else {}
+                for k in ("exp_avg", "exp_avg_sq"):  # a parameter without state: AdamW's zero moments
+                    safe_set_full_optimizer_state(p, whole(p, saved.get(k, torch.zeros(p.ds_shape))), k)
+        return info
 
     def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
         """``loss.backward()``; under DeepSpeed the engine's backward, and its optimizer step after the last
@@ -160,7 +241,7 @@ class Context:
     def resumable_problem(self, model: torch.nn.Module) -> str | None:
         """Why the mid-training state of ``model`` (as wrapped for training) cannot be saved whole here; None if
         it can. Whole tensors (one process, DDP) and FSDP2's DTensors can; accelerate's FSDP1 flat shards cannot."""
-        if self.distributed and self.sharded_by_accelerate and not is_sharded(model):
+        if self.distributed and self.sharded_by_accelerate and not self.deepspeed and not is_sharded(model):
             return (f"accelerate's {self.backend} engine holds the trained weights in shards projbench cannot save "
                     "for a resume (it gathers PyTorch FSDP2's DTensors): set `fsdp_version: 2` in the accelerate "
                     "config (as configs/accelerate/*fsdp.yaml do), or pass --checkpoint-every 0 to train without "
@@ -173,8 +254,11 @@ class Context:
 
         Whatever the engine, the result is what one process would hold, so a state saved by any engine can be
         resumed by any other. Sharded weights (FSDP2) are gathered with torch's distributed-checkpoint state-dict
-        API (whole tensors offloaded to CPU on rank 0 only): every rank must call this then.
+        API (whole tensors offloaded to CPU on rank 0 only), DeepSpeed ZeRO-3 partitions with its own gathering
+        functions: every rank must call this then.
         """
+        if self.deepspeed and self.distributed:
+            return self._deepspeed_training_state(model, optimizer)
         if not is_sharded(model):
             if not self.is_main:
                 return None  # DDP: rank 0 holds everything already
@@ -197,7 +281,10 @@ class Context:
         (FSDP2), only rank 0 reads and verifies it; its ``info`` and tensors are broadcast and each rank keeps its
         shard (``broadcast_from_rank0``): one whole copy in host memory, not one per rank, and every rank gets the
         very bytes rank 0 checked. A file rank 0 refuses is refused on every rank (none waits in a collective).
+        DeepSpeed ZeRO-3: every rank reads the file and keeps its partition of each tensor.
         """
+        if self.deepspeed and self.distributed:
+            return self._deepspeed_restore(model, optimizer, read)
         if not is_sharded(model):
             info, weights, opt_state = read()
             with torch.no_grad():
@@ -251,7 +338,7 @@ def trained_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 def optimizer_param_names(model: torch.nn.Module, optimizer) -> list[str]:
     """The plain name of each optimizer parameter, in the order torch numbers them in a state dict."""
     names = {id(p): plain_name(n) for n, p in model.named_parameters()}
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    params = [p for group in original_param_groups(optimizer) for p in group]
     missing = [i for i, p in enumerate(params) if id(p) not in names]
     if missing:
         raise BenchmarkError(f"optimizer parameters {missing} are not parameters of {type(model).__name__}.")
@@ -269,6 +356,21 @@ def optimizer_state_by_name(by_index: dict, names: list[str]) -> dict:
     """The inverse of :func:`optimizer_state_by_index`."""
     return {"state": {names[int(i)]: v for i, v in by_index["state"].items()},
             "param_groups": [{**g, "params": [names[int(i)] for i in g["params"]]} for g in by_index["param_groups"]]}
+
+
+ORIGINAL_PARAMS = "_projbench_original_params"
+_GROUP_KEYS = "_projbench_group_keys"
+
+
+def original_param_groups(optimizer) -> list[list[torch.nn.Parameter]]:
+    """The optimizer's parameters per group as it was built (DeepSpeed swaps them for its flat partitions)."""
+    return optimizer.__dict__.get(ORIGINAL_PARAMS) or [list(g["params"]) for g in optimizer.param_groups]
+
+
+def _deepspeed_step(optimizer) -> int:
+    """Optimizer steps DeepSpeed's partitions have taken (AdamW's ``step``: the same for all of them)."""
+    steps = {int(v["step"]) for v in optimizer.state.values() if "step" in v}
+    return steps.pop() if len(steps) == 1 else 0
 
 
 @dataclass(frozen=True)

@@ -463,15 +463,8 @@ class Runner:
                         self.dist.barrier()  # every rank has checked the file before rank 0 removes it
                         if main:
                             train_state.remove(progress_file)
-                    elif self.dist.deepspeed:
-                        self.log(f"[resume] {regime} seed {seed}: DeepSpeed runs resume at regime boundaries only; "
-                                 f"training from the start (ignoring {progress_file.name})")
                     else:
                         self.log(f"[resume] {regime} seed {seed}: continuing training from {progress_file.name}")
-                elif self.dist.deepspeed:
-                    ignored = f" (--checkpoint-every {cfg.checkpoint_every} is ignored)" if cfg.checkpoint_every else ""
-                    self.log(f"[train] {regime} seed {seed}: DeepSpeed ZeRO-3 saves no mid-training checkpoints"
-                             f"{ignored}; an interrupted run trains this regime again (finished regimes are kept)")
                 try:
                     training = finetune(adapter, regime, stores["train"], train, classes, domain, seed, tcfg,
                                         progress=cfg.progress, resume_file=progress_file)

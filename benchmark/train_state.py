@@ -6,8 +6,9 @@ optimizer's hyper-parameters, and names the tensor file written just before it
 between the two writes leaves the previous pair intact; tensor files no JSON names are removed.
 
 The file holds whole tensors in the layout one process has (optimizer state keyed by parameter index, the JSON
-naming each index's parameter), whichever engine wrote it: ``distributed`` gathers sharded (FSDP2) state for the
-write and hands it back out on resume, so a state written by 1 process, DDP or FSDP2 resumes under any of them.
+naming each index's parameter), whichever engine wrote it: ``distributed`` gathers sharded (FSDP2, DeepSpeed
+ZeRO-3) state for the write and hands it back out on resume, so a state written by 1 process, DDP, FSDP2 or
+DeepSpeed resumes under any of them.
 """
 
 from __future__ import annotations

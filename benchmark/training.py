@@ -161,8 +161,6 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     total_steps = steps_per_epoch * cfg.epochs
     n_trainable = int(sum(p.numel() for p in params))
     every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file else 0
-    if deepspeed:  # DeepSpeed's own checkpoints are pickles (refused): it resumes at regime boundaries only
-        every = 0
     step_module = None if deepspeed else ctx.wrap(AnswerTokenLoss(adapter), cfg.engine,
                                                   shard_modules=shard_units(adapter, regime))
     # LoRA weights learn at their own rate (LLaVA-1.5: 2e-4); everything else trained at cfg.lr.
@@ -185,7 +183,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     features_fn = features_fn or store.get
     losses, supervised, step, resumed_from = [], 0, 0, 0
     grad_norm = None  # of the last optimizer step, before clipping
-    if resume_file is not None and Path(resume_file).exists() and not deepspeed:
+    if resume_file is not None and Path(resume_file).exists():
         saved = train_state.load(resume_file, adapter, optimizer, scheduler)  # safetensors + JSON, no pickle
         losses, supervised, step = saved["losses"], saved["supervised"], saved["step"]
         resumed_from = step

@@ -158,6 +158,11 @@ def read_config(path: str) -> LaunchConfig:
         if settings and kind != section.split("_")[0].upper():
             raise LaunchConfigError(f"{where}: has {section} but distributed_type {kind}: it would be ignored; set "
                                     f"distributed_type: {section.split('_')[0].upper()} or remove {section}.")
+    if kind == "FSDP" and str((cfg.fsdp_config or {}).get("fsdp_version", 1)) != "2":
+        raise LaunchConfigError(f"{where}: FSDP version {(cfg.fsdp_config or {}).get('fsdp_version', 1)} (accelerate's "
+                                f"default is 1); projbench drives FSDP2 only (it saves and gathers the trained weights "
+                                "as FSDP2's DTensors); set `fsdp_version: 2` under fsdp_config, as "
+                                "configs/accelerate/2x80gb-fsdp.yaml does.")
     if kind == "DEEPSPEED":
         ds_file = (cfg.deepspeed_config or {}).get("deepspeed_config_file")
         if ds_file and ds_file != "none" and not Path(ds_file).expanduser().is_file():
@@ -259,6 +264,12 @@ def check_environment(on_cpu: bool, environ=None) -> None:
     if deepspeed and ds_file and ds_file.lower() != "none" and not Path(ds_file).expanduser().is_file():
         raise LaunchConfigError(f"accelerate launch passed the DeepSpeed config file {ds_file!r}, which does not "
                                 "exist here; fix deepspeed_config_file in the accelerate config.")
+    # accelerate launch passes the config's fsdp_version on (1 when the config has none).
+    if fsdp and env.get("FSDP_VERSION", "1") != "2":
+        raise LaunchConfigError(f"accelerate launch was given an FSDP version {env.get('FSDP_VERSION', '1')} config; "
+                                "projbench drives FSDP2 only (it saves and gathers the trained weights as FSDP2's "
+                                "DTensors): set `fsdp_version: 2` under fsdp_config (as "
+                                "configs/accelerate/2x80gb-fsdp.yaml does).")
     if on_cpu and fsdp:
         raise LaunchConfigError("accelerate launch was given an FSDP config but this run is on the CPU, where "
                                 "accelerate ignores it (the trained weights would not be sharded); on CPU use "

@@ -37,7 +37,7 @@ def gpus(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def not_launched(monkeypatch):
-    for var in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "ACCELERATE_MIXED_PRECISION", "ACCELERATE_USE_FSDP",
+    for var in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "ACCELERATE_MIXED_PRECISION", "ACCELERATE_USE_FSDP", "FSDP_VERSION",
                 "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_CONFIG_FILE"):
         monkeypatch.delenv(var, raising=False)
 
@@ -96,6 +96,16 @@ def test_unknown_fsdp_key_that_accelerate_launch_would_ignore(capsys, tmp_path):
     line = refused(capsys, tmp_path, write(tmp_path, text))
     assert "unknown fsdp_config key(s) ['fsdp_activation_checkpoiting']: accelerate launch would ignore" in line
     assert "fsdp_activation_checkpointing," in line
+
+
+@pytest.mark.parametrize("version", ["", "  fsdp_version: 1\n"])
+def test_fsdp1_is_refused(capsys, tmp_path, gpus, version):
+    """FSDP1's flat shards are neither saved for a resume nor gathered after training: FSDP2 only."""
+    gpus(2)
+    text = f"distributed_type: FSDP\nnum_processes: 2\nfsdp_config:\n  fsdp_sharding_strategy: FULL_SHARD\n{version}"
+    line = refused(capsys, tmp_path, write(tmp_path, text))
+    assert "FSDP version 1 (accelerate's default is 1); projbench drives FSDP2 only" in line
+    assert "set `fsdp_version: 2` under fsdp_config" in line
 
 
 @pytest.mark.parametrize("kind, says", [
@@ -188,8 +198,12 @@ def test_accelerate_config_under_a_launcher_is_refused(capsys, tmp_path, monkeyp
 
 @pytest.mark.parametrize("env, says", [
     ({"ACCELERATE_MIXED_PRECISION": "fp16"}, "passed mixed precision 'fp16', which projbench's training loop"),
-    ({"ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_USE_FSDP": "true"},
+    ({"ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"},
      "given an FSDP config but this run is on the CPU, where accelerate ignores it"),
+    ({"ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"},
+     "given an FSDP version 1 config; projbench drives FSDP2 only"),
+    ({"ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_USE_FSDP": "true"},  # no FSDP_VERSION: accelerate's 1
+     "given an FSDP version 1 config; projbench drives FSDP2 only"),
     ({"ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_USE_DEEPSPEED": "true",
       "ACCELERATE_DEEPSPEED_CONFIG_FILE": "/nowhere/ds.json"}, "DeepSpeed config file '/nowhere/ds.json', which does"),
 ])

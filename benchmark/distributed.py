@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -479,6 +480,10 @@ def setup(device: str = "auto", engine: str = "auto") -> Context:
 
     check_environment(on_cpu)  # what accelerate launch passed on (precision, FSDP / DeepSpeed), if it started us
     if world == 1:
+        if engine in ("fsdp2", "deepspeed"):  # said, not silently ignored: metrics.json records engine "single"
+            print(f"[engine] one process: --engine {engine} has nothing to shard over; training runs unsharded "
+                  "(recorded as engine single). Launch several processes with torchrun or accelerate launch to "
+                  "shard.", file=sys.stderr)
         _CURRENT = Context(device=device)
         return _CURRENT
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))

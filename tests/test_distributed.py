@@ -390,3 +390,15 @@ def test_more_processes_than_gpus_fails_before_any_work(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(BenchmarkError, match="--device cuda: no CUDA device"):
         distributed.setup("cuda")
+
+
+@pytest.mark.parametrize("engine, says", [("fsdp2", True), ("deepspeed", True), ("auto", False), ("ddp", False)])
+def test_a_sharding_engine_in_one_process_is_named_not_silently_dropped(monkeypatch, capsys, engine, says):
+    from benchmark import distributed
+
+    for var in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "ACCELERATE_MIXED_PRECISION"):
+        monkeypatch.delenv(var, raising=False)
+    ctx = distributed.setup("cpu", engine)
+    assert not ctx.distributed
+    err = capsys.readouterr().err
+    assert (f"one process: --engine {engine} has nothing to shard over; training runs unsharded" in err) == says, err

@@ -282,7 +282,8 @@ class Context:
         (FSDP2), only rank 0 reads and verifies it; its ``info`` and tensors are broadcast and each rank keeps its
         shard (``broadcast_from_rank0``): one whole copy in host memory, not one per rank, and every rank gets the
         very bytes rank 0 checked. A file rank 0 refuses is refused on every rank (none waits in a collective).
-        DeepSpeed ZeRO-3: every rank reads the file and keeps its partition of each tensor.
+        DeepSpeed ZeRO-3: rank 0 reads and verifies the file and broadcasts it one tensor at a time; each rank keeps
+        its partitions.
         """
         if self.deepspeed and self.distributed:
             return self._deepspeed_restore(model, optimizer, read)

@@ -43,9 +43,10 @@ from torch import nn
 
 from benchmark.errors import ModelLoadError
 
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter, embed_with_image_tokens
+from .base import TINY_CLIP, AdapterSpec
 from .factories import hub_factory, tiny_factory
 from .loading import load_pretrained, resolve_dtype
+from .parts import PartsAdapter, PartsModel
 from .tiny import build_tokenizer
 
 SPEC_FILE = "config.json"
@@ -254,16 +255,8 @@ def _resolve(p: str, base: Path) -> Path:
 
 
 # -- the composed model -------------------------------------------------------------------------------------------
-class ComposedModel(nn.Module):
+class ComposedModel(PartsModel):
     """Frozen vision backbone(s) + projector + causal LM, through the LM's own forward with ``inputs_embeds``."""
-
-    def __init__(self, vision_tower: nn.ModuleList, multi_modal_projector: nn.Module, language_model: nn.Module,
-                 image_token_id: int):
-        super().__init__()
-        self.vision_tower = vision_tower
-        self.multi_modal_projector = multi_modal_projector
-        self.language_model = language_model
-        self.image_token_id = image_token_id
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         # A fusion's preprocessed images are stacked channel-wise, three channels per backbone.
@@ -272,26 +265,6 @@ class ComposedModel(nn.Module):
         if len({f.shape[1] for f in feats}) > 1:
             raise ValueError(f"fused backbones give different numbers of patches: {[f.shape[1] for f in feats]}")
         return torch.cat(feats, dim=-1)
-
-    def forward(self, input_ids, attention_mask=None, position_ids=None, pixel_values=None, image_embeds=None,
-                past_key_values=None, use_cache=None, **kwargs):
-        if pixel_values is not None:
-            image_embeds = self.multi_modal_projector(self.image_features(pixel_values))
-        embeds = embed_with_image_tokens(self.language_model, input_ids, self.image_token_id, image_embeds)
-        return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
-                                   cache=past_key_values, use_cache=use_cache, **kwargs)
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.language_model.get_input_embeddings()
-
-    def get_output_embeddings(self) -> nn.Module:
-        return self.language_model.get_output_embeddings()
-
-    def gradient_checkpointing_enable(self, **kwargs):
-        self.language_model.gradient_checkpointing_enable(**kwargs)
-
-    def gradient_checkpointing_disable(self):
-        self.language_model.gradient_checkpointing_disable()
 
 
 @dataclass(frozen=True)
@@ -335,7 +308,7 @@ def read_spec(source) -> ComposeSpec:
     return ComposeSpec(path.parent, tuple(vision), raw["projector"], raw["llm"], raw=raw, **opts)
 
 
-class ComposeAdapter(ModelAdapter):
+class ComposeAdapter(PartsAdapter):
     answer_prefix = " "
 
     def __init__(self, name: str, source=None, device="cpu", dtype=None, local_files_only: bool = False,
@@ -419,22 +392,10 @@ class ComposeAdapter(ModelAdapter):
         return tid
 
     # parts
-    def vision_module(self):
-        return self.model.vision_tower
-
-    def projector_module(self):
-        return self.model.multi_modal_projector
-
-    def llm_module(self):
-        return self.model.language_model
-
     def language_decoder(self):
         lm = self.model.language_model
         dec = lm.get_decoder() if hasattr(lm, "get_decoder") else lm.model
         return getattr(dec, "decoder", dec)  # OPT keeps its blocks one level down
-
-    def llm_output_head(self):
-        return self.model.language_model.get_output_embeddings()
 
     # images
     def preprocess(self, images):
@@ -445,43 +406,14 @@ class ComposeAdapter(ModelAdapter):
     def preprocessing_signature(self):
         return {"vision": list(self.spec.vision), "transforms": [repr(b.transform) for b in self.model.vision_tower]}
 
-    @torch.no_grad()
-    def vision_features(self, pixel_values):
-        return self.model.image_features(pixel_values.to(self.dtype))
-
-    def project(self, features):
-        return self.projector_module()(features.to(self.dtype))
-
     # text
     def format_prompt(self, question):
         return self.spec.template.format(bos=self.tokenizer.bos_token or "", image=self.spec.image_token,
                                          question=question)
 
     @property
-    def num_image_tokens(self):
-        return self._num_image_tokens
-
-    def _tokenize(self, text, first):
-        # The template carries its own BOS; the placeholder is spliced in as ids, so any reserved token works.
-        pieces = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in text.split(self.spec.image_token)]
-        ids = list(pieces[0])
-        for p in pieces[1:]:
-            ids += [self.image_token_id] * self.num_image_tokens + list(p)
-        return ids
-
-    def native_inputs(self, question, image, answer=None):
-        raise NotImplementedError(f"{type(self).__name__} composes its model from parts: there is no native processor "
-                                  "or forward to compare with (the cached path is checked against full_forward)")
-
-    # language model
-    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          image_embeds=image_embeds, past_key_values=past_key_values, use_cache=use_cache,
-                          return_dict=True)
-
-    def full_forward(self, input_ids, attention_mask, position_ids, pixel_values):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          pixel_values=pixel_values.to(self.dtype), use_cache=False, return_dict=True)
+    def image_token(self) -> str:
+        return self.spec.image_token
 
 
 def declared_clip(source) -> tuple[str, str | None] | None:

@@ -45,9 +45,10 @@ from benchmark.errors import ModelLoadError
 from benchmark.hub import download_command
 
 from . import configs
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter, embed_with_image_tokens
+from .base import TINY_CLIP, AdapterSpec
 from .factories import hub_factory, tiny_factory
 from .loading import load_pretrained, resolve_dtype
+from .parts import PartsAdapter, PartsModel
 from .tiny import build_tokenizer
 
 GEMMA_TEMPLATE = "{bos}{image}<start_of_turn>user\n{question}<end_of_turn>\n<start_of_turn>model\n"
@@ -66,16 +67,12 @@ DEFAULTS = {
 PROJECTOR_FILES = ("projector.safetensors", "projector.pth", "projector.pt")
 
 
-class LimberModel(nn.Module):
+class LimberModel(PartsModel):
     """Frozen CLIP vision tower + linear projector + Gemma-2 causal LM, wired through Gemma's own forward."""
 
     def __init__(self, vision_tower: nn.Module, multi_modal_projector: nn.Linear, language_model: nn.Module,
                  image_token_id: int, vision_feature_layer: int = -1, drop_cls: bool = True):
-        super().__init__()
-        self.vision_tower = vision_tower
-        self.multi_modal_projector = multi_modal_projector
-        self.language_model = language_model
-        self.image_token_id = image_token_id
+        super().__init__(vision_tower, multi_modal_projector, language_model, image_token_id)
         self.vision_feature_layer = vision_feature_layer
         self.drop_cls = drop_cls
 
@@ -83,26 +80,6 @@ class LimberModel(nn.Module):
         out = self.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
         h = out.hidden_states[self.vision_feature_layer]
         return h[:, 1:] if self.drop_cls else h
-
-    def forward(self, input_ids, attention_mask=None, position_ids=None, pixel_values=None, image_embeds=None,
-                past_key_values=None, use_cache=None, **kwargs):
-        if pixel_values is not None:
-            image_embeds = self.multi_modal_projector(self.image_features(pixel_values))
-        # Gemma's embedding layer applies its sqrt(hidden) scale to text tokens; the projected image tokens
-        # are used as they are, so the linear map learns their scale (as in LiMBeR / Venhoff et al.).
-        embeds = embed_with_image_tokens(self.language_model, input_ids, self.image_token_id, image_embeds)
-        return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
-                                   cache=past_key_values, use_cache=use_cache, **kwargs)
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.language_model.get_input_embeddings()
-
-    # Only the LLM is ever trained through many layers; the vision tower is frozen in every regime.
-    def gradient_checkpointing_enable(self, **kwargs):
-        self.language_model.gradient_checkpointing_enable(**kwargs)
-
-    def gradient_checkpointing_disable(self):
-        self.language_model.gradient_checkpointing_disable()
 
     def save_parts(self, out: Path, settings: dict) -> None:
         """Write the directory layout this adapter loads: vision/, llm/, projector.safetensors, config.json."""
@@ -133,7 +110,7 @@ def read_projector_file(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-class LimberAdapter(ModelAdapter):
+class LimberAdapter(PartsAdapter):
     projector_family = "linear"
     answer_prefix = ""  # the answer starts right after "<start_of_turn>model\n"
 
@@ -203,20 +180,8 @@ class LimberAdapter(ModelAdapter):
         return tid
 
     # parts
-    def vision_module(self):
-        return self.model.vision_tower
-
-    def projector_module(self):
-        return self.model.multi_modal_projector
-
-    def llm_module(self):
-        return self.model.language_model
-
     def language_decoder(self):
         return self.model.language_model.model
-
-    def llm_output_head(self):
-        return self.model.language_model.lm_head
 
     # images
     def preprocess(self, images):
@@ -227,43 +192,9 @@ class LimberAdapter(ModelAdapter):
         return {"image_processor": self.image_processor.to_dict(),
                 "vision_feature_layer": self.settings["vision_feature_layer"], "drop_cls": self.settings["drop_cls"]}
 
-    @torch.no_grad()
-    def vision_features(self, pixel_values):
-        return self.model.image_features(pixel_values.to(self.dtype))
-
-    def project(self, features):
-        return self.projector_module()(features.to(self.dtype))
-
     # text
     def format_prompt(self, question):
         return self._template.format(bos=self.tokenizer.bos_token, image=self.image_token, question=question)
-
-    @property
-    def num_image_tokens(self):
-        return self._num_image_tokens
-
-    def _tokenize(self, text, first):
-        # The template carries its own <bos>. The placeholder is spliced in as ids rather than tokenised, so
-        # any reserved token works even if the tokenizer would split its text.
-        pieces = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in text.split(self.image_token)]
-        ids = list(pieces[0])
-        for p in pieces[1:]:
-            ids += [self.image_token_id] * self.num_image_tokens + list(p)
-        return ids
-
-    def native_inputs(self, question, image, answer=None):
-        raise NotImplementedError("LimberAdapter composes its model from parts: there is no native processor or "
-                                  "forward to compare with (the cached path is checked against full_forward)")
-
-    # language model
-    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          image_embeds=image_embeds, past_key_values=past_key_values, use_cache=use_cache,
-                          return_dict=True)
-
-    def full_forward(self, input_ids, attention_mask, position_ids, pixel_values):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          pixel_values=pixel_values.to(self.dtype), use_cache=False, return_dict=True)
 
 
 def resolve_sources(source) -> tuple[dict, dict]:

@@ -11,6 +11,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine the thread hand-off costs ~20x.
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 SHARED_DATA = Path(os.environ.get("PROJBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

@@ -18,15 +18,7 @@ HUMANITARIAN = ["affected, injured, or dead people", "infrastructure and utility
                 "rescue, volunteering, or donation effort"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine the thread hand-off costs ~20x."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("text, classes, expected", [

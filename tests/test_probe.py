@@ -23,12 +23,7 @@ SMALL = ProbeConfig(hidden=(32,), lr=1e-2, batch_size=8, max_epochs=40, patience
 TRAIN_SIDE = ("best_epoch", "epochs_run", "n_train", "n_val", "input_dim")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def blobs(n_per_class: int, classes: int, dim: int, spread: float, seed: int, prefix: str = "train"):

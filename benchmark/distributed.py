@@ -315,6 +315,24 @@ class Context:
         return value
 
 
+def whole(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as a whole tensor: an FSDP2 DTensor or a DeepSpeed ZeRO-3 partition is gathered (every process must
+    call this then); a plain tensor is itself."""
+    if hasattr(t, "ds_tensor"):  # a DeepSpeed ZeRO-3 partition: gathered on every rank for the copy
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([t]):
+            return t.data.detach().cpu().clone()
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def local_numel(p: torch.Tensor) -> int:
+    """Elements of ``p`` this process holds: its shard under FSDP2 (DTensor) or ZeRO-3 (``ds_tensor``)."""
+    if hasattr(p, "ds_tensor"):
+        return p.ds_tensor.numel()
+    return p.to_local().numel() if hasattr(p, "to_local") else p.numel()
+
+
 def is_sharded(model: torch.nn.Module) -> bool:
     """Whether ``model``'s trained parameters are shards (FSDP2 DTensors) rather than whole tensors."""
     from torch.distributed.tensor import DTensor

@@ -178,7 +178,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     if every and (problem := ctx.resumable_problem(adapter.model)):
         raise BenchmarkError(f"{problem}.")  # before any training step, not at the first checkpoint
     # Share of the trained weights this process holds: 1 unless sharded (FSDP2, ZeRO-3: about 1 / processes).
-    held = sum(_local_numel(p) for p in params) / n_trainable
+    held = sum(distributed.local_numel(p) for p in params) / n_trainable
     gen = torch.Generator().manual_seed(seed)
     features_fn = features_fn or store.get
     losses, supervised, step, resumed_from = [], 0, 0, 0
@@ -242,7 +242,7 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
                 norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            grad_norm = float(_whole(torch.as_tensor(norm)))
+            grad_norm = float(distributed.whole(torch.as_tensor(norm)))
             scheduler.step()
             step += 1
             trained += len(batch_ids)
@@ -287,23 +287,8 @@ def trainable_state(adapter, regime: str) -> dict[str, torch.Tensor]:
 
     Sharded parameters (FSDP2 DTensors) are gathered whole: every process must call this then.
     """
-    return {k: _whole(v).detach().cpu().contiguous() for k, v in distributed.trained_parameters(adapter.model).items()}
-
-
-def _whole(t: torch.Tensor) -> torch.Tensor:
-    if hasattr(t, "ds_tensor"):  # a DeepSpeed ZeRO-3 partition: gathered on every rank for the copy
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters([t]):
-            return t.data.detach().cpu().clone()
-    return t.full_tensor() if hasattr(t, "full_tensor") else t
-
-
-def _local_numel(p: torch.Tensor) -> int:
-    """Elements of ``p`` this process holds: its shard under FSDP2 (DTensor) or ZeRO-3 (``ds_tensor``)."""
-    if hasattr(p, "ds_tensor"):
-        return p.ds_tensor.numel()
-    return p.to_local().numel() if hasattr(p, "to_local") else p.numel()
+    return {k: distributed.whole(v).detach().cpu().contiguous()
+            for k, v in distributed.trained_parameters(adapter.model).items()}
 
 
 def shard_units(adapter, regime: str) -> list[torch.nn.Module]:

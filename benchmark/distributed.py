@@ -470,9 +470,13 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def visible_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def check_gpus(processes_per_node: int, who: str, fix: str) -> None:
     """One process per GPU: refuse more processes on a machine than it has visible GPUs, naming ``fix``."""
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    n = visible_gpus()
     if processes_per_node > n:
         raise BenchmarkError(f"{who + ' ' if who else ''}{processes_per_node} processes per node"
                              f"{'' if who else ' were launched'} but only {n} GPU(s) are visible: {fix}")

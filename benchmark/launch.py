@@ -66,18 +66,6 @@ def _launch_options() -> set[str]:
     return {a.dest for a in launch_command_parser()._actions}
 
 
-def _deepspeed_installed() -> bool:
-    from .distributed import deepspeed_installed
-
-    return deepspeed_installed()
-
-
-def _gpus_visible() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def read_config(path: str) -> LaunchConfig:
     """Parse and check ``path`` without GPUs in mind (the shipped configs pass on any machine)."""
     import yaml
@@ -176,15 +164,15 @@ def check_here(cfg: LaunchConfig, device: str = "auto") -> None:
     """What ``cfg`` needs of this machine for a run on ``device``: DeepSpeed installed for a DeepSpeed config, and
     a GPU per process unless the processes run on the CPU (``--device cpu``; accelerate launch starts them there
     too, and projbench joins them over gloo)."""
-    where = f"--accelerate-config {cfg.path}"
-    if cfg.distributed_type == "DEEPSPEED" and not _deepspeed_installed():
-        from .distributed import DEEPSPEED_INSTALL
+    from . import distributed
 
+    where = f"--accelerate-config {cfg.path}"
+    if cfg.distributed_type == "DEEPSPEED" and not distributed.deepspeed_installed():
         raise LaunchConfigError(f"{where}: distributed_type DEEPSPEED needs the deepspeed package, which is not "
-                                f"installed; install it with `{DEEPSPEED_INSTALL}` (or `make install-deepspeed`), or "
+                                f"installed; install it with `{distributed.DEEPSPEED_INSTALL}` (or `make install-deepspeed`), or "
                                 "use an FSDP config (configs/accelerate/2x80gb-fsdp.yaml: the same sharding as "
                                 "ZeRO-3).")
-    if cfg.use_cpu and (device not in ("cpu", "auto") or (device == "auto" and _gpus_visible())):
+    if cfg.use_cpu and (device not in ("cpu", "auto") or (device == "auto" and distributed.visible_gpus())):
         raise LaunchConfigError(f"{where}: use_cpu: true, but the run would use the GPU (--device {device}); pass "
                                 "--device cpu, or set use_cpu: false.")
     if cfg.use_cpu or device == "cpu":
@@ -193,9 +181,7 @@ def check_here(cfg: LaunchConfig, device: str = "auto") -> None:
                                     "trained weights would not be sharded); on the CPU shard with --engine fsdp2 "
                                     "under a MULTI_GPU config or torchrun, or with --engine deepspeed.")
         return  # accelerate launch starts the processes on the CPU; projbench joins them over gloo
-    from .distributed import check_gpus
-
-    check_gpus(cfg.processes_per_machine, f"{where} starts", "set num_processes (per machine: num_processes / "
+    distributed.check_gpus(cfg.processes_per_machine, f"{where} starts", "set num_processes (per machine: num_processes / "
                "num_machines) to at most that, or pass --device cpu to run the processes on the CPU.")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark import launch
+from benchmark import distributed, launch
 from benchmark.cli import main
 from benchmark.errors import BenchmarkError
 
@@ -67,7 +67,7 @@ def test_every_shipped_config_passes(path, gpus, monkeypatch):
     assert cfg.distributed_type in launch.DRIVEN and cfg.mixed_precision in launch.PRECISIONS
     gpus(cfg.num_processes)
     # The machine has what the config needs (CI installs without DeepSpeed: that case is tested below).
-    monkeypatch.setattr(launch, "_deepspeed_installed", lambda: True)
+    monkeypatch.setattr(distributed, "deepspeed_installed", lambda: True)
     launch.check_here(cfg)  # enough GPUs: nothing to object to
 
 
@@ -131,7 +131,7 @@ def test_more_processes_than_gpus(capsys, tmp_path, gpus):
 def test_processes_on_the_cpu_need_no_gpu_but_fsdp_is_refused_there(capsys, tmp_path, gpus, monkeypatch):
     """--device cpu: accelerate launch starts the config's processes on the CPU (gloo); FSDP would be ignored."""
     gpus(0)
-    monkeypatch.setattr(launch, "_deepspeed_installed", lambda: True)
+    monkeypatch.setattr(distributed, "deepspeed_installed", lambda: True)
     for name in ("8gpu-ddp.yaml", "2x80gb-zero3.yaml"):
         launch.check_here(launch.read_config(str(next(p for p in SHIPPED if p.name == name))), "cpu")
     fsdp2 = next(p for p in SHIPPED if p.name == "2x80gb-fsdp.yaml")
@@ -156,7 +156,7 @@ def test_mixed_precision(capsys, tmp_path, precision, says):
 
 def test_deepspeed_config_without_deepspeed_says_how_to_install(capsys, tmp_path, gpus, monkeypatch):
     gpus(2)
-    monkeypatch.setattr(launch, "_deepspeed_installed", lambda: False)
+    monkeypatch.setattr(distributed, "deepspeed_installed", lambda: False)
     text = "distributed_type: DEEPSPEED\nnum_processes: 2\ndeepspeed_config:\n  zero_stage: 3\n"
     line = refused(capsys, tmp_path, write(tmp_path, text))
     assert "distributed_type DEEPSPEED needs the deepspeed package, which is not installed; install it with " \
@@ -208,8 +208,6 @@ def test_accelerate_config_under_a_launcher_is_refused(capsys, tmp_path, monkeyp
       "ACCELERATE_DEEPSPEED_CONFIG_FILE": "/nowhere/ds.json"}, "DeepSpeed config file '/nowhere/ds.json', which does"),
 ])
 def test_what_accelerate_launch_passed_is_checked_before_the_group_is_joined(monkeypatch, env, says):
-    from benchmark import distributed
-
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with pytest.raises(BenchmarkError, match=says.replace("(", r"\(").replace(")", r"\)")):

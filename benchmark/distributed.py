@@ -170,22 +170,19 @@ class Context:
         import deepspeed
         from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
 
-        weights, opt_state, outcome, failure = {}, {}, None, None
-        if self.is_main:
-            try:
-                info, weights, opt_state = read()
-                steps = sorted({float(v["step"]) for v in opt_state["state"].values()})
-                if len(steps) > 1:
-                    raise BenchmarkError(f"the saved optimizer state has parameters at different steps ({steps}); "
-                                         "DeepSpeed steps all of them together: delete the training state and rerun.")
-                groups = [{k: v for k, v in g.items() if k != "params"} for g in opt_state["param_groups"]]
-                outcome = ("ok", (info, groups, steps[0] if steps else None))
-            except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
-                outcome, failure = ("error", str(exc)), exc
-        kind, value = self.broadcast(outcome)
-        if kind == "error":
-            raise failure if self.is_main else BenchmarkError(value)
-        info, groups, step = value
+        held = {"weights": {}, "opt_state": {}}  # rank 0's whole tensors, broadcast one at a time below
+
+        def read_on_rank0():
+            info, held["weights"], held["opt_state"] = read()
+            steps = sorted({float(v["step"]) for v in held["opt_state"]["state"].values()})
+            if len(steps) > 1:
+                raise BenchmarkError(f"the saved optimizer state has parameters at different steps ({steps}); "
+                                     "DeepSpeed steps all of them together: delete the training state and rerun.")
+            groups = [{k: v for k, v in g.items() if k != "params"} for g in held["opt_state"]["param_groups"]]
+            return info, groups, steps[0] if steps else None
+
+        info, groups, step = self._from_rank0(read_on_rank0)
+        weights, opt_state = held["weights"], held["opt_state"]
         for saved, group in zip(groups, optimizer.param_groups, strict=True):
             group.update(saved)
         params = [q for group in original_param_groups(optimizer) for q in group]
@@ -296,22 +293,34 @@ class Context:
             return info
         from torch.distributed.checkpoint import state_dict as dsd
 
-        weights, by_name, outcome, failure = {}, {}, None, None
+        held = {"weights": {}, "by_name": {}}  # rank 0's whole tensors; the other ranks receive them below
+
+        def read_on_rank0():
+            info, held["weights"], opt_state = read()
+            held["by_name"] = optimizer_state_by_name(opt_state, optimizer_param_names(model, optimizer))
+            return info
+
+        info = self._from_rank0(read_on_rank0)
+        # strict=False for the model: the file holds the trained weights only, the frozen ones stay as built.
+        dsd.set_model_state_dict(model, held["weights"], options=dsd.StateDictOptions(
+            full_state_dict=True, broadcast_from_rank0=True, strict=False))
+        dsd.set_optimizer_state_dict(model, optimizer, held["by_name"], options=dsd.StateDictOptions(
+            full_state_dict=True, broadcast_from_rank0=True))
+        return info
+
+    def _from_rank0(self, fn):
+        """``fn()`` run on rank 0 alone, its (small, picklable) result on every rank. If it raises, every rank
+        raises (rank 0 its own exception, the others a BenchmarkError with its message): none is left waiting in a
+        collective for a rank that gave up."""
+        outcome, failure = None, None
         if self.is_main:
             try:
-                info, weights, opt_state = read()
-                by_name = optimizer_state_by_name(opt_state, optimizer_param_names(model, optimizer))
-                outcome = ("ok", info)
+                outcome = ("ok", fn())
             except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
                 outcome, failure = ("error", str(exc)), exc
         kind, value = self.broadcast(outcome)
         if kind == "error":
             raise failure if self.is_main else BenchmarkError(value)
-        # strict=False for the model: the file holds the trained weights only, the frozen ones stay as built.
-        dsd.set_model_state_dict(model, weights, options=dsd.StateDictOptions(
-            full_state_dict=True, broadcast_from_rank0=True, strict=False))
-        dsd.set_optimizer_state_dict(model, optimizer, by_name, options=dsd.StateDictOptions(
-            full_state_dict=True, broadcast_from_rank0=True))
         return value
 
 

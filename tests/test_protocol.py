@@ -169,6 +169,8 @@ def test_training_interrupted_mid_epoch_continues_from_its_last_checkpoint(tmp_p
     [_, ft] = Runner(cfg, log=logs.append).run()
     assert any("continuing training from train_state.json" in line for line in logs)
     assert ft["training"]["resumed_from_step"] == 2 and ft["training"]["optimizer_steps"] == 3
+    # Throughput counts the examples this call trained: the last, short global batch, 18 images - 2 steps x 8.
+    assert ft["training"]["examples_per_second"] * ft["training"]["seconds"] == pytest.approx(18 - 2 * 8)
     assert not list(d.glob("train_state*")), "mid-training state is removed once training is done"
     want = metrics_of(reference_8)["llava15-tiny/textile@max6/ft-proj/seed0"]
     assert comparable(ft) == comparable(want)

@@ -23,6 +23,16 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def add_dist(root: Path, module: str, source: str, dist: str, version: str = "0.1", entry: str | None = None) -> None:
+    """An installed-looking plugin under ``root`` (put it on PYTHONPATH): ``module.py`` holding ``source``, and the
+    dist-info of distribution ``dist`` with entry point ``entry`` (default: the module's name) in the projbench group."""
+    (root / f"{module}.py").write_text(source)
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[projbench]\n{entry or module} = {module}\n")
+
+
 SHARED_DATA = Path(os.environ.get("PROJBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

@@ -25,6 +25,7 @@ from benchmark.conformance import MemoryStore, samples_for
 from benchmark.probe import train_probe
 from benchmark.prompt import build_question
 from benchmark.registry import Plugins
+from conftest import add_dist
 
 CLASSES = ["nominal", "global defect", "local defect"]
 DOMAIN = "textile surface defects"
@@ -436,11 +437,7 @@ def test_an_analysis_plugin_registers_through_the_same_hook(tmp_path):
     import subprocess
     import sys
 
-    (tmp_path / "my_analysis_plugin.py").write_text(PLUGIN)
-    dist = tmp_path / "my_analysis_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-analysis-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[projbench]\nmine = my_analysis_plugin\n")
+    add_dist(tmp_path, "my_analysis_plugin", PLUGIN, "my-analysis-plugin", "0.1", entry="mine")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     env.pop("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", None)
     out = subprocess.run([sys.executable, "-m", "benchmark", "list", "analyses"], capture_output=True, text=True,

@@ -12,6 +12,7 @@ import pytest
 
 from benchmark.errors import BenchmarkError, UnknownNameError
 from benchmark.registry import Plugins, Registry
+from conftest import add_dist
 
 PLUGIN = '''
 """A third-party projbench plugin, as a researcher would ship it in their own package."""
@@ -44,11 +45,7 @@ def register_tasks(register):
 @pytest.fixture
 def plugin_path(tmp_path):
     """A package and its dist-info (with an entry point in the projbench group) on a fresh sys.path entry."""
-    (tmp_path / "my_projbench_plugin.py").write_text(PLUGIN)
-    dist = tmp_path / "my_projbench_plugin-1.2.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-projbench-plugin\nVersion: 1.2\n")
-    (dist / "entry_points.txt").write_text("[projbench]\nmine = my_projbench_plugin\n")
+    add_dist(tmp_path, "my_projbench_plugin", PLUGIN, "my-projbench-plugin", "1.2", entry="mine")
     return tmp_path
 
 
@@ -172,14 +169,6 @@ BROKEN = {
                         "    spec = Plugins(autoload=False).adapters.get('llava15-tiny')\n"
                         "    register(replace(spec, checkpoint='evil/weights'))\n"),
 }
-
-
-def add_dist(root: Path, module: str, source: str, dist: str, version: str = "0.1") -> None:
-    (root / f"{module}.py").write_text(source)
-    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[projbench]\n{module} = {module}\n")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from torch import nn
 from .config import ProbeConfig
 from .errors import DataError
 from .metrics import bootstrap_ci, classification_metrics
-from .tasks.base import stratified_holdout
+from .splits import stratified_holdout
 
 CONTROL_SEED = 104729  # the control probe's label shuffle: fixed, and distinct from every run seed's stream
 

@@ -1,46 +1,27 @@
-"""Task definitions: a declarative, versioned description of one image-classification task.
+"""Loading a task: a :class:`~.spec.TaskSpec` and its source become a :class:`~.spec.TaskData`.
 
-A :class:`TaskSpec` says what the task is (name, version, the domain phrase of the prompt, class names) and
-where its images come from (a :class:`Source`). Loading it gives a :class:`TaskData`: the train and test
-samples, the label space actually present, what was skipped or excluded, images shared by train and test, and
-a content fingerprint used as the feature-cache key.
+The train and test samples (validated, optionally limited per class), the label space actually present, what was
+skipped or excluded, images shared by train and test, and a content fingerprint used as the feature-cache key.
+The declarative types live in :mod:`.spec`; they are re-exported here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import re
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
 from benchmark.errors import DataError
+from benchmark.splits import uid_order
 
-SPLITS = ("train", "test")
+from .sources import ImageFolderSource
+from .spec import SPLITS, RawSplit, Sample, Source, TaskData, TaskSpec, normalize_class_name
 
-
-def normalize_class_name(folder: str) -> str:
-    """Folder name -> human-readable class name: separators and CamelCase become spaces, case is folded.
-
-    "Bell_pepper leaf" -> "bell pepper leaf"; "AnnualCrop" -> "annual crop"; "polka-dotted" -> "polka dotted".
-    """
-    name = re.sub(r"[_\-]+", " ", folder)
-    name = re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", " ", name)          # AnnualCrop -> Annual Crop
-    name = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z]{2,})", " ", name)      # HPVInfection -> HPV Infection, not "ST Ds"
-    return re.sub(r"\s+", " ", name).strip().lower()
-
-
-@dataclass(frozen=True)
-class Sample:
-    uid: str                         # stable identifier (relative path, dataset index, ...)
-    label: int                       # index into TaskData.classes
-    load_bytes: Callable[[], bytes]  # the encoded image, read lazily
-    sha256: str = ""                 # of the encoded image
-
+__all__ = ["SPLITS", "DECODE_VERSION", "RawSplit", "Sample", "Source", "TaskData", "TaskSpec", "decode_image",
+           "load_task", "normalize_class_name"]
 
 # How images are decoded; part of the task fingerprint, so features cached under an older decoding are not reused.
 # 2: EXIF orientation applied (a phone photo stored sideways with "rotate 90" in its EXIF is upright, as every
@@ -70,76 +51,6 @@ def decode_image(data: bytes) -> Image.Image:
     return img.convert("RGB")
 
 
-@dataclass
-class RawSplit:
-    """What a source yields for one split: (uid, class key, bytes loader) triples, before validation.
-
-    ``dropped`` counts records the source itself left out, by reason (e.g. no image label).
-    """
-
-    items: list[tuple[str, str, Callable[[], bytes]]] = field(default_factory=list)
-    dropped: dict[str, int] = field(default_factory=dict)
-
-
-class Source:
-    """Where a task's images come from. ``load`` returns raw items per split, keyed by class key."""
-
-    kind = "source"
-
-    def describe(self) -> str:
-        raise NotImplementedError
-
-    def load(self, data_dir: Path | None) -> dict[str, RawSplit]:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    name: str                                   # CLI name, e.g. "derm"
-    version: str                                # bump whenever data, classes or prompt change
-    domain: str                                 # the <task> phrase of the paper prompt
-    classes: tuple[str, ...]                    # human-readable class names (the label space)
-    source: Source                              # default source
-    description: str = ""
-    citation: str = ""
-    license: str = ""
-    class_keys: dict[str, str] | None = None    # source class key -> class name, where not normalize()
-    exclude_keys: tuple[str, ...] = ()          # source class keys deliberately left out of the task
-    local_source: Source | None = None          # reads --data-dir (default: train/<class>/, test/<class>/)
-    origin: str = "builtin"                     # filled in by the registry
-
-    def class_for_key(self, key: str) -> str | None:
-        """The class a source key belongs to: declared mapping, then the normalised key itself."""
-        if self.class_keys and key in self.class_keys:
-            return self.class_keys[key]
-        name = normalize_class_name(key)
-        if name in self.classes:
-            return name
-        for k, v in (self.class_keys or {}).items():  # e.g. a hub copy that lower-cased the folder names
-            if normalize_class_name(k) == name:
-                return v
-        return None
-
-
-
-@dataclass
-class TaskData:
-    spec: TaskSpec
-    classes: list[str]                          # label space present in the data (order of spec.classes)
-    splits: dict[str, list[Sample]]
-    fingerprint: str
-    skipped: dict[str, list[str]]               # split -> uids of unreadable images
-    missing_classes: list[str]                  # declared classes with no training images
-    limit: dict | None = None                   # e.g. {"max_per_class": 8}
-    source_description: str = ""
-    duplicates: list[tuple[str, str]] = field(default_factory=list)       # (train uid, test uid), same bytes
-    dropped_duplicates: list[str] = field(default_factory=list)           # test uids removed (--drop-duplicates)
-    excluded: dict[str, dict[str, int]] = field(default_factory=dict)     # split -> {reason or key: count}
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        return {s: dict(Counter(self.classes[x.label] for x in xs)) for s, xs in self.splits.items()}
-
-
 def _check_image(data: bytes) -> bool:
     try:
         img = Image.open(io.BytesIO(data))
@@ -148,11 +59,6 @@ def _check_image(data: bytes) -> bool:
         return True
     except Exception:
         return False
-
-
-def _uid_order(uid: str) -> str:
-    """A content-independent, stable order for picking "the first k" of a class."""
-    return hashlib.sha256(uid.encode()).hexdigest()
 
 
 def load_task(
@@ -168,7 +74,6 @@ def load_task(
     a :class:`DataError` that names the classes. ``max_per_class`` keeps the first ``k`` *readable* images
     of every class (in uid-hash order), so a corrupt file does not unbalance a quick run.
     """
-    from .sources import ImageFolderSource
 
     if data_dir is not None:
         source = spec.local_source or ImageFolderSource()
@@ -276,7 +181,7 @@ def _validate(spec, items, index, split, max_per_class, progress):
     from tqdm.auto import tqdm
 
     by_class: dict[str, list] = {}
-    for it in sorted(items, key=lambda t: _uid_order(t[0])):
+    for it in sorted(items, key=lambda t: uid_order(t[0])):
         by_class.setdefault(spec.class_for_key(it[1]), []).append(it)
     good, bad = [], []
     with tqdm(total=len(items) if max_per_class is None else sum(min(len(v), max_per_class)
@@ -306,15 +211,3 @@ def _duplicates(splits) -> list[tuple[str, str]]:
     for x in splits["train"]:
         train.setdefault(x.sha256, x.uid)
     return [(train[x.sha256], x.uid) for x in splits["test"] if x.sha256 in train]
-
-
-def stratified_holdout(uids_labels: list[tuple[str, str]], fraction: float) -> set[str]:
-    """Deterministic stratified hold-out by uid hash: the ``fraction`` of each class whose hashes sort first."""
-    by_class: dict[str, list[str]] = {}
-    for uid, label in uids_labels:
-        by_class.setdefault(label, []).append(uid)
-    held = set()
-    for uids in by_class.values():
-        uids = sorted(uids, key=_uid_order)
-        held.update(uids[: max(1, round(len(uids) * fraction))])
-    return held

@@ -5,8 +5,8 @@ Registered through the same hook as third-party tasks.
 
 from __future__ import annotations
 
-from .base import TaskSpec
 from .sources import ImageFolderSource, PackageFolderSource, SklearnDigitsSource
+from .spec import TaskSpec
 
 TEXTILE = TaskSpec(
     name="textile",

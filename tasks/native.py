@@ -19,8 +19,8 @@ from pathlib import Path
 from benchmark.errors import DataError
 from benchmark.hub import hub_endpoint, hub_reachable
 
-from .base import SPLITS, RawSplit, Source
 from .sources import LOCAL_FIX, ImageFolderSource
+from .spec import SPLITS, RawSplit, Source
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # tweets are short, but a stray quote can swallow lines
 

@@ -7,9 +7,9 @@ CrisisMMD use an explicit mapping. Hub ids and revisions, and why they were chos
 
 from __future__ import annotations
 
-from .base import TaskSpec, normalize_class_name
 from .native import CrisisMMDSource, DTDSplitSource
 from .sources import HFDatasetSource, ManualSource
+from .spec import TaskSpec, normalize_class_name
 
 # ---------------------------------------------------------------------------------------------------------
 # Agriculture: PlantDoc, cropped-leaf classification set (github.com/pratikkayal/PlantDoc-Dataset), its own

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from benchmark.errors import DataError
 from benchmark.hub import hub_endpoint, hub_reachable
+from benchmark.splits import stratified_holdout
 
-from .base import SPLITS, RawSplit, Source, stratified_holdout
+from .spec import SPLITS, RawSplit, Source
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 

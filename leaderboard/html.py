@@ -19,23 +19,22 @@ from html import escape
 
 from . import reference
 from .collect import Collection, RunKey
-from .plot import axis_range, bar_text, error_bar
-from .render import (
+from .columns import (
     BY_NAME,
-    LEGEND,
     MISSING,
     REGIME_LABELS,
     baselines_table,
     control_table,
-    csv_text,
     has_controls,
     joined,
-    json_text,
     model_label,
     number,
     summary_table,
     task_label,
 )
+from .markdown import LEGEND
+from .plot import axis_range, bar_text, error_bar
+from .render import csv_text, json_text
 from .table import FINETUNED, Leaderboard, Row, Stat
 
 INDEX, JSON_NAME, CSV_NAME = "index.html", "leaderboard.json", "leaderboard.csv"
@@ -194,7 +193,7 @@ def _td(text: str, key: str | None, numeric: bool, cls: str = "") -> str:
 
 
 def _line_tr(line: Line) -> str:
-    from .render import cell
+    from .columns import cell
 
     text = _text_cells(line)
     filt = "".join(f' data-{f}="{_e(text[f])}"' for f in FILTERS)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .render import REGIME_LABELS, task_label
+from .columns import REGIME_LABELS, task_label
 from .table import FINETUNED, Leaderboard
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
@@ -68,7 +68,7 @@ def error_bar(s) -> tuple[float, float]:
 
 def bar_text(s, kind: str = "delta") -> str:
     """How the error bar reads in a tooltip: "[low, high]" (95% interval) or "± std"."""
-    from .render import number, spread
+    from .columns import number, spread
 
     ci = getattr(s, "ci", None)
     if ci is not None:

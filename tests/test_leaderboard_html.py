@@ -373,8 +373,8 @@ def test_page_in_chromium_renders_sorts_filters_and_fetches_nothing(browser, tmp
 def test_cell_markup_keeps_the_text_and_intervals_become_error_bars():
     from types import SimpleNamespace
 
-    from benchmark.leaderboard.html import _td
-    from benchmark.leaderboard.plot import error_bar
+    from benchmark.leaderboard.html.tables import td as _td
+    from benchmark.leaderboard.scatter import error_bar
 
     text = "+0.1000 ± 0.0452 [+0.0500, +0.1500] (n.s.) (1/2 seeds)"
     p = TableParser()

@@ -2,7 +2,7 @@
 
 A :class:`Column` is declared once and every format reads it: Markdown and HTML take its header and its cell text
 (:func:`cell`), CSV and JSON its key and its raw value, and the paper's reference rows their value through
-``ref``. A measured quantity (a :class:`~.table.Stat` or :class:`~.table.Ratio`) is one column per regime; the
+``ref``. A measured quantity (a :class:`~.stats.Stat` or :class:`~.stats.Ratio`) is one column per regime; the
 HTML table's long form (one line per regime) names, per regime, the row column behind each of its cells
 (``per_regime``), so a page cell is always the Markdown's text.
 """
@@ -15,20 +15,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .reference import ReferenceRow
-from .table import Ratio, Row, Stat, SummaryRow
+from .stats import Ratio, Stat
+from .table import Row, SummaryRow
 
 MISSING = "—"   # no finished run behind this cell (see "Incomplete runs")
 UNDEFINED = "n/a"  # % change with a zero baseline
 NOT_SIGNIFICANT = "(n.s.)"  # a change whose 95% interval includes 0
 REGIME_LABELS = {"zero-shot": "ZS", "ft-proj": "FT-Proj", "ft-e2e": "FT-E2E", "ft-e2e-lora": "FT-E2E (LoRA)"}
 
-# Which outputs carry a column. Markdown shows columns through its tables (lists of columns below).
+# Which outputs carry a column. CSV and JSON pick their columns by it; Markdown and HTML show columns through
+# their tables (the lists of columns below), and a column only a table shows says so.
+EVERY = frozenset({"markdown", "csv", "json", "html"})
 DATA = frozenset({"csv", "json"})
 CSV = frozenset({"csv"})
 JSON = frozenset({"json"})
-TABLE = frozenset({"markdown"})
+TABLE = frozenset({"markdown", "html"})   # the Markdown's tables, which the page shows too
 HTML = frozenset({"html"})
-MEASURED = frozenset({"csv", "json", "markdown"})
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Column:
     header: str                           # Markdown/HTML header
     get: Callable[[Any], Any] = lambda row: None  # the cell's value: a Stat/Ratio for measured kinds, else data
     kind: str = "text"                    # "text", "count", "score" (0..1), "delta" (signed), "pct" (signed %)
-    formats: frozenset[str] = MEASURED    # which outputs show it
+    formats: frozenset[str] = EVERY       # which outputs show it
     e2e: bool = False                     # an FT-E2E quantity: marked "(LoRA)" when the row's FT-E2E is LoRA
     base: str | None = None               # for "pct": the absolute column, to tell "missing" from "undefined"
     own_seeds: bool = False               # seeds of its own stage (baselines), not flagged against the row's seeds

@@ -13,7 +13,8 @@ import statistics
 from . import reference
 from .columns import ROW_COLUMNS, Column
 from .markdown import markdown
-from .table import Leaderboard, Ratio, Stat, SummaryRow
+from .stats import Ratio, Stat
+from .table import Leaderboard, SummaryRow
 
 CSV_COLUMNS = [c for c in ROW_COLUMNS if "csv" in c.formats]
 JSON_COLUMNS = [c for c in ROW_COLUMNS if "json" in c.formats]

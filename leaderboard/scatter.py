@@ -16,7 +16,8 @@ import math
 from dataclasses import dataclass
 
 from .columns import REGIME_LABELS, number, spread, task_label
-from .table import FINETUNED, Leaderboard, Ratio, Row, Stat
+from .stats import Ratio, Stat
+from .table import FINETUNED, Leaderboard, Row
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")   # matplotlib's names; SVG draws the same
 COLORS = {"ft-proj": "#1f77b4", "ft-e2e": "#d62728", "ft-e2e-lora": "#ff7f0e"}   # by regime folder

@@ -1,12 +1,9 @@
-"""Draw "richness change vs. task gain" as a PNG of small multiples: one panel per task (full or limited).
+"""Draw the richness-vs-gain plot (:mod:`.scatter`) as a PNG of small multiples, with matplotlib.
 
-One point per (model, task, fine-tuned regime): x = task gain, y = richness change of the post-projection
-embeddings, the mean over seeds; error bars are the mean's 95% interval where the results carry one, else ± std. Marker shape = projector family, colour = regime, hollow =
-limited run. Points carry the model's number from the key below the panels; each number is placed next to its
-point where it overlaps no other number, no marker and stays inside the panel (a greedy search over positions
-around the point, measured with the renderer), so labels never overprint however many models there are. A
-point with no free spot nearby stays unnumbered, and its panel says how many. The paper's claim reads off the
-quadrants: right of 0 and below 0 = the task gained while the projector's output lost domain information.
+Points carry the model's number from the key below the panels; each number is placed next to its point where it
+overlaps no other number, no marker and stays inside the panel (a greedy search over positions around the point,
+measured with the renderer), so labels never overprint however many models there are. A point with no free spot
+nearby stays unnumbered, and its panel says how many.
 
 Only aggregated points are drawn (one per row and regime, never per run), with one matplotlib call per marker
 group, so thousands of result folders plot in seconds. Same results -> same PNG bytes.
@@ -20,15 +17,28 @@ from pathlib import Path
 
 import numpy as np
 
-from .render import REGIME_LABELS, task_label
-from .table import FINETUNED, Leaderboard
+from .scatter import (
+    COLORS,
+    NOTHING,
+    QUADRANTS,
+    TITLE,
+    X_AXIS,
+    Y_AXIS,
+    Panel,
+    Point,
+    key_texts,
+    legend_of,
+    markers_of,
+    numbers_of,
+    panels_of,
+    points_of,
+)
+from .table import Leaderboard
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
-COLORS = {"ft-proj": "#1f77b4", "ft-e2e": "#d62728", "ft-e2e-lora": "#ff7f0e"}
 DPI = 100
 # Layout in inches, fixed before any label is placed (a later tight_layout would move the panels).
 PANEL_W, PANEL_H = 4.0, 3.2
-LEFT, RIGHT, TITLE, WSPACE, HSPACE = 0.8, 0.3, 0.55, 0.8, 0.75
+LEFT, RIGHT, TITLE_H, WSPACE, HSPACE = 0.8, 0.3, 0.55, 0.8, 0.75
 LEGEND_ROW = 0.24
 KEY_ROW, KEY_PAD = 0.2, 0.55
 MAX_COLS = 3
@@ -37,58 +47,8 @@ LABEL_SIZE = 8.0           # points
 MAX_LABELS_PER_PANEL = 80  # beyond this a panel is a cloud (numbers unreadable); numbering it only costs time
 LABEL_GID = "point-label"  # tests find the labels by this id
 GAP = 3.0                  # pixels kept free between two labels
-
-
-@dataclass(frozen=True)
-class Point:
-    model: str
-    task: str
-    limit: int | None
-    regime: str   # folder: ft-proj, ft-e2e or ft-e2e-lora
-    x: float
-    y: float
-    xbar: tuple[float, float]   # the error bar's ends (see error_bar)
-    ybar: tuple[float, float]
-    family: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.model}/{task_label(self.task, self.limit)} {REGIME_LABELS[self.regime]}"
-
-
-def error_bar(s) -> tuple[float, float]:
-    """The ends of a mean's error bar: its 95% interval where the results carry one, else mean ± std over seeds
-    (a single point when there is neither)."""
-    ci = getattr(s, "ci", None)
-    if ci is not None:
-        return (float(ci[0]), float(ci[1]))
-    sd = s.std or 0.0
-    return (s.mean - sd, s.mean + sd)
-
-
-def bar_text(s, kind: str = "delta") -> str:
-    """How the error bar reads in a tooltip: "[low, high]" (95% interval) or "± std"."""
-    from .render import number, spread
-
-    ci = getattr(s, "ci", None)
-    if ci is not None:
-        return f"95% interval [{number(ci[0], kind)}, {number(ci[1], kind)}]"
-    return f"± {spread(s.std, kind)}" if s.std is not None else "(one seed, no interval)"
-
-
-def points_of(board: Leaderboard) -> list[Point]:
-    out: dict[tuple, Point] = {}
-    for row in board.rows:
-        for regime in FINETUNED:
-            gain, rich = row.gain[regime], row.richness[regime]
-            if gain is None or rich is None:
-                continue  # missing runs are listed in the leaderboard, there is nothing to place here
-            folder = row.folder(regime)
-            # FT-Proj is shared by a model/task's full and LoRA rows: draw it once.
-            out.setdefault((row.model, row.task, row.limit, folder), Point(
-                row.model, row.task, row.limit, folder, gain.mean, rich.mean, error_bar(gain), error_bar(rich),
-                "+".join(row.projector_families) or "unknown"))
-    return list(out.values())
+GREY = "0.3"               # legend entries that have no regime colour
+AXIS_PAD = 0.12            # room around the points for their numbers
 
 
 @dataclass(frozen=True)
@@ -102,13 +62,26 @@ class Layout:
 
     @property
     def top(self) -> float:
-        return TITLE + self.legend_rows * LEGEND_ROW + 0.35
+        return TITLE_H + self.legend_rows * LEGEND_ROW + 0.35
 
     @property
     def size(self) -> tuple[float, float]:
         w = LEFT + self.cols * PANEL_W + (self.cols - 1) * WSPACE + RIGHT
         h = self.top + self.rows * PANEL_H + (self.rows - 1) * HSPACE + HSPACE + KEY_PAD + self.key_rows * KEY_ROW
         return w, h
+
+    def panel_box(self, i: int) -> tuple[float, float, float, float]:
+        """The i-th panel's axes rectangle in figure fractions (left, bottom, width, height)."""
+        w, h = self.size
+        r, c = divmod(i, self.cols)
+        x0 = LEFT + c * (PANEL_W + WSPACE)
+        y0 = h - self.top - PANEL_H - r * (PANEL_H + HSPACE)
+        return (x0 / w, y0 / h, PANEL_W / w, PANEL_H / h)
+
+    @property
+    def key_top(self) -> float:
+        """Inches from the bottom where the key below the panels starts."""
+        return self.size[1] - self.top - self.rows * PANEL_H - (self.rows - 1) * HSPACE - HSPACE
 
 
 def _layout(n_panels: int, key_widths: list[float], n_handles: int) -> Layout:
@@ -125,74 +98,72 @@ def _legend_cols(cols: int, n_handles: int) -> int:
     return max(1, min(n_handles, 3 * cols - 2))
 
 
+def _measured_layout(n_panels: int, key_text: list[str], n_handles: int) -> Layout:
+    """The layout, with the key's columns as wide as its widest text measured by the renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    probe = Figure(dpi=DPI)
+    FigureCanvasAgg(probe)
+    renderer = probe.canvas.get_renderer()
+    key_widths = [_text_size(probe, renderer, t, 8.5)[0] / DPI for t in key_text]
+    return _layout(n_panels, key_widths, n_handles)
+
+
 def figure(board: Leaderboard):
     """The figure (Agg canvas attached, labels placed). ``draw`` saves it; tests measure it."""
     import matplotlib.style
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     points = points_of(board)
-    families = sorted({p.family for p in points})
-    marker = {f: MARKERS[i % len(MARKERS)] for i, f in enumerate(families)}
-    models = sorted({p.model for p in points})
-    number = {m: i + 1 for i, m in enumerate(models)}
-    family_of = {m: ", ".join(sorted({p.family for p in points if p.model == m})) for m in models}
-    panels: dict[tuple, list[Point]] = {}
-    for p in points:
-        panels.setdefault((p.task, p.limit is not None, p.limit or 0), []).append(p)
-    keys = sorted(panels)
-
+    panels = panels_of(points)
+    key_text = key_texts(points)
     # The default style, whatever the user's matplotlibrc says, so the same results give the same picture.
     with matplotlib.style.context("default"):
-        probe = Figure(dpi=DPI)
-        FigureCanvasAgg(probe)
-        renderer = probe.canvas.get_renderer()
-        key_text = [f"{number[m]}  {m} ({family_of[m]})" for m in models]
-        key_widths = [_text_size(probe, renderer, t, 8.5)[0] / DPI for t in key_text]
-        n_handles = len(families) + len({p.regime for p in points}) + any(p.limit is not None for p in points)
-        lay = _layout(len(keys), key_widths, n_handles)
+        lay = _measured_layout(len(panels), key_text, len(legend_of(points)))
         w, h = lay.size
-        top = lay.top
-
         fig = Figure(figsize=(w, h), dpi=DPI)
         FigureCanvasAgg(fig)
-        renderer = fig.canvas.get_renderer()
-        fig.suptitle("Richness of post-projection embeddings vs. task gain, per task (error bars: 95% interval where the "
-                     "results carry one, else ± std over seeds)",
-                     y=1 - 0.22 / h, fontsize=12)
-        handles = [Line2D([], [], linestyle="none", marker=marker[f], color="0.3", label=f"projector: {f}")
-                   for f in families]
-        handles += [Line2D([], [], linestyle="none", marker="o", color=COLORS[r], label=REGIME_LABELS[r])
-                    for r in COLORS if any(p.regime == r for p in points)]
-        if any(p.limit is not None for p in points):
-            handles.append(Line2D([], [], linestyle="none", marker="o", color="0.3", markerfacecolor="none",
-                                  label="hollow: limited run"))
-        if handles:
-            fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.4 / h),
-                       ncol=_legend_cols(lay.cols, len(handles)), fontsize=8.5, frameon=False)
-        if not keys:
-            ax = fig.add_axes((LEFT / w, (h - top - PANEL_H) / h, PANEL_W / w, PANEL_H / h))
-            ax.text(0.5, 0.5, "no finished fine-tuned runs\nwith a zero-shot baseline", ha="center", va="center",
-                    transform=ax.transAxes)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        for i, key in enumerate(keys):
-            r, c = divmod(i, lay.cols)
-            x0 = LEFT + c * (PANEL_W + WSPACE)
-            y0 = h - top - PANEL_H - r * (PANEL_H + HSPACE)
-            ax = fig.add_axes((x0 / w, y0 / h, PANEL_W / w, PANEL_H / h))
-            task, limited, limit = key
-            _panel(ax, fig, renderer, task_label(task, limit if limited else None), panels[key], marker, number)
-        # The key: model numbers, in columns below the panels.
-        key_top = h - top - lay.rows * PANEL_H - (lay.rows - 1) * HSPACE - HSPACE
-        if models:
-            fig.text(LEFT / w, key_top / h, "Key: point numbers", fontsize=9, fontweight="bold", va="top")
-        for j, text in enumerate(key_text):
-            r, c = j % lay.key_rows, j // lay.key_rows
-            fig.text((LEFT + c * lay.key_col_w) / w, (key_top - 0.3 - r * KEY_ROW) / h, text, fontsize=8.5,
-                     va="top")
+        fig.suptitle(TITLE, y=1 - 0.22 / h, fontsize=12)
+        _legend(fig, points, lay)
+        if not panels:
+            _empty_panel(fig, lay)
+        marker, number = markers_of(points), numbers_of(points)
+        for i, panel in enumerate(panels):
+            _panel(fig.add_axes(lay.panel_box(i)), panel, marker=marker, number=number)
+        _key(fig, lay, key_text)
     return fig
+
+
+def _legend(fig, points: list[Point], lay: Layout) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], linestyle="none", marker=e.marker, color=e.color or GREY,
+                      markerfacecolor="none" if e.hollow else None,
+                      label=f"projector: {e.text}" if e.family else e.text) for e in legend_of(points)]
+    if handles:
+        h = lay.size[1]
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.4 / h),
+                   ncol=_legend_cols(lay.cols, len(handles)), fontsize=8.5, frameon=False)
+
+
+def _empty_panel(fig, lay: Layout) -> None:
+    ax = fig.add_axes(lay.panel_box(0))
+    ax.text(0.5, 0.5, NOTHING, ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _key(fig, lay: Layout, key_text: list[str]) -> None:
+    """The key: model numbers, in columns below the panels."""
+    w, h = lay.size
+    if key_text:
+        fig.text(LEFT / w, lay.key_top / h, "Key: point numbers", fontsize=9, fontweight="bold", va="top")
+    for j, text in enumerate(key_text):
+        r, c = j % lay.key_rows, j // lay.key_rows
+        fig.text((LEFT + c * lay.key_col_w) / w, (lay.key_top - 0.3 - r * KEY_ROW) / h, text, fontsize=8.5,
+                 va="top")
 
 
 def _text_size(fig, renderer, text: str, size: float, weight: str = "normal") -> tuple[float, float]:
@@ -202,13 +173,11 @@ def _text_size(fig, renderer, text: str, size: float, weight: str = "normal") ->
     return bb.width, bb.height
 
 
-def _panel(ax, fig, renderer, title: str, points: list[Point], marker: dict, number: dict) -> None:
-    ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--", zorder=0)
-    ax.axvline(0.0, color="0.5", linewidth=0.8, linestyle="--", zorder=0)
+def _error_bars(ax, points: tuple[Point, ...]) -> None:
+    """Error bars of the whole panel as one collection: errorbar() per point or group builds many artists and
+    dominates the time with thousands of points."""
     from matplotlib.collections import LineCollection
 
-    # Error bars of the whole panel as one collection, markers as one plot call per (family, regime, limited):
-    # errorbar() per point or group builds many artists and dominates the time with thousands of points.
     segments, seg_colors = [], []
     for p in points:
         if p.xbar[0] != p.xbar[1]:
@@ -220,38 +189,30 @@ def _panel(ax, fig, renderer, title: str, points: list[Point], marker: dict, num
     if segments:
         ax.add_collection(LineCollection(segments, colors=seg_colors, linewidths=0.8, alpha=0.6, zorder=2),
                           autolim=False)
+
+
+def _panel(ax, panel: Panel, *, marker: dict, number: dict) -> None:
+    ax.axhline(QUADRANTS[1], color="0.5", linewidth=0.8, linestyle="--", zorder=0)
+    ax.axvline(QUADRANTS[0], color="0.5", linewidth=0.8, linestyle="--", zorder=0)
+    _error_bars(ax, panel.points)
+    # Markers as one plot call per (family, regime, limited).
     groups: dict[tuple, list[Point]] = {}
-    for p in points:
-        groups.setdefault((p.family, p.regime, p.limit is not None), []).append(p)
+    for p in panel.points:
+        groups.setdefault((p.family, p.regime, p.hollow), []).append(p)
     for (family, regime, limited), ps in sorted(groups.items()):
         color = COLORS[regime]
         ax.plot([p.x for p in ps], [p.y for p in ps], linestyle="none", marker=marker[family], color=color,
                 markerfacecolor="white" if limited else color, markersize=MARKER_SIZE, zorder=3)
-    _limits(ax, points)
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("task gain (F1 − zero-shot F1)", fontsize=8.5)
-    ax.set_ylabel("richness change (probe − original)", fontsize=8.5)
+    # Both zero lines and every point in view, with room around the points for their numbers.
+    (x0, x1), (y0, y1) = panel.ranges(AXIS_PAD)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_title(panel.title, fontsize=10)
+    ax.set_xlabel(X_AXIS[1], fontsize=8.5)
+    ax.set_ylabel(Y_AXIS[1], fontsize=8.5)
     ax.tick_params(labelsize=8)
     ax.grid(True, linewidth=0.3, alpha=0.5)
-    _place_labels(ax, fig, renderer, points, number)
-
-
-def axis_range(values: list[float], bars: list[tuple[float, float]], pad_frac: float) -> tuple[float, float]:
-    """An axis range that shows 0 and every point, and error bars only up to half the points' span beyond them:
-    with 2 seeds a t interval can be 10x wider than the spread of the means, and fitting it would squash every
-    point into the middle. A bar that goes further runs into the panel's edge (it is clipped there)."""
-    lo, hi = min([0.0, *values]), max([0.0, *values])
-    reach = 0.5 * max(hi - lo, 0.05)
-    lo = min(lo, max(min((b[0] for b in bars), default=lo), lo - reach))
-    hi = max(hi, min(max((b[1] for b in bars), default=hi), hi + reach))
-    pad = max(0.02, pad_frac * (hi - lo))
-    return lo - pad, hi + pad
-
-
-def _limits(ax, points: list[Point]) -> None:
-    """Keep both zero lines and every point in view, with room around the points for their numbers."""
-    ax.set_xlim(*axis_range([p.x for p in points], [p.xbar for p in points], 0.12))
-    ax.set_ylim(*axis_range([p.y for p in points], [p.ybar for p in points], 0.12))
+    _place_labels(ax, list(panel.points), number)
 
 
 # Label positions tried around a point, nearest first: 8 directions x growing distances (pixels).
@@ -260,19 +221,18 @@ _RINGS = (0.0, 5.0, 11.0, 18.0, 27.0, 38.0, 52.0, 70.0)
 _CAND = np.array([(dx, dy, ring) for ring in _RINGS for dx, dy in _DIRS], dtype=float)
 
 
-def _place_labels(ax, fig, renderer, points: list[Point], number: dict) -> None:
+def _place_labels(ax, points: list[Point], number: dict) -> None:
     """Number each point where the number overlaps no other number, no marker, and stays inside the panel.
 
     Points of one regime drawn on the same spot (common: no change at all) share one label, "1,3,8", instead of
     fanning out numbers whose owner a reader could not tell. All candidate spots of a label are tested against
     all obstacles in one array operation, so thousands of points stay fast.
     """
-    from matplotlib.collections import LineCollection
-
     if len(points) > MAX_LABELS_PER_PANEL:
         ax.text(0.01, 0.99, f"{len(points)} points: too many to number", transform=ax.transAxes, fontsize=7,
-                va="top", color="0.3")
+                va="top", color=GREY)
         return
+    renderer = ax.figure.canvas.get_renderer()
     inside = ax.get_window_extent(renderer)
     centers = ax.transData.transform(np.array([(p.x, p.y) for p in points]))
     rad = MARKER_SIZE / 2 * DPI / 72 + 1.0   # marker half-size in pixels, plus a hair
@@ -284,48 +244,70 @@ def _place_labels(ax, fig, renderer, points: list[Point], number: dict) -> None:
     obstacles[:len(points)] = np.column_stack([centers - rad, centers + rad])
     n_obs = len(points)
     sizes: dict[str, tuple[float, float]] = {}
-    leaders, leader_colors = [], []
-    skipped = 0
+    leaders, leader_colors, skipped = [], [], 0
     for (regime, _, _), members in spots.items():
         text = ",".join(str(n) for n in sorted({number[points[i].model] for i in members}))
         if text not in sizes:
-            sizes[text] = _text_size(fig, renderer, text, LABEL_SIZE, "bold")
-        tw, th = sizes[text]
-        cx, cy = centers[members[0]]
-        # the label's centre for each candidate: its near edge sits `ring` pixels beyond the marker's edge
-        lx = cx + _CAND[:, 0] * (rad + _CAND[:, 2] + tw / 2)
-        ly = cy + _CAND[:, 1] * (rad + _CAND[:, 2] + th / 2)
-        boxes = np.column_stack([lx - tw / 2, ly - th / 2, lx + tw / 2, ly + th / 2])
-        ok = ((boxes[:, 0] >= inside.x0) & (boxes[:, 2] <= inside.x1) & (boxes[:, 1] >= inside.y0)
-              & (boxes[:, 3] <= inside.y1))
-        obs = obstacles[:n_obs]
-        hit = ((obs[None, :, 0] < boxes[:, None, 2]) & (obs[None, :, 2] > boxes[:, None, 0])
-               & (obs[None, :, 1] < boxes[:, None, 3]) & (obs[None, :, 3] > boxes[:, None, 1])).any(axis=1)
-        free = np.flatnonzero(ok & ~hit)
-        if not len(free):
+            sizes[text] = _text_size(ax.figure, renderer, text, LABEL_SIZE, "bold")
+        center = centers[members[0]]
+        spot = _free_spot(center, sizes[text], rad=rad, inside=inside, obstacles=obstacles[:n_obs])
+        if spot is None:
             skipped += len(members)
             continue
-        k = int(free[0])
-        obstacles[n_obs] = boxes[k] + np.array([-GAP, -GAP, GAP, GAP])
+        k, box, label_at = spot
+        obstacles[n_obs] = box + np.array([-GAP, -GAP, GAP, GAP])
         n_obs += 1
         p = points[members[0]]
-        ax.annotate(text, (p.x, p.y), xytext=(lx[k] - cx, ly[k] - cy), textcoords="offset pixels", ha="center",
-                    va="center", fontsize=LABEL_SIZE, color=COLORS[regime], fontweight="bold", gid=LABEL_GID,
-                    zorder=4, annotation_clip=False)
+        ax.annotate(text, (p.x, p.y), xytext=(label_at[0] - center[0], label_at[1] - center[1]),
+                    textcoords="offset pixels", ha="center", va="center", fontsize=LABEL_SIZE,
+                    color=COLORS[regime], fontweight="bold", gid=LABEL_GID, zorder=4, annotation_clip=False)
         if _CAND[k, 2] >= _RINGS[2]:
-            # a leader line once the label is not next to its point: from the marker's edge to the label's edge
-            dx, dy = _CAND[k, 0], _CAND[k, 1]
-            norm = math.hypot(dx, dy)
-            start = (cx + dx / norm * rad, cy + dy / norm * rad)
-            end = (lx[k] - dx * tw / 2, ly[k] - dy * th / 2)
-            leaders.append(ax.transData.inverted().transform([start, end]))
+            leaders.append(ax.transData.inverted().transform(_leader(k, center, label_at, sizes[text], rad)))
             leader_colors.append(COLORS[regime])
+    _finish_labels(ax, leaders, leader_colors, skipped)
+
+
+def _free_spot(center, size: tuple[float, float], *, rad: float, inside, obstacles):
+    """(candidate index, label box, label centre) of the nearest spot for a label of ``size`` pixels around the
+    marker at ``center`` that stays ``inside`` and hits no obstacle; None if there is none."""
+    cx, cy = center
+    tw, th = size
+    # the label's centre for each candidate: its near edge sits `ring` pixels beyond the marker's edge
+    lx = cx + _CAND[:, 0] * (rad + _CAND[:, 2] + tw / 2)
+    ly = cy + _CAND[:, 1] * (rad + _CAND[:, 2] + th / 2)
+    boxes = np.column_stack([lx - tw / 2, ly - th / 2, lx + tw / 2, ly + th / 2])
+    ok = ((boxes[:, 0] >= inside.x0) & (boxes[:, 2] <= inside.x1) & (boxes[:, 1] >= inside.y0)
+          & (boxes[:, 3] <= inside.y1))
+    obs = obstacles
+    hit = ((obs[None, :, 0] < boxes[:, None, 2]) & (obs[None, :, 2] > boxes[:, None, 0])
+           & (obs[None, :, 1] < boxes[:, None, 3]) & (obs[None, :, 3] > boxes[:, None, 1])).any(axis=1)
+    free = np.flatnonzero(ok & ~hit)
+    if not len(free):
+        return None
+    k = int(free[0])
+    return k, boxes[k], (lx[k], ly[k])
+
+
+def _leader(k: int, center, label_at, size: tuple[float, float], rad: float) -> list[tuple[float, float]]:
+    """A leader line (pixels) for a label not next to its point: from the marker's edge to the label's edge."""
+    cx, cy = center
+    tw, th = size
+    dx, dy = _CAND[k, 0], _CAND[k, 1]
+    norm = math.hypot(dx, dy)
+    start = (cx + dx / norm * rad, cy + dy / norm * rad)
+    end = (label_at[0] - dx * tw / 2, label_at[1] - dy * th / 2)
+    return [start, end]
+
+
+def _finish_labels(ax, leaders: list, leader_colors: list[str], skipped: int) -> None:
+    from matplotlib.collections import LineCollection
+
     if leaders:
         ax.add_collection(LineCollection(leaders, colors=leader_colors, linewidths=0.6, alpha=0.8, zorder=2),
                           autolim=False)
     if skipped:
         ax.text(0.01, 0.99, f"{skipped} point(s) unnumbered (crowded)", transform=ax.transAxes, fontsize=7,
-                va="top", color="0.3")
+                va="top", color=GREY)
 
 
 def draw(board: Leaderboard, path: Path) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .table import pct_change
+from .stats import pct_change
 
 SOURCE = ("Verma et al., Cross-Modal Projection in Multimodal LLMs Doesn't Really Project Visual Attributes to "
           "Textual Space, ACL 2024 (arXiv 2402.16832)")

@@ -45,6 +45,7 @@ MODULES = {
     "training": ("benchmark/training.py", ["tests/test_run_numbers.py", "tests/test_lora.py"]),
     "protocol": ("benchmark/protocol.py", ["tests/test_metrics.py", "tests/test_run_numbers.py"]),
     "leaderboard": ("leaderboard/table.py", ["tests/test_leaderboard.py"]),
+    "leaderboard-stats": ("leaderboard/stats.py", ["tests/test_leaderboard.py"]),
 }
 
 

@@ -312,7 +312,8 @@ def test_reference_numbers_are_a_separate_labelled_section():
 def test_plot_is_a_png_and_deterministic(tmp_path):
     from PIL import Image
 
-    from benchmark.leaderboard.plot import draw, points_of
+    from benchmark.leaderboard.plot import draw
+    from benchmark.leaderboard.scatter import points_of
 
     board = board_of(RESULTS)
     labels = [p.label for p in points_of(board)]

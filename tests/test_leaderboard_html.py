@@ -188,6 +188,22 @@ def test_no_external_urls_and_nothing_to_fetch(page_text):
     assert "default-src 'none'" in page_text  # the browser itself refuses any fetch
 
 
+def test_stylesheet_and_script_are_package_files_inlined_whole(page_text):
+    import tomllib
+    from fnmatch import fnmatch
+
+    static = Path(__file__).parent.parent / "leaderboard" / "html" / "static"
+    css, js = (static / "page.css").read_text(encoding="utf-8"), (static / "page.js").read_text(encoding="utf-8")
+    assert f"<style>\n{css}</style>" in page_text and f"<script>\n{js}</script>" in page_text
+    assert "getElementById(\"rows\")" in js and "tr.hl{" in css
+    # a wheel carries them: every file of static/ matches the package data that pyproject.toml declares
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = project["tool"]["setuptools"]["package-data"]["benchmark.leaderboard.html"]
+    assert "benchmark.leaderboard.html" in project["tool"]["setuptools"]["packages"]
+    for f in static.iterdir():
+        assert any(fnmatch(f"static/{f.name}", g) for g in globs), f.name
+
+
 def test_site_files_are_deterministic_and_the_formats_agree(tmp_path):
     out_a, out_b = tmp_path / "a", tmp_path / "b" / "site"
     copy = Path(shutil.copytree(RESULTS, tmp_path / "elsewhere" / "results"))
@@ -373,8 +389,8 @@ def test_page_in_chromium_renders_sorts_filters_and_fetches_nothing(browser, tmp
 def test_cell_markup_keeps_the_text_and_intervals_become_error_bars():
     from types import SimpleNamespace
 
-    from benchmark.leaderboard.html import _td
-    from benchmark.leaderboard.plot import error_bar
+    from benchmark.leaderboard.html.tables import td as _td
+    from benchmark.leaderboard.scatter import error_bar
 
     text = "+0.1000 ± 0.0452 [+0.0500, +0.1500] (n.s.) (1/2 seeds)"
     p = TableParser()
@@ -432,3 +448,14 @@ def test_odd_provenance_never_hides_a_run(tmp_path):
     assert "(50000 characters, cut)" in text
     for run in coll.runs:
         assert all(len(v) <= PROVENANCE_MAX_CHARS + 40 for _, v in run.provenance)
+
+
+def test_page_plots_and_png_show_the_same_panels_and_points(page_text):
+    from benchmark.leaderboard.plot import figure
+    from benchmark.leaderboard.scatter import points_of
+
+    board = build(collect(RESULTS))
+    png_titles = [ax.get_title() for ax in figure(board).axes]
+    svg_titles = re.findall(r'<svg class="panel"[^>]*aria-label="([^"]*): richness change vs task gain"', page_text)
+    assert svg_titles == png_titles and len(png_titles) == 3   # textile, digits (limited), textile (limited)
+    assert page_text.count('<g class="pt"') == len(points_of(board)) == 2 * len(board.rows)

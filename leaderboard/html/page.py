@@ -1,0 +1,157 @@
+"""Assemble the page: head, header, filters, the long-form board, the smaller tables, the plots, the lists of
+incomplete runs, skipped files and warnings, and the provenance the script opens on demand."""
+
+from __future__ import annotations
+
+import json
+
+from .. import reference
+from ..collect import Collection, RunKey
+from ..scatter import point_of
+from ..table import Leaderboard
+from .plot import plots_html
+from .static import css, js
+from .tables import (
+    Line,
+    board_heads,
+    e,
+    filter_selects,
+    legend_html,
+    line_tr,
+    lines_of,
+    more_tables,
+    reference_trs,
+)
+
+INDEX, JSON_NAME, CSV_NAME = "index.html", "leaderboard.json", "leaderboard.csv"
+PAGE_SIZES = (25, 100, 500, 0)  # 0 = all
+DEFAULT_PAGE_SIZE = 100
+
+
+def page(board: Leaderboard, coll: Collection, with_reference: bool = False) -> str:
+    lines = lines_of(board)
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
+<link rel="icon" href="data:,">
+<title>projbench leaderboard</title>
+<style>
+{css()}</style>
+</head>
+<body>
+{_header(board, lines, len(coll.runs))}
+<main>
+{_controls(lines, with_reference)}
+{_board(lines)}
+{_sections(board, lines)}
+</main>
+<script type="application/json" id="provenance">{_script_json(_provenance(lines, board, coll))}</script>
+<script>
+{js()}</script>
+</body>
+</html>
+"""
+
+
+def _header(board: Leaderboard, lines: list[Line], n_runs: int) -> str:
+    return f"""<header>
+<h1>projbench leaderboard</h1>
+<p>Does the cross-modal projector learn a domain's visual attributes when fine-tuned, or does the LLM?
+{len(board.rows)} leaderboard rows ({len(lines)} table lines) from {n_runs} finished runs.
+Data: <a href="{JSON_NAME}">{JSON_NAME}</a> · <a href="{CSV_NAME}">{CSV_NAME}</a>.</p>
+<details><summary>How to read the numbers</summary>{legend_html()}
+<p>Each table line is one regime of a leaderboard row; the same numbers as the Markdown leaderboard.
+Limited runs are quick checks, not results. Click a column header to sort (again to reverse); missing values
+always sort last.</p></details>
+</header>"""
+
+
+def _controls(lines: list[Line], with_reference: bool) -> str:
+    sizes = "".join(f'<option value="{s}"{" selected" if s == DEFAULT_PAGE_SIZE else ""}>{s or "all"}</option>'
+                    for s in PAGE_SIZES)
+    checked = " checked" if with_reference else ""
+    return f"""<section id="controls" aria-label="filters">
+{filter_selects(lines)}
+<label>Search <input type="search" id="f-search" placeholder="any text"></label>
+<label><input type="checkbox" id="show-ref"{checked}> paper reference rows</label>
+<label>Rows per page <select id="page-size">{sizes}</select></label>
+<button type="button" id="reset">reset</button>
+</section>
+<p id="ref-note" class="note">Reference rows: {e(reference.MODEL)}, macro-F1 as reported in {e(reference.SOURCE)};
+the paper's setup differs (free-text generation with sampling, probes early-stopped on the test split):
+compare trends, not decimals.</p>"""
+
+
+def _board(lines: list[Line]) -> str:
+    body = [line_tr(line) for line in lines] + reference_trs()
+    return f"""<div class="tablewrap">
+<table id="board">
+<thead><tr>{board_heads()}</tr></thead>
+<tbody id="rows">
+{chr(10).join(body)}
+</tbody>
+</table>
+</div>
+<nav id="pager" aria-label="pages"><button type="button" id="prev">‹ previous</button>
+<span id="status" aria-live="polite">{len(lines)} lines</span>
+<button type="button" id="next">next ›</button></nav>"""
+
+
+def _plots(lines: list[Line]) -> str:
+    """The plots of the table's fine-tuned lines, each point knowing its line."""
+    points, line_ids = [], {}
+    for line in lines:
+        point = None if line.regime == "zero-shot" else point_of(line.row, line.regime)
+        if point is not None:
+            points.append(point)
+            line_ids[point.key] = line.id
+    return plots_html(points, line_ids)
+
+
+def _sections(board: Leaderboard, lines: list[Line]) -> str:
+    incomplete = "".join(f"<li><code>{e(i.path)}</code>: {e(i.reason)}</li>" for i in board.incomplete)
+    skipped = "".join(f"<li><code>{e(s.path)}</code>: {e(s.reason)}</li>" for s in board.skipped)
+    warnings = "".join(f"<li>{e(w)}</li>" for w in board.warnings)
+    return f"""<section id="summary">
+<h2>Per model</h2>
+{more_tables(board) or "<p>No summary yet.</p>"}
+</section>
+<section id="plots">
+<h2>Richness change vs. task gain, per task</h2>
+<p>Mean over seeds; error bars: the 95% interval where the results carry one, else ± std (a bar much wider
+than the points' spread is cut at the panel's edge). Right of 0: the task improved; below 0: the projector's output lost domain
+information (the paper's finding for FT-E2E is the lower right).</p>
+{_plots(lines)}
+</section>
+<section id="incomplete"><h2>Incomplete runs</h2><ul>{incomplete or "<li>None.</li>"}</ul></section>
+<section id="skipped"><h2>Skipped files</h2><ul>{skipped or "<li>None.</li>"}</ul></section>
+{f'<section id="warnings"><h2>Warnings</h2><ul>{warnings}</ul></section>' if warnings else ""}"""
+
+
+# -- provenance --------------------------------------------------------------------------------------------------
+def _provenance(lines: list[Line], board: Leaderboard, coll: Collection) -> dict:
+    """Per line: its runs (path, status); per run: its provenance pairs. Only what the page opens on demand."""
+    by_key = {r.key: r for r in coll.runs}
+    reasons = {i.path: i.reason for i in board.incomplete}
+    entries, runs = {}, {}
+    for line in lines:
+        row = line.row
+        mine = []
+        for seed in row.seeds:
+            key = RunKey(row.model, row.task, row.limit, line.folder, seed)
+            run = by_key.get(key)
+            if run is not None:
+                mine.append([key.path, "finished"])
+                runs[key.path] = [list(pair) for pair in run.provenance]
+            else:
+                mine.append([key.path, "missing: " + reasons.get(key.path, "no finished run")])
+        entries[str(line.id)] = mine
+    return {"lines": entries, "runs": runs}
+
+
+def _script_json(obj) -> str:
+    # Inside <script type="application/json">: "<" escaped so no "</script>" or "<!--" can end it early.
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")

@@ -1,0 +1,158 @@
+"""Render a :class:`~.table.Leaderboard` as Markdown, for publishing: the tables of :mod:`.columns`, in sections.
+
+Nothing here reads files, clocks or the environment, so the same leaderboard always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from . import reference
+from .columns import (
+    CHANGES_TABLE,
+    MISSING,
+    NOT_SIGNIFICANT,
+    REGIME_LABELS,
+    SCORES_TABLE,
+    UNDEFINED,
+    baselines_table,
+    control_table,
+    has_controls,
+    number,
+    summary_table,
+    table,
+)
+from .table import Leaderboard, Row, SummaryRow
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    # Names come from folder names: a "|" in one would otherwise split the cell.
+    rows = [[c.replace("|", "\\|") for c in r] for r in rows]
+    # disable_numparse: cells are already formatted; tabulate must not re-round or re-align them as numbers.
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _scores_md(rows: list[Row]) -> str:
+    return _md_table(*table(SCORES_TABLE, rows))
+
+
+def _changes_md(rows: list[Row]) -> str:
+    return _md_table(*table(CHANGES_TABLE, rows))
+
+
+def _control_md(rows: list[Row]) -> str:
+    return _md_table(*control_table(rows))
+
+
+def _baselines_md(rows: list[Row]) -> str:
+    return _md_table(*baselines_table(rows))
+
+
+def _summary_md(summary: list[SummaryRow]) -> str:
+    return _md_table(*summary_table(summary))
+
+
+def _runs_section_md(title: str, blurb: str, rows: list[Row], summary: list[SummaryRow]) -> list[str]:
+    out = [f"## {title}", "", blurb, ""]
+    if not rows:
+        return out + ["No runs of this kind yet.", ""]
+    out += ["### Task and probe macro-F1", "", _scores_md(rows), ""]
+    out += ["### Task gain and richness change (vs. zero-shot and the original projector)", "",
+            _changes_md(rows), ""]
+    if has_controls(rows):
+        out += ["### Control probes (training labels shuffled; selectivity = probe − control)", "",
+                _control_md(rows), ""]
+    out += ["### Summary per model (mean over tasks of the per-task means)", "", _summary_md(summary), ""]
+    with_baselines = [r for r in rows if r.baselines is not None]
+    if with_baselines:
+        out += ["### Baselines: does the model beat its own vision encoder? (paper Tables 1 and 3)", "",
+                "Random: exact expected macro-F1 of a uniform random guess. CLIP ZS: open_clip zero-shot with the "
+                "CLIP shown. Probe CLIP emb.: the probe MLP on CLIP's pooled image embedding (Table 3), next to "
+                "the probe on the model's patch-mean pre-projection features. \"X − CLIP ZS\": the model's F1 "
+                "minus CLIP zero-shot F1.", "", _baselines_md(with_baselines), ""]
+    return out
+
+
+def _reference_md() -> list[str]:
+    out = ["## Reference: published paper numbers (not measured by projbench)", "",
+           f"{reference.MODEL}, projector: {reference.PROJECTOR_FAMILY}, macro-F1 as reported in {reference.SOURCE}. "
+           "The paper's setup differs from projbench's protocol (free-text generation with sampling; probes "
+           "early-stopped on the test split): compare trends, not decimals. "
+           "Changes are computed from the reported numbers; the paper gives no spread over seeds.", ""]
+    regimes = ("zero-shot", "ft-proj", "ft-e2e")
+    headers = ["Task"] + [f"{REGIME_LABELS[g]} F1" for g in regimes] + [
+        "Probe orig. proj.", "Probe FT-Proj proj.", "Probe FT-E2E proj."]
+    body = [[r.task] + [number(r.f1(g), "score") for g in regimes] + [number(r.probe(g), "score") for g in regimes]
+            for r in reference.ROWS]
+    out += [_md_table(headers, body), ""]
+
+    def pct(x):
+        return UNDEFINED if x is None else number(x, "pct")
+
+    headers = ["Task"]
+    for what in ("Gain", "Richness"):
+        for g in ("ft-proj", "ft-e2e"):
+            headers += [f"{what} {REGIME_LABELS[g]}", f"{what} {REGIME_LABELS[g]} %"]
+    body = []
+    for r in reference.ROWS:
+        line = [r.task]
+        for absolute, relative in ((r.gain, r.gain_pct), (r.richness, r.richness_pct)):
+            for g in ("ft-proj", "ft-e2e"):
+                line += [number(absolute(g), "delta"), pct(relative(g))]
+        body.append(line)
+    out += [_md_table(headers, body), ""]
+    headers = ["Task", "Random F1", "CLIP ZS F1", "Probe CLIP emb. (Table 3)", "ZS − CLIP ZS", "FT-Proj − CLIP ZS",
+               "FT-E2E − CLIP ZS"]
+    body = [[r.task, number(r.random, "score"), number(r.clip_zero_shot, "score"), number(r.clip_probe, "score")]
+            + [number(r.gain_vs_clip(g), "delta") for g in regimes] for r in reference.ROWS]
+    baselines = ["Baselines (Table 1: uniform random and CLIP ViT-L/14-336 zero-shot; Table 3: MLP on the CLIP image "
+            "embedding), and LLaVA-1.5's F1 read against CLIP zero-shot:", "", _md_table(headers, body), ""]
+
+    return out + baselines
+
+
+LEGEND = [
+    "- **F1**: macro-F1 on the task's test split, per regime: ZS (zero-shot), FT-Proj (projector fine-tuned), "
+    "FT-E2E (projector + LLM fine-tuned; \"(LoRA)\" when the LLM was tuned with LoRA instead of fully).",
+    "- **Probe**: macro-F1 of an MLP probe on mean-pooled image features, taken before the projector "
+    "(pre-proj.) or after the original, FT-Proj or FT-E2E projector.",
+    "- **Gain** = F1(regime) − F1(zero-shot); **Richness** = probe(regime's projector) − probe(original "
+    "projector); **%**: the change of the seed-averaged means relative to the seed-averaged zero-shot F1 / "
+    "original probe, over the seeds both have (the paper's Table 2 estimator).",
+    "- Changes are computed per seed (each run against the zero-shot run of its seed), then aggregated: "
+    "mean ± sample std over seeds, std only with more than one seed.",
+    "- **[low, high]**: 95% interval of the mean: Student t over seeds (paired by seed for changes) with two or "
+    f"more seeds; with one, the run's bootstrap over test images (paired with the zero-shot run for changes). "
+    f"{NOT_SIGNIFICANT}: the change's interval includes 0.",
+    "- Only true replicates (equal run identity but for the seed) are averaged: runs of other configurations "
+    "get their own row, labelled `model [field=value; ...]` with the fields that differ.",
+    f"- {MISSING}: no finished run (see Incomplete runs); \"(k/n seeds)\": only k of the row's n seeds finished; "
+    f"{UNDEFINED}: % change of a zero baseline.",
+    "- **Baselines** (runs with `--baselines`): Random = exact expected macro-F1 of a uniform random guess; "
+    "CLIP ZS = open_clip zero-shot; Probe CLIP emb. = the probe on CLIP's pooled image embedding (paper Table 3); "
+    "\"X − CLIP ZS\" = the model's F1 in regime X minus CLIP zero-shot F1.",
+]
+
+
+def markdown(board: Leaderboard, with_reference: bool = False) -> str:
+    full = [r for r in board.rows if r.limit is None]
+    limited = [r for r in board.rows if r.limit is not None]
+    out = ["# projbench leaderboard", "", *LEGEND, ""]
+    out += _runs_section_md("Full runs", "Every image of each task's splits.", full,
+                            [s for s in board.summary if s.limit is None])
+    if limited:
+        out += _runs_section_md(
+            "Limited runs (quick checks, not comparable with full runs)",
+            "Run with `--max-per-class k`: at most k images per class and split. Never read these as results.",
+            limited, [s for s in board.summary if s.limit is not None])
+    out += ["## Incomplete runs", ""]
+    out += [f"- `{i.path}`: {i.reason}" for i in board.incomplete] or ["None."]
+    out += ["", "## Skipped files", ""]
+    out += [f"- `{s.path}`: {s.reason}" for s in board.skipped] or ["None."]
+    out += [""]
+    if board.warnings:
+        out += ["## Warnings", ""] + [f"- {w}" for w in board.warnings] + [""]
+    if with_reference:
+        out += _reference_md()
+    return "\n".join(out).rstrip("\n") + "\n"
+

@@ -14,7 +14,7 @@ from .static import css, js
 from .tables import (
     Line,
     board_heads,
-    e,
+    esc,
     filter_selects,
     legend_html,
     line_tr,
@@ -80,7 +80,7 @@ def _controls(lines: list[Line], with_reference: bool) -> str:
 <label>Rows per page <select id="page-size">{sizes}</select></label>
 <button type="button" id="reset">reset</button>
 </section>
-<p id="ref-note" class="note">Reference rows: {e(reference.MODEL)}, macro-F1 as reported in {e(reference.SOURCE)};
+<p id="ref-note" class="note">Reference rows: {esc(reference.MODEL)}, macro-F1 as reported in {esc(reference.SOURCE)};
 the paper's setup differs (free-text generation with sampling, probes early-stopped on the test split):
 compare trends, not decimals.</p>"""
 
@@ -112,9 +112,9 @@ def _plots(lines: list[Line]) -> str:
 
 
 def _sections(board: Leaderboard, lines: list[Line]) -> str:
-    incomplete = "".join(f"<li><code>{e(i.path)}</code>: {e(i.reason)}</li>" for i in board.incomplete)
-    skipped = "".join(f"<li><code>{e(s.path)}</code>: {e(s.reason)}</li>" for s in board.skipped)
-    warnings = "".join(f"<li>{e(w)}</li>" for w in board.warnings)
+    incomplete = "".join(f"<li><code>{esc(i.path)}</code>: {esc(i.reason)}</li>" for i in board.incomplete)
+    skipped = "".join(f"<li><code>{esc(s.path)}</code>: {esc(s.reason)}</li>" for s in board.skipped)
+    warnings = "".join(f"<li>{esc(w)}</li>" for w in board.warnings)
     return f"""<section id="summary">
 <h2>Per model</h2>
 {more_tables(board) or "<p>No summary yet.</p>"}

@@ -21,7 +21,7 @@ from ..scatter import (
     tick_text,
     ticks,
 )
-from .tables import e
+from .tables import esc
 
 # Marker shapes by matplotlib name (scatter.MARKERS), as SVG polygons in unit coordinates (y down); "o" is a circle.
 SHAPES = {
@@ -106,7 +106,7 @@ def _point_svg(p: Point, s: _Scale, *, shape: str, line_id: int) -> str:
         bars += f'<line x1="{s.x(p.xbar[0]):.1f}" x2="{s.x(p.xbar[1]):.1f}" y1="{cy:.1f}" y2="{cy:.1f}"/>'
     if p.ybar[0] != p.ybar[1]:
         bars += f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{s.y(p.ybar[0]):.1f}" y2="{s.y(p.ybar[1]):.1f}"/>'
-    return (f'<g class="pt" data-id="{line_id}" tabindex="0" stroke="{color}"><title>{e(p.tip)}</title>'
+    return (f'<g class="pt" data-id="{line_id}" tabindex="0" stroke="{color}"><title>{esc(p.tip)}</title>'
             f'{bars}{marker_svg(shape, (cx, cy), color, hollow=p.hollow)}</g>')
 
 
@@ -114,8 +114,8 @@ def panel_svg(panel: Panel, marker: dict[str, str], line_ids: dict[tuple, int]) 
     s = _Scale(panel)
     title = panel.title
     out = [f'<svg class="panel" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
-           f'aria-label="{e(title)}: richness change vs task gain">',
-           f'<text class="ptitle" x="{ML + s.pw / 2:.1f}" y="16" text-anchor="middle">{e(title)}</text>',
+           f'aria-label="{esc(title)}: richness change vs task gain">',
+           f'<text class="ptitle" x="{ML + s.pw / 2:.1f}" y="16" text-anchor="middle">{esc(title)}</text>',
            f'<rect x="{ML}" y="{MT}" width="{s.pw}" height="{s.ph}" class="frame"/>']
     out += _axes_svg(s)
     out += [_point_svg(p, s, shape=marker[p.family], line_id=line_ids[p.key]) for p in panel.points]
@@ -128,7 +128,7 @@ def _legend_html(points: list[Point]) -> str:
     for entry in legend_of(points):
         out.append(f'<span class="key"><svg width="14" height="14" viewBox="0 0 14 14">'
                    f'{marker_svg(entry.marker, (7, 7), entry.color or GREY, hollow=entry.hollow)}</svg>'
-                   f'{e(entry.text)}</span>')
+                   f'{esc(entry.text)}</span>')
     return "".join(out)
 
 

@@ -77,7 +77,7 @@ def text_cells(line: Line) -> dict[str, str]:
 
 
 # -- cells -------------------------------------------------------------------------------------------------------
-def e(s) -> str:
+def esc(s) -> str:
     """Text escaped for HTML content and attribute values."""
     return escape(str(s), quote=True)
 
@@ -91,7 +91,7 @@ def td(text: str, key: str | None, numeric: bool, cls: str = "") -> str:
     """A cell whose text content is exactly ``text``: spread, interval and notes only styled, never changed."""
     attrs = ""
     if numeric:
-        attrs += f' data-v="{e(key)}"' if key is not None else ' data-v=""'
+        attrs += f' data-v="{esc(key)}"' if key is not None else ' data-v=""'
         cls = (cls + " num").strip()
     if cls:
         attrs += f' class="{cls}"'
@@ -100,18 +100,18 @@ def td(text: str, key: str | None, numeric: bool, cls: str = "") -> str:
     body, paren, notes = text.partition(" (")
     body, bracket, interval = body.partition(" [")
     head, sep, tail = body.partition(" ± ")
-    inner = e(head) + (f'<span class="sd">{e(sep + tail)}</span>' if sep else "")
+    inner = esc(head) + (f'<span class="sd">{esc(sep + tail)}</span>' if sep else "")
     if bracket:  # a 95% interval "[low, high]"
-        inner += f'<span class="ci">{e(bracket + interval)}</span>'
+        inner += f'<span class="ci">{esc(bracket + interval)}</span>'
     if paren and numeric:
-        inner += f'<span class="tag">{e(paren + notes)}</span>'
+        inner += f'<span class="tag">{esc(paren + notes)}</span>'
     elif paren:
-        inner += e(paren + notes)
+        inner += esc(paren + notes)
     return f"<td{attrs}>{inner}</td>"
 
 
 def _filter_attrs(text: dict[str, str]) -> str:
-    return "".join(f' data-{f}="{e(text[f])}"' for f in FILTERS)
+    return "".join(f' data-{f}="{esc(text[f])}"' for f in FILTERS)
 
 
 def line_tr(line: Line) -> str:
@@ -151,7 +151,7 @@ def board_heads() -> str:
     """The long-form table's header cells: sortable buttons, each with what its column means."""
     return "".join(
         f'<th scope="col" data-col="{i}" data-type="{"num" if c.numeric else "text"}" aria-sort="none" '
-        f'title="{e(c.title)}"><button type="button">{e(c.header)}</button></th>'
+        f'title="{esc(c.title)}"><button type="button">{esc(c.header)}</button></th>'
         for i, c in enumerate(LINE_COLUMNS)) + '<th scope="col" title="the runs behind the line, with their provenance">Runs</th>'
 
 
@@ -162,15 +162,15 @@ def filter_selects(lines: list[Line]) -> str:
     for c in TEXT_COLUMNS:
         if c.filter:
             values = sorted({t[c.key] for t in texts})
-            opts = '<option value="">all</option>' + "".join(f'<option value="{e(v)}">{e(v)}</option>' for v in values)
-            out.append(f'<label>{e(c.header)} <select data-filter="{c.key}" id="f-{c.key}">{opts}</select></label>')
+            opts = '<option value="">all</option>' + "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in values)
+            out.append(f'<label>{esc(c.header)} <select data-filter="{c.key}" id="f-{c.key}">{opts}</select></label>')
     return "".join(out)
 
 
 def legend_html() -> str:
     items = []
     for item in LEGEND:
-        text = e(item.removeprefix("- "))
+        text = esc(item.removeprefix("- "))
         parts = text.split("**")
         items.append("<li>" + "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts)) + "</li>")
     return "<ul class=\"legend\">" + "".join(items) + "</ul>"
@@ -180,7 +180,7 @@ def legend_html() -> str:
 def static_table(headers: list[str], body: list[list[str]], numeric_from: int) -> str:
     """A plain table (sortable by the page's script, by text or leading number); columns from ``numeric_from`` on
     are right-aligned numbers."""
-    head = "".join(f'<th scope="col"><button type="button">{e(h)}</button></th>' for h in headers)
+    head = "".join(f'<th scope="col"><button type="button">{esc(h)}</button></th>' for h in headers)
     rows = "".join("<tr>" + "".join(td(c, None, False, "num" if i >= numeric_from else "")
                                     for i, c in enumerate(line)) + "</tr>" for line in body)
     return f'<div class="tablewrap small"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>'

@@ -43,10 +43,10 @@ from torch import nn
 
 from benchmark.errors import ModelLoadError
 
-from .base import TINY_CLIP, AdapterSpec
-from .factories import hub_factory, tiny_factory
+from . import catalog
 from .loading import load_pretrained, resolve_dtype
 from .parts import PartsAdapter, PartsModel
+from .spec import TINY_CLIP
 from .tiny import build_tokenizer
 
 SPEC_FILE = "config.json"
@@ -501,41 +501,8 @@ _TINY_DINOSIGLIP = [{"library": "timm", "name": "vit_small_patch14_dinov2", "kwa
                     {"library": "timm", "name": "vit_base_patch16_siglip_224", "kwargs": TINY_VIT}]
 _TINY_CLIP_QFORMER = [{"library": "open_clip", "tiny": TINY_CLIP[0]}]
 _QFORMER = {"type": "qformer", "num_queries": 8, "depth": 1, "heads": 2, "width": 32}
+build_tiny_dinosiglip_mlp = _tiny_builder(_TINY_DINOSIGLIP, "mlp2x_gelu", "llama")
+build_tiny_clip_qformer = _tiny_builder(_TINY_CLIP_QFORMER, _QFORMER, "qwen2")
 
-
-_COMPOSE_DOC = "a JSON spec via --model-path (vision: timm or open_clip, projector by name, any HF causal LM)"
-
-ADAPTERS = [
-    AdapterSpec(
-        name="compose",
-        clip=declared_clip,
-        factory=hub_factory(ComposeAdapter, "compose", None),
-        checkpoint="--model-path SPEC.json, or a folder with the spec as config.json and the weights",
-        projector_family="composed",
-        projector_modules="multi_modal_projector of ComposedModel (linear, mlp2x_gelu, qformer or perceiver)",
-        description="A composed MLLM: " + _COMPOSE_DOC,
-    ),
-    AdapterSpec(
-        name="compose-dinosiglip-mlp-tiny",
-        clip=TINY_CLIP,
-        factory=tiny_factory(ComposeAdapter, "compose-dinosiglip-mlp-tiny",
-                             _tiny_builder(_TINY_DINOSIGLIP, "mlp2x_gelu", "llama")),
-        checkpoint="tiny random-init timm DINOv2 + SigLIP ViTs (fused) + mlp2x_gelu + LlamaForCausalLM, built offline",
-        projector_family="mlp",
-        projector_modules="multi_modal_projector of ComposedModel (mlp2x_gelu: linear-GELU-linear)",
-        description="Tiny Prismatic-style composition: DINOv2 + SigLIP fusion (timm) + LLaVA MLP + Llama",
-        tiny=True,
-    ),
-    AdapterSpec(
-        name="compose-clip-qformer-tiny",
-        clip=TINY_CLIP,
-        factory=tiny_factory(ComposeAdapter, "compose-clip-qformer-tiny",
-                             _tiny_builder(_TINY_CLIP_QFORMER, _QFORMER, "qwen2")),
-        checkpoint="tiny random-init open_clip CLIP ViT + query transformer (8 queries) + Qwen2ForCausalLM, built "
-                   "offline",
-        projector_family="q-former",
-        projector_modules="multi_modal_projector of ComposedModel (QueryTransformer: 8 learned queries, 1 block)",
-        description="Tiny composition: open_clip CLIP + Q-Former-style query transformer + Qwen2",
-        tiny=True,
-    ),
-]
+# The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
+ADAPTERS = catalog.COMPOSE

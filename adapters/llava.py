@@ -11,9 +11,8 @@ from pathlib import Path
 
 import torch
 
-from . import configs
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter
-from .factories import hub_factory, tiny_factory
+from . import catalog
+from .base import ModelAdapter
 from .tiny import build_tokenizer
 
 # LLaVA-1.5's own conversation template ``llava_v1`` (conv_vicuna_v1 in the LLaVA repository, used by its
@@ -107,7 +106,7 @@ class LlavaAdapter(ModelAdapter):
 # Tiny twin: same class, tiny config, fixed-seed random init, offline tokenizer + processor.
 
 
-def _build_tiny_llava(out: Path) -> None:
+def build_tiny_llava(out: Path) -> None:
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -147,37 +146,7 @@ def _build_tiny_llava(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-load_llava_tiny = tiny_factory(LlavaAdapter, "llava15-tiny", _build_tiny_llava)
-
-ADAPTERS = [
-    AdapterSpec(
-        name="llava15",
-        architecture=configs.llava15_7b,
-        clip=("ViT-L-14-336", "openai"),
-        factory=hub_factory(LlavaAdapter, "llava15", "llava-hf/llava-1.5-7b-hf"),
-        checkpoint="llava-hf/llava-1.5-7b-hf",
-        projector_family="mlp",
-        projector_modules="model.multi_modal_projector (linear-GELU-linear)",
-        description="LLaVA-1.5-7B: CLIP ViT-L/14-336 + 2-layer MLP + Vicuna-7B (the paper's model)",
-    ),
-    AdapterSpec(
-        name="llava15-13b",
-        architecture=configs.llava15_13b,
-        clip=("ViT-L-14-336", "openai"),
-        factory=hub_factory(LlavaAdapter, "llava15-13b", "llava-hf/llava-1.5-13b-hf"),
-        checkpoint="llava-hf/llava-1.5-13b-hf",
-        projector_family="mlp",
-        projector_modules="model.multi_modal_projector (linear-GELU-linear)",
-        description="LLaVA-1.5-13B: CLIP ViT-L/14-336 + 2-layer MLP + Vicuna-13B",
-    ),
-    AdapterSpec(
-        name="llava15-tiny",
-        clip=TINY_CLIP,
-        factory=load_llava_tiny,
-        checkpoint="tiny random-init LlavaForConditionalGeneration (seed 0), built offline",
-        projector_family="mlp",
-        projector_modules="model.multi_modal_projector (linear-GELU-linear)",
-        description="Tiny twin of llava15: same classes, tiny config, for tests and the offline demo",
-        tiny=True,
-    ),
-]
+# The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
+ADAPTERS = catalog.LLAVA
+_build_tiny_llava = build_tiny_llava  # the former private name
+load_llava_tiny = {s.name: s for s in ADAPTERS}["llava15-tiny"].factory

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 
-from . import configs
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter, PromptParts
-from .factories import hub_factory, tiny_factory
+from . import catalog
+from .base import ModelAdapter, PromptParts
 from .tiny import build_tokenizer
 
 
@@ -140,7 +139,7 @@ class PaliGemmaAdapter(ModelAdapter):
 # Tiny twin: same classes (PaliGemmaForConditionalGeneration + PaliGemmaProcessor), tiny config, fixed seed.
 
 
-def _build_tiny_paligemma(out: Path) -> None:
+def build_tiny_paligemma(out: Path) -> None:
     from transformers import (
         GemmaConfig,
         PaliGemmaConfig,
@@ -177,29 +176,7 @@ def _build_tiny_paligemma(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-load_paligemma_tiny = tiny_factory(PaliGemmaAdapter, "paligemma-tiny", _build_tiny_paligemma)
-
-PROJECTOR = "model.multi_modal_projector (PaliGemmaMultiModalProjector: one nn.Linear with bias, SigLIP -> Gemma{})"
-
-ADAPTERS = [
-    AdapterSpec(
-        name="paligemma",
-        architecture=configs.paligemma_3b,
-        clip=("ViT-SO400M-14-SigLIP", "webli"),
-        factory=hub_factory(PaliGemmaAdapter, "paligemma", "google/paligemma-3b-pt-224"),
-        checkpoint="google/paligemma-3b-pt-224",
-        projector_family="linear",
-        projector_modules=PROJECTOR.format(": 1152 -> 2048"),
-        description="PaliGemma-3B (pt, 224px): SigLIP-So400m + linear projection + Gemma-2B, prefix-LM attention",
-    ),
-    AdapterSpec(
-        name="paligemma-tiny",
-        clip=TINY_CLIP,
-        factory=load_paligemma_tiny,
-        checkpoint="tiny random-init PaliGemmaForConditionalGeneration (seed 0), built offline",
-        projector_family="linear",
-        projector_modules=PROJECTOR.format(": 32 -> 64"),
-        description="Tiny twin of paligemma: same classes, tiny config, for tests and the offline demo",
-        tiny=True,
-    ),
-]
+# The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
+ADAPTERS = catalog.PALIGEMMA
+_build_tiny_paligemma = build_tiny_paligemma  # the former private name
+load_paligemma_tiny = {s.name: s for s in ADAPTERS}["paligemma-tiny"].factory

@@ -33,9 +33,8 @@ from pathlib import Path
 
 import torch
 
-from . import configs
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter
-from .factories import hub_factory, tiny_factory
+from . import catalog
+from .base import ModelAdapter
 from .idefics3 import chat_template_around
 from .tiny import build_tokenizer
 
@@ -218,7 +217,7 @@ _TINY_TEMPLATE = (
 TINY_IMAGE_SIZE = 32  # 8x8 patches of 4 px -> 16 LLM tokens (4x4 grid: M-RoPE delta 4 - 16 = -12)
 
 
-def _build_tiny_qwen2vl(out: Path) -> None:
+def build_tiny_qwen2vl(out: Path) -> None:
     from tokenizers import processors
     from transformers import (
         Qwen2VLConfig,
@@ -262,27 +261,6 @@ def _build_tiny_qwen2vl(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-_PROJECTOR = "model.visual.merger (ln_q LayerNorm, 2x2 patch concat, linear-GELU-linear)"
-
-ADAPTERS = [
-    AdapterSpec(
-        name="qwen2vl",
-        architecture=configs.qwen2vl_2b,
-        factory=hub_factory(Qwen2VLAdapter, "qwen2vl", "Qwen/Qwen2-VL-2B-Instruct", image_size=448),
-        checkpoint="Qwen/Qwen2-VL-2B-Instruct",
-        projector_family="patch-merger",
-        projector_modules=_PROJECTOR,
-        description="Qwen2-VL-2B-Instruct: 675M ViT/14 + 2x2 patch merger + Qwen2-1.5B with M-RoPE "
-                    "(fixed 448x448 input: 256 image tokens)",
-    ),
-    AdapterSpec(
-        name="qwen2vl-tiny",
-        clip=TINY_CLIP,
-        factory=tiny_factory(Qwen2VLAdapter, "qwen2vl-tiny", _build_tiny_qwen2vl, image_size=TINY_IMAGE_SIZE),
-        checkpoint="tiny random-init Qwen2VLForConditionalGeneration (seed 0), built offline",
-        projector_family="patch-merger",
-        projector_modules=_PROJECTOR,
-        description="Tiny twin of qwen2vl: same class, M-RoPE and template shape, tiny config, for tests and the demo",
-        tiny=True,
-    ),
-]
+# The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
+ADAPTERS = catalog.QWEN2VL
+_build_tiny_qwen2vl = build_tiny_qwen2vl  # the former private name

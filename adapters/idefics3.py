@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from . import catalog
-from .base import ModelAdapter
+from .hf import HFAdapter
 from .tiny import build_tokenizer
 
 QUESTION_SENTINEL = "\x00QUESTION\x00"
@@ -41,17 +41,17 @@ def chat_template_around(processor) -> tuple[str, str]:
     return before, after
 
 
-class Idefics3Adapter(ModelAdapter):
+class Idefics3Adapter(HFAdapter):
     projector_family = "pixel-shuffle"
+    model_class = "Idefics3ForConditionalGeneration"
+    vision_path, projector_path, decoder_path = "model.vision_model", "model.connector", "model.text_model"
     answer_prefix = " "  # the template ends in "Assistant:" and the model answers " <text><end_of_utterance>"
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
         from PIL import Image
-        from transformers import Idefics3ForConditionalGeneration
 
-        self.load_hf(name, Idefics3ForConditionalGeneration, source, device, dtype, local_files_only)
+        super().__init__(name, source, device, dtype, local_files_only)
         self.processor.image_processor.do_image_splitting = False
-        self.image_token_id = self.model.config.image_token_id
         self._side = self.processor.image_processor.max_image_size["longest_edge"]
         # The image block exactly as the processor writes it for one unsplit image, read off a blank image.
         blank = Image.new("RGB", (self._side, self._side))
@@ -66,19 +66,6 @@ class Idefics3Adapter(ModelAdapter):
         self._before, self._after = chat_template_around(self.processor)
         # Answers end with the chat turn's end marker, which is what the model emits after an answer.
         self._turn_end_id = self.tokenizer.convert_tokens_to_ids(self.processor.end_of_utterance_token)
-
-    # parts
-    def vision_module(self):
-        return self.model.model.vision_model
-
-    def projector_module(self):
-        return self.model.model.connector
-
-    def llm_module(self):
-        return torch.nn.ModuleDict({"text_model": self.model.model.text_model, "lm_head": self.model.lm_head})
-
-    def language_decoder(self):
-        return self.model.model.text_model
 
     # images
     def preprocess(self, images):
@@ -108,10 +95,6 @@ class Idefics3Adapter(ModelAdapter):
     # text
     def format_prompt(self, question):
         return self._before + question + self._after
-
-    @property
-    def num_image_tokens(self):
-        return self._num_image_tokens
 
     def _tokenize(self, text, first):
         # The chat template already writes the BOS marker, so never let the tokenizer add another one.

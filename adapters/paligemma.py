@@ -25,34 +25,20 @@ from pathlib import Path
 import torch
 
 from . import catalog
-from .base import ModelAdapter, PromptParts
+from .base import PromptParts
+from .hf import HFAdapter
 from .tiny import build_tokenizer
 
 
-class PaliGemmaAdapter(ModelAdapter):
+class PaliGemmaAdapter(HFAdapter):
     projector_family = "linear"
+    model_class = "PaliGemmaForConditionalGeneration"  # parts at HFAdapter's default paths
     answer_prefix = ""  # the suffix is tokenised on its own, right after the prefix's newline
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
-        from transformers import PaliGemmaForConditionalGeneration
-
-        self.load_hf(name, PaliGemmaForConditionalGeneration, source, device, dtype, local_files_only)
-        self.image_token_id = self.model.config.image_token_id
+        super().__init__(name, source, device, dtype, local_files_only)
         self._num_image_tokens = int(self.processor.image_seq_length)
         self._newline: dict[int, bool] = {}  # token id -> does its text contain "\n" (filled lazily)
-
-    # parts
-    def vision_module(self):
-        return self.model.model.vision_tower
-
-    def projector_module(self):
-        return self.model.model.multi_modal_projector
-
-    def llm_module(self):
-        return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
-
-    def language_decoder(self):
-        return self.model.model.language_model
 
     # images
     def preprocessing_signature(self):
@@ -63,16 +49,9 @@ class PaliGemmaAdapter(ModelAdapter):
         # Exactly what PaliGemmaModel.get_image_features hands to its projector.
         return self.vision_module()(pixel_values.to(self.dtype)).last_hidden_state
 
-    def project(self, features):
-        return self.projector_module()(features.to(self.dtype))
-
     # text
     def format_prompt(self, question):
         return f"{self.processor.image_token}{self.tokenizer.bos_token}{question}\n"
-
-    @property
-    def num_image_tokens(self):
-        return self._num_image_tokens
 
     def encode(self, question: str, answer: str | None = None) -> PromptParts:
         # The processor tokenises prefix and suffix as a text pair, i.e. separately, with BOS written into

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from . import catalog
-from .base import ModelAdapter
+from .hf import HFAdapter
 from .idefics3 import chat_template_around
 from .tiny import build_tokenizer
 
@@ -42,17 +42,16 @@ ROPE_DELTAS = "projbench_rope_deltas"  # attribute of a returned cache: the prom
 TURN_END = "<|im_end|>"
 
 
-class Qwen2VLAdapter(ModelAdapter):
+class Qwen2VLAdapter(HFAdapter):
     projector_family = "patch-merger"
+    model_class = "Qwen2VLForConditionalGeneration"
+    projector_path = "model.visual.merger"  # the decoder and LM head at HFAdapter's default paths
     answer_prefix = ""  # the template ends in "<|im_start|>assistant\n"; the answer follows directly
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False,
                  image_size: int = 448):
-        from transformers import Qwen2VLForConditionalGeneration
-
-        self.load_hf(name, Qwen2VLForConditionalGeneration, source, device, dtype, local_files_only)
+        super().__init__(name, source, device, dtype, local_files_only)
         cfg = self.model.config
-        self.image_token_id = cfg.image_token_id
         ip = self.processor.image_processor
         vision = cfg.vision_config
         if (ip.patch_size, ip.merge_size, ip.temporal_patch_size) != (
@@ -75,15 +74,6 @@ class Qwen2VLAdapter(ModelAdapter):
         visual = self.model.model.visual
         return torch.nn.ModuleDict({"patch_embed": visual.patch_embed, "rotary_pos_emb": visual.rotary_pos_emb,
                                     "blocks": visual.blocks})
-
-    def projector_module(self):
-        return self.model.model.visual.merger
-
-    def llm_module(self):
-        return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
-
-    def language_decoder(self):
-        return self.model.model.language_model
 
     # images
     def _pixel_budget(self) -> dict:
@@ -126,10 +116,6 @@ class Qwen2VLAdapter(ModelAdapter):
     # text
     def format_prompt(self, question):
         return self._before + question + self._after
-
-    @property
-    def num_image_tokens(self):
-        return self._num_image_tokens
 
     def _tokenize(self, text, first):
         # The chat template is the whole prompt; the tokenizer must not add anything to it.

@@ -1,4 +1,4 @@
-"""The adapter contract: the one small interface through which any MLLM enters the benchmark.
+"""The base class that implements the adapter contract (the protocols of ``contract.py``) over a transformers model.
 
 An adapter wraps a native transformers model and exposes the three parts of the paper's decomposition
 (vision encoder -> projector -> LLM) without re-implementing any forward pass:
@@ -12,18 +12,20 @@ An adapter wraps a native transformers model and exposes the three parts of the 
   ``image_token_mask()`` and ``attention_implementation()``.
 
 Everything else (prompting, losses, class scoring, probes) is written once, in ``benchmark``, on top of it.
+The methods a subclass must fill in are marked ``@not_provided``: until overridden, the adapter does not provide
+the protocol they belong to. ``hf.HFAdapter`` fills most of them in from module paths.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .contract import not_provided
+from .contract import PromptParts, not_provided  # noqa: F401  (PromptParts: re-exported, its former home)
 from .spec import TINY_CLIP, AdapterSpec  # noqa: F401  (re-exported: their former home)
 
 
@@ -63,14 +65,6 @@ class Architecture:
     project: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None  # default: parts["projector"](x)
     llm: Callable[[nn.Module, torch.Tensor], Any] | None = None       # default: decoder + lm head on embeds
     pixel_channels: int = 3
-
-
-@dataclass
-class PromptParts:
-    """Token ids of one example: the prompt (image tokens expanded) and the answer (ending in EOS)."""
-
-    prompt_ids: list[int]
-    answer_ids: list[int] = field(default_factory=list)
 
 
 class ModelAdapter:

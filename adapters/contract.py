@@ -20,13 +20,20 @@ This module imports no torch: the annotations are strings.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from .base import PromptParts
+
+@dataclass
+class PromptParts:
+    """Token ids of one example: the prompt (image tokens expanded) and the answer (ending in ``answer_end_id``)."""
+
+    prompt_ids: list[int]
+    answer_ids: list[int] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -153,4 +160,4 @@ def unknown_protocols(requires) -> list[str]:
 
 
 __all__ = ["PROTOCOLS", "REQUIRED", "LanguageModel", "LayerAccess", "NativeReference", "Parts", "Projection",
-           "Prompting", "lacks", "missing", "not_provided", "unknown_protocols"]
+           "PromptParts", "Prompting", "lacks", "missing", "not_provided", "unknown_protocols"]

@@ -119,3 +119,26 @@ def test_built_in_analyses_declare_known_protocols():
     for spec in Plugins(autoload=False).analyses:
         assert spec.requires and not contract.unknown_protocols(spec.requires), spec.name
         assert isinstance(spec.run, Ref)
+
+
+def test_the_documented_plugin_path_registers_without_torch():
+    """The BakLLaVA example registers through `from benchmark import ...` and names its adapter as a string."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "projbench-bakllava"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from projbench_bakllava import plugin; "
+            "names = []; plugin.register_adapters(register=lambda s: names.append(s.name)); "
+            "print(names, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(example)], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    assert out.strip() == "['bakllava', 'bakllava-tiny'] False"
+
+
+def test_the_plugin_api_is_exported_from_benchmark():
+    import benchmark
+
+    for name in ("hookimpl", "AdapterSpec", "HFAdapter", "ModelAdapter", "model_family", "Checkpoint", "TinyTwin",
+                 "hub_factory", "tiny_factory", "TaskSpec", "AnalysisSpec", "build_tokenizer",
+                 "rerandomise_zero_matrices", "contract"):
+        assert getattr(benchmark, name) is not None, name
+    assert set(benchmark.__all__) >= {"HFAdapter", "model_family"}

@@ -142,3 +142,15 @@ def test_the_plugin_api_is_exported_from_benchmark():
                  "rerandomise_zero_matrices", "contract"):
         assert getattr(benchmark, name) is not None, name
     assert set(benchmark.__all__) >= {"HFAdapter", "model_family"}
+
+
+def test_the_conformance_suite_fails_an_adapter_missing_a_required_protocol():
+    from benchmark import conformance as C
+    from benchmark.adapters.llava import LlavaAdapter
+
+    class NoProjection(LlavaAdapter):
+        vision_features = C.contract.not_provided(lambda self, pixel_values: None)
+
+    with pytest.raises(C.ConformanceFailure, match=r"'projection' protocol[\s\S]*vision_features"):
+        C.test_provides_the_contract(_bare(NoProjection))
+    C.test_provides_the_contract(_bare(LlavaAdapter))

@@ -81,8 +81,9 @@ class Prompting(Protocol):
 class LanguageModel(Protocol):
     """The model's own forward, with the projected image tokens where its projector's output would go."""
 
+    # The cache arguments are passed by keyword (implementations may also accept them by position).
     def lm_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                   image_embeds: torch.Tensor | None, past_key_values: Any = None, use_cache: bool = False) -> Any: ...
+                   image_embeds: torch.Tensor | None, *, past_key_values: Any = None, use_cache: bool = False) -> Any: ...
     def full_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                      pixel_values: torch.Tensor) -> Any: ...
 

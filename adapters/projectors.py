@@ -36,7 +36,7 @@ class QueryBlock(nn.Module):
 class QueryTransformer(nn.Module):
     """Learned queries read the image through cross-attention (BLIP-2's Q-Former idea), then a linear map to the LM."""
 
-    def __init__(self, in_dim: int, out_dim: int, num_queries: int = 32, depth: int = 2, heads: int = 8,
+    def __init__(self, in_dim: int, out_dim: int, *, num_queries: int = 32, depth: int = 2, heads: int = 8,
                  width: int = 768):
         super().__init__()
         self.queries = nn.Parameter(torch.randn(1, num_queries, width) * 0.02)
@@ -70,7 +70,7 @@ class PerceiverBlock(nn.Module):
 class PerceiverResampler(nn.Module):
     """A fixed number of latents resample any number of image tokens (Alayrac et al., 2022)."""
 
-    def __init__(self, in_dim: int, out_dim: int, num_queries: int = 64, depth: int = 2, heads: int = 8,
+    def __init__(self, in_dim: int, out_dim: int, *, num_queries: int = 64, depth: int = 2, heads: int = 8,
                  width: int = 768):
         super().__init__()
         self.input = nn.Linear(in_dim, width)

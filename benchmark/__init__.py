@@ -26,7 +26,7 @@ _API = {
     "model_family": ".adapters.spec", "hub_factory": ".adapters.spec", "tiny_factory": ".adapters.spec",
     "Ref": ".refs", "contract": ".adapters.contract", "HFAdapter": ".adapters.hf", "ModelAdapter": ".adapters.base",
     "PromptParts": ".adapters.base", "build_tokenizer": ".adapters.tiny",
-    "rerandomise_zero_matrices": ".adapters.tiny", "TaskSpec": ".tasks.base", "AnalysisSpec": ".analyses",
+    "rerandomise_zero_matrices": ".adapters.tiny", "TaskSpec": ".tasks", "AnalysisSpec": ".analyses",
     "AnalysisUnsupported": ".analyses",
 }
 

@@ -1,4 +1,4 @@
-"""The adapter contract: the one small interface through which any MLLM enters the benchmark.
+"""The base class that implements the adapter contract (the protocols of ``contract.py``) over a transformers model.
 
 An adapter wraps a native transformers model and exposes the three parts of the paper's decomposition
 (vision encoder -> projector -> LLM) without re-implementing any forward pass:
@@ -12,19 +12,21 @@ An adapter wraps a native transformers model and exposes the three parts of the 
   ``image_token_mask()`` and ``attention_implementation()``.
 
 Everything else (prompting, losses, class scoring, probes) is written once, in ``benchmark``, on top of it.
+The methods a subclass must fill in are marked ``@not_provided``: until overridden, the adapter does not provide
+the protocol they belong to. ``hf.HFAdapter`` fills most of them in from module paths.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-# The tiny open_clip twin (benchmark/baselines.py) that tiny adapters declare, so their baselines run offline.
-TINY_CLIP = ("tiny-clip", None)
+from .contract import PromptParts, not_provided  # noqa: F401  (PromptParts: re-exported, its former home)
+from .spec import TINY_CLIP, AdapterSpec  # noqa: F401  (re-exported: their former home)
 
 
 def embed_with_image_tokens(language_model: nn.Module, input_ids: torch.Tensor, image_token_id: int,
@@ -41,27 +43,6 @@ def embed_with_image_tokens(language_model: nn.Module, input_ids: torch.Tensor, 
     if int(slots.sum()) != image_embeds.shape[0] * image_embeds.shape[1]:
         raise ValueError(f"{int(slots.sum())} image placeholders for {tuple(image_embeds.shape[:2])} image tokens")
     return embeds.masked_scatter(slots[..., None], image_embeds.to(embeds.dtype))
-
-
-@dataclass(frozen=True)
-class AdapterSpec:
-    """A registry entry: how to build an adapter, and what it is, for `list models`."""
-
-    name: str                       # CLI name, e.g. "llava15"
-    factory: Callable[..., ModelAdapter]  # factory(source=None, device="cpu", dtype=None, cache_dir=None)
-    checkpoint: str                 # hub id or description of the default checkpoint
-    projector_family: str           # "mlp", "linear", "q-former", "resampler", "patch-merger", ...
-    projector_modules: str          # what counts as the projector, in the model's own attribute names
-    description: str = ""
-    tiny: bool = False              # a tiny random-init twin for tests and the demo
-    # The open_clip (model, pretrained tag) matching the vision encoder, for the CLIP baselines; None if no CLIP
-    # matches (the baselines then fall back to the paper's CLIP, with a recorded warning). A callable gets the
-    # --model-path and returns the same, for adapters whose encoder depends on what they load (compose).
-    clip: tuple[str, str | None] | Callable[[str | None], tuple[str, str | None] | None] | None = None
-    # The real architecture without weights, for `plan` (memory, FLOPs): a zero-argument callable returning an
-    # :class:`Architecture`; None if the adapter ships no config (`plan` then needs --model-path).
-    architecture: Callable[[], Architecture] | None = None
-    origin: str = "builtin"         # filled in by the registry: the plugin that registered it
 
 
 @dataclass(frozen=True)
@@ -86,14 +67,6 @@ class Architecture:
     pixel_channels: int = 3
 
 
-@dataclass
-class PromptParts:
-    """Token ids of one example: the prompt (image tokens expanded) and the answer (ending in EOS)."""
-
-    prompt_ids: list[int]
-    answer_ids: list[int] = field(default_factory=list)
-
-
 class ModelAdapter:
     """Base class of every adapter. Subclasses fill in the model-specific methods below."""
 
@@ -107,12 +80,15 @@ class ModelAdapter:
     dtype: torch.dtype
 
     # --- parts, for freezing and for saving the fine-tuned projector ---------------------------------------
+    @not_provided
     def vision_module(self) -> nn.Module:
         raise NotImplementedError
 
+    @not_provided
     def projector_module(self) -> nn.Module:
         raise NotImplementedError
 
+    @not_provided
     def llm_module(self) -> nn.Module:
         """The language model including its embeddings and LM head."""
         raise NotImplementedError
@@ -162,15 +138,18 @@ class ModelAdapter:
         px = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
         return px.to(self.device, self.dtype)
 
+    @not_provided
     def preprocessing_signature(self) -> dict:
         """Everything about preprocessing and feature selection that changes the cached features."""
         raise NotImplementedError
 
+    @not_provided
     @torch.no_grad()
     def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, N, D_vision): the features the model feeds its projector."""
         raise NotImplementedError
 
+    @not_provided
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """(B, T, D_llm): post-projection image tokens."""
         raise NotImplementedError
@@ -196,11 +175,13 @@ class ModelAdapter:
             raise BenchmarkError(f"--template {name!r}: the adapter {self.name!r} offers {offered}.")
         self._template = name
 
+    @not_provided
     def format_prompt(self, question: str) -> str:
         """The model's conversation template around one image and one user question."""
         raise NotImplementedError
 
     @property
+    @not_provided
     def num_image_tokens(self) -> int:
         raise NotImplementedError
 
@@ -294,6 +275,7 @@ class ModelAdapter:
                           pixel_values=pixel_values, return_dict=True)
 
     # --- per-layer access (layer-wise analyses) -----------------------------------------------------------
+    @not_provided
     def language_decoder(self) -> nn.Module:
         """The LLM's decoder stack: the module whose ``layers`` are its transformer blocks, in order.
 

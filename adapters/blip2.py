@@ -51,9 +51,8 @@ from torch import nn
 
 from benchmark.errors import ModelLoadError
 
-from . import configs
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter
-from .factories import hub_factory, tiny_factory
+from . import catalog
+from .base import ModelAdapter
 from .tiny import build_tokenizer
 
 BLIP2_TEMPLATE = "Question: {question} Answer:"
@@ -300,7 +299,7 @@ def _init_and_save(model_cls, config, out: Path):
     model.save_pretrained(out)
 
 
-def _build_tiny_blip2(out: Path) -> None:
+def build_tiny_blip2(out: Path) -> None:
     from transformers import (
         Blip2Config,
         Blip2ForConditionalGeneration,
@@ -326,7 +325,7 @@ def _build_tiny_blip2(out: Path) -> None:
     Blip2Processor(_tiny_image_processor(), tokenizer, num_query_tokens=TINY_QUERIES).save_pretrained(out)
 
 
-def _build_tiny_instructblip(out: Path) -> None:
+def build_tiny_instructblip(out: Path) -> None:
     from transformers import (
         InstructBlipConfig,
         InstructBlipForConditionalGeneration,
@@ -359,51 +358,7 @@ def _build_tiny_instructblip(out: Path) -> None:
     ).save_pretrained(out)
 
 
-BLIP2_PROJECTOR = "qformer + query_tokens + language_projection (32 queries -> 32 LLM tokens)"
-INSTRUCTBLIP_PROJECTOR = (
-    f"qformer (instruction-aware; fixed instruction {DEFAULT_QFORMER_INSTRUCTION!r}) + query_tokens + "
-    "language_projection"
-)
-
-ADAPTERS = [
-    AdapterSpec(
-        name="blip2",
-        architecture=configs.blip2_opt27b,
-        clip=("EVA01-g-14", "laion400m_s11b_b41k"),
-        factory=hub_factory(Blip2Adapter, "blip2", "Salesforce/blip2-opt-2.7b"),
-        checkpoint="Salesforce/blip2-opt-2.7b",
-        projector_family="q-former",
-        projector_modules=BLIP2_PROJECTOR,
-        description="BLIP-2: EVA ViT-g/14 + Q-Former (32 queries) + OPT-2.7B",
-    ),
-    AdapterSpec(
-        name="instructblip",
-        architecture=configs.instructblip_vicuna7b,
-        clip=("EVA01-g-14", "laion400m_s11b_b41k"),
-        factory=hub_factory(InstructBlipAdapter, "instructblip", "Salesforce/instructblip-vicuna-7b"),
-        checkpoint="Salesforce/instructblip-vicuna-7b",
-        projector_family="q-former",
-        projector_modules=INSTRUCTBLIP_PROJECTOR,
-        description="InstructBLIP: EVA ViT-g/14 + instruction-aware Q-Former (32 queries) + Vicuna-7B",
-    ),
-    AdapterSpec(
-        name="blip2-tiny",
-        clip=TINY_CLIP,
-        factory=tiny_factory(Blip2Adapter, "blip2-tiny", _build_tiny_blip2),
-        checkpoint="tiny random-init Blip2ForConditionalGeneration (seed 0), built offline",
-        projector_family="q-former",
-        projector_modules=BLIP2_PROJECTOR,
-        description="Tiny twin of blip2: same classes, tiny config (OPT LLM), for tests and the offline demo",
-        tiny=True,
-    ),
-    AdapterSpec(
-        name="instructblip-tiny",
-        clip=TINY_CLIP,
-        factory=tiny_factory(InstructBlipAdapter, "instructblip-tiny", _build_tiny_instructblip),
-        checkpoint="tiny random-init InstructBlipForConditionalGeneration (seed 0), built offline",
-        projector_family="q-former",
-        projector_modules=INSTRUCTBLIP_PROJECTOR,
-        description="Tiny twin of instructblip: same classes, tiny config (Llama LLM), for tests and the offline demo",
-        tiny=True,
-    ),
-]
+# The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
+ADAPTERS = catalog.BLIP2 + catalog.INSTRUCTBLIP
+_build_tiny_blip2 = build_tiny_blip2  # the former private name
+_build_tiny_instructblip = build_tiny_instructblip  # the former private name

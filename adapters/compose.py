@@ -32,7 +32,6 @@ docs/composing-models.md shows how to bring a trained projector.
 
 from __future__ import annotations
 
-import difflib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -41,217 +40,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmark.backbones import LOCAL_DIR, build_tiny_clip, crop_size, load_backbone, resolve_path
 from benchmark.errors import ModelLoadError
 
-from .base import TINY_CLIP, AdapterSpec
-from .factories import hub_factory, tiny_factory
+from . import catalog, projectors
 from .loading import load_pretrained, resolve_dtype
 from .parts import PartsAdapter, PartsModel
+from .projectors import build_projector  # noqa: F401  (re-exported: its former home)
+from .spec import TINY_CLIP
 from .tiny import build_tokenizer
 
 SPEC_FILE = "config.json"
 DEFAULT_TEMPLATE = "{bos}{image}\nUSER: {question}\nASSISTANT:"
-PROJECTORS = ("linear", "mlp2x_gelu", "qformer", "perceiver")
-FAMILIES = {"linear": "linear", "mlp2x_gelu": "mlp", "qformer": "q-former", "perceiver": "resampler"}
+PROJECTORS = tuple(projectors.REGISTRY)  # the projector kinds a spec may name (adapters/projectors.py)
+FAMILIES = {name: kind.family for name, kind in projectors.REGISTRY.items()}
 _SPEC_KEYS = {"vision", "projector", "llm", "template", "image_token", "answer_end_token", "projector_seed",
               "projector_weights", "model_type", "description"}
-_BACKBONE_KEYS = {"library", "name", "pretrained", "weights", "layer", "image_size", "kwargs"}
-
-
-# -- projectors ----------------------------------------------------------------------------------------------------
-class QueryBlock(nn.Module):
-    """One Q-Former-style block: queries attend to themselves, then to the image features, then an MLP."""
-
-    def __init__(self, width: int, heads: int, kv_width: int):
-        super().__init__()
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
-        self.self_attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(width, heads, kdim=kv_width, vdim=kv_width, batch_first=True)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-
-    def forward(self, q, feats):
-        h = self.norm1(q)
-        q = q + self.self_attn(h, h, h, need_weights=False)[0]
-        q = q + self.cross_attn(self.norm2(q), feats, feats, need_weights=False)[0]
-        return q + self.mlp(self.norm3(q))
-
-
-class QueryTransformer(nn.Module):
-    """Learned queries read the image through cross-attention (BLIP-2's Q-Former idea), then a linear map to the LM."""
-
-    def __init__(self, in_dim: int, out_dim: int, num_queries: int = 32, depth: int = 2, heads: int = 8,
-                 width: int = 768):
-        super().__init__()
-        self.queries = nn.Parameter(torch.randn(1, num_queries, width) * 0.02)
-        self.blocks = nn.ModuleList(QueryBlock(width, heads, in_dim) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
-        self.proj = nn.Linear(width, out_dim)
-
-    def forward(self, feats):
-        q = self.queries.expand(feats.shape[0], -1, -1)
-        for block in self.blocks:
-            q = block(q, feats)
-        return self.proj(self.norm(q))
-
-
-class PerceiverBlock(nn.Module):
-    """Flamingo's perceiver attention: latents attend to [image features; latents], then an MLP."""
-
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.norm_x, self.norm_l, self.norm_mlp = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-
-    def forward(self, latents, x):
-        lat = self.norm_l(latents)
-        kv = torch.cat([self.norm_x(x), lat], dim=1)
-        latents = latents + self.attn(lat, kv, kv, need_weights=False)[0]
-        return latents + self.mlp(self.norm_mlp(latents))
-
-
-class PerceiverResampler(nn.Module):
-    """A fixed number of latents resample any number of image tokens (Alayrac et al., 2022)."""
-
-    def __init__(self, in_dim: int, out_dim: int, num_queries: int = 64, depth: int = 2, heads: int = 8,
-                 width: int = 768):
-        super().__init__()
-        self.input = nn.Linear(in_dim, width)
-        self.latents = nn.Parameter(torch.randn(1, num_queries, width) * 0.02)
-        self.blocks = nn.ModuleList(PerceiverBlock(width, heads) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
-        self.proj = nn.Linear(width, out_dim)
-
-    def forward(self, feats):
-        x = self.input(feats)
-        lat = self.latents.expand(feats.shape[0], -1, -1)
-        for block in self.blocks:
-            lat = block(lat, x)
-        return self.proj(self.norm(lat))
-
-
-def build_projector(spec, in_dim: int, out_dim: int) -> tuple[nn.Module, int | None]:
-    """(projector, tokens it emits or None for one per patch) from a name or ``{"type": ..., options}``."""
-    spec = {"type": spec} if isinstance(spec, str) else dict(spec)
-    kind = spec.pop("type", None)
-    if kind not in PROJECTORS:
-        close = difflib.get_close_matches(str(kind), PROJECTORS, n=2, cutoff=0.4)
-        raise ModelLoadError(f"Unknown projector {kind!r}." + (f" Did you mean {', '.join(map(repr, close))}?"
-                                                               if close else "") + f" Choose from {PROJECTORS}.")
-    if kind == "linear":
-        return nn.Linear(in_dim, out_dim), None
-    if kind == "mlp2x_gelu":  # LLaVA-1.5's projector
-        return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim)), None
-    allowed = {"num_queries", "depth", "heads", "width"}
-    if set(spec) - allowed:
-        raise ModelLoadError(f"projector {kind!r}: unknown option(s) {sorted(set(spec) - allowed)}; known: "
-                             f"{sorted(allowed)}.")
-    cls = QueryTransformer if kind == "qformer" else PerceiverResampler
-    module = cls(in_dim, out_dim, **spec)
-    return module, module.queries.shape[1] if kind == "qformer" else module.latents.shape[1]
-
-
-# -- vision backbones ----------------------------------------------------------------------------------------------
-class Backbone(nn.Module):
-    """One frozen vision backbone: pixels -> (B, patches, width) from one of its blocks, prefix tokens dropped."""
-
-    def __init__(self, trunk: nn.Module, kind: str, layer: int, transform, width: int):
-        super().__init__()
-        self.trunk, self.kind, self.transform, self.width = trunk, kind, transform, width
-        blocks = trunk.blocks if kind == "timm" else trunk.transformer.resblocks
-        self.index = layer if layer >= 0 else len(blocks) + layer
-        if not 0 <= self.index < len(blocks):
-            raise ModelLoadError(f"layer {layer} is out of range for a backbone with {len(blocks)} blocks.")
-
-    def forward(self, px):
-        if self.kind == "timm":
-            return self.trunk.forward_intermediates(px, indices=[self.index], norm=False, output_fmt="NLC",
-                                                    intermediates_only=True)[0]
-        return self.trunk.forward_intermediates(px, indices=[self.index], output_fmt="NLC",
-                                                intermediates_only=True)["image_intermediates"][0]
-
-
-def _load_backbone(b: dict, base: Path, cache_dir: Path | None) -> Backbone:
-    unknown = set(b) - _BACKBONE_KEYS
-    if unknown:
-        raise ModelLoadError(f"vision backbone {b.get('name')!r}: unknown key(s) {sorted(unknown)}; known: "
-                             f"{sorted(_BACKBONE_KEYS)}.")
-    lib, name = b.get("library"), b.get("name")
-    if lib not in ("timm", "open_clip") or not name:
-        raise ModelLoadError(f"each vision backbone needs \"library\": \"timm\" or \"open_clip\" and a \"name\"; "
-                             f"got {b}.")
-    layer = int(b.get("layer", -2))
-    if lib == "timm":
-        import timm
-
-        known = timm.list_models()
-        if name.split(".")[0] not in known:
-            close = difflib.get_close_matches(name.split(".")[0], known, n=3, cutoff=0.6)
-            raise ModelLoadError(f"timm has no model {name!r}." + (f" Did you mean {', '.join(map(repr, close))}?"
-                                                                  if close else "")
-                                 + " `python -c 'import timm; print(timm.list_models(\"*dinov2*\"))'` lists them.")
-        kwargs = dict(b.get("kwargs", {}))
-        if b.get("image_size"):
-            kwargs["img_size"] = b["image_size"]
-        pretrained = bool(b.get("pretrained", False)) and not b.get("weights")
-        if pretrained:
-            _check_timm_weights(name)
-        try:
-            trunk = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
-        except Exception as exc:  # timm raises many kinds for a download or an option it does not take
-            raise ModelLoadError(f"timm could not build {name!r} with {kwargs}: {exc}") from exc
-        cfg = timm.data.resolve_data_config({}, model=trunk)
-        size = getattr(getattr(trunk, "patch_embed", None), "img_size", None)
-        if size:  # the pretrained config's size, unless the spec changed it
-            cfg["input_size"] = (3, *size)
-        transform = timm.data.create_transform(**cfg)
-        width = trunk.embed_dim
-        kind = "timm"
-    else:
-        from benchmark.baselines import ClipChoice, load_clip
-
-        if name.startswith("local-dir:") and not Path(name[10:]).is_absolute():
-            name = "local-dir:" + str(base / name[10:])
-        clip = load_clip(ClipChoice(name, b.get("pretrained"), None), cache_dir or base)
-        visual = clip.model.visual
-        transform = clip.preprocess
-        if hasattr(visual, "trunk"):  # a timm tower inside open_clip (SigLIP): use it as a timm backbone
-            trunk, kind, width = visual.trunk, "timm", visual.trunk.embed_dim
-        else:
-            trunk, kind, width = visual, "open_clip", visual.transformer.width
-    if b.get("weights"):
-        from safetensors.torch import load_file
-
-        path = _resolve(b["weights"], base)
-        if not path.is_file():
-            raise ModelLoadError(f"vision weights {b['weights']!r} not found (looked for {path}).")
-        missing = trunk.load_state_dict(load_file(str(path)), strict=False)
-        if missing.missing_keys or missing.unexpected_keys:
-            raise ModelLoadError(f"{path} does not fit {lib} model {name!r}: missing {missing.missing_keys[:4]}, "
-                                 f"unexpected {missing.unexpected_keys[:4]}.")
-    return Backbone(trunk, kind, layer, transform, width)
-
-
-def _check_timm_weights(name: str) -> None:
-    """Offline: fail in seconds, naming the hub repo to fetch, instead of timm's retries."""
-    import timm
-    from huggingface_hub import try_to_load_from_cache
-
-    from benchmark.hub import download_command, hub_reachable
-
-    repo = timm.models.get_pretrained_cfg(name).hf_hub_id if timm.models.get_pretrained_cfg(name) else None
-    if repo and isinstance(try_to_load_from_cache(repo, "model.safetensors"), str):
-        return
-    if not hub_reachable():
-        raise ModelLoadError(
-            f"timm weights of {name!r} are not in the local Hugging Face cache and the hub is not reachable. Fetch "
-            f"`{download_command(str(repo), 'model.safetensors')}` where it is, then set "
-            "\"weights\": \"DIR/model.safetensors\" (and \"pretrained\": false) for this backbone in the spec.")
-
-
-def _resolve(p: str, base: Path) -> Path:
-    path = Path(p).expanduser()
-    return path if path.is_absolute() else base / path
 
 
 # -- the composed model -------------------------------------------------------------------------------------------
@@ -319,13 +123,13 @@ class ComposeAdapter(PartsAdapter):
         self.name, self.spec = name, spec
         self.device = torch.device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        backbones = [_load_backbone(b, spec.base, Path(cache_dir) if cache_dir else None) for b in spec.vision]
-        sizes = {tuple(_crop_size(b.transform)) for b in backbones}
+        backbones = [load_backbone(b, spec.base, Path(cache_dir) if cache_dir else None) for b in spec.vision]
+        sizes = {tuple(crop_size(b.transform)) for b in backbones}
         if len(sizes) > 1:
             raise ModelLoadError(f"fused backbones must take the same image size; these take {sorted(sizes)}: set "
                                  "\"image_size\" on each.")
         llm_src = spec.llm
-        local = _resolve(llm_src, spec.base)
+        local = resolve_path(llm_src, spec.base)
         if local.exists() or llm_src.startswith((".", "/", "~")):
             if not local.is_dir():
                 raise ModelLoadError(f"LLM folder {local} not found (\"llm\" in the spec; relative paths start at "
@@ -343,10 +147,9 @@ class ComposeAdapter(PartsAdapter):
         out_dim = llm.get_input_embeddings().embedding_dim
         with torch.random.fork_rng(devices=[]):  # reproducible fresh projector; global RNG untouched
             torch.manual_seed(spec.projector_seed)
-            projector, n_tokens = build_projector(spec.projector, in_dim, out_dim)
+            projector, n_tokens = projectors.build_projector(spec.projector, in_dim, out_dim)
         self._load_projector(projector, in_dim, out_dim)
-        kind = spec.projector if isinstance(spec.projector, str) else spec.projector.get("type")
-        self.projector_family = FAMILIES[kind]
+        self.projector_family = projectors.family(spec.projector)
         self.model = ComposedModel(nn.ModuleList(backbones), projector, llm, self.image_token_id)
         self.model.to(self.device, self.dtype).eval()
         self.checkpoint = str(spec.base if Path(str(source)).expanduser().is_dir() else Path(str(source)).expanduser())
@@ -361,7 +164,7 @@ class ComposeAdapter(PartsAdapter):
         from safetensors.torch import load_file
 
         named = self.spec.projector_weights
-        path = _resolve(named, self.spec.base) if named else self.spec.base / "projector.safetensors"
+        path = resolve_path(named, self.spec.base) if named else self.spec.base / "projector.safetensors"
         if not path.is_file():
             if named:
                 raise ModelLoadError(f"projector weights {named!r} not found (looked for {path}).")
@@ -425,21 +228,9 @@ def declared_clip(source) -> tuple[str, str | None] | None:
     if len(spec.vision) != 1 or spec.vision[0].get("library") != "open_clip":
         return None  # timm backbones and fusions have no single open_clip counterpart
     name = spec.vision[0].get("name", "")
-    if name.startswith("local-dir:") and not Path(name[10:]).is_absolute():
-        name = "local-dir:" + str(spec.base / name[10:])
+    if name.startswith(LOCAL_DIR) and not Path(name[len(LOCAL_DIR):]).is_absolute():
+        name = LOCAL_DIR + str(spec.base / name[len(LOCAL_DIR):])
     return name, spec.vision[0].get("pretrained")
-
-
-def _crop_size(transform) -> tuple[int, int]:
-    """The square size a torchvision eval transform produces (its CenterCrop's size)."""
-    for t in getattr(transform, "transforms", []):
-        if type(t).__name__ == "CenterCrop":
-            s = t.size
-            return (s, s) if isinstance(s, int) else tuple(s)
-    for t in getattr(transform, "transforms", []):
-        if type(t).__name__ == "Resize" and isinstance(t.size, list | tuple) and len(t.size) == 2:
-            return tuple(t.size)
-    raise ModelLoadError(f"cannot tell the image size of the backbone transform {transform}.")
 
 
 # -- tiny twins ----------------------------------------------------------------------------------------------------
@@ -473,8 +264,6 @@ def _tiny_builder(vision: list[dict], projector, llm_kind: str):
                 (out / "vision").mkdir(exist_ok=True)
                 save_file({k: v.contiguous() for k, v in trunk.state_dict().items()}, str(out / b["weights"]))
             else:
-                from benchmark.baselines import build_tiny_clip
-
                 (out / "vision" / str(i)).mkdir(parents=True)
                 build_tiny_clip(b.pop("tiny"), out / "vision" / str(i))
                 b["name"] = f"local-dir:vision/{i}"
@@ -488,7 +277,7 @@ def _tiny_builder(vision: list[dict], projector, llm_kind: str):
         (out / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
         # The projector as a user brings it: a safetensors state dict next to the spec.
         width = sum(TINY_VIT["embed_dim"] if b["library"] == "timm" else 32 for b in spec_vision)
-        projector_module, _ = build_projector(projector, width, 64)
+        projector_module, _ = projectors.build_projector(projector, width, 64)
         save_file({k: v.contiguous() for k, v in projector_module.state_dict().items()},
                   str(out / "projector.safetensors"))
 
@@ -501,41 +290,8 @@ _TINY_DINOSIGLIP = [{"library": "timm", "name": "vit_small_patch14_dinov2", "kwa
                     {"library": "timm", "name": "vit_base_patch16_siglip_224", "kwargs": TINY_VIT}]
 _TINY_CLIP_QFORMER = [{"library": "open_clip", "tiny": TINY_CLIP[0]}]
 _QFORMER = {"type": "qformer", "num_queries": 8, "depth": 1, "heads": 2, "width": 32}
+build_tiny_dinosiglip_mlp = _tiny_builder(_TINY_DINOSIGLIP, "mlp2x_gelu", "llama")
+build_tiny_clip_qformer = _tiny_builder(_TINY_CLIP_QFORMER, _QFORMER, "qwen2")
 
-
-_COMPOSE_DOC = "a JSON spec via --model-path (vision: timm or open_clip, projector by name, any HF causal LM)"
-
-ADAPTERS = [
-    AdapterSpec(
-        name="compose",
-        clip=declared_clip,
-        factory=hub_factory(ComposeAdapter, "compose", None),
-        checkpoint="--model-path SPEC.json, or a folder with the spec as config.json and the weights",
-        projector_family="composed",
-        projector_modules="multi_modal_projector of ComposedModel (linear, mlp2x_gelu, qformer or perceiver)",
-        description="A composed MLLM: " + _COMPOSE_DOC,
-    ),
-    AdapterSpec(
-        name="compose-dinosiglip-mlp-tiny",
-        clip=TINY_CLIP,
-        factory=tiny_factory(ComposeAdapter, "compose-dinosiglip-mlp-tiny",
-                             _tiny_builder(_TINY_DINOSIGLIP, "mlp2x_gelu", "llama")),
-        checkpoint="tiny random-init timm DINOv2 + SigLIP ViTs (fused) + mlp2x_gelu + LlamaForCausalLM, built offline",
-        projector_family="mlp",
-        projector_modules="multi_modal_projector of ComposedModel (mlp2x_gelu: linear-GELU-linear)",
-        description="Tiny Prismatic-style composition: DINOv2 + SigLIP fusion (timm) + LLaVA MLP + Llama",
-        tiny=True,
-    ),
-    AdapterSpec(
-        name="compose-clip-qformer-tiny",
-        clip=TINY_CLIP,
-        factory=tiny_factory(ComposeAdapter, "compose-clip-qformer-tiny",
-                             _tiny_builder(_TINY_CLIP_QFORMER, _QFORMER, "qwen2")),
-        checkpoint="tiny random-init open_clip CLIP ViT + query transformer (8 queries) + Qwen2ForCausalLM, built "
-                   "offline",
-        projector_family="q-former",
-        projector_modules="multi_modal_projector of ComposedModel (QueryTransformer: 8 learned queries, 1 block)",
-        description="Tiny composition: open_clip CLIP + Q-Former-style query transformer + Qwen2",
-        tiny=True,
-    ),
-]
+# The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
+ADAPTERS = catalog.COMPOSE

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import torch
 
-from . import configs
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter
-from .factories import hub_factory, tiny_factory
+from . import catalog
+from .hf import HFAdapter
 from .tiny import build_tokenizer
 
 QUESTION_SENTINEL = "\x00QUESTION\x00"
@@ -42,17 +41,17 @@ def chat_template_around(processor) -> tuple[str, str]:
     return before, after
 
 
-class Idefics3Adapter(ModelAdapter):
+class Idefics3Adapter(HFAdapter):
     projector_family = "pixel-shuffle"
+    model_class = "Idefics3ForConditionalGeneration"
+    vision_path, projector_path, decoder_path = "model.vision_model", "model.connector", "model.text_model"
     answer_prefix = " "  # the template ends in "Assistant:" and the model answers " <text><end_of_utterance>"
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
         from PIL import Image
-        from transformers import Idefics3ForConditionalGeneration
 
-        self.load_hf(name, Idefics3ForConditionalGeneration, source, device, dtype, local_files_only)
+        super().__init__(name, source, device, dtype, local_files_only)
         self.processor.image_processor.do_image_splitting = False
-        self.image_token_id = self.model.config.image_token_id
         self._side = self.processor.image_processor.max_image_size["longest_edge"]
         # The image block exactly as the processor writes it for one unsplit image, read off a blank image.
         blank = Image.new("RGB", (self._side, self._side))
@@ -67,19 +66,6 @@ class Idefics3Adapter(ModelAdapter):
         self._before, self._after = chat_template_around(self.processor)
         # Answers end with the chat turn's end marker, which is what the model emits after an answer.
         self._turn_end_id = self.tokenizer.convert_tokens_to_ids(self.processor.end_of_utterance_token)
-
-    # parts
-    def vision_module(self):
-        return self.model.model.vision_model
-
-    def projector_module(self):
-        return self.model.model.connector
-
-    def llm_module(self):
-        return torch.nn.ModuleDict({"text_model": self.model.model.text_model, "lm_head": self.model.lm_head})
-
-    def language_decoder(self):
-        return self.model.model.text_model
 
     # images
     def preprocess(self, images):
@@ -109,10 +95,6 @@ class Idefics3Adapter(ModelAdapter):
     # text
     def format_prompt(self, question):
         return self._before + question + self._after
-
-    @property
-    def num_image_tokens(self):
-        return self._num_image_tokens
 
     def _tokenize(self, text, first):
         # The chat template already writes the BOS marker, so never let the tokenizer add another one.
@@ -197,54 +179,12 @@ def _tiny_builder(image_size: int, patch: int, scale: int, bos: str):
 
 
 # SmolVLM-256M-like: 8x8 patches, 4x4 shuffle (the real one: 32x32 patches, scale 4 -> 64 tokens).
-_build_tiny_smolvlm = _tiny_builder(image_size=64, patch=8, scale=4, bos="<|im_start|>")
+build_tiny_smolvlm = _tiny_builder(image_size=64, patch=8, scale=4, bos="<|im_start|>")
 # Idefics3-8B-like: 4x4 patches, 2x2 shuffle (the real one: 26x26 patches, scale 2 -> 169 tokens).
-_build_tiny_idefics3 = _tiny_builder(image_size=32, patch=8, scale=2, bos="{{ bos_token }}")
+build_tiny_idefics3 = _tiny_builder(image_size=32, patch=8, scale=2, bos="{{ bos_token }}")
 
 
-_PROJECTOR = "model.connector (pixel shuffle, then modality_projection: one bias-free linear)"
-
-ADAPTERS = [
-    AdapterSpec(
-        name="smolvlm",
-        architecture=configs.smolvlm_256m,
-        clip=("ViT-B-16-SigLIP-512", "webli"),
-        factory=hub_factory(Idefics3Adapter, "smolvlm", "HuggingFaceTB/SmolVLM-256M-Instruct"),
-        checkpoint="HuggingFaceTB/SmolVLM-256M-Instruct",
-        projector_family="pixel-shuffle",
-        projector_modules=_PROJECTOR,
-        description="SmolVLM-256M-Instruct: SigLIP-B/16-512 + 4x4 pixel shuffle + linear + SmolLM2-135M "
-                    "(64 image tokens, image splitting off); runs on a CPU",
-    ),
-    AdapterSpec(
-        name="idefics3",
-        architecture=configs.idefics3_8b,
-        clip=("ViT-SO400M-14-SigLIP-384", "webli"),
-        factory=hub_factory(Idefics3Adapter, "idefics3", "HuggingFaceM4/Idefics3-8B-Llama3"),
-        checkpoint="HuggingFaceM4/Idefics3-8B-Llama3",
-        projector_family="pixel-shuffle",
-        projector_modules=_PROJECTOR,
-        description="Idefics3-8B: SigLIP-so400m/14-364 + 2x2 pixel shuffle + linear + Llama-3.1-8B "
-                    "(169 image tokens, image splitting off)",
-    ),
-    AdapterSpec(
-        name="smolvlm-tiny",
-        clip=TINY_CLIP,
-        factory=tiny_factory(Idefics3Adapter, "smolvlm-tiny", _build_tiny_smolvlm),
-        checkpoint="tiny random-init Idefics3ForConditionalGeneration (seed 0, scale 4), built offline",
-        projector_family="pixel-shuffle",
-        projector_modules=_PROJECTOR,
-        description="Tiny twin of smolvlm: same class and template shape, tiny config, for tests and the demo",
-        tiny=True,
-    ),
-    AdapterSpec(
-        name="idefics3-tiny",
-        clip=TINY_CLIP,
-        factory=tiny_factory(Idefics3Adapter, "idefics3-tiny", _build_tiny_idefics3),
-        checkpoint="tiny random-init Idefics3ForConditionalGeneration (seed 0, scale 2), built offline",
-        projector_family="pixel-shuffle",
-        projector_modules=_PROJECTOR,
-        description="Tiny twin of idefics3: same class and template shape, tiny config, for tests and the demo",
-        tiny=True,
-    ),
-]
+# The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
+ADAPTERS = catalog.IDEFICS3
+_build_tiny_smolvlm = build_tiny_smolvlm  # the former private name
+_build_tiny_idefics3 = build_tiny_idefics3  # the former private name

@@ -44,9 +44,7 @@ from torch import nn
 from benchmark.errors import ModelLoadError
 from benchmark.hub import download_command
 
-from . import configs
-from .base import TINY_CLIP, AdapterSpec
-from .factories import hub_factory, tiny_factory
+from . import catalog
 from .loading import load_pretrained, resolve_dtype
 from .parts import PartsAdapter, PartsModel
 from .tiny import build_tokenizer
@@ -242,7 +240,7 @@ def describe_checkpoint(source, parts: dict, settings: dict) -> str:
 # Tiny twin: CLIPVisionModel + nn.Linear + Gemma2ForCausalLM with tiny configs, seeded, saved part by part.
 
 
-def _build_tiny_limber(out: Path) -> None:
+def build_tiny_limber(out: Path) -> None:
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -280,29 +278,7 @@ def _build_tiny_limber(out: Path) -> None:
     tokenizer.save_pretrained(out / "llm")
 
 
-load_limber_tiny = tiny_factory(LimberAdapter, "limber-gemma2-tiny", _build_tiny_limber)
-
-PROJECTOR = "multi_modal_projector of LimberModel (one nn.Linear with bias, CLIP width -> Gemma-2 width{})"
-
-ADAPTERS = [
-    AdapterSpec(
-        name="limber-gemma2",
-        architecture=configs.limber_gemma2,
-        clip=("ViT-L-14", "openai"),
-        factory=hub_factory(LimberAdapter, "limber-gemma2", None),
-        checkpoint="openai/clip-vit-large-patch14 + linear projector (--model-path) + google/gemma-2-2b-it",
-        projector_family="linear",
-        projector_modules=PROJECTOR.format(": 1024 -> 2304"),
-        description="LiMBeR/Venhoff-style: frozen CLIP ViT-L/14 + one linear layer + Gemma-2-2B-it, built from parts",
-    ),
-    AdapterSpec(
-        name="limber-gemma2-tiny",
-        clip=TINY_CLIP,
-        factory=load_limber_tiny,
-        checkpoint="tiny random-init CLIPVisionModel + nn.Linear + Gemma2ForCausalLM (seed 0), built offline",
-        projector_family="linear",
-        projector_modules=PROJECTOR.format(": 32 -> 64"),
-        description="Tiny twin of limber-gemma2: same classes, tiny configs, for tests and the offline demo",
-        tiny=True,
-    ),
-]
+# The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
+ADAPTERS = catalog.LIMBER
+_build_tiny_limber = build_tiny_limber  # the former private name
+load_limber_tiny = {s.name: s for s in ADAPTERS}["limber-gemma2-tiny"].factory

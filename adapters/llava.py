@@ -11,9 +11,8 @@ from pathlib import Path
 
 import torch
 
-from . import configs
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter
-from .factories import hub_factory, tiny_factory
+from . import catalog
+from .hf import HFAdapter
 from .tiny import build_tokenizer
 
 # LLaVA-1.5's own conversation template ``llava_v1`` (conv_vicuna_v1 in the LLaVA repository, used by its
@@ -37,16 +36,14 @@ _TINY_CHAT_TEMPLATE = (
 )
 
 
-class LlavaAdapter(ModelAdapter):
+class LlavaAdapter(HFAdapter):
     projector_family = "mlp"
+    model_class = "LlavaForConditionalGeneration"  # parts at HFAdapter's default paths (model.multi_modal_projector)
     prompt_templates = {"llava_v1": LLAVA_V1_TEMPLATE, "short": LLAVA_TEMPLATE}
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
-        from transformers import LlavaForConditionalGeneration
-
-        self.load_hf(name, LlavaForConditionalGeneration, source, device, dtype, local_files_only)
+        super().__init__(name, source, device, dtype, local_files_only)
         cfg = self.model.config
-        self.image_token_id = cfg.image_token_id
         self._feature_layer = cfg.vision_feature_layer
         self._strategy = cfg.vision_feature_select_strategy
         # Count placeholders the way the model's own processor expands them, on one blank image.
@@ -56,19 +53,6 @@ class LlavaAdapter(ModelAdapter):
         blank = Image.new("RGB", (size["width"], size["height"]))
         ids = self.processor(text="<image>", images=[blank], return_tensors="pt")["input_ids"][0]
         self._num_image_tokens = int((ids == self.image_token_id).sum())
-
-    # parts
-    def vision_module(self):
-        return self.model.model.vision_tower
-
-    def projector_module(self):
-        return self.model.model.multi_modal_projector
-
-    def llm_module(self):
-        return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
-
-    def language_decoder(self):
-        return self.model.model.language_model
 
     # images
     def preprocessing_signature(self):
@@ -87,27 +71,17 @@ class LlavaAdapter(ModelAdapter):
             hs = [h[:, 1:] for h in hs]
         return torch.cat(hs, dim=-1)
 
-    def project(self, features):
-        return self.projector_module()(features.to(self.dtype))
-
     # text
-    def format_prompt(self, question):
-        return self.prompt_templates[self.template_name].format(question=question)
-
     def native_system_prompt(self):
         # llava_v1 is the model's chat template with LLaVA's Vicuna system message in front.
         return VICUNA_SYSTEM if self.template_name == "llava_v1" else None
-
-    @property
-    def num_image_tokens(self):
-        return self._num_image_tokens
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Tiny twin: same class, tiny config, fixed-seed random init, offline tokenizer + processor.
 
 
-def _build_tiny_llava(out: Path) -> None:
+def build_tiny_llava(out: Path) -> None:
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -147,37 +121,7 @@ def _build_tiny_llava(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-load_llava_tiny = tiny_factory(LlavaAdapter, "llava15-tiny", _build_tiny_llava)
-
-ADAPTERS = [
-    AdapterSpec(
-        name="llava15",
-        architecture=configs.llava15_7b,
-        clip=("ViT-L-14-336", "openai"),
-        factory=hub_factory(LlavaAdapter, "llava15", "llava-hf/llava-1.5-7b-hf"),
-        checkpoint="llava-hf/llava-1.5-7b-hf",
-        projector_family="mlp",
-        projector_modules="model.multi_modal_projector (linear-GELU-linear)",
-        description="LLaVA-1.5-7B: CLIP ViT-L/14-336 + 2-layer MLP + Vicuna-7B (the paper's model)",
-    ),
-    AdapterSpec(
-        name="llava15-13b",
-        architecture=configs.llava15_13b,
-        clip=("ViT-L-14-336", "openai"),
-        factory=hub_factory(LlavaAdapter, "llava15-13b", "llava-hf/llava-1.5-13b-hf"),
-        checkpoint="llava-hf/llava-1.5-13b-hf",
-        projector_family="mlp",
-        projector_modules="model.multi_modal_projector (linear-GELU-linear)",
-        description="LLaVA-1.5-13B: CLIP ViT-L/14-336 + 2-layer MLP + Vicuna-13B",
-    ),
-    AdapterSpec(
-        name="llava15-tiny",
-        clip=TINY_CLIP,
-        factory=load_llava_tiny,
-        checkpoint="tiny random-init LlavaForConditionalGeneration (seed 0), built offline",
-        projector_family="mlp",
-        projector_modules="model.multi_modal_projector (linear-GELU-linear)",
-        description="Tiny twin of llava15: same classes, tiny config, for tests and the offline demo",
-        tiny=True,
-    ),
-]
+# The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
+ADAPTERS = catalog.LLAVA
+_build_tiny_llava = build_tiny_llava  # the former private name
+load_llava_tiny = {s.name: s for s in ADAPTERS}["llava15-tiny"].factory

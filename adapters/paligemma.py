@@ -24,36 +24,21 @@ from pathlib import Path
 
 import torch
 
-from . import configs
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter, PromptParts
-from .factories import hub_factory, tiny_factory
+from . import catalog
+from .base import PromptParts
+from .hf import HFAdapter
 from .tiny import build_tokenizer
 
 
-class PaliGemmaAdapter(ModelAdapter):
+class PaliGemmaAdapter(HFAdapter):
     projector_family = "linear"
+    model_class = "PaliGemmaForConditionalGeneration"  # parts at HFAdapter's default paths
     answer_prefix = ""  # the suffix is tokenised on its own, right after the prefix's newline
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
-        from transformers import PaliGemmaForConditionalGeneration
-
-        self.load_hf(name, PaliGemmaForConditionalGeneration, source, device, dtype, local_files_only)
-        self.image_token_id = self.model.config.image_token_id
+        super().__init__(name, source, device, dtype, local_files_only)
         self._num_image_tokens = int(self.processor.image_seq_length)
         self._newline: dict[int, bool] = {}  # token id -> does its text contain "\n" (filled lazily)
-
-    # parts
-    def vision_module(self):
-        return self.model.model.vision_tower
-
-    def projector_module(self):
-        return self.model.model.multi_modal_projector
-
-    def llm_module(self):
-        return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
-
-    def language_decoder(self):
-        return self.model.model.language_model
 
     # images
     def preprocessing_signature(self):
@@ -64,16 +49,9 @@ class PaliGemmaAdapter(ModelAdapter):
         # Exactly what PaliGemmaModel.get_image_features hands to its projector.
         return self.vision_module()(pixel_values.to(self.dtype)).last_hidden_state
 
-    def project(self, features):
-        return self.projector_module()(features.to(self.dtype))
-
     # text
     def format_prompt(self, question):
         return f"{self.processor.image_token}{self.tokenizer.bos_token}{question}\n"
-
-    @property
-    def num_image_tokens(self):
-        return self._num_image_tokens
 
     def encode(self, question: str, answer: str | None = None) -> PromptParts:
         # The processor tokenises prefix and suffix as a text pair, i.e. separately, with BOS written into
@@ -140,7 +118,7 @@ class PaliGemmaAdapter(ModelAdapter):
 # Tiny twin: same classes (PaliGemmaForConditionalGeneration + PaliGemmaProcessor), tiny config, fixed seed.
 
 
-def _build_tiny_paligemma(out: Path) -> None:
+def build_tiny_paligemma(out: Path) -> None:
     from transformers import (
         GemmaConfig,
         PaliGemmaConfig,
@@ -177,29 +155,7 @@ def _build_tiny_paligemma(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-load_paligemma_tiny = tiny_factory(PaliGemmaAdapter, "paligemma-tiny", _build_tiny_paligemma)
-
-PROJECTOR = "model.multi_modal_projector (PaliGemmaMultiModalProjector: one nn.Linear with bias, SigLIP -> Gemma{})"
-
-ADAPTERS = [
-    AdapterSpec(
-        name="paligemma",
-        architecture=configs.paligemma_3b,
-        clip=("ViT-SO400M-14-SigLIP", "webli"),
-        factory=hub_factory(PaliGemmaAdapter, "paligemma", "google/paligemma-3b-pt-224"),
-        checkpoint="google/paligemma-3b-pt-224",
-        projector_family="linear",
-        projector_modules=PROJECTOR.format(": 1152 -> 2048"),
-        description="PaliGemma-3B (pt, 224px): SigLIP-So400m + linear projection + Gemma-2B, prefix-LM attention",
-    ),
-    AdapterSpec(
-        name="paligemma-tiny",
-        clip=TINY_CLIP,
-        factory=load_paligemma_tiny,
-        checkpoint="tiny random-init PaliGemmaForConditionalGeneration (seed 0), built offline",
-        projector_family="linear",
-        projector_modules=PROJECTOR.format(": 32 -> 64"),
-        description="Tiny twin of paligemma: same classes, tiny config, for tests and the offline demo",
-        tiny=True,
-    ),
-]
+# The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
+ADAPTERS = catalog.PALIGEMMA
+_build_tiny_paligemma = build_tiny_paligemma  # the former private name
+load_paligemma_tiny = {s.name: s for s in ADAPTERS}["paligemma-tiny"].factory

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .base import ModelAdapter, embed_with_image_tokens
+from .contract import not_provided
 
 
 class PartsModel(nn.Module):
@@ -88,6 +89,7 @@ class PartsAdapter(ModelAdapter):
             ids += [self.image_token_id] * self.num_image_tokens + list(p)
         return ids
 
+    @not_provided
     def native_inputs(self, question, image, answer=None):
         raise NotImplementedError(f"{type(self).__name__} composes its model from parts: there is no native processor "
                                   "or forward to compare with (the cached path is checked against full_forward)")

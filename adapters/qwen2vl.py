@@ -33,9 +33,8 @@ from pathlib import Path
 
 import torch
 
-from . import configs
-from .base import TINY_CLIP, AdapterSpec, ModelAdapter
-from .factories import hub_factory, tiny_factory
+from . import catalog
+from .hf import HFAdapter
 from .idefics3 import chat_template_around
 from .tiny import build_tokenizer
 
@@ -43,17 +42,16 @@ ROPE_DELTAS = "projbench_rope_deltas"  # attribute of a returned cache: the prom
 TURN_END = "<|im_end|>"
 
 
-class Qwen2VLAdapter(ModelAdapter):
+class Qwen2VLAdapter(HFAdapter):
     projector_family = "patch-merger"
+    model_class = "Qwen2VLForConditionalGeneration"
+    projector_path = "model.visual.merger"  # the decoder and LM head at HFAdapter's default paths
     answer_prefix = ""  # the template ends in "<|im_start|>assistant\n"; the answer follows directly
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False,
                  image_size: int = 448):
-        from transformers import Qwen2VLForConditionalGeneration
-
-        self.load_hf(name, Qwen2VLForConditionalGeneration, source, device, dtype, local_files_only)
+        super().__init__(name, source, device, dtype, local_files_only)
         cfg = self.model.config
-        self.image_token_id = cfg.image_token_id
         ip = self.processor.image_processor
         vision = cfg.vision_config
         if (ip.patch_size, ip.merge_size, ip.temporal_patch_size) != (
@@ -76,15 +74,6 @@ class Qwen2VLAdapter(ModelAdapter):
         visual = self.model.model.visual
         return torch.nn.ModuleDict({"patch_embed": visual.patch_embed, "rotary_pos_emb": visual.rotary_pos_emb,
                                     "blocks": visual.blocks})
-
-    def projector_module(self):
-        return self.model.model.visual.merger
-
-    def llm_module(self):
-        return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
-
-    def language_decoder(self):
-        return self.model.model.language_model
 
     # images
     def _pixel_budget(self) -> dict:
@@ -127,10 +116,6 @@ class Qwen2VLAdapter(ModelAdapter):
     # text
     def format_prompt(self, question):
         return self._before + question + self._after
-
-    @property
-    def num_image_tokens(self):
-        return self._num_image_tokens
 
     def _tokenize(self, text, first):
         # The chat template is the whole prompt; the tokenizer must not add anything to it.
@@ -218,7 +203,7 @@ _TINY_TEMPLATE = (
 TINY_IMAGE_SIZE = 32  # 8x8 patches of 4 px -> 16 LLM tokens (4x4 grid: M-RoPE delta 4 - 16 = -12)
 
 
-def _build_tiny_qwen2vl(out: Path) -> None:
+def build_tiny_qwen2vl(out: Path) -> None:
     from tokenizers import processors
     from transformers import (
         Qwen2VLConfig,
@@ -262,27 +247,6 @@ def _build_tiny_qwen2vl(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-_PROJECTOR = "model.visual.merger (ln_q LayerNorm, 2x2 patch concat, linear-GELU-linear)"
-
-ADAPTERS = [
-    AdapterSpec(
-        name="qwen2vl",
-        architecture=configs.qwen2vl_2b,
-        factory=hub_factory(Qwen2VLAdapter, "qwen2vl", "Qwen/Qwen2-VL-2B-Instruct", image_size=448),
-        checkpoint="Qwen/Qwen2-VL-2B-Instruct",
-        projector_family="patch-merger",
-        projector_modules=_PROJECTOR,
-        description="Qwen2-VL-2B-Instruct: 675M ViT/14 + 2x2 patch merger + Qwen2-1.5B with M-RoPE "
-                    "(fixed 448x448 input: 256 image tokens)",
-    ),
-    AdapterSpec(
-        name="qwen2vl-tiny",
-        clip=TINY_CLIP,
-        factory=tiny_factory(Qwen2VLAdapter, "qwen2vl-tiny", _build_tiny_qwen2vl, image_size=TINY_IMAGE_SIZE),
-        checkpoint="tiny random-init Qwen2VLForConditionalGeneration (seed 0), built offline",
-        projector_family="patch-merger",
-        projector_modules=_PROJECTOR,
-        description="Tiny twin of qwen2vl: same class, M-RoPE and template shape, tiny config, for tests and the demo",
-        tiny=True,
-    ),
-]
+# The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
+ADAPTERS = catalog.QWEN2VL
+_build_tiny_qwen2vl = build_tiny_qwen2vl  # the former private name

@@ -16,7 +16,6 @@ CLIP image embeddings are cached like the MLLM's vision features. The ``baseline
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -26,13 +25,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# CLIPs are loaded in one place, shared with composed models; the names stay importable from here.
+from .backbones import (  # noqa: F401
+    LOCAL_DIR,
+    TINY_CLIPS,
+    ClipChoice,
+    LoadedClip,
+    build_tiny_clip,
+    load_clip,
+    tiny_clip_dir,
+)
 from .config import CLIP_TEMPLATES as DEFAULT_TEMPLATES  # noqa: F401  ("This is a photo of {}.")
-from .errors import BenchmarkError, ModelLoadError
+from .errors import BenchmarkError
 from .metrics import classification_metrics
 from .results import atomic_write_json, atomic_write_with, read_json
 
 PAPER_CLIP = ("ViT-L-14-336", "openai")          # LLaVA-1.5's vision encoder, the paper's CLIP baseline
-LOCAL_DIR = "local-dir:"
 
 
 # -- Random (uniform) ------------------------------------------------------------------------------------------
@@ -69,25 +77,6 @@ def expected_random(test_labels: list[int], num_classes: int) -> dict:
 
 
 # -- which CLIP --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ClipChoice:
-    """The CLIP used for the baselines, and whether it is the one the adapter declares for its vision encoder."""
-
-    model: str                       # open_clip model name, a tiny twin's name, or "local-dir:DIR"
-    pretrained: str | None           # open_clip pretrained tag or weight file; None for local-dir / tiny twins
-    declared: tuple[str, str | None] | None   # what the adapter declares (AdapterSpec.clip)
-    warning: str | None = None       # set when the CLIP does not match the adapter's encoder
-
-    @property
-    def label(self) -> str:
-        return self.model + (f"/{self.pretrained}" if self.pretrained else "")
-
-    def to_dict(self) -> dict:
-        return {"model": self.model, "pretrained": self.pretrained,
-                "declared": list(self.declared) if self.declared else None,
-                "matches_adapter": self.warning is None, "warning": self.warning}
-
-
 def choose_clip(adapter_name: str, declared, model: str | None, pretrained: str | None) -> ClipChoice:
     """The user's ``--clip-model/--clip-pretrained`` if given, else the adapter's declared CLIP, else the paper's."""
     declared = tuple(declared) if declared else None
@@ -111,146 +100,6 @@ def choose_clip(adapter_name: str, declared, model: str | None, pretrained: str 
             f"{adapter_name} declares no CLIP matching its vision encoder, so {choice.label} cannot be checked "
             "against it"))
     return choice
-
-
-# -- tiny CLIP twins (offline tests and demos) -------------------------------------------------------------------
-TINY_TEXT = {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}
-TINY_CLIPS = {
-    # open_clip's own CLIP class with tiny configs; built seeded into the cache and loaded as "local-dir:".
-    "tiny-clip": {"embed_dim": 24, "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8,
-                                                  "head_width": 16}, "text_cfg": TINY_TEXT},
-    "tiny-clip-b": {"embed_dim": 16, "vision_cfg": {"image_size": 28, "layers": 1, "width": 24, "patch_size": 7,
-                                                    "head_width": 12}, "text_cfg": TINY_TEXT},
-}
-OPENAI_MEAN_STD = {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}
-
-
-def build_tiny_clip(name: str, out: Path) -> None:
-    """Write a seeded random-init open_clip CLIP in open_clip's ``local-dir`` layout (config + safetensors)."""
-    from open_clip.model import CLIP
-    from safetensors.torch import save_file
-
-    cfg = TINY_CLIPS[name]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = CLIP(**cfg)
-    manifest = {"model_cfg": cfg, "preprocess_cfg": OPENAI_MEAN_STD}
-    (out / "open_clip_config.json").write_text(json.dumps(manifest, indent=2))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "open_clip_model.safetensors"))
-
-
-def tiny_clip_dir(name: str, cache_dir: Path) -> Path:
-    """``cache_dir/tiny/<name>-clip<hash of its config>``, built atomically on first use."""
-    import os
-    import shutil
-    import tempfile
-
-    digest = hashlib.sha256(json.dumps(TINY_CLIPS[name], sort_keys=True).encode()).hexdigest()[:10]
-    target = Path(cache_dir) / "tiny" / f"{name}-{digest}"
-    if (target / "open_clip_model.safetensors").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
-        build_tiny_clip(name, tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process built it first
-            if not (target / "open_clip_model.safetensors").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-# -- loading -----------------------------------------------------------------------------------------------------
-@dataclass
-class LoadedClip:
-    model: torch.nn.Module
-    preprocess: object
-    tokenizer: object
-    identity: dict          # what identifies the weights (for the feature cache and the results)
-
-
-def _clip_identity(choice: ClipChoice, path: Path | None) -> dict:
-    ident = {"model": choice.model, "pretrained": choice.pretrained}
-    if path is not None and path.exists():
-        files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-        h = hashlib.sha256()
-        for p in files:
-            st = p.stat()
-            h.update(p.name.encode() + (p.read_bytes() if p.suffix == ".json" else f"{st.st_size}:{st.st_mtime_ns}".encode()))
-        ident["content"] = h.hexdigest()[:16]
-    return ident
-
-
-def load_clip(choice: ClipChoice, cache_dir: Path, device: str = "cpu") -> LoadedClip:
-    """An open_clip model, its eval preprocessing and tokenizer; offline problems become one clear error."""
-    import open_clip
-
-    name, tag = choice.model, choice.pretrained
-    if name in TINY_CLIPS:
-        path = tiny_clip_dir(name, cache_dir)
-        name, tag = LOCAL_DIR + str(path), None
-    elif name.startswith(LOCAL_DIR):
-        path = Path(name[len(LOCAL_DIR):]).expanduser()
-        if not (path / "open_clip_config.json").is_file():
-            raise ModelLoadError(f"--clip-model {choice.model!r}: {path} has no open_clip_config.json (open_clip's "
-                                 "local-dir layout: open_clip_config.json + open_clip_model.safetensors).")
-        name = LOCAL_DIR + str(path)
-    else:
-        path = _check_named_clip(name, tag)
-    try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=str(path) if path is not None and path.is_file() else tag, device=device)
-        tokenizer = open_clip.get_tokenizer(name)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"Could not load CLIP {choice.label} with open_clip: {exc}") from exc
-    model.eval()
-    return LoadedClip(model, preprocess, tokenizer, _clip_identity(choice, path))
-
-
-def _check_named_clip(name: str, tag: str | None) -> Path | None:
-    """Validate a built-in open_clip name and tag; the local weight file if the tag is a path or is cached."""
-    import open_clip
-
-    known = open_clip.list_models()
-    if name not in known:
-        close = difflib.get_close_matches(name, known + list(TINY_CLIPS), n=3, cutoff=0.5)
-        raise ModelLoadError(
-            f"Unknown CLIP model {name!r} for open_clip." + (f" Did you mean {', '.join(map(repr, close))}?" if close
-                                                             else "")
-            + " `python -c 'import open_clip; print(open_clip.list_models())'` lists them; a local copy is "
-            "--clip-model local-dir:DIR.")
-    if tag is None:
-        raise ModelLoadError(f"--clip-model {name} needs --clip-pretrained: a tag (one of "
-                             f"{open_clip.list_pretrained_tags_by_model(name)}) or a weight file.")
-    if Path(tag).expanduser().is_file():
-        return Path(tag).expanduser()
-    cfg = open_clip.get_pretrained_cfg(name, tag)
-    if not cfg:
-        tags = open_clip.list_pretrained_tags_by_model(name)
-        close = difflib.get_close_matches(tag, tags, n=3, cutoff=0.4)
-        raise ModelLoadError(f"open_clip has no pretrained tag {tag!r} for {name}." +
-                             (f" Did you mean {', '.join(map(repr, close))}?" if close else "") +
-                             f" Its tags: {tags}; or pass a weight file.")
-    repo = cfg.get("hf_hub", "").rstrip("/")
-    if repo:
-        from huggingface_hub import try_to_load_from_cache
-
-        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
-            cached = try_to_load_from_cache(repo, filename)
-            if isinstance(cached, str):
-                return Path(cached)
-    from .hub import download_command, hub_reachable
-
-    if not hub_reachable():
-        fetch = (f"`{download_command(repo, 'open_clip_model.safetensors')}`" if repo
-                 else f"{cfg.get('url')}")
-        raise ModelLoadError(
-            f"CLIP {name}/{tag} is not in the local Hugging Face cache and the hub is not reachable. Fetch "
-            f"{fetch} where it is, then pass --clip-model {name} --clip-pretrained DIR/open_clip_model.safetensors.")
-    return None
 
 
 # -- CLIP image embeddings (cached) ------------------------------------------------------------------------------

@@ -6,29 +6,15 @@ import importlib
 
 from .hookspecs import hookimpl
 
-# Each module exposes ADAPTERS (a list of AdapterSpec) / TASKS (a list of TaskSpec) / ANALYSIS (an AnalysisSpec).
-ADAPTER_MODULES = [
-    "benchmark.adapters.llava",
-    "benchmark.adapters.blip2",
-    "benchmark.adapters.paligemma",
-    "benchmark.adapters.limber",
-    "benchmark.adapters.idefics3",
-    "benchmark.adapters.qwen2vl",
-    "benchmark.adapters.compose",
-]
+# Each module exposes ADAPTERS (a list of AdapterSpec) / TASKS (a list of TaskSpec) / ANALYSES (AnalysisSpecs).
+# The specs are data: they name their code ("module:function") and import it only when it runs.
+ADAPTER_MODULES = ["benchmark.adapters.catalog"]  # the built-in models as data: no torch to list them
 TASK_MODULES = [
     "benchmark.tasks.builtin",
     "benchmark.tasks.paper",
 ]
 
-ANALYSIS_MODULES = [
-    "benchmark.analyses.layer_probe",
-    "benchmark.analyses.logit_lens",
-    "benchmark.analyses.modality_gap",
-    "benchmark.analyses.mir",
-    "benchmark.analyses.knockout",
-    "benchmark.analyses.weight_change",
-]
+ANALYSIS_MODULES = ["benchmark.analyses.catalog"]  # the built-in analyses as data, run functions imported on use
 
 
 @hookimpl
@@ -48,4 +34,5 @@ def register_tasks(register):
 @hookimpl
 def register_analyses(register):
     for module in ANALYSIS_MODULES:
-        register(importlib.import_module(module).ANALYSIS)
+        for spec in importlib.import_module(module).ANALYSES:
+            register(spec)

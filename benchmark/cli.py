@@ -307,8 +307,9 @@ def cmd_list(a) -> int:
         headers = ["task", "version", "domain", "classes", "source", "from"] + (["citation", "licence"] if a.verbose else [])
         print(tabulate(rows, headers=headers, disable_numparse=True))
     elif a.what == "analyses":
-        rows = [[s.name, s.description, s.citation, s.origin] for s in reg.analyses]
-        print(tabulate(rows, headers=["analysis", "what", "citation", "from"], maxcolwidths=[None, 50, 50, None]))
+        rows = [[s.name, s.description, ", ".join(s.requires) or "-", s.citation, s.origin] for s in reg.analyses]
+        print(tabulate(rows, headers=["analysis", "what", "requires", "citation", "from"],
+                       maxcolwidths=[None, 50, 24, 50, None]))
     else:
         print(tabulate(reg.list_plugins(), headers=["plugin", "module", "status"]))
     return 0

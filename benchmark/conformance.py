@@ -26,6 +26,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from benchmark.adapters import contract
 from benchmark.batching import IGNORE, collate
 from benchmark.config import TrainConfig
 from benchmark.evaluation import class_answer_ids, score_batch
@@ -383,6 +384,15 @@ def test_loads_from_saved_directory(shared_adapter):
     for part, module in adapter.parts().items():
         if sum(p.numel() for p in module.parameters()) == 0:
             fail(f"{part}_module()", "the part has no parameters", "> 0 parameters", 0)
+
+
+def test_provides_the_contract(shared_adapter):
+    """Provides every required protocol of the adapter contract (parts, projection, prompting, language model)."""
+    gaps = contract.missing(shared_adapter, contract.REQUIRED)
+    if gaps:
+        name, members = next(iter(gaps.items()))
+        fail(f"{type(shared_adapter).__name__}", f"does not provide the {name!r} protocol "
+             "(benchmark.adapters.contract)", "every member implemented", f"missing {members}")
 
 
 def test_parts_are_disjoint_and_cover_the_model(shared_adapter):

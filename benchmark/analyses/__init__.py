@@ -4,8 +4,10 @@ Each analysis is one module registering an :class:`AnalysisSpec` through the ``r
 built-ins through the very same hook as plugins). An analysis receives an :class:`AnalysisContext`: the adapter
 in one model state (original, FT-Proj or FT-E2E), the task data, the shared cached hidden states
 (:mod:`benchmark.analyses.hidden`) and the options, and returns a JSON-able dict with per-layer curves.
-They use only the adapter contract (``benchmark.adapters.base``); a model that cannot support one is refused
-with the reason (:class:`AnalysisUnsupported`).
+They use only the adapter contract; each declares the protocols it needs (``requires``, names of
+:mod:`benchmark.adapters.contract`), and a model that lacks one is refused before the analysis runs, with the
+reason (:class:`AnalysisUnsupported`). The built-in specs are data (:mod:`benchmark.analyses.catalog`): their
+code is imported when they run, so listing them imports no torch.
 
 Result dicts share one shape, read by the leaderboard's analysis tables and curves:
 ``{"x": [...], "x_label": "layer", "curves": {name: [value per x]}, "summary": {name: value}, ...details}``.
@@ -17,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..adapters.contract import PROTOCOLS, missing, unknown_protocols
 from ..errors import BenchmarkError
+from ..refs import Ref
 
 
 class AnalysisUnsupported(BenchmarkError):
@@ -43,13 +47,39 @@ class AnalysisSpec:
     """A registry entry: one analysis, with the paper it comes from."""
 
     name: str
-    run: Callable[[Any], dict]           # run(ctx: AnalysisContext) -> result dict
+    run: Callable[[Any], dict]           # run(ctx: AnalysisContext) -> result dict; or a "module:function" reference
     citation: str
     description: str
     options: tuple[str, ...] = ()        # AnalysisOptions fields the result depends on
     on_original_model: bool = False      # runs on the original weights and reads the state's files (weight-change)
     variant: Callable[[AnalysisOptions], str] | None = None  # a folder suffix for options that change the method
+    # The adapter protocols the analysis uses (names of benchmark.adapters.contract.PROTOCOLS): checked when it
+    # is registered (known names) and before it runs (the adapter provides them), and shown by `list analyses`.
+    requires: tuple[str, ...] = ()
     origin: str = "builtin"              # filled in by the registry
+
+    def __post_init__(self):
+        if isinstance(self.run, str):
+            object.__setattr__(self, "run", Ref(self.run))
+        unknown = unknown_protocols(self.requires)
+        if unknown:
+            raise BenchmarkError(f"analysis {self.name!r} requires unknown protocol(s) {unknown}; the adapter "
+                                 f"contract's protocols are {sorted(PROTOCOLS)}.")
+
+    def unsupported(self, adapter) -> str | None:
+        """Why ``adapter`` cannot run this analysis (the protocols it lacks), or None."""
+        gaps = missing(adapter, self.requires)
+        if not gaps:
+            return None
+        what = "; ".join(f"{name} ({', '.join(members)})" for name, members in gaps.items())
+        return f"{type(adapter).__name__} does not provide {what}, which {self.name} requires"
+
+    def execute(self, ctx: AnalysisContext) -> dict:
+        """``run(ctx)`` after checking that the adapter provides what the analysis requires."""
+        problem = self.unsupported(ctx.adapter)
+        if problem:
+            raise AnalysisUnsupported(problem)
+        return self.run(ctx)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import torch
 
 from ..batching import IGNORE, collate
 from ..prompt import build_question
-from . import AnalysisSpec, AnalysisUnsupported
+from . import AnalysisUnsupported
 from .hidden import require_layers
 
 SOURCES = ("last", "text")
@@ -145,14 +145,3 @@ def run(ctx) -> dict:
         "summary": summary, "window": width, "windows": [list(w) for w in windows],
         "n_images": len(samples),
     }
-
-
-ANALYSIS = AnalysisSpec(
-    name="knockout",
-    run=run,
-    citation="Zhang et al., 'Cross-modal Information Flow in Multimodal Large Language Models', CVPR 2025; "
-             "attention knockout: Geva et al., EMNLP 2023",
-    description="block attention to the image tokens (from the answer positions, or from all text) in a "
-                "sliding window of layers; drop of the correct class's log-likelihood",
-    options=("knockout_window", "knockout_max_images", "batch_size"),
-)

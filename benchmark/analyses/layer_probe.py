@@ -17,7 +17,6 @@ import torch
 
 from ..config import ProbeConfig
 from ..probe import train_probe
-from . import AnalysisSpec
 
 
 def shuffled_labels(labels: list[int], seed: int) -> list[int]:
@@ -51,14 +50,3 @@ def run(ctx) -> dict:
                     "last_macro_f1": probe[-1], "mean_control_macro_f1": sum(control) / len(control)},
         "per_layer": per_layer, "probe_config": cfg.to_dict(), "n_train": len(ytr), "n_test": len(yte),
     }
-
-
-ANALYSIS = AnalysisSpec(
-    name="layer-probe",
-    run=run,
-    citation="Verma et al., ACL 2024 (arXiv 2402.16832), probe A.2; layer-wise as in Venhoff et al. 2025; "
-             "control task: Hewitt & Liang, EMNLP 2019",
-    description="richness probe (macro-F1) on mean-pooled image-token states at every LLM layer, with a "
-                "shuffled-label control probe",
-    options=("probe_max_epochs", "tokens_per_image"),
-)

@@ -15,7 +15,6 @@ from collections import Counter
 import torch
 
 from ..evaluation import class_answer_ids
-from . import AnalysisSpec
 
 CHUNK = 64  # images decoded at once: bounds the (tokens x vocabulary) logits in memory
 
@@ -63,14 +62,3 @@ def run(ctx) -> dict:
         "shared_first_tokens": shared, "vocabulary_size": int(adapter.llm_output_head().weight.shape[0]),
         "tokens_per_image": test.tokens_per_image, "n_images": len(test),
     }
-
-
-ANALYSIS = AnalysisSpec(
-    name="logit-lens",
-    run=run,
-    citation="nostalgebraist, 'interpreting GPT: the logit lens' (2020); on visual tokens: Neo et al., "
-             "'Towards Interpreting Visual Information Processing in VLMs' (ICLR 2025)",
-    description="per layer, image-token states decoded through the LM head (with/without final norm): rank of "
-                "the correct class name's first token, top tokens",
-    options=("tokens_per_image", "top_tokens"),
-)

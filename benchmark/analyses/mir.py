@@ -24,8 +24,6 @@ import math
 
 import torch
 
-from . import AnalysisSpec
-
 
 def text_centric_scale(image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = 1.0 / text.double().norm(dim=-1).mean()
@@ -95,15 +93,3 @@ def run(ctx) -> dict:
                     "mode": "compat (Tr(S_V S_T), reference fast mode)" if compat else "exact"},
         "n_image_tokens": len(test) * test.tokens_per_image, "n_text_tokens": len(test) * test.tokens_per_image,
     }
-
-
-ANALYSIS = AnalysisSpec(
-    name="mir",
-    run=run,
-    citation="Huang et al., 'Deciphering Cross-Modal Alignment in Large Vision-Language Models with Modality "
-             "Integration Rate' (arXiv 2410.07167, 2024)",
-    description="per layer Fréchet distance between image- and text-token states after text-centric scaling "
-                "and outlier replacement (exact matrix root); MIR = log10 of the sum",
-    options=("tokens_per_image", "mir_compat"),
-    variant=lambda o: "compat" if o.mir_compat else "",
-)

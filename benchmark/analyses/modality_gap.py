@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import torch
 
-from . import AnalysisSpec
-
 
 def mean_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     """Distance between the means of two populations of vectors (rows), in float64."""
@@ -60,14 +58,3 @@ def run(ctx) -> dict:
                     "min_gap_centred_layer": min(range(test.num_layers), key=lambda i: curves["gap_centred"][i])},
         "n_images": len(test), "permutations": n_perm,
     }
-
-
-ANALYSIS = AnalysisSpec(
-    name="modality-gap",
-    run=run,
-    citation="Liang et al., 'Mind the Gap: Understanding the Modality Gap in Multi-modal Contrastive "
-             "Representation Learning', NeurIPS 2022",
-    description="per layer, distance between mean image-token and mean text-token states (raw, centred and "
-                "unit-normalised), with a permutation baseline",
-    options=("permutations",),
-)

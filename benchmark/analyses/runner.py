@@ -214,7 +214,7 @@ class AnalysisRunner:
                 self.log(f"[analyze] {spec.name} {regime} seed {seed} -> {out}")
                 start = time.perf_counter()
                 try:
-                    result = spec.run(ctx)
+                    result = spec.execute(ctx)  # refused at once if the adapter lacks what it requires
                 except AnalysisUnsupported as exc:
                     self.problems.append(f"{spec.name} refused on {self.cfg.model}: {exc}")
                     self.warn(f"[refused] {spec.name} on {self.cfg.model} ({regime}): {exc}")

@@ -15,7 +15,6 @@ from collections import defaultdict
 
 import torch
 
-from . import AnalysisSpec
 from .hidden import require_layers
 
 
@@ -119,14 +118,3 @@ def run(ctx) -> dict:
         "compared_tensors": len(list(trained)), "unmatched_tensors": unknown[:20],
         "state_files": {k: str(v) for k, v in ctx.state_files.items()},
     }
-
-
-ANALYSIS = AnalysisSpec(
-    name="weight-change",
-    run=run,
-    citation="relative weight change per layer, as used to locate fine-tuning updates (e.g. Lee et al., "
-             "'Surgical Fine-Tuning', ICLR 2023); FT-E2E/FT-Proj states of Verma et al., ACL 2024",
-    description="relative Frobenius change of every LLM block and module (and the projector) against the "
-                "original weights",
-    on_original_model=True,
-)

@@ -24,39 +24,34 @@ from pathlib import Path
 
 import torch
 
-from benchmark import hookimpl
-from benchmark.adapters import AdapterSpec, ModelAdapter
-from benchmark.adapters.factories import hub_factory, tiny_factory
-from benchmark.adapters.tiny import build_tokenizer, rerandomise_zero_matrices
+from benchmark import (
+    Checkpoint,
+    HFAdapter,
+    TinyTwin,
+    build_tokenizer,
+    hookimpl,
+    model_family,
+    rerandomise_zero_matrices,
+)
 
 TURN_END = "<end_of_turn>"
 SENTINEL = "\x00QUESTION\x00"
 
 
-class Gemma3Adapter(ModelAdapter):
+class Gemma3Adapter(HFAdapter):
+    # HFAdapter's default module paths are Gemma 3's: model.vision_tower, model.multi_modal_projector,
+    # model.language_model and lm_head; it loads the model and processor and sets image_token_id (the soft token).
+    model_class = "Gemma3ForConditionalGeneration"
     projector_family = "pooled-linear"
     answer_prefix = ""  # the template ends in "<start_of_turn>model\n": the answer follows directly
 
     def __init__(self, name, source, device="cpu", dtype=None, local_files_only=False):
-        from transformers import Gemma3ForConditionalGeneration
-
-        self.load_hf(name, Gemma3ForConditionalGeneration, source, device, dtype, local_files_only)
-        self.image_token_id = self.model.config.image_token_id  # the soft token the image fills
+        super().__init__(name, source, device, dtype, local_files_only)
         self._num_image_tokens = self.model.config.mm_tokens_per_image
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": SENTINEL}]}]
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         self._before, self._after = text.split(SENTINEL)
         self._turn_end_id = self.tokenizer.convert_tokens_to_ids(TURN_END)
-
-    # parts
-    def vision_module(self):
-        return self.model.model.vision_tower
-
-    def projector_module(self):
-        return self.model.model.multi_modal_projector
-
-    def llm_module(self):
-        return torch.nn.ModuleDict({"language_model": self.model.model.language_model, "lm_head": self.model.lm_head})
 
     # images
     def preprocessing_signature(self):
@@ -72,10 +67,6 @@ class Gemma3Adapter(ModelAdapter):
     # text
     def format_prompt(self, question):
         return self._before + question + self._after
-
-    @property
-    def num_image_tokens(self):
-        return self._num_image_tokens
 
     def _tokenize(self, text, first):
         # The processor's expansion of the image marker, then the tokenizer without extra specials (the
@@ -161,19 +152,20 @@ def turn_end_id(tokenizer) -> int:
     return tokenizer.convert_tokens_to_ids(TURN_END)  # gemma-3-it's generation config stops on it too
 
 
-load_gemma3 = hub_factory(Gemma3Adapter, "gemma3", "google/gemma-3-4b-it")
-# Built once into projbench's cache (keyed by a hash of this module) and loaded with from_pretrained.
-load_gemma3_tiny = tiny_factory(Gemma3Adapter, "gemma3-tiny", build_tiny)
-
-SPEC = dict(projector_family="pooled-linear",
-            projector_modules="model.multi_modal_projector (avg pool -> mm_soft_emb_norm -> mm_input_projection_weight)")
+# One declaration registers the checkpoint and its tiny twin. The twin is built once into projbench's cache (keyed
+# by a hash of this module) and loaded with from_pretrained.
+ADAPTERS = model_family(
+    Gemma3Adapter, projector_family="pooled-linear",
+    projector_modules="model.multi_modal_projector (avg pool -> mm_soft_emb_norm -> mm_input_projection_weight)",
+    checkpoints=[Checkpoint("gemma3", "google/gemma-3-4b-it",
+                            "Gemma 3 4B-it: SigLIP-So400m + pooled linear projector (256 tokens) + Gemma 3")],
+    twins=[TinyTwin("gemma3-tiny", build_tiny, "Tiny twin of gemma3: same classes and template shape, for tests",
+                    checkpoint="tiny random-init Gemma3ForConditionalGeneration (seed 0), built offline")],
+)
+load_gemma3, load_gemma3_tiny = (spec.factory for spec in ADAPTERS)
 
 
 @hookimpl
 def register_adapters(register):
-    register(AdapterSpec(name="gemma3", factory=load_gemma3, checkpoint="google/gemma-3-4b-it",
-                         description="Gemma 3 4B-it: SigLIP-So400m + pooled linear projector (256 tokens) + Gemma 3",
-                         **SPEC))
-    register(AdapterSpec(name="gemma3-tiny", factory=load_gemma3_tiny, tiny=True,
-                         checkpoint="tiny random-init Gemma3ForConditionalGeneration (seed 0), built offline",
-                         description="Tiny twin of gemma3: same classes and template shape, for tests", **SPEC))
+    for spec in ADAPTERS:
+        register(spec)

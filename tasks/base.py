@@ -75,27 +75,9 @@ def load_task(
     of every class (in uid-hash order), so a corrupt file does not unbalance a quick run.
     """
 
-    if data_dir is not None:
-        source = spec.local_source or ImageFolderSource()
-    else:
-        source = spec.source
-    raw = source.load(data_dir)
+    source = (spec.local_source or ImageFolderSource()) if data_dir is not None else spec.source
     where = data_dir or source.describe()
-    for split in SPLITS:
-        if split not in raw or not raw[split].items:
-            raise DataError(f"Task {spec.name!r}: no {split} images found in {where}.")
-
-    excluded = {s: dict(raw[s].dropped) for s in SPLITS}
-    leave_out = {normalize_class_name(k) for k in spec.exclude_keys}
-    items = {}
-    for s in SPLITS:
-        kept = []
-        for it in raw[s].items:
-            if normalize_class_name(it[1]) in leave_out:
-                excluded[s][it[1]] = excluded[s].get(it[1], 0) + 1
-            else:
-                kept.append(it)
-        items[s] = kept
+    items, excluded = _read_items(spec, source, data_dir=data_dir, where=where)
     if not spec.classes:  # a generic folder task: the label space is the class folders
         spec = _spec_from_folders(spec, items)
     _check_label_space(spec, items, where)
@@ -105,8 +87,43 @@ def load_task(
     index = {c: i for i, c in enumerate(classes)}
     splits, skipped = {}, {}
     for split in SPLITS:
-        splits[split], skipped[split] = _validate(spec, items[split], index, split, max_per_class, progress)
-    empty = [c for c in classes if not any(x.label == index[c] for x in splits["train"])]
+        splits[split], skipped[split] = _validate(spec, items[split], index=index, split=split,
+                                                  max_per_class=max_per_class, progress=progress)
+    _check_readable(spec, classes, splits, skipped)
+    return TaskData(
+        spec=spec,
+        classes=classes,
+        splits=splits,
+        fingerprint=_fingerprint(spec, classes, splits),
+        skipped=skipped,
+        missing_classes=[c for c in spec.classes if c not in train_names],
+        limit={"max_per_class": max_per_class} if max_per_class is not None else None,
+        source_description=str(data_dir) if data_dir is not None else source.describe(),
+        duplicates=_duplicates(splits),
+        excluded={s: v for s, v in excluded.items() if v},
+    )
+
+
+def _read_items(spec: TaskSpec, source, *, data_dir: Path | None, where) -> tuple[dict, dict]:
+    """The source's raw items per split, less the class keys the task leaves out (counted as excluded)."""
+    raw = source.load(data_dir)
+    for split in SPLITS:
+        if split not in raw or not raw[split].items:
+            raise DataError(f"Task {spec.name!r}: no {split} images found in {where}.")
+    excluded = {s: dict(raw[s].dropped) for s in SPLITS}
+    leave_out = {normalize_class_name(k) for k in spec.exclude_keys}
+    items = {}
+    for s in SPLITS:
+        items[s] = [it for it in raw[s].items if normalize_class_name(it[1]) not in leave_out]
+        for it in raw[s].items:
+            if normalize_class_name(it[1]) in leave_out:
+                excluded[s][it[1]] = excluded[s].get(it[1], 0) + 1
+    return items, excluded
+
+
+def _check_readable(spec: TaskSpec, classes: list[str], splits: dict, skipped: dict) -> None:
+    """Every class keeps a readable training image and the test split a readable image, or a DataError."""
+    empty = [c for i, c in enumerate(classes) if not any(x.label == i for x in splits["train"])]
     if empty:
         raise DataError(
             f"Task {spec.name!r}: every training image of class(es) {empty} was unreadable "
@@ -115,23 +132,15 @@ def load_task(
     if not splits["test"]:
         raise DataError(f"Task {spec.name!r}: every test image was unreadable ({len(skipped['test'])}).")
 
+
+def _fingerprint(spec: TaskSpec, classes: list[str], splits: dict) -> str:
+    """The feature-cache key: the task's definition, the image decoding and every (split, uid, label, bytes)."""
     digest = hashlib.sha256(repr((spec.name, spec.version, spec.domain, classes)).encode())
     digest.update(f"decode {DECODE_VERSION}\n".encode())
     for split in SPLITS:
         for x in splits[split]:
             digest.update(f"{split}\t{x.uid}\t{x.label}\t{x.sha256}\n".encode())
-    return TaskData(
-        spec=spec,
-        classes=classes,
-        splits=splits,
-        fingerprint=digest.hexdigest()[:16],
-        skipped=skipped,
-        missing_classes=[c for c in spec.classes if c not in train_names],
-        limit={"max_per_class": max_per_class} if max_per_class is not None else None,
-        source_description=str(data_dir) if data_dir is not None else source.describe(),
-        duplicates=_duplicates(splits),
-        excluded={s: v for s, v in excluded.items() if v},
-    )
+    return digest.hexdigest()[:16]
 
 
 def _spec_from_folders(spec: TaskSpec, items) -> TaskSpec:
@@ -176,7 +185,7 @@ def _check_label_space(spec: TaskSpec, items, where) -> None:
         )
 
 
-def _validate(spec, items, index, split, max_per_class, progress):
+def _validate(spec, items, *, index, split, max_per_class, progress):
     """Read and check every image (or the first ``max_per_class`` readable ones of each class)."""
     from tqdm.auto import tqdm
 

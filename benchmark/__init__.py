@@ -5,8 +5,8 @@ models and ``TaskSpec`` for tasks.
 """
 
 from .hookspecs import hookimpl
+from .schema import RESULT_SCHEMA_VERSION
 
 __version__ = "0.1.0"
-RESULT_SCHEMA_VERSION = 2  # 2: run identity hash, revisions, CIs, global batch, checksums (see README)
 
 __all__ = ["hookimpl", "__version__", "RESULT_SCHEMA_VERSION"]

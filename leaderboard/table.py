@@ -19,14 +19,14 @@ import statistics
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from benchmark.config import TRAINING_FIELDS
+from benchmark.schema import TRAINING_FIELDS, Regime
 
 from .collect import BASELINES_DIR, BaselineRun, Collection, Run, RunKey, Skipped
 
 CI_LEVEL = 0.95
 
-FINETUNED = ("ft-proj", "ft-e2e")   # the regimes of a row that are compared with zero-shot
-E2E_DIRS = ("ft-e2e", "ft-e2e-lora")  # the folders that can fill a row's FT-E2E slot
+FINETUNED = (Regime.FT_PROJ.value, Regime.FT_E2E.value)  # the regimes of a row that are compared with zero-shot
+E2E_DIRS = (Regime.FT_E2E.value, Regime.FT_E2E_LORA.value)  # the folders that can fill a row's FT-E2E slot
 
 
 @dataclass(frozen=True)

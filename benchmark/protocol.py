@@ -92,16 +92,6 @@ class Runner:
         # Before anything is loaded or written: a bad setting costs one line, not a crash after feature extraction.
         validate_run(cfg, Path(cfg.results_dir) if cfg.results_dir else results_root(),
                      Path(cfg.cache_dir) if cfg.cache_dir else cache_root())
-        for r in cfg.regimes:
-            if r not in STAGES:
-                raise BenchmarkError(f"Unknown regime {r!r}; choose from {', '.join(STAGES)}.")
-        if cfg.eval_mode not in EVAL_MODES:
-            raise BenchmarkError(f"Evaluation mode {cfg.eval_mode!r} is not available; use one of {EVAL_MODES}.")
-        if cfg.score_norm not in SCORE_NORMS:
-            raise BenchmarkError(f"--score-norm {cfg.score_norm!r} is not available; use one of {SCORE_NORMS}.")
-        if cfg.probe.early_stopping not in EARLY_STOPPING:
-            raise BenchmarkError(f"Probe early stopping {cfg.probe.early_stopping!r} is not available; use one of "
-                                 f"{EARLY_STOPPING}.")
         self.cfg, self.log = cfg, log
         reg = plugins()
         self.adapter_spec = reg.adapters.get(cfg.model)

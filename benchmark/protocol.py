@@ -32,7 +32,7 @@ from .config import (  # noqa: F401  (re-exported)
     TrainConfig,
 )
 from .errors import BenchmarkError, DataError
-from .evaluation import evaluate_loglik
+from .evaluation import EvalSet, evaluate_loglik
 from .features import extract, model_revision, pooled
 from .generation import GENERATE_METRICS, evaluate_generate
 from .integrity import CorruptFileError, load_safetensors, read_finished, read_sealed_json, seal, sha256_file
@@ -489,12 +489,12 @@ class Runner:
                     atomic_write_json(d / TRAINING, seal({**training, "checkpoint_sha256": sha256_file(ckpt)}))
                     train_state.remove(progress_file)
                 self.dist.barrier()
+        eval_set = EvalSet(stores["test"], test, classes, domain, seed)
         if cfg.eval_mode == "generate":
-            ev = evaluate_generate(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
-                                   progress=cfg.progress)
+            ev = evaluate_generate(adapter, eval_set, batch_size=cfg.eval_batch_size, progress=cfg.progress)
         else:
-            ev = evaluate_loglik(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
-                                 progress=cfg.progress, max_rows=cfg.score_rows, score_norm=cfg.score_norm)
+            ev = evaluate_loglik(adapter, eval_set, batch_size=cfg.eval_batch_size, progress=cfg.progress,
+                                 max_rows=cfg.score_rows, score_norm=cfg.score_norm)
         probe_cfg = cfg.probe
         ytr, yte = [s.label for s in train], [s.label for s in test]
         uids = [s.uid for s in train]

@@ -500,12 +500,13 @@ class Runner:
         uids = [s.uid for s in train]
         probe_preds = {"uids": [s.uid for s in test]}
         post = (pooled(stores["train"], adapter), pooled(stores["test"], adapter))
-        jobs = {"post_projection": lambda: probe_with_control(post[0], ytr, uids, post[1], yte, len(classes), seed,
-                                                              probe_cfg, cfg.progress,
-                                                              f"probe (post-projection, {regime})")}
+        probe_args = {"uids_train": uids, "y_test": yte, "num_classes": len(classes), "seed": seed,
+                      "cfg": probe_cfg, "progress": cfg.progress}
+        jobs = {"post_projection": lambda: probe_with_control(post[0], ytr, x_test=post[1], **probe_args,
+                                                              desc=f"probe (post-projection, {regime})")}
         if regime == Regime.ZERO_SHOT:
-            jobs["pre_projection"] = lambda: probe_with_control(pre[0], ytr, uids, pre[1], yte, len(classes), seed,
-                                                                probe_cfg, cfg.progress, "probe (pre-projection)")
+            jobs["pre_projection"] = lambda: probe_with_control(pre[0], ytr, x_test=pre[1], **probe_args,
+                                                                desc="probe (pre-projection)")
         # Probes are independent: with several processes each trains its share, and all get every result.
         order = sorted(jobs, key=lambda k: k != "pre_projection")  # pre-projection first, as before
         probes = {}

@@ -16,9 +16,9 @@ Names are imported on first use, so ``import benchmark`` (and ``python -m benchm
 """
 
 from .hookspecs import hookimpl
+from .schema import RESULT_SCHEMA_VERSION
 
 __version__ = "0.1.0"
-RESULT_SCHEMA_VERSION = 2  # 2: run identity hash, revisions, CIs, global batch, checksums (see README)
 
 # public name -> the module that defines it (relative to this package)
 _API = {

@@ -201,14 +201,16 @@ def run_config(a):
 
 
 def cmd_run(a) -> int:
-    from .protocol import Runner, summary_table
+    from .leaderboard.cli import run_table
+    from .protocol import Runner
+    from .schema import task_dir_name
 
     cfg = run_config(a)
     if a.accelerate_config:
         return launch_run(a, cfg)
     runner = Runner(cfg)
     try:
-        results = runner.run()
+        runner.run()
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished parts are saved under {runner.results}; run the same command to resume.",
               file=sys.stderr)
@@ -217,7 +219,7 @@ def cmd_run(a) -> int:
         return 0
     print()
     print(f"{cfg.model} on {cfg.task}" + (f" (limited to {cfg.max_per_class} per class)" if cfg.max_per_class else ""))
-    print(summary_table(results))
+    print(run_table(runner.results, cfg.model, task_dir_name(cfg.task, cfg.max_per_class)))
     print(f"\nresults: {runner.results}")
     return 0
 

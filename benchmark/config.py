@@ -7,23 +7,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-REGIMES = ("zero-shot", "ft-proj", "ft-e2e")
-BASELINES = "baselines"  # optional stage: random, CLIP zero-shot, probe on CLIP's embedding (benchmark/baselines.py)
+from .schema import PROTOCOL_REGIMES, TRAINING_FIELDS, Regime
+
+REGIMES = tuple(r.value for r in PROTOCOL_REGIMES)
+BASELINES = Regime.BASELINES.value  # optional stage: random, CLIP zero-shot, probe on CLIP's embedding (benchmark/baselines.py)
 STAGES = (*REGIMES, BASELINES)
 CLIP_TEMPLATES = ("This is a photo of {}.",)  # transformers' zero-shot-image-classification default
 EVAL_MODES = ("loglik", "generate")  # class log-likelihood (default) | greedy decoding + name matching
 SCORE_NORMS = ("sum", "mean")        # loglik: summed log-probability of the answer tokens (default) | per-token mean
 EARLY_STOPPING = ("loss", "f1")      # probe: validation loss (the paper) | validation macro-F1
-# Identity fields that only the fine-tuned regimes have; the rest of the identity (model, task, data, evaluation,
-# probe, precision) is shared by every regime of one setup, so runs of different regimes can be compared.
-# ("batch_size", "grad_accum": identity fields of results written before the global batch replaced them.)
-TRAINING_FIELDS = ("batch_size", "grad_accum", "epochs", "warmup_ratio", "gradient_checkpointing", "lr_proj",
-                   "lr_e2e", "lora", "lora_rank", "lr_lora", "global_batch")
 
 # Global batch (examples per optimizer step over all GPUs) of the paper's training scripts, which follow LLaVA-1.5's:
 # LLaVA-1.5's per-device batches (pretrain.sh 32, finetune.sh 16, on 8 GPUs) on the paper's 2 GPUs: FT-Proj
 # 2 x 32 = 64, FT-E2E 2 x 16 = 32.
-PAPER_GLOBAL_BATCH = {"ft-proj": 64, "ft-e2e": 32}
+PAPER_GLOBAL_BATCH = {Regime.FT_PROJ.value: 64, Regime.FT_E2E.value: 32}
 
 
 @dataclass(frozen=True)
@@ -123,13 +120,13 @@ class RunConfig:
         d.update(regime=regime, seed=seed)
         for k in ("clip_model", "clip_pretrained", "clip_templates"):
             d.pop(k)  # only the baselines stage uses a CLIP
-        if regime != "ft-e2e":
+        if regime != Regime.FT_E2E:
             d.pop("lora"), d.pop("lora_rank"), d.pop("lr_lora"), d.pop("lr_e2e")
         elif not self.lora:
             d.pop("lora_rank"), d.pop("lr_lora")
-        if regime != "ft-proj":
+        if regime != Regime.FT_PROJ:
             d.pop("lr_proj")
-        if regime == "zero-shot":
+        if regime == Regime.ZERO_SHOT:
             for k in ("global_batch", "epochs", "warmup_ratio", "gradient_checkpointing"):
                 d.pop(k)
         else:
@@ -141,7 +138,7 @@ class RunConfig:
         equal replicate identities differ only by seed, so they may be averaged."""
         d = {k: v for k, v in self.identity(regime, 0).items() if k != "seed"}
         d["resolved_dtype"] = execution["dtype"]
-        if regime != "zero-shot":
+        if regime != Regime.ZERO_SHOT:
             d["global_batch"] = execution["global_batch"]
         return d
 
@@ -152,6 +149,6 @@ class RunConfig:
         return {k: v for k, v in replicate.items() if k != "regime" and k not in TRAINING_FIELDS}
 
     def regime_dir_name(self, regime: str) -> str:
-        return "ft-e2e-lora" if regime == "ft-e2e" and self.lora else regime
+        return Regime.folder_of(regime, self.lora).value
 
 

@@ -544,11 +544,11 @@ def test_saved_projector_reloads_to_identical_scores(adapter, encoded, tmp_path)
 
 
 def test_full_protocol_completes(adapter, tmp_path):
-    """`run` on the textile task, every regime, at a reduced size; the leaderboard shows the adapter's row."""
+    """`run` on the textile task, every regime, at a reduced size; its records name the adapter and its projector
+    family, in the folders the schema gives them (what the leaderboard reads)."""
     from .config import ProbeConfig, RunConfig
-    from .leaderboard.collect import collect
-    from .leaderboard.table import build
     from .protocol import Runner
+    from .schema import RunKey, RunRecord
 
     cfg = RunConfig(model=adapter.name, task="textile", max_per_class=4, results_dir=str(tmp_path),
                     cache_dir=str(tmp_path / "cache"), probe=ProbeConfig(max_epochs=2), progress=False)
@@ -559,8 +559,9 @@ def test_full_protocol_completes(adapter, tmp_path):
     tokens = [m["training"]["supervised_answer_tokens"] for m in results[1:]]
     if not all(n > 0 for n in tokens):
         fail("encode()", "training supervised no answer token", "> 0 per regime", tokens)
-    [row] = build(collect(tmp_path)).rows
     family = registry().adapters.get(adapter.name).projector_family
-    if (row.model, row.projector_families) != (adapter.name, (family,)):
-        fail("AdapterSpec", "the leaderboard row does not show the adapter and its projector family",
-             (adapter.name, (family,)), (row.model, row.projector_families))
+    records = [RunRecord.from_json(m) for m in results]
+    want = [RunKey(adapter.name, "textile", 4, r, 0) for r in regimes]
+    if [r.key for r in records] != want or {r.projector_family for r in records} != {family}:
+        fail("AdapterSpec", "the records do not name the adapter, its folders and its projector family",
+             [(k.path, family) for k in want], [(r.key.path, r.projector_family) for r in records])

@@ -13,6 +13,9 @@ follows its answer length (Pearson r over classes). ``--score-norm mean`` ranks 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +29,18 @@ from .prompt import build_question
 # LLaVA-1.5-7B in bf16, 0.5 MB per cached token, so 0.35-0.5 GB per row (650-900 prompt tokens) and 11-16 GB
 # for 32 rows next to the weights.
 SCORE_ROWS = 32
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """What one evaluation pass scores: the test images (their samples and cached vision features), the label
+    space, the prompt's domain phrase, and the seed that orders the classes in each image's prompt."""
+
+    store: Any                  # cached vision features of ``samples``, in order (features.FeatureStore)
+    samples: Sequence           # tasks.base.Sample: uid and label of each image
+    classes: Sequence[str]
+    domain: str
+    seed: int                   # orders the classes in each image's prompt (with the image's uid)
 
 
 def class_answer_ids(adapter, classes: list[str]) -> list[list[int]]:
@@ -93,10 +108,11 @@ def length_bias(preds_sum: list[int], preds_mean: list[int], answer_tokens: list
     }
 
 
-def evaluate_loglik(adapter, store, samples, classes, domain, seed, batch_size=8, progress=True,
+def evaluate_loglik(adapter, eval_set: EvalSet, *, batch_size: int = 8, progress: bool = True,
                     max_rows: int = SCORE_ROWS, score_norm: str = "sum") -> dict:
     from tqdm.auto import tqdm
 
+    samples, classes = eval_set.samples, eval_set.classes
     start = time.perf_counter()
     answers = class_answer_ids(adapter, classes)
     all_scores = []
@@ -105,8 +121,8 @@ def evaluate_loglik(adapter, store, samples, classes, domain, seed, batch_size=8
     for b0 in tqdm(range(mine.start, mine.stop, batch_size), desc="evaluate (loglik)", unit="batch",
                    disable=not progress or not ctx.is_main):
         idx = list(range(b0, min(b0 + batch_size, mine.stop)))
-        questions = [build_question(domain, classes, seed, samples[i].uid) for i in idx]
-        all_scores.append(score_batch(adapter, store.get(idx), questions, answers, max_rows=max_rows))
+        questions = [build_question(eval_set.domain, classes, eval_set.seed, samples[i].uid) for i in idx]
+        all_scores.append(score_batch(adapter, eval_set.store.get(idx), questions, answers, max_rows=max_rows))
     scores = torch.cat(ctx.gather(all_scores))
     lengths = [len(a) for a in answers]  # answer tokens, EOS included: what the summed score adds up
     per_token = scores / torch.tensor(lengths, dtype=scores.dtype)

@@ -30,6 +30,7 @@ from sklearn.metrics import confusion_matrix
 
 from . import distributed
 from .batching import collate
+from .evaluation import EvalSet
 from .metrics import bootstrap_ci, classification_metrics
 from .prompt import build_question
 
@@ -107,10 +108,11 @@ def token_budget(adapter, classes: list[str]) -> int:
     return max(len(adapter.encode("", c).answer_ids) for c in classes) + SLACK_TOKENS
 
 
-def evaluate_generate(adapter, store, samples, classes, domain, seed, batch_size=8, progress=True) -> dict:
+def evaluate_generate(adapter, eval_set: EvalSet, *, batch_size: int = 8, progress: bool = True) -> dict:
     """Zero-shot / fine-tuned evaluation by generation; same return shape as ``evaluate_loglik``."""
     from tqdm.auto import tqdm
 
+    samples, classes = eval_set.samples, eval_set.classes
     start = time.perf_counter()
     budget = token_budget(adapter, classes)
     texts = []
@@ -119,8 +121,8 @@ def evaluate_generate(adapter, store, samples, classes, domain, seed, batch_size
     for b0 in tqdm(range(mine.start, mine.stop, batch_size), desc="evaluate (generate)", unit="batch",
                    disable=not progress or not ctx.is_main):
         idx = list(range(b0, min(b0 + batch_size, mine.stop)))
-        questions = [build_question(domain, classes, seed, samples[i].uid) for i in idx]
-        for ids in generate_batch(adapter, store.get(idx), questions, budget):
+        questions = [build_question(eval_set.domain, classes, eval_set.seed, samples[i].uid) for i in idx]
+        for ids in generate_batch(adapter, eval_set.store.get(idx), questions, budget):
             texts.append(adapter.tokenizer.decode(ids, skip_special_tokens=True).strip())
     texts = ctx.gather(texts)
     matches = [match_class(t, classes) for t in texts]

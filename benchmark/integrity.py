@@ -14,7 +14,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from .errors import BenchmarkError
+from .errors import BenchmarkError  # noqa: F401  (re-exported: the base of every error a reader of results sees)
+from .schema import METRICS, result_problem
 
 SEAL = "_sha256"  # key of a JSON file's checksum of its own content
 
@@ -100,8 +101,6 @@ def load_safetensors(path: Path, sha256: str | None) -> dict:
 def read_finished(d: Path) -> dict:
     """``metrics.json`` of a finished run after checking it and the artifacts it records (projector weights,
     predictions). A run that fails is corrupt: :class:`CorruptFileError` names the file and the fix."""
-    from .results import METRICS, result_problem
-
     d = Path(d)
     fix = f"Delete the folder {d} and run the same command again to recompute this run."
     try:

@@ -108,7 +108,7 @@ def control_labels(y_train: list[int], seed: int) -> list[int]:
     return [int(y) for y in rng.permutation(np.asarray(y_train))]
 
 
-def probe_with_control(x_train: torch.Tensor, y_train: list[int], uids_train: list[str], x_test: torch.Tensor,
+def probe_with_control(x_train: torch.Tensor, y_train: list[int], *, uids_train: list[str], x_test: torch.Tensor,
                        y_test: list[int], num_classes: int, seed: int, cfg: ProbeConfig, progress: bool = False,
                        desc: str = "probe") -> tuple[dict, list[int]]:
     """The probe, its control probe (if ``cfg.control``) and selectivity; returns (record, test predictions)."""

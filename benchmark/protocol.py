@@ -9,10 +9,9 @@ resumes from its last saved stage.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ from .config import (  # noqa: F401  (re-exported)
     TrainConfig,
 )
 from .errors import BenchmarkError, DataError
-from .evaluation import evaluate_loglik
+from .evaluation import EvalSet, evaluate_loglik
 from .features import extract, model_revision, pooled
 from .generation import GENERATE_METRICS, evaluate_generate
 from .integrity import CorruptFileError, load_safetensors, read_finished, read_sealed_json, seal, sha256_file
@@ -42,6 +41,15 @@ from .paths import cache_root, results_root
 from .probe import probe_with_control, validation_split
 from .registry import plugins
 from .results import (
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_with,
+    clear_run_dir,
+    has_saved_work,
+    provenance,
+    remove_stale_temps,
+)
+from .schema import (
     CHECKPOINT,
     CONFIG,
     LEGACY_TRAIN_PROGRESS,
@@ -52,14 +60,14 @@ from .results import (
     PROJECTOR,
     TRAIN_PROGRESS,
     TRAINING,
-    atomic_write_json,
-    atomic_write_text,
-    atomic_write_with,
-    clear_run_dir,
-    has_saved_work,
-    provenance,
-    remove_stale_temps,
-    run_dir,
+    BaselinesRecord,
+    Regime,
+    RunKey,
+    RunRecord,
+    as_stored,
+    config_record,
+    digest,
+    digest_text,
 )
 from .tasks.base import TaskData, load_task
 from .training import NonFiniteLossError, batch_layout, finetune, projector_state, trainable_state
@@ -68,8 +76,7 @@ from .training import NonFiniteLossError, batch_layout, finetune, projector_stat
 KEEP_FOR_ANALYSES_MAX_PARAMS = 200_000_000
 
 
-def config_hash(identity: dict) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+config_hash = digest  # the digest of a run's identity (kept under this name for callers)
 
 
 def resolve_device(device: str) -> str:
@@ -85,16 +92,6 @@ class Runner:
         # Before anything is loaded or written: a bad setting costs one line, not a crash after feature extraction.
         validate_run(cfg, Path(cfg.results_dir) if cfg.results_dir else results_root(),
                      Path(cfg.cache_dir) if cfg.cache_dir else cache_root())
-        for r in cfg.regimes:
-            if r not in STAGES:
-                raise BenchmarkError(f"Unknown regime {r!r}; choose from {', '.join(STAGES)}.")
-        if cfg.eval_mode not in EVAL_MODES:
-            raise BenchmarkError(f"Evaluation mode {cfg.eval_mode!r} is not available; use one of {EVAL_MODES}.")
-        if cfg.score_norm not in SCORE_NORMS:
-            raise BenchmarkError(f"--score-norm {cfg.score_norm!r} is not available; use one of {SCORE_NORMS}.")
-        if cfg.probe.early_stopping not in EARLY_STOPPING:
-            raise BenchmarkError(f"Probe early stopping {cfg.probe.early_stopping!r} is not available; use one of "
-                                 f"{EARLY_STOPPING}.")
         self.cfg, self.log = cfg, log
         reg = plugins()
         self.adapter_spec = reg.adapters.get(cfg.model)
@@ -175,8 +172,8 @@ class Runner:
                 "is not reachable: pass --model-path DIR with a local copy.")
 
     def dir_for(self, regime: str, seed: int) -> Path:
-        return run_dir(self.results, self.cfg.model, self.cfg.task, self.cfg.regime_dir_name(regime), seed,
-                       self.cfg.max_per_class)
+        key = RunKey(self.cfg.model, self.cfg.task, self.cfg.max_per_class, self.cfg.regime_dir_name(regime), seed)
+        return key.under(self.results)
 
     def check_existing(self, d: Path, identity: dict) -> bool:
         """True if ``d`` holds a finished run of this very configuration; error if of another one, or corrupt.
@@ -184,8 +181,8 @@ class Runner:
         A folder holding only the ``config.json`` of a run that failed before any work was saved does not block:
         the corrected command replaces it. An unreadable config of an unfinished run is discarded.
         """
-        identity = json.loads(json.dumps(identity, default=str))  # as stored: tuples become lists
-        want = config_hash(identity)
+        identity = as_stored(identity)
+        want = digest(identity)
         if (d / METRICS).exists():
             m = read_finished(d)  # CorruptFileError (named file, what to do) if it fails its checks
             if m.get("config_hash") not in (None, want):
@@ -331,7 +328,7 @@ class Runner:
             return
         if getattr(state["adapter"], "_tuned", False):
             state["adapter"] = self.load_adapter()  # fine-tuning changes weights: start from the checkpoint
-        if regime == "zero-shot" and state["pre"] is None:
+        if regime == Regime.ZERO_SHOT and state["pre"] is None:
             state["pre"] = (pooled(stores["train"]), pooled(stores["test"]))
         self._run_one(regime, seed, state["adapter"], data, stores, state["pre"])
 
@@ -377,37 +374,36 @@ class Runner:
         d = self.dir_for(BASELINES, seed)
         identity = cfg.identity(BASELINES, seed)
         started = time.perf_counter()
-        atomic_write_json(d / CONFIG, seal({"config_hash": config_hash(identity), "identity": identity,
-                                            "config": asdict(cfg), "schema_version": RESULT_SCHEMA_VERSION}))
+        atomic_write_json(d / CONFIG, seal(config_record(identity, cfg)))
         self.log(f"[run] baselines seed {seed} -> {d}")
         job = BaselineJob(d, self.clip, tuple(cfg.clip_templates), seed, self.cache, self.device, cfg.progress)
         res = run_baselines(job, data, cfg.probe, self.log)
         zs = res["clip_zero_shot"]
-        metrics = {
-            "schema_version": RESULT_SCHEMA_VERSION,
-            "projbench_version": __version__,
-            "model": cfg.model,
-            "checkpoint": self.clip.label,
-            "projector_family": self.adapter_spec.projector_family,
-            "task": cfg.task,
-            "task_version": data.spec.version,
-            "task_fingerprint": data.fingerprint,
-            "regime": BASELINES,
-            "lora": False,
-            "seed": seed,
-            "eval_mode": "clip-similarity",
-            "limit": data.limit,
-            "config_hash": config_hash(identity),
-            "data": {"classes": data.classes, "missing_classes": data.missing_classes,
-                     "source": data.source_description, "n_train": len(data.splits["train"]),
-                     "n_test": len(data.splits["test"])},
-            "clip": {**self.clip.to_dict(), "templates": list(cfg.clip_templates),
-                     "identity": zs.get("clip_identity")},
-            "baselines": res,
-            "probe_config": cfg.probe.to_dict(),
-            "timing": {"run_s": time.perf_counter() - started},
-            "provenance": provenance(),
-        }
+        record = BaselinesRecord(
+            schema_version=RESULT_SCHEMA_VERSION,
+            projbench_version=__version__,
+            model=cfg.model,
+            checkpoint=self.clip.label,
+            projector_family=self.adapter_spec.projector_family,
+            task=cfg.task,
+            task_version=data.spec.version,
+            task_fingerprint=data.fingerprint,
+            regime=BASELINES,
+            lora=False,
+            seed=seed,
+            eval_mode="clip-similarity",
+            limit=data.limit,
+            config_hash=config_hash(identity),
+            data={"classes": data.classes, "missing_classes": data.missing_classes,
+                  "source": data.source_description, "n_train": len(data.splits["train"]),
+                  "n_test": len(data.splits["test"])},
+            clip={**self.clip.to_dict(), "templates": list(cfg.clip_templates), "identity": zs.get("clip_identity")},
+            baselines=res,
+            probe_config=cfg.probe.to_dict(),
+            timing={"run_s": time.perf_counter() - started},
+            provenance=provenance(),
+        )
+        metrics = record.to_json()
         atomic_write_json(d / METRICS, seal(metrics))
         self.log(f"[done] baselines seed {seed}: random macro-F1 {res['random']['macro_f1']:.4f}, CLIP zero-shot "
                  f"{zs['macro_f1']:.4f} ({self.clip.label}), CLIP-embedding probe {res['clip_probe']['macro_f1']:.4f}")
@@ -420,18 +416,17 @@ class Runner:
         started = time.perf_counter()
         main = self.dist.is_main  # only rank 0 writes; the others compute their share and wait at barriers
         if main:
-            atomic_write_json(d / CONFIG, seal({"config_hash": config_hash(identity), "identity": identity,
-                                                "config": asdict(cfg), "schema_version": RESULT_SCHEMA_VERSION}))
+            atomic_write_json(d / CONFIG, seal(config_record(identity, cfg)))
         self.log(f"[run] {regime} seed {seed} -> {d}")
         classes, domain = data.classes, data.spec.domain
         train, test = data.splits["train"], data.splits["test"]
         training = None
-        if regime != "zero-shot":
-            tcfg = TrainConfig(lr=cfg.lr_proj if regime == "ft-proj" else cfg.lr_e2e, epochs=cfg.epochs,
+        if regime != Regime.ZERO_SHOT:
+            tcfg = TrainConfig(lr=cfg.lr_proj if regime == Regime.FT_PROJ else cfg.lr_e2e, epochs=cfg.epochs,
                                batch_size=cfg.global_batch_for(regime), micro_batch=cfg.micro_batch,
                                engine=cfg.engine,
                                warmup_ratio=cfg.warmup_ratio,
-                               lora=cfg.lora and regime == "ft-e2e", lora_rank=cfg.lora_rank, lr_lora=cfg.lr_lora,
+                               lora=cfg.lora and regime == Regime.FT_E2E, lora_rank=cfg.lora_rank, lr_lora=cfg.lr_lora,
                                gradient_checkpointing=cfg.gradient_checkpointing,
                                checkpoint_every=cfg.checkpoint_every)
             ckpt = d / CHECKPOINT
@@ -494,23 +489,24 @@ class Runner:
                     atomic_write_json(d / TRAINING, seal({**training, "checkpoint_sha256": sha256_file(ckpt)}))
                     train_state.remove(progress_file)
                 self.dist.barrier()
+        eval_set = EvalSet(stores["test"], test, classes, domain, seed)
         if cfg.eval_mode == "generate":
-            ev = evaluate_generate(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
-                                   progress=cfg.progress)
+            ev = evaluate_generate(adapter, eval_set, batch_size=cfg.eval_batch_size, progress=cfg.progress)
         else:
-            ev = evaluate_loglik(adapter, stores["test"], test, classes, domain, seed, cfg.eval_batch_size,
-                                 progress=cfg.progress, max_rows=cfg.score_rows, score_norm=cfg.score_norm)
+            ev = evaluate_loglik(adapter, eval_set, batch_size=cfg.eval_batch_size, progress=cfg.progress,
+                                 max_rows=cfg.score_rows, score_norm=cfg.score_norm)
         probe_cfg = cfg.probe
         ytr, yte = [s.label for s in train], [s.label for s in test]
         uids = [s.uid for s in train]
         probe_preds = {"uids": [s.uid for s in test]}
         post = (pooled(stores["train"], adapter), pooled(stores["test"], adapter))
-        jobs = {"post_projection": lambda: probe_with_control(post[0], ytr, uids, post[1], yte, len(classes), seed,
-                                                              probe_cfg, cfg.progress,
-                                                              f"probe (post-projection, {regime})")}
-        if regime == "zero-shot":
-            jobs["pre_projection"] = lambda: probe_with_control(pre[0], ytr, uids, pre[1], yte, len(classes), seed,
-                                                                probe_cfg, cfg.progress, "probe (pre-projection)")
+        probe_args = {"uids_train": uids, "y_test": yte, "num_classes": len(classes), "seed": seed,
+                      "cfg": probe_cfg, "progress": cfg.progress}
+        jobs = {"post_projection": lambda: probe_with_control(post[0], ytr, x_test=post[1], **probe_args,
+                                                              desc=f"probe (post-projection, {regime})")}
+        if regime == Regime.ZERO_SHOT:
+            jobs["pre_projection"] = lambda: probe_with_control(pre[0], ytr, x_test=pre[1], **probe_args,
+                                                                desc="probe (pre-projection)")
         # Probes are independent: with several processes each trains its share, and all get every result.
         order = sorted(jobs, key=lambda k: k != "pre_projection")  # pre-projection first, as before
         probes = {}
@@ -520,44 +516,44 @@ class Runner:
             self.dist.barrier()  # rank 0 writes the result files
             return read_sealed_json(d / METRICS)
         atomic_write_json(d / PROBE_PREDICTIONS, probe_preds)
-        paired = None if regime == "zero-shot" else self._paired(seed, test, yte, classes, ev["pred_indices"],
+        paired = None if regime == Regime.ZERO_SHOT else self._paired(seed, test, yte, classes, ev["pred_indices"],
                                                                  probe_preds["post_projection"])
         execution = self.execution(adapter, regime)
         replicate = cfg.replicate_identity(regime, execution)
         artifacts = {PROBE_PREDICTIONS: sha256_file(d / PROBE_PREDICTIONS)}
-        if regime != "zero-shot":
+        if regime != Regime.ZERO_SHOT:
             proj = projector_state(adapter)
             atomic_write_with(d / PROJECTOR, lambda tmp: save_file(proj, str(tmp)))
             artifacts[PROJECTOR] = sha256_file(d / PROJECTOR)
         atomic_write_text(d / PREDICTIONS, "".join(json.dumps(p) + "\n" for p in ev["predictions"]))
         artifacts[PREDICTIONS] = sha256_file(d / PREDICTIONS)
-        metrics = {
-            "schema_version": RESULT_SCHEMA_VERSION,
-            "projbench_version": __version__,
-            "model": cfg.model,
-            "checkpoint": str(adapter.checkpoint),
+        record = RunRecord(
+            schema_version=RESULT_SCHEMA_VERSION,
+            projbench_version=__version__,
+            model=cfg.model,
+            checkpoint=str(adapter.checkpoint),
             # The loaded model's own family where it has one (a composed model's depends on its spec).
-            "projector_family": getattr(adapter, "projector_family", "") or self.adapter_spec.projector_family,
-            "projector_modules": self.adapter_spec.projector_modules,
-            "task": cfg.task,
-            "task_version": data.spec.version,
-            "task_fingerprint": data.fingerprint,
-            "domain": domain,
-            "regime": regime,
-            "lora": bool(cfg.lora and regime == "ft-e2e"),
-            "seed": seed,
-            "eval_mode": cfg.eval_mode,
-            "limit": data.limit,
-            "config_hash": config_hash(identity),
+            projector_family=getattr(adapter, "projector_family", "") or self.adapter_spec.projector_family,
+            projector_modules=self.adapter_spec.projector_modules,
+            task=cfg.task,
+            task_version=data.spec.version,
+            task_fingerprint=data.fingerprint,
+            domain=domain,
+            regime=regime,
+            lora=bool(cfg.lora and regime == Regime.FT_E2E),
+            seed=seed,
+            eval_mode=cfg.eval_mode,
+            limit=data.limit,
+            config_hash=config_hash(identity),
             # Runs with equal replicate hashes differ only by seed: the leaderboard averages only those.
-            "replicate_hash": config_hash(replicate),
-            "setup_hash": config_hash(cfg.setup_identity(replicate)),
-            "replicate_identity": json.loads(json.dumps(replicate, default=str)),
-            "execution": execution,
-            "revision": self.revision,
-            "template": adapter.template_name,
-            "score_norm": cfg.score_norm,
-            "data": {
+            replicate_hash=config_hash(replicate),
+            setup_hash=config_hash(cfg.setup_identity(replicate)),
+            replicate_identity=as_stored(replicate),
+            execution=execution,
+            revision=self.revision,
+            template=adapter.template_name,
+            score_norm=cfg.score_norm,
+            data={
                 "classes": classes, "missing_classes": data.missing_classes, "source": data.source_description,
                 "n_train": len(train), "n_test": len(test),
                 "skipped_unreadable": {k: len(v) for k, v in data.skipped.items()},
@@ -566,25 +562,25 @@ class Runner:
                 "duplicates": [list(p) for p in data.duplicates],
                 "dropped_duplicates": data.dropped_duplicates,
             },
-            "metrics": {k: ev["metrics"][k] for k in ("macro_f1", "accuracy", "n", "ci95", "per_class",
-                                                      "confusion_matrix", "score_norm", "length_bias",
-                                                      *GENERATE_METRICS) if k in ev["metrics"]},
-            "probe": probes,
-            "paired": paired,
-            "probe_config": probe_cfg.to_dict(),
-            "training": training,
-            "processes": self.dist.world_size,
-            "distributed_backend": self.dist.backend,
-            "timing": {**self.timing, "evaluation_s": ev["metrics"]["seconds"],
-                       "run_s": time.perf_counter() - started},
-            "provenance": provenance(),
-            "artifacts": artifacts,  # SHA-256 of the files beside it, checked before the run counts as finished
-        }
+            metrics={k: ev["metrics"][k] for k in ("macro_f1", "accuracy", "n", "ci95", "per_class",
+                                                   "confusion_matrix", "score_norm", "length_bias",
+                                                   *GENERATE_METRICS) if k in ev["metrics"]},
+            probe=probes,
+            paired=paired,
+            probe_config=probe_cfg.to_dict(),
+            training=training,
+            processes=self.dist.world_size,
+            distributed_backend=self.dist.backend,
+            timing={**self.timing, "evaluation_s": ev["metrics"]["seconds"], "run_s": time.perf_counter() - started},
+            provenance=provenance(),
+            artifacts=artifacts,  # SHA-256 of the files beside it, checked before the run counts as finished
+        )
+        metrics = record.to_json()
         atomic_write_json(d / METRICS, seal(metrics))
         # FT-E2E keeps its trained state for `analyze` (FT-E2E model state) when it is small; a large one only
         # with --keep-checkpoints (it is the size of the LLM).
         small = (training or {}).get("trainable_parameters", float("inf")) <= KEEP_FOR_ANALYSES_MAX_PARAMS
-        keep = cfg.keep_checkpoints or (regime == "ft-e2e" and small)
+        keep = cfg.keep_checkpoints or (regime == Regime.FT_E2E and small)
         if not keep and (d / CHECKPOINT).exists():
             (d / CHECKPOINT).unlink()
         self.dist.barrier()
@@ -597,7 +593,7 @@ class Runner:
     def _paired(self, seed, test, y_test, classes, task_pred, probe_pred) -> dict | None:
         """Gain and richness change against the zero-shot run of the same seed, on the same test images, with
         paired bootstrap intervals; None (with the reason logged) if that run's predictions are not there."""
-        zs = self.dir_for("zero-shot", seed)
+        zs = self.dir_for(Regime.ZERO_SHOT, seed)
         try:
             read_finished(zs)  # its predictions' checksums
             zs_probe = json.loads((zs / PROBE_PREDICTIONS).read_text())
@@ -626,90 +622,9 @@ def drop_duplicates(data: TaskData) -> TaskData:
         return data
     gone = set(dropped)
     test = [s for s in data.splits["test"] if s.uid not in gone]
-    fingerprint = hashlib.sha256("\0".join([data.fingerprint, "drop-duplicates", *dropped]).encode()).hexdigest()[:16]
+    fingerprint = digest_text("\0".join([data.fingerprint, "drop-duplicates", *dropped]))
     return replace(data, splits={**data.splits, "test": test}, fingerprint=fingerprint, dropped_duplicates=dropped)
 
 
 def run(cfg: RunConfig, log=print) -> list[dict]:
     return Runner(cfg, log).run()
-
-
-def summary_table(results: list[dict]) -> str:
-    """Mean (± std over seeds) per regime: task F1, probe F1 (with its control), and the paper's gain and
-    richness change, absolute and in % (the paper's Table 2 form: change of the seed-averaged means relative to
-    the seed-averaged zero-shot / original-projector mean, over the seeds both have)."""
-    from statistics import fmean, stdev
-
-    from tabulate import tabulate
-
-    def fmt(xs):
-        return f"{fmean(xs):.4f}" + (f" ± {stdev(xs):.4f}" if len(xs) > 1 else "")
-
-    def pct(new, base):
-        b = fmean(base)
-        return "n/a" if b == 0 else f"{100 * (fmean(new) - b) / b:+.1f}%"
-
-    def interval(ms, key):
-        if len(ms) != 1:
-            return ""
-        ci = ms[0].get(key[0], {}) or {}
-        for k in key[1:]:
-            ci = ci.get(k, {}) or {}
-        return f" [{ci[0]:.4f}, {ci[1]:.4f}]" if isinstance(ci, list) else ""
-
-    baselines = [m for m in results if m["regime"] == BASELINES]
-    results = [m for m in results if m["regime"] != BASELINES]
-    by = {}
-    for m in results:
-        key = m["regime"] + (" (LoRA)" if m.get("lora") else "")
-        by.setdefault(key, []).append(m)
-    zs = {m["seed"]: m for m in results if m["regime"] == "zero-shot"}
-
-    def f1(m):
-        return m["metrics"]["macro_f1"]
-
-    def probe(m):
-        return m["probe"]["post_projection"]["macro_f1"]
-
-    rows = []
-    for regime, ms in by.items():
-        pairs = [(m, zs[m["seed"]]) for m in ms if m["seed"] in zs]
-        gain = [f1(m) - f1(z) for m, z in pairs]
-        rich = [probe(m) - probe(z) for m, z in pairs]
-        unmatched = [m["metrics"]["unmatched_rate"] for m in ms if "unmatched_rate" in m["metrics"]]
-        f1_cell = fmt([f1(m) for m in ms]) + interval(ms, ("metrics", "ci95")) + (
-            f" (unmatched {sum(unmatched) / len(unmatched):.1%})" if unmatched else "")
-        control = [m["probe"]["post_projection"]["control"]["macro_f1"] for m in ms
-                   if "control" in m["probe"]["post_projection"]]
-        is_zs = regime == "zero-shot"
-        rows.append([regime, f1_cell, fmt([m["metrics"]["accuracy"] for m in ms]),
-                     fmt([probe(m) for m in ms]) + interval(ms, ("probe", "post_projection", "ci95")),
-                     fmt(control) if control else "-",
-                     "-" if is_zs or not gain else fmt(gain) + interval(ms, ("paired", "gain", "ci95")),
-                     "-" if is_zs or not pairs else pct([f1(m) for m, _ in pairs], [f1(z) for _, z in pairs]),
-                     "-" if is_zs or not rich else fmt(rich) + interval(ms, ("paired", "richness", "ci95")),
-                     "-" if is_zs or not pairs else pct([probe(m) for m, _ in pairs], [probe(z) for _, z in pairs]),
-                     len(ms)])
-    if zs:
-        pre = [m["probe"]["pre_projection"] for m in zs.values()]
-        control = [p["control"]["macro_f1"] for p in pre if "control" in p]
-        rows.append(["pre-projection features", "-", "-",
-                     fmt([p["macro_f1"] for p in pre]) + (f" [{pre[0]['ci95'][0]:.4f}, {pre[0]['ci95'][1]:.4f}]"
-                                                           if len(pre) == 1 and "ci95" in pre[0] else ""),
-                     fmt(control) if control else "-", "-", "-", "-", "-", len(pre)])
-    if baselines:
-        # Baselines: a task gain against CLIP zero-shot reads off the F1 column; CLIP's probe sits next to the
-        # pre-projection probe (patch-mean of the MLLM's own vision features).
-        b = [m["baselines"] for m in baselines]
-        clip = baselines[0]["clip"]["model"] + (f"/{baselines[0]['clip']['pretrained']}"
-                                               if baselines[0]["clip"]["pretrained"] else "")
-        none = ["-"] * 5
-        rows.append(["baseline: random (uniform, expected)", fmt([x["random"]["macro_f1"] for x in b]),
-                     fmt([x["random"]["accuracy"] for x in b]), "-", *none, len(b)])
-        rows.append([f"baseline: CLIP zero-shot ({clip})", fmt([x["clip_zero_shot"]["macro_f1"] for x in b]),
-                     fmt([x["clip_zero_shot"]["accuracy"] for x in b]), "-", *none, len(b)])
-        rows.append(["baseline: CLIP pooled-embedding probe", "-", "-", fmt([x["clip_probe"]["macro_f1"] for x in b]),
-                     *none, len(b)])
-    return tabulate(rows, headers=["regime", "task macro-F1", "accuracy", "probe macro-F1", "control probe",
-                                   "task gain", "gain %", "richness change", "richness %", "seeds"],
-                    tablefmt="github", disable_numparse=True)

@@ -1,6 +1,6 @@
 """Result files: atomic writes, provenance, and the layout of one run directory.
 
-``<results>/<model>/<task>[@max<k>]/<regime>/seed<k>/`` holds ``config.json`` (resolved config),
+A run folder (its place: :class:`benchmark.schema.RunKey`) holds ``config.json`` (resolved config),
 ``predictions.jsonl`` (per sample), ``probe_predictions.json`` (the probes' test predictions),
 ``projector.safetensors`` (fine-tuned regimes) and, written last,
 ``metrics.json``, which records the SHA-256 of the others and of itself. A run is finished when its
@@ -21,17 +21,19 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-METRICS = "metrics.json"
-CONFIG = "config.json"
-PREDICTIONS = "predictions.jsonl"
-PROBE_PREDICTIONS = "probe_predictions.json"  # the probes' test predictions: paired intervals of later regimes
-PROJECTOR = "projector.safetensors"
-CHECKPOINT = "checkpoint.safetensors"  # trainable state between training and evaluation; removed when done
-TRAINING = "training.json"             # training stats + checkpoint SHA-256, written after the checkpoint
-LOCK = ".lock"                         # held by the one process working on the run folder
-LEGACY_TRAIN_PROGRESS = "train_state.pt"  # pickled state of older versions: never loaded, removed on sight
-TRAIN_PROGRESS = "train_state.json"    # mid-training state (+ train_state-step<k>.safetensors); removed when done
-
+from .schema import (  # noqa: F401  (re-exported: the file names of a run folder)
+    CHECKPOINT,
+    CONFIG,
+    LEGACY_TRAIN_PROGRESS,
+    LOCK,
+    METRICS,
+    PREDICTIONS,
+    PROBE_PREDICTIONS,
+    PROJECTOR,
+    TRAIN_PROGRESS,
+    TRAINING,
+    result_problem,
+)
 
 _TEMP = re.compile(r"^\..+\.(tmp\.[A-Za-z0-9_]+|[A-Za-z0-9_]{8})$")  # ours: .<name>.tmp.<rand> (older: .<name>.<rand>)
 
@@ -125,11 +127,6 @@ def provenance() -> dict:
     }
 
 
-def run_dir(results: Path, model: str, task: str, regime: str, seed: int, max_per_class: int | None) -> Path:
-    task_dir = task if max_per_class is None else f"{task}@max{max_per_class}"
-    return Path(results) / model / task_dir / regime / f"seed{seed}"
-
-
 def has_saved_work(d: Path) -> bool:
     """Whether a run folder holds anything beyond its config: training state, checkpoint, results."""
     d = Path(d)
@@ -146,38 +143,3 @@ def clear_run_dir(d: Path) -> None:
 
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
-
-
-def _score(m: dict, dotted: str) -> str | None:
-    cur = m
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return f"missing field {dotted!r}"
-        cur = cur[part]
-    if isinstance(cur, bool) or not isinstance(cur, int | float) or not 0.0 <= cur <= 1.0:  # NaN fails too
-        return f"field {dotted!r} is not a number in [0, 1]: {cur!r}"
-    return None
-
-
-def result_problem(m) -> str | None:
-    """Why ``m`` (a parsed metrics.json) is not a finished result of a supported schema; None if it is.
-
-    The core fields only, the ones every reader relies on; schema 1 files (before checksums) pass too.
-    """
-    from . import RESULT_SCHEMA_VERSION
-
-    if not isinstance(m, dict):
-        return "not a JSON object"
-    v = m.get("schema_version")
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= RESULT_SCHEMA_VERSION:
-        return f"schema_version {v!r} is not an integer from 1 to {RESULT_SCHEMA_VERSION}"
-    for name, kind in (("model", str), ("task", str), ("regime", str), ("seed", int)):
-        if not isinstance(m.get(name), kind) or isinstance(m.get(name), bool):
-            return f"field {name!r} is missing or not a {kind.__name__}"
-    if m["regime"] == "baselines":  # random / CLIP reference numbers, no task metrics of the MLLM
-        return None if isinstance(m.get("baselines"), dict) else "field 'baselines' is missing"
-    for dotted in ("metrics.macro_f1", "metrics.accuracy", "probe.post_projection.macro_f1"):
-        problem = _score(m, dotted)
-        if problem:
-            return problem
-    return None

@@ -2,7 +2,8 @@
 
 Every numeric setting is range-checked (a zero batch size or a NaN learning rate would otherwise fail deep in
 training, or worse, produce a "finished" run with a NaN loss), seeds and regimes must be non-empty, the device
-must exist and the results folder must be a writable directory. ``validate_run`` raises :class:`InputError`
+must exist, the results folder must be a writable directory, and the choices (evaluation mode, score
+normalisation, probe early stopping) must be known ones. ``validate_run`` raises :class:`InputError`
 naming the flag and the fix; the CLI turns it into one line on stderr and exit code 2.
 """
 
@@ -12,7 +13,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from .config import STAGES, RunConfig
+from .config import EARLY_STOPPING, EVAL_MODES, SCORE_NORMS, STAGES, RunConfig
 from .errors import BenchmarkError
 
 MAX_SEED = 2**32 - 1         # numpy's and sklearn's seeds are 32-bit; torch's are wider
@@ -148,3 +149,10 @@ def validate_run(cfg: RunConfig, results_dir: Path, cache_dir: Path) -> None:
     check_device(cfg.device)
     check_writable_dir(results_dir, "--results-dir")
     check_writable_dir(cache_dir, "--cache-dir")
+    if cfg.eval_mode not in EVAL_MODES:
+        raise InputError(f"Evaluation mode {cfg.eval_mode!r} is not available; use one of {EVAL_MODES}.")
+    if cfg.score_norm not in SCORE_NORMS:
+        raise InputError(f"--score-norm {cfg.score_norm!r} is not available; use one of {SCORE_NORMS}.")
+    if cfg.probe.early_stopping not in EARLY_STOPPING:
+        raise InputError(f"Probe early stopping {cfg.probe.early_stopping!r} is not available; use one of "
+                         f"{EARLY_STOPPING}.")

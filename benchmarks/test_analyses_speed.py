@@ -15,7 +15,7 @@ import pytest
 from benchmark.analyses import AnalysisContext, AnalysisOptions
 from benchmark.analyses.hidden import extract_hidden
 from benchmark.conformance import MemoryStore, real_photos, samples_for
-from benchmark.evaluation import evaluate_loglik
+from benchmark.evaluation import EvalSet, evaluate_loglik
 from benchmark.registry import Plugins
 
 CLASSES = ["nominal", "global defect", "local defect"]
@@ -38,7 +38,7 @@ def setup():
 def test_analysis_time_per_evaluation_pass(benchmark, setup, tmp_path):
     reg, adapter, data, stores = setup
     start = time.perf_counter()
-    evaluate_loglik(adapter, stores["test"], data.splits["test"], CLASSES, DOMAIN, 0, progress=False)
+    evaluate_loglik(adapter, EvalSet(stores["test"], data.splits["test"], CLASSES, DOMAIN, 0), progress=False)
     eval_s = time.perf_counter() - start
     options = AnalysisOptions(probe_max_epochs=20, knockout_max_images=len(data.splits["test"]))
     hidden_s = {"s": 0.0}

@@ -10,17 +10,16 @@ Unreadable files are listed, never fatal.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.errors import BenchmarkError
-from benchmark.integrity import read_sealed_json
+from benchmark.integrity import CorruptFileError, read_sealed_json
+from benchmark.schema import ANALYSES_DIR, ANALYSIS_RESULT, FOLDER_ORDER, Regime, migrate, parse_task_dir
 
-RESULT = "analysis.json"
-REGIME_ORDER = ("zero-shot", "ft-proj", "ft-e2e")
-REGIME_LABEL = {"zero-shot": "original", "ft-proj": "FT-Proj", "ft-e2e": "FT-E2E"}
-_TASK_DIR = re.compile(r"^(?P<task>.+?)(?:@max(?P<k>[0-9]+))?$")
+
+def state_label(regime: str) -> str:
+    """The model state an analysis of a regime's folder looked at (zero-shot: the original weights)."""
+    return Regime(regime).state_label if regime in FOLDER_ORDER else regime
 
 
 @dataclass(frozen=True)
@@ -34,12 +33,11 @@ class Record:
 
     @property
     def limit(self) -> int | None:
-        k = _TASK_DIR.match(self.task_dir).group("k")
-        return int(k) if k else None
+        return parse_task_dir(self.task_dir)[1]
 
     @property
     def task_label(self) -> str:
-        task = _TASK_DIR.match(self.task_dir).group("task")
+        task = parse_task_dir(self.task_dir)[0]
         return task if self.limit is None else f"{task} (limited: {self.limit}/class)"
 
 
@@ -47,16 +45,16 @@ def collect_analyses(results: Path, model: str | None = None, task_dir: str | No
     """(records, skipped) of every analysis result under ``results`` (optionally one model / task folder)."""
     results = Path(results)
     records, skipped = [], []
-    pattern = f"{model or '*'}/{task_dir or '*'}/analyses/*/*/seed*/{RESULT}"
+    pattern = f"{model or '*'}/{task_dir or '*'}/{ANALYSES_DIR}/*/*/seed*/{ANALYSIS_RESULT}"
     for path in sorted(results.glob(pattern)):
         rel = path.relative_to(results).parts
         try:
-            data = read_sealed_json(path)
+            data = migrate(read_sealed_json(path), "analysis")
             result = data["result"]
             if not isinstance(result.get("curves"), dict) or not isinstance(result.get("x"), list):
                 raise ValueError("no curves")
             seed = int(rel[5].removeprefix("seed"))
-        except (BenchmarkError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (CorruptFileError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             skipped.append((str(path.relative_to(results)), f"unreadable: {exc}"))
             continue
         records.append(Record(rel[0], rel[1], rel[3], rel[4], seed, data))
@@ -83,7 +81,7 @@ def _mean_curve(recs, name):
 
 
 def _regime_key(regime):
-    return REGIME_ORDER.index(regime) if regime in REGIME_ORDER else len(REGIME_ORDER)
+    return FOLDER_ORDER.index(regime) if regime in FOLDER_ORDER else len(FOLDER_ORDER)
 
 
 def draw_curves(results: Path, model: str | None = None, task_dir: str | None = None,
@@ -105,7 +103,7 @@ def draw_curves(results: Path, model: str | None = None, task_dir: str | None = 
         for i, regime in enumerate(sorted(by_regime, key=_regime_key)):
             recs = by_regime[regime]
             x = recs[0].data["result"]["x"]
-            label = f"{REGIME_LABEL.get(regime, regime)} (n={len(recs)} seed{'s' if len(recs) > 1 else ''})"
+            label = f"{state_label(regime)} (n={len(recs)} seed{'s' if len(recs) > 1 else ''})"
             y = _mean_curve(recs, primary)
             if y:
                 ax.plot(x[: len(y)], y, marker="o", ms=3, color=f"C{i}", label=label)
@@ -113,7 +111,7 @@ def draw_curves(results: Path, model: str | None = None, task_dir: str | None = 
             if y2:
                 ax.plot(x[: len(y2)], y2, ls="--", color=f"C{i}", alpha=0.6, label=f"{label}: {secondary}")
         limited = f" (limited run: {first.limit}/class)" if first.limit else ""
-        ax.set_title(f"{folder}: {m} on {_TASK_DIR.match(t).group('task')}{limited}", fontsize=10)
+        ax.set_title(f"{folder}: {m} on {parse_task_dir(t)[0]}{limited}", fontsize=10)
         ax.set_xlabel(res.get("x_label", "layer"))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
         ax.set_ylabel(primary)
@@ -121,7 +119,7 @@ def draw_curves(results: Path, model: str | None = None, task_dir: str | None = 
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = (Path(out_dir) / f"{m}__{t}__{folder}.png" if out_dir
-                else Path(results) / m / t / "analyses" / f"{folder}.png")
+                else Path(results) / m / t / ANALYSES_DIR / f"{folder}.png")
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path)
         plt.close(fig)
@@ -143,7 +141,7 @@ def summary_rows(records) -> list[dict]:
                 else:
                     summary[key] = vals[0]
             rows.append({"model": m, "task": recs[0].task_label, "limit": recs[0].limit, "analysis": folder,
-                         "state": REGIME_LABEL.get(regime, regime), "seeds": [r.seed for r in recs],
+                         "state": state_label(regime), "seeds": [r.seed for r in recs],
                          "summary": summary, "citation": recs[0].data.get("citation")})
     return rows
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from statistics import fmean
 
-from benchmark.errors import BenchmarkError
-from benchmark.paths import results_root
+from benchmark.integrity import BenchmarkError
+from benchmark.schema import Regime, results_root
 
 from .collect import Collection, collect
 from .render import FORMATS, render
@@ -31,6 +32,25 @@ def collection_for(results: Path) -> Collection:
 def leaderboard_for(results: Path) -> Leaderboard:
     """The leaderboard of a results folder (the library entry point; no model is loaded)."""
     return build(collection_for(results))
+
+
+def run_table(results: Path, model: str, task_dir: str) -> str:
+    """The leaderboard (Markdown) of the runs of one model in one task folder: what `run` prints for the folders
+    it wrote, with the leaderboard's own estimators; then the task accuracy of each regime, which the leaderboard
+    does not show."""
+    coll = collect(results, under=f"{model}/{task_dir}")
+    by_folder: dict[str, list] = {}
+    for run in coll.runs:
+        by_folder.setdefault(run.key.regime, []).append(run)
+    parts = []
+    for folder, runs in by_folder.items():
+        accuracy = [r.accuracy for r in runs if r.accuracy is not None]
+        unmatched = [r.unmatched_rate for r in runs if r.unmatched_rate is not None]
+        if accuracy:
+            parts.append(f"{Regime(folder).label} {fmean(accuracy):.4f}"
+                         + (f" (unmatched {fmean(unmatched):.1%})" if unmatched else ""))
+    note = f"Task accuracy (mean over seeds): {', '.join(parts)}.\n" if parts else ""
+    return render(build(coll), "markdown") + ("\n" + note if note else "")
 
 
 def write_site(board: Leaderboard, coll: Collection, out: Path, with_reference: bool) -> Path:

@@ -1,62 +1,38 @@
 """Read and validate the result files under a results folder; nothing else in the leaderboard touches the disk.
 
-A run folder is ``<model>/<task>[@max<k>]/<regime>/seed<k>/``. ``metrics.json`` is written last, so its presence
-means "finished"; ``config.json`` alone means the run crashed, was interrupted or is still going. Every problem
-becomes a :class:`Skipped` entry (path + reason) instead of an exception, so one bad file never hides the rest.
+A run folder is ``<model>/<task>[@max<k>]/<regime>/seed<k>/`` (:class:`benchmark.schema.RunKey`); files of every
+supported schema version are read through :func:`benchmark.schema.migrate`. ``metrics.json`` is written last, so
+its presence means "finished"; ``config.json`` alone means the run crashed, was interrupted or is still going.
+Every problem becomes a :class:`Skipped` entry (path + reason) instead of an exception, so one bad file never hides the rest.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark import RESULT_SCHEMA_VERSION
 from benchmark.integrity import SEAL, seal_matches
+from benchmark.schema import (  # noqa: F401  (RunKey, the file names: re-exported for the leaderboard's modules)
+    CONFIG,
+    FOLDER_ORDER,
+    METRICS,
+    SUPPORTED_SCHEMAS,
+    BaselinesRecord,
+    Regime,
+    RunKey,
+    RunRecord,
+    SchemaError,
+    migrate,
+)
 
-METRICS = "metrics.json"
-CONFIG = "config.json"
-
-# Folder names of the regimes, as written by the protocol (``RunConfig.regime_dir_name``). Kept here rather than
-# imported from ``benchmark.protocol`` because that module imports torch, and the leaderboard must stay light.
-REGIME_DIRS = ("zero-shot", "ft-proj", "ft-e2e", "ft-e2e-lora")
-# The optional baselines stage (random, CLIP zero-shot, CLIP-embedding probe) has a folder of its own beside them.
-BASELINES_DIR = "baselines"
+# Folder names of the regimes, and the optional baselines stage's folder beside them.
+REGIME_DIRS = tuple(r.value for r in FOLDER_ORDER if r is not Regime.BASELINES)
+BASELINES_DIR = Regime.BASELINES.value
 # A metrics.json is a few KB (tens of MB at most, with thousands of skipped-image ids): anything bigger is not
 # ours, and reading it would cost the whole leaderboard its time and memory.
 MAX_METRICS_BYTES = 64 * 1024 * 1024
-SUPPORTED_SCHEMAS = (1, RESULT_SCHEMA_VERSION)  # 1: read as before; fields added in 2 are optional
-
-_TASK_DIR = re.compile(r"^(?P<task>.+?)(?:@max(?P<k>[0-9]+))?$")
-_SEED_DIR = re.compile(r"^seed(?P<seed>-?[0-9]+)$")
-
-
-@dataclass(frozen=True)
-class RunKey:
-    """Where a run lives: the identity the folder layout gives it."""
-
-    model: str
-    task: str
-    limit: int | None  # max images per class and split; None for a full run
-    regime: str        # a folder name from REGIME_DIRS (LoRA FT-E2E is its own folder)
-    seed: int
-
-    def sort_key(self) -> tuple:
-        # Full runs before limited ones; ``None`` and ints do not compare, hence the flag.
-        return (self.model, self.task, self.limit is not None, self.limit or 0,
-                (*REGIME_DIRS, BASELINES_DIR).index(self.regime),
-                self.seed)
-
-    @property
-    def task_dir(self) -> str:
-        return self.task if self.limit is None else f"{self.task}@max{self.limit}"
-
-    @property
-    def path(self) -> str:
-        """Relative to the results folder, with ``/`` on every OS, so output never depends on where it lives."""
-        return f"{self.model}/{self.task_dir}/{self.regime}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +63,8 @@ class Run:
     richness_ci: tuple[float, float] | None = None
     control_post: float | None = None   # control probe (shuffled training labels) on the same features
     control_pre: float | None = None
+    accuracy: float | None = None       # task accuracy (absent in early files)
+    unmatched_rate: float | None = None  # generate mode: share of answers that named no class
 
 
 @dataclass(frozen=True)
@@ -121,24 +99,7 @@ class Collection:
     baselines: tuple[BaselineRun, ...] = ()  # finished baselines stages, sorted by key
 
 
-class _Invalid(Exception):
-    """A reason to skip one file; caught in :func:`collect`."""
-
-
-def parse_run_dir(rel: tuple[str, ...]) -> RunKey:
-    """The run key from a run folder's path relative to the results folder, or :class:`_Invalid`."""
-    if len(rel) != 4:
-        raise _Invalid("not in a <model>/<task>[@max<k>]/<regime>/seed<k>/ folder")
-    model, task_dir, regime, seed_dir = rel
-    task_match = _TASK_DIR.match(task_dir)
-    seed_match = _SEED_DIR.match(seed_dir)
-    if regime not in REGIME_DIRS and regime != BASELINES_DIR:
-        raise _Invalid(f"unknown regime folder {regime!r} (expected one of {', '.join(REGIME_DIRS)}, "
-                       f"{BASELINES_DIR})")
-    if not seed_match:
-        raise _Invalid(f"seed folder {seed_dir!r} is not named seed<k>")
-    limit = int(task_match["k"]) if task_match["k"] is not None else None
-    return RunKey(model, task_match["task"], limit, regime, int(seed_match["seed"]))
+_Invalid = SchemaError  # a reason to skip one file; caught in :func:`collect`
 
 
 def _field(obj: dict, dotted: str, kind):
@@ -241,8 +202,8 @@ def _revision_label(rev) -> str | None:
     return f"local:{rev.get('content_hash')}"
 
 
-def _load(text: str) -> dict:
-    """Parse a metrics.json, check its own checksum (if it has one) and its schema_version."""
+def _load(text: str, kind: str) -> dict:
+    """Parse a metrics.json, check its own checksum (if it has one), and migrate it to the current schema."""
     try:
         m = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -255,20 +216,12 @@ def _load(text: str) -> dict:
     if claimed is not None and not seal_matches(m, claimed):
         raise _Invalid("corrupt: its content does not match its recorded SHA-256; delete the run folder and run "
                        "the same command again to recompute it")
-    if "schema_version" not in m:
-        raise _Invalid("missing field 'schema_version'")
-    version = m["schema_version"]
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise _Invalid(f"schema_version {version!r} is not an integer")
-    return m
+    return migrate(m, kind)
 
 
 def parse_metrics(key: RunKey, text: str) -> Run:
     """Validate one metrics.json against the folder it sits in."""
-    m = _load(text)
-    if m["schema_version"] not in SUPPORTED_SCHEMAS:
-        raise _Invalid(f"unknown schema_version {m['schema_version']!r} (this projbench reads "
-                       f"{', '.join(map(str, SUPPORTED_SCHEMAS))}; upgrade projbench)")
+    m = _load(text, RunRecord.KIND)
     model = _field(m, "model", str)
     task = _field(m, "task", str)
     regime = _field(m, "regime", str)
@@ -286,7 +239,7 @@ def parse_metrics(key: RunKey, text: str) -> Run:
         checkpoint=_field(m, "checkpoint", str),
         f1=_score(m, "metrics.macro_f1"),
         probe_post=_score(m, "probe.post_projection.macro_f1"),
-        probe_pre=_score(m, "probe.pre_projection.macro_f1") if regime == "zero-shot" else None,
+        probe_pre=_score(m, "probe.pre_projection.macro_f1") if regime == Regime.ZERO_SHOT else None,
         provenance=provenance_of(m),
         replicate_hash=_optional(m, "replicate_hash", str),
         setup_hash=_optional(m, "setup_hash", str),
@@ -300,12 +253,12 @@ def parse_metrics(key: RunKey, text: str) -> Run:
         richness_ci=_optional(m, "paired.richness.ci95", "interval"),
         control_post=_optional(m, "probe.post_projection.control.macro_f1", float),
         control_pre=_optional(m, "probe.pre_projection.control.macro_f1", float),
+        accuracy=_score(m, "metrics.accuracy") if "accuracy" in m["metrics"] else None,
+        unmatched_rate=_optional(m, "metrics.unmatched_rate", float),
     )
-    if "accuracy" in m.get("metrics", {}):
-        _score(m, "metrics.accuracy")
     # The folder decides where a run is shown, so it must agree with what the run says it is: a limited run in
     # a full-run folder would otherwise be shown as a full run.
-    folder_regime = "ft-e2e-lora" if regime == "ft-e2e" and lora else regime
+    folder_regime = Regime.FT_E2E_LORA.value if regime == Regime.FT_E2E and lora else regime
     checks = [("model", model, key.model), ("task", task, key.task), ("regime", folder_regime, key.regime),
               ("seed", seed, key.seed)]
     for name, said, folder in checks:
@@ -326,9 +279,7 @@ def parse_metrics(key: RunKey, text: str) -> Run:
 
 def parse_baselines(key: RunKey, text: str) -> BaselineRun:
     """Validate the metrics.json of a baselines folder against the folder it sits in."""
-    m = _load(text)
-    if m["schema_version"] not in SUPPORTED_SCHEMAS:
-        raise _Invalid("not a projbench metrics.json of a supported schema_version")
+    m = _load(text, BaselinesRecord.KIND)
     limit = m.get("limit")
     said = {"model": _field(m, "model", str), "task": _field(m, "task", str), "regime": _field(m, "regime", str),
             "seed": _field(m, "seed", int),
@@ -354,17 +305,21 @@ def parse_baselines(key: RunKey, text: str) -> BaselineRun:
     )
 
 
-def collect(root: Path) -> Collection:
-    """Every run under ``root``: finished, unfinished, or skipped with a reason. Sorted, so disk order is moot."""
+def collect(root: Path, under: str | None = None) -> Collection:
+    """Every run under ``root``: finished, unfinished, or skipped with a reason. Sorted, so disk order is moot.
+
+    ``under`` (e.g. ``<model>/<task folder>``) reads only the runs in that folder of ``root``.
+    """
     root = Path(root)
-    run_dirs = sorted({p.parent for name in (METRICS, CONFIG) for p in root.rglob(name) if p.is_file()})
+    top = root / under if under else root
+    run_dirs = sorted({p.parent for name in (METRICS, CONFIG) for p in top.rglob(name) if p.is_file()})
     runs, unfinished, unreadable, skipped, baselines = [], [], [], [], []
     for d in run_dirs:
         rel = d.relative_to(root).parts
         has_metrics = (d / METRICS).is_file()
         shown = "/".join(rel + ((METRICS if has_metrics else CONFIG),))
         try:
-            key = parse_run_dir(rel)
+            key = RunKey.parse(rel)
         except _Invalid as exc:
             skipped.append(Skipped(shown, str(exc)))
             continue
@@ -377,7 +332,7 @@ def collect(root: Path) -> Collection:
                 raise _Invalid(f"{size:,} bytes, larger than any metrics.json projbench writes "
                                f"(limit {MAX_METRICS_BYTES:,}); not read")
             text = (d / METRICS).read_text(encoding="utf-8")
-            if key.regime == BASELINES_DIR:
+            if key.regime == Regime.BASELINES:
                 baselines.append(parse_baselines(key, text))
             else:
                 runs.append(parse_metrics(key, text))

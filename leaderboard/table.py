@@ -16,15 +16,15 @@ import itertools
 import json
 from dataclasses import dataclass, field, replace
 
-from benchmark.config import TRAINING_FIELDS
+from benchmark.schema import TRAINING_FIELDS, Regime
 
 from .collect import BASELINES_DIR, BaselineRun, Collection, Run, RunKey, Skipped
 from .stats import Ratio, Stat
 from .stats import ratio_of as _ratio  # short names: the row builder calls them dozens of times
 from .stats import stat_of as _stat
 
-FINETUNED = ("ft-proj", "ft-e2e")   # the regimes of a row that are compared with zero-shot
-E2E_DIRS = ("ft-e2e", "ft-e2e-lora")  # the folders that can fill a row's FT-E2E slot
+FINETUNED = (Regime.FT_PROJ.value, Regime.FT_E2E.value)  # the regimes of a row that are compared with zero-shot
+E2E_DIRS = (Regime.FT_E2E.value, Regime.FT_E2E_LORA.value)  # the folders that can fill a row's FT-E2E slot
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ def test_generate_metrics_follow_from_the_answers(tiny, real_images):
     from test_metrics import reference_macro_f1, reference_scores
 
     from benchmark.conformance import samples_for
+    from benchmark.evaluation import EvalSet
     from benchmark.features import extract
     from benchmark.generation import evaluate_generate
 
@@ -73,7 +74,7 @@ def test_generate_metrics_follow_from_the_answers(tiny, real_images):
     images = real_images[::2]
     samples = samples_for(images)
     store, _ = extract(tiny, samples, tiny_cache(), "generate-metrics", "test", progress=False)
-    out = evaluate_generate(tiny, store, samples, classes, "textile surface defects", 0, batch_size=4,
+    out = evaluate_generate(tiny, EvalSet(store, samples, classes, "textile surface defects", 0), batch_size=4,
                             progress=False)
     m, preds = out["metrics"], out["predictions"]
     index = {c: i for i, c in enumerate(classes)}

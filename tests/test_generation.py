@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from benchmark import generation
+from benchmark.evaluation import EvalSet
 from benchmark.generation import evaluate_generate, generate_batch, match_class, normalize_answer
 from benchmark.prompt import build_question
 from benchmark.tasks.base import Sample
@@ -101,7 +102,7 @@ def test_evaluate_generate_is_batch_size_invariant(tiny, tiny_features, monkeypa
     lengths = {len(tiny.encode(longer_for_some(DERM.domain, classes, 0, s.uid)).prompt_ids) for s in samples}
     assert len(lengths) == 3
     store = MemoryStore(tiny_features)
-    runs = [evaluate_generate(tiny, store, samples, classes, DERM.domain, 0, batch_size=bs, progress=False)
+    runs = [evaluate_generate(tiny, EvalSet(store, samples, classes, DERM.domain, 0), batch_size=bs, progress=False)
             for bs in (1, 4, 6)]
     generated = [[p["generated"] for p in r["predictions"]] for r in runs]
     assert generated[0] == generated[1] == generated[2]
@@ -131,7 +132,8 @@ def test_evaluate_generate_metrics_and_confusion_matrix(tiny, monkeypatch):
 
     monkeypatch.setattr(generation, "generate_batch", scripted)
     store = MemoryStore(torch.zeros(len(samples), 1, 1))
-    ev = evaluate_generate(tiny, store, samples, classes, "textile surface defects", 0, batch_size=4, progress=False)
+    ev = evaluate_generate(tiny, EvalSet(store, samples, classes, "textile surface defects", 0), batch_size=4,
+                           progress=False)
     m = ev["metrics"]
     truth = [s.label for s in samples]
     assert [p["prediction"] for p in ev["predictions"]] == ["nominal", "global defect", "local defect", None, None,

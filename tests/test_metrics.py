@@ -7,6 +7,7 @@ run summary's paired gains and richness changes against values computed here fro
 
 from __future__ import annotations
 
+import json
 import statistics
 
 import numpy as np
@@ -104,38 +105,31 @@ def run_metrics(regime: str, seed: int, f1: float, probe: float, acc: float = 0.
     return m
 
 
-def summary_cells(table: str) -> dict[str, dict[str, str]]:
-    """{regime: {column header: cell}} of the Markdown table."""
-    lines = [line for line in table.splitlines() if line.startswith("|")]
-    split = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    header, body = split[0], [r for r in split[2:]]
-    return {row[0]: dict(zip(header, row, strict=True)) for row in body}
+def write_runs(root, results) -> None:
+    """The runs as the protocol writes them: one record per (regime, seed) folder of one model on one task."""
+    from benchmark.schema import RunKey
+
+    for m in results:
+        record = {"schema_version": 2, "projbench_version": "0", "model": "m", "task": "t", "limit": None,
+                  "projector_family": "mlp", "task_version": "1", "task_fingerprint": "fp", "eval_mode": "loglik",
+                  "checkpoint": "org/m", **m}
+        d = RunKey("m", "t", None, m["regime"], m["seed"]).under(root)
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps(record))
 
 
-def column(cells: dict[str, str], word: str) -> str:
-    # The % columns and the control probe have their own lookups (``pct_column``, "control").
-    (name,) = [h for h in cells if word in h.lower() and "%" not in h and ("control" not in h or word == "control")]
-    return cells[name]
+def summary_row(root, results):
+    """The leaderboard's row of ``results``, which `run` prints for the folders it wrote."""
+    # Imported here: the metrics tests need no model code (fast mutants).
+    from benchmark.leaderboard.collect import collect
+    from benchmark.leaderboard.table import build
+
+    write_runs(root, results)
+    [row] = build(collect(root)).rows
+    return row
 
 
-def pct_column(cells: dict[str, str], word: str) -> float:
-    (name,) = [h for h in cells if word in h.lower() and "%" in h]
-    return float(cells[name].rstrip("%"))
-
-
-def numbers(cell: str) -> list[float]:
-    """The numbers of a cell, e.g. "0.1500 ± 0.0707" -> [0.15, 0.0707]."""
-    return [float(x) for x in cell.replace("±", " ").replace("(", " ").replace(")", " ").split()
-            if x.replace(".", "", 1).replace("-", "", 1).isdigit()]
-
-
-def summary_table(results):
-    from benchmark.protocol import summary_table  # here: the metrics tests need no model code (fast mutants)
-
-    return summary_table(results)
-
-
-def test_summary_pairs_each_seed_with_its_own_zero_shot():
+def test_summary_pairs_each_seed_with_its_own_zero_shot(tmp_path):
     # Seeds listed out of order, and FT-Proj missing seed 1: gains must still pair seed with seed.
     zs = {0: (0.20, 0.50, 0.30), 1: (0.60, 0.40, 0.35), 2: (0.10, 0.70, 0.25)}  # seed: (task F1, probe, pre probe)
     ft = {2: (0.45, 0.60), 0: (0.30, 0.55)}                                    # seed: (task F1, probe)
@@ -143,40 +137,41 @@ def test_summary_pairs_each_seed_with_its_own_zero_shot():
     results = ([run_metrics("zero-shot", s, f, p, pre=q) for s, (f, p, q) in zs.items()]
                + [run_metrics("ft-proj", s, f, p) for s, (f, p) in ft.items()]
                + [run_metrics("ft-e2e", s, f, p) for s, (f, p) in e2e.items()])
-    rows = summary_cells(summary_table(results))
+    row = summary_row(tmp_path, results)
 
     def mean_std(xs):
         return [statistics.fmean(xs), statistics.stdev(xs)]
 
+    def numbers(stat):
+        return [stat.mean, stat.std]
+
     for regime, runs in (("ft-proj", ft), ("ft-e2e", e2e)):
         gain = [f - zs[s][0] for s, (f, _) in sorted(runs.items())]
         rich = [p - zs[s][1] for s, (_, p) in sorted(runs.items())]
-        assert numbers(column(rows[regime], "gain")) == pytest.approx(mean_std(gain), abs=1e-4), regime
-        assert numbers(column(rows[regime], "richness")) == pytest.approx(mean_std(rich), abs=1e-4), regime
-        task = numbers(column(rows[regime], "task macro"))
-        assert task[:2] == pytest.approx(mean_std([f for f, _ in runs.values()]), abs=1e-4)
-        assert numbers(column(rows[regime], "probe"))[:2] == pytest.approx(
-            mean_std([p for _, p in runs.values()]), abs=1e-4)
-        assert numbers(column(rows[regime], "seeds")) == [len(runs)]
+        assert numbers(row.gain[regime]) == pytest.approx(mean_std(gain), abs=1e-4), regime
+        assert numbers(row.richness[regime]) == pytest.approx(mean_std(rich), abs=1e-4), regime
+        assert numbers(row.f1[regime]) == pytest.approx(mean_std([f for f, _ in runs.values()]), abs=1e-4)
+        assert numbers(row.probe[regime]) == pytest.approx(mean_std([p for _, p in runs.values()]), abs=1e-4)
+        assert row.f1[regime].n == len(runs)
         # The paper's Table 2 %: change of the seed means over the seed-mean baseline, on the paired seeds.
         base_f1, base_probe = (statistics.fmean(zs[s][i] for s in runs) for i in (0, 1))
-        assert pct_column(rows[regime], "gain") == pytest.approx(
+        assert row.gain_pct[regime].mean == pytest.approx(
             100 * (statistics.fmean(f for f, _ in runs.values()) - base_f1) / base_f1, abs=0.05)
-        assert pct_column(rows[regime], "richness") == pytest.approx(
+        assert row.richness_pct[regime].mean == pytest.approx(
             100 * (statistics.fmean(p for _, p in runs.values()) - base_probe) / base_probe, abs=0.05)
-    assert numbers(column(rows["zero-shot"], "task macro"))[:2] == pytest.approx(
-        mean_std([f for f, _, _ in zs.values()]), abs=1e-4)
-    pre = [row for name, row in rows.items() if name.startswith("pre-projection")]
-    assert numbers(column(pre[0], "probe"))[:2] == pytest.approx(mean_std([q for _, _, q in zs.values()]), abs=1e-4)
+    assert numbers(row.f1["zero-shot"]) == pytest.approx(mean_std([f for f, _, _ in zs.values()]), abs=1e-4)
+    assert numbers(row.probe_pre) == pytest.approx(mean_std([q for _, _, q in zs.values()]), abs=1e-4)
 
 
-def test_summary_of_one_seed_shows_the_paired_difference():
+def test_summary_of_one_seed_shows_the_paired_difference(tmp_path):
+    from benchmark.leaderboard.cli import run_table
+
     results = [run_metrics("zero-shot", 3, 0.25, 0.40, acc=0.3), run_metrics("ft-proj", 3, 0.75, 0.30, acc=0.8)]
-    rows = summary_cells(summary_table(results))
-    assert numbers(column(rows["ft-proj"], "gain")) == pytest.approx([0.5], abs=1e-4)
-    assert numbers(column(rows["ft-proj"], "richness")) == pytest.approx([-0.1], abs=1e-4)
-    assert numbers(column(rows["ft-proj"], "accuracy")) == pytest.approx([0.8], abs=1e-4)
-    assert numbers(column(rows["zero-shot"], "accuracy")) == pytest.approx([0.3], abs=1e-4)
+    row = summary_row(tmp_path, results)
+    assert row.gain["ft-proj"].values == pytest.approx((0.5,), abs=1e-4)
+    assert row.richness["ft-proj"].values == pytest.approx((-0.1,), abs=1e-4)
+    printed = run_table(tmp_path, "m", "t")
+    assert "Task accuracy (mean over seeds): zero-shot 0.3000, FT-Proj 0.8000." in printed
 
 
 # --- bootstrap intervals and length bias --------------------------------------------------------------------

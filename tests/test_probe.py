@@ -182,7 +182,8 @@ def test_control_probe_learns_shuffled_labels_and_selectivity_is_the_gap():
     shuffled = control_labels(y, seed=0)
     assert sorted(shuffled) == sorted(y) and shuffled != y        # same class counts, labels moved
     assert shuffled == control_labels(y, seed=0) and shuffled != control_labels(y, seed=1)
-    out, pred = probe_with_control(x, y, uids, x_test, y_test, 3, seed=0, cfg=SMALL)
+    out, pred = probe_with_control(x, y, uids_train=uids, x_test=x_test, y_test=y_test, num_classes=3, seed=0,
+                                   cfg=SMALL)
     alone = train_probe(x, y, uids, x_test, y_test, 3, seed=0, cfg=SMALL, with_predictions=True)
     control = train_probe(x, shuffled, uids, x_test, y_test, 3, seed=0, cfg=SMALL)
     assert out["macro_f1"] == alone["macro_f1"] and pred == alone["predictions"]

@@ -98,8 +98,8 @@ def eurosat_features(tmp_path_factory):
 
 def _probe(x_train, x_test, data):
     ytr, yte = [s.label for s in data.splits["train"]], [s.label for s in data.splits["test"]]
-    return probe_with_control(x_train, ytr, [s.uid for s in data.splits["train"]], x_test, yte,
-                              len(data.classes), 0, SMALL_PROBE)[0]
+    return probe_with_control(x_train, ytr, uids_train=[s.uid for s in data.splits["train"]], x_test=x_test,
+                              y_test=yte, num_classes=len(data.classes), seed=0, cfg=SMALL_PROBE)[0]
 
 
 def test_richness_known_answers_on_real_images(eurosat_features):

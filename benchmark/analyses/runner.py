@@ -11,8 +11,6 @@ skipped, a different one is never overwritten), and curves to ``.../analyses/<an
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,21 +21,22 @@ from ..errors import BenchmarkError
 from ..integrity import CorruptFileError, read_finished, read_sealed_json, seal, verify_file
 from ..paths import cache_root, results_root
 from ..registry import plugins
-from ..results import (
+from ..results import atomic_write_json, provenance, read_json
+from ..schema import (
+    ANALYSIS_RESULT,
     CHECKPOINT,
     CONFIG,
     METRICS,
     PROJECTOR,
     TRAINING,
-    atomic_write_json,
-    provenance,
-    read_json,
-    run_dir,
+    AnalysisRecord,
+    Regime,
+    RunKey,
+    as_stored,
+    digest,
+    task_dir_name,
 )
 from . import AnalysisContext, AnalysisOptions, AnalysisUnsupported, folder_name
-
-RESULT = "analysis.json"   # not metrics.json/config.json: the leaderboard's run collector must not see it
-ANALYSES_DIR = "analyses"
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,6 @@ class AnalyzeConfig:
     device: str = "auto"
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     progress: bool = True
-
-
-def identity_hash(identity: dict) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def file_stamp(path: Path) -> str:
@@ -82,9 +77,12 @@ class AnalysisRunner:
             raise BenchmarkError("--seeds is empty: give at least one seed, e.g. --seeds 0.")
         self.results = Path(cfg.results_dir) if cfg.results_dir else results_root()
         self.cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
-        self.task_dir = self.results / cfg.model / (cfg.task if cfg.max_per_class is None
-                                                    else f"{cfg.task}@max{cfg.max_per_class}")
+        self.task_dir = self.results / cfg.model / task_dir_name(cfg.task, cfg.max_per_class)
         self.problems: list[str] = []
+
+    def key(self, regime: str, seed: int) -> RunKey:
+        """The run folder of one (regime folder, seed) of this model and task."""
+        return RunKey(self.cfg.model, self.cfg.task, self.cfg.max_per_class, regime, seed)
 
     # -- what the run left ----------------------------------------------------------------------------------
     def run_command(self, regimes: str, seed: int, extra: str = "") -> str:
@@ -96,8 +94,8 @@ class AnalysisRunner:
     def base_config(self) -> dict:
         """The stored config of a finished run of this model and task (data, checkpoint, dtype, domain)."""
         for seed in self.cfg.seeds:
-            for regime in ("zero-shot", "ft-proj", "ft-e2e", "ft-e2e-lora"):
-                d = run_dir(self.results, self.cfg.model, self.cfg.task, regime, seed, self.cfg.max_per_class)
+            for regime in (Regime.ZERO_SHOT, Regime.FT_PROJ, Regime.FT_E2E, Regime.FT_E2E_LORA):
+                d = self.key(regime, seed).under(self.results)
                 if (d / METRICS).exists() and (d / CONFIG).exists():
                     return read_json(d / CONFIG)["config"]
         others = sorted(p.name for p in (self.results / self.cfg.model).glob(f"{self.cfg.task}*") if p.is_dir())
@@ -108,10 +106,10 @@ class AnalysisRunner:
 
     def state_files(self, regime: str, seed: int) -> dict | None:
         """The trained-state files of one (regime, seed); None (and a problem reported) if missing."""
-        if regime == "zero-shot":
+        if regime == Regime.ZERO_SHOT:
             return {}
-        d = run_dir(self.results, self.cfg.model, self.cfg.task, regime, seed, self.cfg.max_per_class)
-        if regime == "ft-proj":
+        d = self.key(regime, seed).under(self.results)
+        if regime == Regime.FT_PROJ:
             if (d / METRICS).exists() and (d / PROJECTOR).exists():
                 read_finished(d)  # checksums of the result and its projector; CorruptFileError names the file
                 return {"projector": d / PROJECTOR}
@@ -122,7 +120,7 @@ class AnalysisRunner:
             read_finished(d)
             verify_file(d / CHECKPOINT, read_sealed_json(d / TRAINING).get("checkpoint_sha256"))
             return {"checkpoint": d / CHECKPOINT}
-        lora = d.parent.parent / "ft-e2e-lora" / d.name
+        lora = self.key(Regime.FT_E2E_LORA, seed).under(self.results)
         if (d / METRICS).exists():
             fix = (f"the run deleted its trained LLM weights ({CHECKPOINT}; kept automatically only for trained "
                    f"states under 200M parameters). Delete {d} and rerun "
@@ -167,7 +165,7 @@ class AnalysisRunner:
             pending = []
             state = {"regime": regime, "files": {k: file_stamp(v) for k, v in files.items()}}
             for spec in self.specs:
-                out = self.task_dir / ANALYSES_DIR / folder_name(spec, self.cfg.options) / regime / f"seed{seed}"
+                out = self.key(regime, seed).analysis_dir(self.results, folder_name(spec, self.cfg.options))
                 identity = {"analysis": spec.name, "regime": regime, "seed": seed, "state": state,
                             "task_fingerprint": data.fingerprint, "checkpoint": base.get("model_path"),
                             "dtype": base.get("dtype"),
@@ -194,7 +192,7 @@ class AnalysisRunner:
                 timing = {"hidden_s": 0.0}  # extraction time, charged to the analysis that triggered it
 
                 def hidden(split, _a=adapter, _cache=hidden_cache, _t=timing, _s=state, _seed=seed, _st=stores,
-                           _in_state=applied or regime == "zero-shot"):
+                           _in_state=applied or regime == Regime.ZERO_SHOT):
                     from .hidden import extract_hidden
 
                     if not _in_state:  # the weights are still the original ones: their states are not this state's
@@ -219,32 +217,32 @@ class AnalysisRunner:
                     self.problems.append(f"{spec.name} refused on {self.cfg.model}: {exc}")
                     self.warn(f"[refused] {spec.name} on {self.cfg.model} ({regime}): {exc}")
                     continue
-                record = {
-                    "schema_version": RESULT_SCHEMA_VERSION, "projbench_version": __version__,
-                    "analysis": spec.name, "folder": folder_name(spec, self.cfg.options), "citation": spec.citation,
-                    "model": self.cfg.model, "checkpoint": str(adapter.checkpoint),
-                    "projector_family": self.adapter_spec.projector_family, "task": self.cfg.task,
-                    "task_version": data.spec.version, "task_fingerprint": data.fingerprint, "regime": regime,
-                    "seed": seed, "limit": data.limit, "identity": identity,
-                    "identity_hash": identity_hash(identity), "options": asdict(self.cfg.options),
-                    "result": result,
-                    "timing": {"seconds": time.perf_counter() - start, **timing},
-                    "provenance": provenance(),
-                }
-                atomic_write_json(out / RESULT, seal(record))  # checksum of its own content
-                written.append(out / RESULT)
+                record = AnalysisRecord(
+                    schema_version=RESULT_SCHEMA_VERSION, projbench_version=__version__,
+                    analysis=spec.name, folder=folder_name(spec, self.cfg.options), citation=spec.citation,
+                    model=self.cfg.model, checkpoint=str(adapter.checkpoint),
+                    projector_family=self.adapter_spec.projector_family, task=self.cfg.task,
+                    task_version=data.spec.version, task_fingerprint=data.fingerprint, regime=regime,
+                    seed=seed, limit=data.limit, identity=identity,
+                    identity_hash=digest(identity), options=asdict(self.cfg.options),
+                    result=result,
+                    timing={"seconds": time.perf_counter() - start, **timing},
+                    provenance=provenance(),
+                )
+                atomic_write_json(out / ANALYSIS_RESULT, seal(record.to_json()))  # checksum of its own content
+                written.append(out / ANALYSIS_RESULT)
         return written
 
     def _finished(self, out: Path, identity: dict) -> bool:
-        if not (out / RESULT).exists():
+        if not (out / ANALYSIS_RESULT).exists():
             return False
         try:
-            old = read_sealed_json(out / RESULT)
+            old = read_sealed_json(out / ANALYSIS_RESULT)
         except CorruptFileError as exc:
             raise CorruptFileError(exc.path, exc.reason, f"Delete the folder {out} and run the same command "
                                    "again to recompute it.") from None
-        identity = json.loads(json.dumps(identity, default=str))
-        if old.get("identity_hash") == identity_hash(identity):
+        identity = as_stored(identity)
+        if old.get("identity_hash") == digest(identity):
             return True
         diff = sorted(k for k in set(old.get("identity", {})) | set(identity)
                       if old.get("identity", {}).get(k) != identity.get(k))
@@ -257,10 +255,10 @@ class AnalysisRunner:
         """Load a regime's trained weights into a freshly loaded (original) adapter."""
         from safetensors.torch import load_file
 
-        if regime == "ft-proj":
+        if regime == Regime.FT_PROJ:
             state = load_file(str(files["projector"]))
             adapter.projector_module().load_state_dict({k: v.to(adapter.dtype) for k, v in state.items()})
-        elif regime == "ft-e2e":
+        elif regime == Regime.FT_E2E:
             state = load_file(str(files["checkpoint"]))
             result = adapter.model.load_state_dict({k: v.to(adapter.dtype) for k, v in state.items()}, strict=False)
             if result.unexpected_keys:

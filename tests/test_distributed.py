@@ -340,7 +340,7 @@ def test_deepspeed_batch_fields_multiply_to_the_global_batch():
 
 
 def test_deepspeed_config_values_projbench_sets_are_reported_when_replaced():
-    from benchmark.distributed import _overwrite
+    from benchmark.distributed.engines.deepspeed import overwrite as _overwrite
 
     config = {"train_batch_size": "auto", "gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
               "bf16": {"enabled": True}, "zero_optimization": {"stage": 3}}

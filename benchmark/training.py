@@ -2,6 +2,12 @@
 
 One plain loop: for each batch, project the cached features, run the model's own forward with them at the
 image positions, and take the cross-entropy of the answer tokens only. The vision encoder is never run.
+
+The loop is written once, against the engine protocol of ``benchmark.distributed.engines``: how the trained
+weights are held (one process, DDP, FSDP2, DeepSpeed ZeRO-3), stepped and saved is the engine's business. The
+stages of one call: ``_start`` (unfreeze, let the engine prepare module and optimizer), ``_resume``, then per
+global batch ``_global_batch`` (micro-batches over this process's share) and ``_optimizer_step``, ``_finish``
+and ``_record``.
 """
 
 from __future__ import annotations

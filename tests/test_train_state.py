@@ -169,3 +169,29 @@ def test_shards_that_cannot_be_saved_whole_are_refused(one_process_group):
     assert "set `fsdp_version: 2`" in accelerate_fsdp.resumable_problem(build()[0])
     assert accelerate_fsdp.resumable_problem(build("fsdp2")[0]) is None
     assert Single(distributed.Context()).resumable_problem(build()[0]) is None
+
+
+def test_a_state_of_an_earlier_version_still_resumes(tmp_path, uninterrupted):
+    """Files written before the JSON named each optimizer index's parameter (one process's layout, no
+    ``optimizer_params``) resume to the uninterrupted result: the indices are read in the optimizer's own order."""
+    from benchmark.integrity import read_sealed_json, seal
+    from benchmark.results import atomic_write_json
+
+    want, want_losses, _ = uninterrupted
+    path = tmp_path / "train_state.json"
+    net, opt, sched = build()
+    losses = []
+    train(net, opt, sched, data()[:SAVED_AT], losses)
+    train_state.save(path, engine("plain").state_out(net, opt), scheduler=sched, losses=losses, supervised=48,
+                     step=SAVED_AT)
+    record = read_sealed_json(path)
+    del record["optimizer_params"]
+    atomic_write_json(path, seal(record))
+
+    net, opt, sched = build()
+    got = train_state.load(path, engine("plain"), model=net, optimizer=opt, scheduler=sched)
+    train(net, opt, sched, data()[SAVED_AT:], got["losses"])
+    assert got["losses"] == pytest.approx(want_losses, rel=1e-6)
+    final = whole(net)
+    for k, v in want.items():
+        torch.testing.assert_close(final[k], v, rtol=1e-6, atol=1e-7, msg=k)

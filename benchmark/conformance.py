@@ -344,7 +344,7 @@ def check_projector_gradients(adapter, samples, store) -> None:
 
     flags = {n: p.requires_grad for n, p in adapter.model.named_parameters()}
     params = set_trainable(adapter, "ft-proj", TrainConfig(lr=1e-3))
-    batch = training_batch(adapter, samples, [0, 5], CLASSES, DOMAIN, seed=0)
+    batch = training_batch(adapter, samples, indices=[0, 5], classes=CLASSES, domain=DOMAIN, seed=0)
     adapter.model.zero_grad(set_to_none=True)
     out = adapter.lm_forward(batch["input_ids"], batch["attention_mask"], batch["position_ids"],
                              adapter.project(store.get([0, 5])))
@@ -469,7 +469,7 @@ def test_only_answer_tokens_are_supervised(shared_adapter, shared_encoded):
     """Only the answer tokens and the end-of-answer token are supervised."""
     adapter = shared_adapter
     _, _, samples = shared_encoded
-    batch = training_batch(adapter, samples, [0, 5, 9], CLASSES, DOMAIN, seed=0)
+    batch = training_batch(adapter, samples, indices=[0, 5, 9], classes=CLASSES, domain=DOMAIN, seed=0)
     for row, i in zip(batch["labels"], [0, 5, 9], strict=True):
         answer = adapter.encode("", CLASSES[samples[i].label]).answer_ids
         supervised = row[row != IGNORE].tolist()
@@ -486,7 +486,8 @@ def test_freezing(adapter, encoded, regime):
     before = {name: snapshot(m) for name, m in parts.items()}
     whole = snapshot(adapter.model)
     trainable = {id(p) for m in adapter.trainable_modules(regime).values() for p in m.parameters()}
-    stats = finetune(adapter, regime, store, samples[:4], CLASSES, DOMAIN, seed=0,
+    stats = finetune(adapter, regime, store=store, samples=samples[:4],
+                     classes=CLASSES, domain=DOMAIN, seed=0,
                      cfg=TrainConfig(lr=1e-2, batch_size=4), progress=False)
     if stats["optimizer_steps"] != 1 or stats["supervised_answer_tokens"] <= 0:
         fail("encode()", "one batch of 4 must give one optimizer step with supervised answer tokens",
@@ -526,7 +527,8 @@ def test_scores_do_not_depend_on_batch_size(shared_adapter, shared_encoded):
 def test_saved_projector_reloads_to_identical_scores(adapter, encoded, tmp_path):
     """A saved, reloaded fine-tuned projector gives identical scores."""
     _, store, samples = encoded
-    finetune(adapter, "ft-proj", store, samples[:4], CLASSES, DOMAIN, seed=0, cfg=TrainConfig(lr=1e-2, batch_size=4),
+    finetune(adapter, "ft-proj", store=store, samples=samples[:4],
+             classes=CLASSES, domain=DOMAIN, seed=0, cfg=TrainConfig(lr=1e-2, batch_size=4),
              progress=False)
     save_file(projector_state(adapter), str(tmp_path / "projector.safetensors"))
     answers = class_answer_ids(adapter, CLASSES)

@@ -19,22 +19,19 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import distributed
+from .distributed.environment import PRECISIONS, LaunchConfigError, check_environment, under_accelerate
 from .errors import BenchmarkError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "accelerate"  # in a source checkout
-# What projbench's training drives (benchmark.distributed.Context.wrap): one process, DDP on GPUs, accelerate's
-# FSDP, DeepSpeed ZeRO-3. MULTI_CPU is left out on purpose: accelerate launch (1.15) starts a single process for
-# it, as for `--cpu` (DESIGN §4). Several CPU processes: a MULTI_GPU / DeepSpeed config with --device cpu (accelerate
+# What projbench's training drives (benchmark.distributed.engines): one process, DDP on GPUs, accelerate's FSDP,
+# DeepSpeed ZeRO-3. MULTI_CPU is left out on purpose: accelerate launch (1.15) starts a single process for it, as
+# for `--cpu` (DESIGN §4). Several CPU processes: a MULTI_GPU / DeepSpeed config with --device cpu (accelerate
 # launch starts them all), or torchrun.
 DRIVEN = ("NO", "MULTI_GPU", "FSDP", "DEEPSPEED")
-# Precisions projbench's training loop handles. It casts the model itself (--dtype, bf16 on GPU) and keeps fp32
-# master copies of what it trains; on GPUs, accelerate's bf16 autocast repeats projbench's own. fp16 would need a
-# loss scaler and fp8 a TransformerEngine recipe, which the loop does not have.
-PRECISIONS = ("no", "bf16")
 
-
-class LaunchConfigError(BenchmarkError):
-    """An accelerate config file (or what accelerate launch passed on) that projbench cannot run with."""
+__all__ = ["DRIVEN", "PRECISIONS", "LaunchConfig", "LaunchConfigError", "check_environment", "check_here",
+           "check_run", "hand_over", "launch_command", "read_config", "under_accelerate"]
 
 
 @dataclass(frozen=True)
@@ -68,13 +65,23 @@ def _launch_options() -> set[str]:
 
 def read_config(path: str) -> LaunchConfig:
     """Parse and check ``path`` without GPUs in mind (the shipped configs pass on any machine)."""
-    import yaml
-    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
-
     where = f"--accelerate-config {path}"
     file = Path(path).expanduser()
     if not file.is_file():
         raise LaunchConfigError(f"{where}: no such file; give the path of an accelerate config YAML{_shipped()}.")
+    raw = _read_yaml(file, where)
+    cfg = _load_with_accelerate(file, where, raw)
+    kind = cfg.distributed_type.value
+    n, machines, precision = _check_counts_and_precision(cfg, kind, where)
+    _check_sections(cfg, kind, where)
+    return LaunchConfig(path=str(path), distributed_type=kind, num_processes=n, num_machines=machines,
+                        mixed_precision=precision, use_cpu=bool(cfg.use_cpu))
+
+
+def _read_yaml(file: Path, where: str) -> dict:
+    """The file as a mapping of settings for the local machine."""
+    import yaml
+
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -92,8 +99,15 @@ def read_config(path: str) -> LaunchConfig:
     if str(raw.get("compute_environment", "LOCAL_MACHINE")) != "LOCAL_MACHINE":
         raise LaunchConfigError(f"{where}: compute_environment {raw['compute_environment']!r}: projbench launches "
                                 "on your own machines only; set compute_environment: LOCAL_MACHINE.")
+    return raw
+
+
+def _load_with_accelerate(file: Path, where: str, raw: dict):
+    """accelerate's own reading of the file (unknown keys, enum values), its errors as one line each."""
+    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+
     try:
-        cfg = load_config_from_file(str(file))  # accelerate's own loader: unknown keys, enum values
+        cfg = load_config_from_file(str(file))
     except ValueError as exc:
         text = " ".join(str(exc).split())
         if "unknown keys" in text:
@@ -108,7 +122,11 @@ def read_config(path: str) -> LaunchConfig:
     except (TypeError, AttributeError) as exc:
         raise LaunchConfigError(f"{where}: accelerate cannot read it ({' '.join(str(exc).split())}); compare "
                                 f"with a shipped config{_shipped()}.") from None
-    kind = cfg.distributed_type.value
+    return cfg
+
+
+def _check_counts_and_precision(cfg, kind: str, where: str) -> tuple[int, int, str]:
+    """A distributed type projbench drives, process and machine counts that fit, a precision it trains in."""
     if kind not in DRIVEN:
         fix = ("accelerate launch starts a single process for it; for several CPU processes use a MULTI_GPU config "
                "with --device cpu, or `torchrun --nproc_per_node N -m benchmark run ...`"
@@ -133,6 +151,11 @@ def read_config(path: str) -> LaunchConfig:
     if kind in ("NO",) and n != 1:
         raise LaunchConfigError(f"{where}: distributed_type NO runs one process, but num_processes is {n}; set "
                                 "distributed_type: MULTI_GPU (or FSDP / DEEPSPEED) or num_processes: 1.")
+    return n, machines, precision
+
+
+def _check_sections(cfg, kind: str, where: str) -> None:
+    """fsdp_config / deepspeed_config: keys accelerate launch knows, for the matching type, versions it drives."""
     options = _launch_options()
     for section, prefix in (("fsdp_config", "fsdp_"), ("deepspeed_config", "")):
         settings = getattr(cfg, section) or {}
@@ -156,16 +179,12 @@ def read_config(path: str) -> LaunchConfig:
         if ds_file and ds_file != "none" and not Path(ds_file).expanduser().is_file():
             raise LaunchConfigError(f"{where}: deepspeed_config_file {ds_file!r} does not exist (relative paths are "
                                     "read from the directory you launch in); fix the path.")
-    return LaunchConfig(path=str(path), distributed_type=kind, num_processes=n, num_machines=machines,
-                        mixed_precision=precision, use_cpu=bool(cfg.use_cpu))
 
 
 def check_here(cfg: LaunchConfig, device: str = "auto") -> None:
     """What ``cfg`` needs of this machine for a run on ``device``: DeepSpeed installed for a DeepSpeed config, and
     a GPU per process unless the processes run on the CPU (``--device cpu``; accelerate launch starts them there
     too, and projbench joins them over gloo)."""
-    from . import distributed
-
     where = f"--accelerate-config {cfg.path}"
     if cfg.distributed_type == "DEEPSPEED" and not distributed.deepspeed_installed():
         raise LaunchConfigError(f"{where}: distributed_type DEEPSPEED needs the deepspeed package, which is not "
@@ -188,7 +207,6 @@ def check_here(cfg: LaunchConfig, device: str = "auto") -> None:
 def check_run(cfg, processes: int) -> None:
     """The run's own flags, for ``processes`` processes, as the run will check them (before anything starts)."""
     from .config import PAPER_GLOBAL_BATCH
-    from .distributed import ENGINES
     from .paths import cache_root, results_root
     from .registry import plugins
     from .training import batch_layout
@@ -199,8 +217,8 @@ def check_run(cfg, processes: int) -> None:
     reg = plugins()
     reg.adapters.get(cfg.model)  # unknown names fail here, with suggestions
     reg.tasks.get(cfg.task)
-    if cfg.engine not in ENGINES:
-        raise BenchmarkError(f"--engine {cfg.engine!r}: choose one of {', '.join(ENGINES)}.")
+    if cfg.engine not in distributed.ENGINES:
+        raise BenchmarkError(f"--engine {cfg.engine!r}: choose one of {', '.join(distributed.ENGINES)}.")
     for r in cfg.regimes:
         if r in PAPER_GLOBAL_BATCH:
             batch_layout(cfg.global_batch_for(r), cfg.micro_batch, processes)
@@ -226,37 +244,3 @@ def hand_over(cmd: list[str]) -> None:
     print("launching: accelerate launch " + " ".join(cmd[3:]), file=sys.stderr, flush=True)
     sys.stdout.flush()
     os.execv(cmd[0], cmd)
-
-
-def under_accelerate(environ=None) -> bool:
-    """Started by ``accelerate launch`` (it always passes the precision on)."""
-    return "ACCELERATE_MIXED_PRECISION" in (os.environ if environ is None else environ)
-
-
-def check_environment(on_cpu: bool, environ=None) -> None:
-    """Catch, before the process group is joined, a setup accelerate launch passed on that cannot work."""
-    env = os.environ if environ is None else environ
-    if not under_accelerate(env):
-        return
-    precision = env.get("ACCELERATE_MIXED_PRECISION", "no")
-    if precision not in PRECISIONS:
-        raise LaunchConfigError(f"accelerate launch passed mixed precision {precision!r}, which projbench's training "
-                                "loop does not support (no loss scaler / fp8 recipe); launch with "
-                                "--mixed_precision no (projbench runs the model in bf16 on GPUs itself) or bf16.")
-    # A DeepSpeed config without the deepspeed package is refused by distributed.setup (the engine's own check).
-    deepspeed = env.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    fsdp = env.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-    ds_file = env.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
-    if deepspeed and ds_file and ds_file.lower() != "none" and not Path(ds_file).expanduser().is_file():
-        raise LaunchConfigError(f"accelerate launch passed the DeepSpeed config file {ds_file!r}, which does not "
-                                "exist here; fix deepspeed_config_file in the accelerate config.")
-    # accelerate launch passes the config's fsdp_version on (1 when the config has none).
-    if fsdp and env.get("FSDP_VERSION", "1") != "2":
-        raise LaunchConfigError(f"accelerate launch was given an FSDP version {env.get('FSDP_VERSION', '1')} config; "
-                                "projbench drives FSDP2 only (it saves and gathers the trained weights as FSDP2's "
-                                "DTensors): set `fsdp_version: 2` under fsdp_config (as "
-                                "configs/accelerate/2x80gb-fsdp.yaml does).")
-    if on_cpu and fsdp:
-        raise LaunchConfigError("accelerate launch was given an FSDP config but this run is on the CPU, where "
-                                "accelerate ignores it (the trained weights would not be sharded); on CPU use "
-                                "`torchrun --nproc_per_node N -m benchmark run ... --engine fsdp2`, or run on GPUs.")

@@ -461,8 +461,9 @@ class Runner:
                     else:
                         self.log(f"[resume] {regime} seed {seed}: continuing training from {progress_file.name}")
                 try:
-                    training = finetune(adapter, regime, stores["train"], train, classes, domain, seed, tcfg,
-                                        progress=cfg.progress, resume_file=progress_file)
+                    training = finetune(adapter, regime, store=stores["train"], samples=train, classes=classes,
+                                        domain=domain, seed=seed, cfg=tcfg, progress=cfg.progress,
+                                        resume_file=progress_file)
                 except NonFiniteLossError:
                     if main:
                         train_state.remove(progress_file)  # diverged: nothing to resume, nothing to block a rerun

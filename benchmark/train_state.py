@@ -5,10 +5,11 @@ optimizer's hyper-parameters, and names the tensor file written just before it
 (``train_state-step<k>.safetensors``: trained weights, optimizer moments, RNG state) with its SHA-256. A kill
 between the two writes leaves the previous pair intact; tensor files no JSON names are removed.
 
-The file holds whole tensors in the layout one process has (optimizer state keyed by parameter index, the JSON
-naming each index's parameter), whichever engine wrote it: ``distributed`` gathers sharded (FSDP2, DeepSpeed
-ZeRO-3) state for the write and hands it back out on resume, so a state written by 1 process, DDP, FSDP2 or
-DeepSpeed resumes under any of them.
+The file holds whole tensors in the layout one process has, whichever engine wrote it: optimizer state keyed by
+parameter index, the JSON naming each index's parameter (``optimizer_params``). Engines hand over and take back
+the full state keyed by parameter name (``FullState``); this module is the one place that maps names to the
+file's indices and back, so a state written by 1 process, DDP, FSDP2 or DeepSpeed ZeRO-3 resumes under any of
+them, and files of earlier versions (without ``optimizer_params``, one process's layout) are still read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from . import distributed
+from .distributed.engines import Engine, FullState
+from .distributed.tensors import trained_parameters
 from .integrity import CorruptFileError, load_safetensors, read_sealed_json, seal, sha256_file
 from .results import atomic_write_json, atomic_write_with
 
@@ -32,42 +34,55 @@ def tensor_files(path: Path) -> list[Path]:
     return sorted(p for p in Path(path).parent.glob("train_state-step*.safetensors") if _TENSOR_FILE.match(p.name))
 
 
-def save(path: Path, adapter, optimizer, scheduler, losses, supervised: int, step: int, micro: int) -> None:
-    """Write the state after optimizer step ``step`` (``micro`` batches seen) to ``path`` (a ``.json`` file).
+# -- the optimizer's two layouts ---------------------------------------------------------------------------------
+def optimizer_state_by_index(by_name: dict, names: list[str]) -> dict:
+    """torch's full-state layout (parameters keyed by name) -> ``Optimizer.state_dict()``'s (by index)."""
+    index = {n: i for i, n in enumerate(names)}
+    return {"state": {index[n]: v for n, v in by_name["state"].items()},
+            "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in by_name["param_groups"]]}
 
-    Every process calls this: sharded weights are gathered whole (see ``distributed.training_state``), and rank 0
-    writes them in the layout one process has, so any engine and number of processes can resume the file.
-    """
-    path = Path(path)
-    got = distributed.current().training_state(adapter.model, optimizer)
-    if got is None:  # not rank 0: it writes
+
+def optimizer_state_by_name(by_index: dict, names: list[str]) -> dict:
+    """The inverse of :func:`optimizer_state_by_index`."""
+    return {"state": {names[int(i)]: v for i, v in by_index["state"].items()},
+            "param_groups": [{**g, "params": [names[int(i)] for i in g["params"]]} for g in by_index["param_groups"]]}
+
+
+# -- writing -----------------------------------------------------------------------------------------------------
+def save(path: Path, state: FullState | None, *, scheduler, losses, supervised: int, step: int) -> None:
+    """Write ``state`` (an engine's ``state_out``: None on ranks other than 0, which write nothing) after optimizer
+    step ``step`` to ``path`` (a ``.json`` file), with the schedule, losses and this process's RNG state."""
+    if state is None:
         return
-    weights, opt = got
-    tensors = {f"param.{k}": v.detach().cpu().contiguous() for k, v in weights.items()}
+    path = Path(path)
+    names = [n for group in state.optimizer["param_groups"] for n in group["params"]]  # torch's index order
+    opt = optimizer_state_by_index(state.optimizer, names)
+    tensors = {f"param.{k}": v.detach().cpu().contiguous() for k, v in state.weights.items()}
     scalars: dict[str, dict] = {}
     for idx, entry in opt["state"].items():
-        for name, value in entry.items():
+        for key, value in entry.items():
             if torch.is_tensor(value):
-                tensors[f"optim.{idx}.{name}"] = value.detach().cpu().contiguous()
+                tensors[f"optim.{idx}.{key}"] = value.detach().cpu().contiguous()
             else:
-                scalars.setdefault(str(idx), {})[name] = value
+                scalars.setdefault(str(idx), {})[key] = value
     tensors["rng.torch"] = torch.get_rng_state()
     name = f"train_state-step{step:08d}.safetensors"
     atomic_write_with(path.parent / name, lambda tmp: save_file(tensors, str(tmp)))
-    state = {
+    record = {
         "format": FORMAT, "tensors": name, "tensors_sha256": sha256_file(path.parent / name),
-        "step": step, "micro": micro, "supervised": supervised, "losses": [float(x) for x in losses],
+        "step": step, "micro": step, "supervised": supervised, "losses": [float(x) for x in losses],
         "scheduler": scheduler.state_dict(), "param_groups": opt["param_groups"], "optimizer_scalars": scalars,
         # which parameter each optimizer index is: checked on resume, whichever engine wrote or reads the file
-        "optimizer_params": distributed.optimizer_param_names(adapter.model, optimizer),
+        "optimizer_params": names,
     }
-    json.dumps(state)  # fails here, not silently via str(), if a torch version adds a non-JSON field
-    atomic_write_json(path, seal(state))
+    json.dumps(record)  # fails here, not silently via str(), if a torch version adds a non-JSON field
+    atomic_write_json(path, seal(record))
     for old in tensor_files(path):
         if old.name != name:
             old.unlink(missing_ok=True)
 
 
+# -- reading -----------------------------------------------------------------------------------------------------
 def read(path: Path) -> tuple[dict, dict]:
     """The JSON part and the tensors, both checked; :class:`CorruptFileError` if anything does not match."""
     path = Path(path)
@@ -93,40 +108,38 @@ def remove(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def load(path: Path, adapter, optimizer, scheduler) -> dict:
+def read_full(path: Path, model: torch.nn.Module, names: list[str]) -> tuple[dict, FullState]:
+    """``(info, FullState)`` of the file, checked against ``model``'s trained weights and the optimizer's parameter
+    ``names`` (torch's order); ``info``: step, micro, losses, supervised, scheduler, rng."""
+    path = Path(path)
+    state, tensors = read(path)
+    weights = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
+    if set(weights) != set(trained_parameters(model)):
+        raise CorruptFileError(path, "its trained weights do not match this model and regime")
+    saved_names = state.get("optimizer_params", names)  # absent in files of earlier versions (one layout then)
+    if saved_names != names:
+        raise CorruptFileError(path, "its optimizer state is for other parameters than this model and regime")
+    by_index: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, entry = key.split(".", 2)
+            by_index.setdefault(int(idx), {})[entry] = value
+    for idx, entries in state["optimizer_scalars"].items():
+        by_index.setdefault(int(idx), {}).update(entries)
+    # JSON has no tuples: give back the type AdamW uses for its only list-like hyper-parameter (betas).
+    groups = [{k: tuple(v) if k != "params" and isinstance(v, list) else v for k, v in g.items()}
+              for g in state["param_groups"]]
+    info = {k: state[k] for k in ("step", "micro", "losses", "supervised", "scheduler")}
+    info["rng"] = tensors["rng.torch"].tolist()
+    return info, FullState(weights, optimizer_state_by_name({"state": by_index, "param_groups": groups}, names))
+
+
+def load(path: Path, engine: Engine, *, model: torch.nn.Module, optimizer, scheduler) -> dict:
     """Restore weights, optimizer, schedule and RNG in place; returns step, micro, losses, supervised.
 
-    Every process calls this; ``distributed.restore_training_state`` decides which of them read the file.
+    Every process calls this; ``engine.state_in`` decides which of them read the file.
     """
-    path = Path(path)
-    model = adapter.model
-
-    def read_whole() -> tuple[dict, dict, dict]:
-        state, tensors = read(path)
-        trained = set(distributed.trained_parameters(model))
-        weights = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
-        if set(weights) != trained:
-            raise CorruptFileError(path, "its trained weights do not match this model and regime")
-        names = state.get("optimizer_params")  # absent in files of earlier versions (one layout then)
-        if names is not None and names != distributed.optimizer_param_names(model, optimizer):
-            raise CorruptFileError(path, "its optimizer state is for other parameters than this model and regime")
-        current = optimizer.state_dict()["param_groups"]
-        groups = []
-        for old, cur in zip(state["param_groups"], current, strict=True):
-            # JSON has no tuples: give back the types the optimizer uses (betas).
-            groups.append({k: tuple(v) if isinstance(cur.get(k), tuple) else v for k, v in old.items()})
-        opt_state: dict[int, dict] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, idx, name = key.split(".", 2)
-                opt_state.setdefault(int(idx), {})[name] = value
-        for idx, entries in state["optimizer_scalars"].items():
-            opt_state.setdefault(int(idx), {}).update(entries)
-        info = {k: state[k] for k in ("step", "micro", "losses", "supervised", "scheduler")}
-        info["rng"] = tensors["rng.torch"].tolist()
-        return info, weights, {"state": opt_state, "param_groups": groups}
-
-    info = distributed.current().restore_training_state(model, optimizer, read_whole)
+    info = engine.state_in(model, optimizer, lambda names: read_full(path, model, names))
     scheduler.load_state_dict(info["scheduler"])
     torch.set_rng_state(torch.tensor(info["rng"], dtype=torch.uint8))
     return {k: info[k] for k in ("step", "micro", "losses", "supervised")}

@@ -2,19 +2,29 @@
 
 One plain loop: for each batch, project the cached features, run the model's own forward with them at the
 image positions, and take the cross-entropy of the answer tokens only. The vision encoder is never run.
+
+The loop is written once, against the engine protocol of ``benchmark.distributed.engines``: how the trained
+weights are held (one process, DDP, FSDP2, DeepSpeed ZeRO-3), stepped and saved is the engine's business. The
+stages of one call: ``_start`` (unfreeze, let the engine prepare module and optimizer), ``_resume``, then per
+global batch ``_global_batch`` (micro-batches over this process's share) and ``_optimizer_step``, ``_finish``
+and ``_record``.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from . import distributed, train_state
 from .batching import answer_loss, collate
 from .config import TrainConfig
+from .distributed.engines import BatchLayout, Engine, Optimization
 from .errors import BenchmarkError
 from .prompt import build_question
 
@@ -58,7 +68,8 @@ def cosine_with_warmup(optimizer, total_steps: int, warmup_ratio: float):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def training_batch(adapter, samples, indices, classes, domain, seed):
+def training_batch(adapter, samples, *, indices, classes, domain, seed):
+    """Examples ``indices`` of ``samples`` encoded with their answers and collated as one training batch."""
     parts = [adapter.encode(build_question(domain, classes, seed, samples[i].uid), classes[samples[i].label])
              for i in indices]
     return collate(parts, adapter.pad_token_id, with_answer=True)
@@ -123,7 +134,55 @@ def checkpoint_interval(cfg: TrainConfig, total_steps: int, trainable: int) -> i
 AUTO_CHECKPOINT_MAX_PARAMS = 200_000_000
 
 
-def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, cfg: TrainConfig,
+@dataclass
+class _Examples:
+    """The training examples as the loop takes them: encoded once (prompt + answer), features by index."""
+
+    adapter: Any
+    samples: list
+    classes: list
+    domain: str
+    seed: int
+    features: Callable
+    _encoded: dict = field(default_factory=dict)
+
+    def encoded(self, i: int):
+        if i not in self._encoded:
+            s = self.samples[i]
+            self._encoded[i] = self.adapter.encode(build_question(self.domain, self.classes, self.seed, s.uid),
+                                                   self.classes[s.label])
+        return self._encoded[i]
+
+
+@dataclass
+class _Run:
+    """One call of ``finetune``: what it trains with, and how far it has come (``step``: optimizer steps)."""
+
+    adapter: Any
+    regime: str
+    cfg: TrainConfig
+    seed: int
+    ctx: distributed.ProcessContext
+    engine: Engine
+    module: torch.nn.Module  # the training forward (AnswerTokenLoss) as the engine runs it
+    optimization: Optimization
+    params: list  # the trained parameters as the engine holds them (shards, partitions)
+    layout: BatchLayout
+    autocast: Any
+    upcast: bool
+    total_steps: int
+    every: int  # optimizer steps between saved training states; 0 = none
+    n_trainable: int
+    resume_file: Path | None
+    losses: list = field(default_factory=list)
+    supervised: int = 0
+    step: int = 0
+    resumed_from: int = 0
+    trained: int = 0  # examples trained by this call (not those before a resume)
+    grad_norm: float | None = None  # of the last optimizer step, before clipping
+
+
+def finetune(adapter, regime: str, *, store, samples, classes, domain, seed: int, cfg: TrainConfig,
              progress: bool = True, features_fn=None, resume_file: Path | None = None) -> dict:
     """Train in place. ``features_fn(indices)`` overrides where features come from (benchmarks use pixels).
 
@@ -138,148 +197,172 @@ def finetune(adapter, regime: str, store, samples, classes, domain, seed: int, c
     """
     from tqdm.auto import tqdm
 
-    ctx = distributed.current()
     torch.manual_seed(seed)
+    run = _start(adapter, regime, cfg, seed=seed, n=len(samples), resume_file=resume_file)
+    # Share of the trained weights this process holds: 1 unless sharded (FSDP2, ZeRO-3: about 1 / processes).
+    held = sum(distributed.local_numel(p) for p in run.params) / run.n_trainable
+    gen = torch.Generator().manual_seed(seed)
+    if resume_file is not None and Path(resume_file).exists():
+        _resume(run)
+    examples = _Examples(adapter, samples, classes, domain, seed, features_fn or store.get)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    bar = tqdm(total=run.total_steps, desc=f"train {regime}", unit="step",
+               disable=not progress or not run.ctx.is_main, initial=run.step)
+    for batch_ids in _pending_batches(len(samples), cfg, gen, done=run.step):
+        loss, n_tok = _global_batch(run, examples, batch_ids)
+        _optimizer_step(run, loss, n_tok, len(batch_ids))
+        bar.update(1)
+        bar.set_postfix(loss=f"{run.losses[-1]:.3f}")
+    bar.close()
+    _finish(run)
+    seconds = time.perf_counter() - start
+    return _record(run, held=held, seconds=seconds,
+                   cpu_seconds=run.ctx.sum(time.process_time() - cpu_start))  # all threads of all processes
+
+
+def _start(adapter, regime: str, cfg: TrainConfig, *, seed: int, n: int, resume_file) -> _Run:
+    """Unfreeze what the regime trains and let the engine prepare the training forward and its optimizer."""
+    ctx = distributed.current()
     params = set_trainable(adapter, regime, cfg)
     if not params:
         raise RuntimeError(f"Regime {regime!r} left no trainable parameter in {adapter.name}.")
     for m in adapter.trainable_modules(regime).values():
         m.train()
+    micro, accumulation = batch_layout(cfg.batch_size, cfg.micro_batch, ctx.world_size)
+    layout = BatchLayout(cfg.batch_size, micro, accumulation, cfg.max_grad_norm, adapter.dtype)
+    engine = distributed.engine_for(ctx, cfg.engine, layout=layout, shard_modules=shard_units(adapter, regime))
     # Half-precision models (bf16 on GPU) train with fp32 master copies of the trained weights and a bf16 forward
     # under autocast: in bf16 itself, most updates at FT-E2E's lr (2e-5) would round to nothing.
     half = adapter.dtype in (torch.bfloat16, torch.float16)
-    autocast = torch.autocast(adapter.device.type, dtype=adapter.dtype, enabled=half)
-    deepspeed = ctx.distributed and ctx.deepspeed
-    upcast = half and not deepspeed  # DeepSpeed's bf16 mode keeps the fp32 master copies itself
+    upcast = half and not engine.keeps_master_weights
     if upcast:
         for p in params:
             p.data = p.data.float()
-    global_batch = cfg.batch_size
-    micro, accumulation = batch_layout(global_batch, cfg.micro_batch, ctx.world_size)
-    n = len(samples)
-    steps_per_epoch = math.ceil(n / global_batch)
-    total_steps = steps_per_epoch * cfg.epochs
+    total_steps = math.ceil(n / cfg.batch_size) * cfg.epochs
     n_trainable = int(sum(p.numel() for p in params))
     every = checkpoint_interval(cfg, total_steps, n_trainable) if resume_file else 0
-    step_module = None if deepspeed else ctx.wrap(AnswerTokenLoss(adapter), cfg.engine,
-                                                  shard_modules=shard_units(adapter, regime))
-    # LoRA weights learn at their own rate (LLaVA-1.5: 2e-4); everything else trained at cfg.lr.
+    module, optimization = engine.prepare(AnswerTokenLoss(adapter), lambda: _optimization(adapter, cfg, total_steps))
+    params = [p for p in adapter.model.parameters() if p.requires_grad]  # sharding replaces the parameters
+    if every and (problem := engine.resumable_problem(adapter.model)):
+        raise BenchmarkError(f"{problem}.")  # before any training step, not at the first checkpoint
+    return _Run(adapter, regime, cfg, seed, ctx, engine, module, optimization, params, layout,
+                autocast=torch.autocast(adapter.device.type, dtype=adapter.dtype, enabled=half), upcast=upcast,
+                total_steps=total_steps, every=every, n_trainable=n_trainable, resume_file=resume_file)
+
+
+def _optimization(adapter, cfg: TrainConfig, total_steps: int) -> Optimization:
+    """AdamW over the trained parameters as they are now, and its schedule. LoRA weights learn at their own rate
+    (LLaVA-1.5: 2e-4); everything else trained at cfg.lr."""
     lora = [p for n_, p in adapter.model.named_parameters() if p.requires_grad and "lora_" in n_]
     rest = [p for n_, p in adapter.model.named_parameters() if p.requires_grad and "lora_" not in n_]
     groups = [{"params": rest, "lr": cfg.lr}] + ([{"params": lora, "lr": cfg.lr_lora}] if lora else [])
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    scheduler = cosine_with_warmup(optimizer, total_steps, cfg.warmup_ratio)
-    deepspeed_replaced = None
-    if deepspeed:  # the engine takes the optimizer: it steps it on DeepSpeed's partitions of the weights
-        step_module, deepspeed_replaced = ctx.wrap_deepspeed(
-            AnswerTokenLoss(adapter), optimizer,
-            distributed.DeepSpeedBatch(global_batch, micro, accumulation, cfg.max_grad_norm, adapter.dtype))
-    params = [p for p in adapter.model.parameters() if p.requires_grad]  # sharding replaces the parameters
-    if every and (problem := ctx.resumable_problem(adapter.model)):
-        raise BenchmarkError(f"{problem}.")  # before any training step, not at the first checkpoint
-    # Share of the trained weights this process holds: 1 unless sharded (FSDP2, ZeRO-3: about 1 / processes).
-    held = sum(distributed.local_numel(p) for p in params) / n_trainable
-    gen = torch.Generator().manual_seed(seed)
-    features_fn = features_fn or store.get
-    losses, supervised, step, resumed_from = [], 0, 0, 0
-    grad_norm = None  # of the last optimizer step, before clipping
-    if resume_file is not None and Path(resume_file).exists():
-        saved = train_state.load(resume_file, adapter, optimizer, scheduler)  # safetensors + JSON, no pickle
-        losses, supervised, step = saved["losses"], saved["supervised"], saved["step"]
-        resumed_from = step
-    encoded = {}
+    return Optimization(optimizer, cosine_with_warmup(optimizer, total_steps, cfg.warmup_ratio))
 
-    def encode(i):
-        if i not in encoded:
-            encoded[i] = adapter.encode(build_question(domain, classes, seed, samples[i].uid),
-                                        classes[samples[i].label])
-        return encoded[i]
 
-    start, cpu_start = time.perf_counter(), time.process_time()
-    bar = tqdm(total=total_steps, desc=f"train {regime}", unit="step", disable=not progress or not ctx.is_main,
-               initial=step)
-    done = step  # optimizer steps already taken before a resume
-    seen, trained = 0, 0  # global batches passed over (resume) / examples trained by this call
-    dev = adapter.device
+def _resume(run: _Run) -> None:
+    """Continue from the saved training state (safetensors + JSON, no pickle)."""
+    saved = train_state.load(run.resume_file, run.engine, model=run.adapter.model,
+                             optimizer=run.optimization.optimizer, scheduler=run.optimization.scheduler)
+    run.losses, run.supervised, run.step = saved["losses"], saved["supervised"], saved["step"]
+    run.resumed_from = run.step
+
+
+def _pending_batches(n: int, cfg: TrainConfig, gen: torch.Generator, *, done: int):
+    """The global batches (example indices) of all epochs, the same order on every (re)run, after the first
+    ``done`` (trained before a resume)."""
+    seen = 0
     for _epoch in range(cfg.epochs):
-        for gidx in torch.randperm(n, generator=gen).split(global_batch):  # same order on every (re)run
-            if seen < done:
-                seen += 1
-                continue
+        for gidx in torch.randperm(n, generator=gen).split(cfg.batch_size):
             seen += 1
-            batch_ids = gidx.tolist()
-            n_tok = sum(len(encode(i).answer_ids) for i in batch_ids)  # answer tokens of the global batch
-            mine = [batch_ids[j] for j in ctx.share(len(batch_ids))]
-            # Every rank runs the same number of micro-batches (collectives must pair up); a rank whose share of
-            # a last, short global batch is smaller runs zero-weight copies of one example.
-            rounds = math.ceil(math.ceil(len(batch_ids) / ctx.world_size) / micro)
-            total = 0.0
-            for r in range(rounds):
-                chunk = mine[r * micro: (r + 1) * micro]
-                weight = ctx.world_size / n_tok  # engines average gradients over ranks: undo it, then per token
-                if not chunk:
-                    chunk, weight = batch_ids[:1], 0.0
-                batch = collate([encode(i) for i in chunk], adapter.pad_token_id, with_answer=True)
-                feats = features_fn(torch.tensor(chunk)).to(dev)
-                with ctx.no_sync(step_module, r == rounds - 1):
-                    with autocast:
-                        token_sum = step_module(feats, batch["input_ids"].to(dev), batch["attention_mask"].to(dev),
-                                                batch["position_ids"].to(dev), batch["labels"].to(dev))
-                    ctx.backward(token_sum * weight, last_micro_batch=r == rounds - 1)
-                if weight:
-                    total += float(token_sum.detach())
-            loss = ctx.sum(total) / n_tok
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"training {regime} seed {seed} diverged: the loss is {loss} at optimizer step {step + 1}. "
-                    "Nothing was marked finished; lower the learning rate (--lr-proj / --lr-e2e / --lr-lora) "
-                    "and run again.")
-            supervised += n_tok
-            losses.append(loss)
-            if deepspeed:  # it clipped, stepped and zeroed in the last micro-batch's backward
-                norm = step_module.get_global_grad_norm()
-            else:
-                norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            grad_norm = float(distributed.whole(torch.as_tensor(norm)))
-            scheduler.step()
-            step += 1
-            trained += len(batch_ids)
-            if every and step % every == 0 and step < total_steps:  # every rank: sharded state is gathered
-                _save_progress(resume_file, adapter, optimizer, scheduler, losses, supervised, step, step)
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    bar.close()
-    if upcast:  # evaluate, probe and save in the model's own precision, as a fine-tuned checkpoint would be
-        for p in params:
+            if seen > done:
+                yield gidx.tolist()
+
+
+def _global_batch(run: _Run, examples: _Examples, batch_ids: list[int]) -> tuple[float, int]:
+    """Forward and backward of this process's share of a global batch; its mean loss per answer token (over all
+    processes) and the number of answer tokens."""
+    ctx, micro = run.ctx, run.layout.micro_batch
+    n_tok = sum(len(examples.encoded(i).answer_ids) for i in batch_ids)  # answer tokens of the global batch
+    mine = [batch_ids[j] for j in ctx.share(len(batch_ids))]
+    # Every rank runs the same number of micro-batches (collectives must pair up); a rank whose share of a last,
+    # short global batch is smaller runs zero-weight copies of one example.
+    rounds = math.ceil(math.ceil(len(batch_ids) / ctx.world_size) / micro)
+    total = 0.0
+    for r in range(rounds):
+        chunk = mine[r * micro: (r + 1) * micro]
+        weight = ctx.world_size / n_tok  # engines average gradients over ranks: undo it, then per token
+        if not chunk:
+            chunk, weight = batch_ids[:1], 0.0
+        token_sum = _micro_batch(run, examples, chunk, weight=weight, last=r == rounds - 1)
+        if weight:
+            total += float(token_sum.detach())
+    return ctx.sum(total) / n_tok, n_tok
+
+
+def _micro_batch(run: _Run, examples: _Examples, chunk: list[int], *, weight: float, last: bool) -> torch.Tensor:
+    """One micro-batch's forward and weighted backward; the sum of its answer tokens' cross-entropies."""
+    adapter, dev = run.adapter, run.adapter.device
+    batch = collate([examples.encoded(i) for i in chunk], adapter.pad_token_id, with_answer=True)
+    feats = examples.features(torch.tensor(chunk)).to(dev)
+    with run.engine.accumulating(run.module, last):
+        with run.autocast:
+            token_sum = run.module(feats, batch["input_ids"].to(dev), batch["attention_mask"].to(dev),
+                                   batch["position_ids"].to(dev), batch["labels"].to(dev))
+        run.engine.backward(token_sum * weight, last)
+    return token_sum
+
+
+def _optimizer_step(run: _Run, loss: float, n_tok: int, n_examples: int) -> None:
+    """After a global batch: refuse a non-finite loss, step, and save the training state when it is due."""
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"training {run.regime} seed {run.seed} diverged: the loss is {loss} at optimizer step {run.step + 1}. "
+            "Nothing was marked finished; lower the learning rate (--lr-proj / --lr-e2e / --lr-lora) "
+            "and run again.")
+    run.supervised += n_tok
+    run.losses.append(loss)
+    run.grad_norm = run.engine.step(run.optimization.optimizer, run.params, run.cfg.max_grad_norm)
+    run.optimization.scheduler.step()
+    run.step += 1
+    run.trained += n_examples
+    if run.every and run.step % run.every == 0 and run.step < run.total_steps:
+        # every rank: sharded state is gathered; rank 0 writes it
+        state = run.engine.state_out(run.adapter.model, run.optimization.optimizer)
+        train_state.save(Path(run.resume_file), state, scheduler=run.optimization.scheduler, losses=run.losses,
+                         supervised=run.supervised, step=run.step)
+
+
+def _finish(run: _Run) -> None:
+    """Evaluate, probe and save in the model's own precision, as a fine-tuned checkpoint would be."""
+    adapter = run.adapter
+    if run.upcast:
+        for p in run.params:
             p.data = p.data.to(adapter.dtype)
     adapter.model.eval()
-    if cfg.gradient_checkpointing:
+    if run.cfg.gradient_checkpointing:
         adapter.model.gradient_checkpointing_disable()
+
+
+def _record(run: _Run, *, held: float, seconds: float, cpu_seconds: float) -> dict:
+    """The training part of metrics.json."""
+    losses, layout = run.losses, run.layout
     last = losses[-max(1, len(losses) // 10):]
-    seconds = time.perf_counter() - start
-    cpu_seconds = ctx.sum(time.process_time() - cpu_start)  # CPU time of all threads of all processes
     return {
-        "optimizer_steps": step, "global_batch": global_batch, "micro_batch": micro,
-        "accumulation_steps": accumulation, "processes": ctx.world_size,
-        "engine": ("deepspeed" if deepspeed else cfg.engine if cfg.engine != "auto"
-                   else "fsdp" if ctx.sharded_by_accelerate else "ddp") if ctx.distributed else "single",
-        "trained_weights_held_by_rank0": held,
-        **({"deepspeed": {"zero_stage": 3, "config_values_replaced": deepspeed_replaced}} if deepspeed else {}),
-        "supervised_answer_tokens": supervised,
+        "optimizer_steps": run.step, "global_batch": layout.global_batch, "micro_batch": layout.micro_batch,
+        "accumulation_steps": layout.accumulation_steps, "processes": run.ctx.world_size,
+        "engine": run.engine.name, "trained_weights_held_by_rank0": held,
+        **run.engine.record(),
+        "supervised_answer_tokens": run.supervised,
         "first_loss": losses[0], "final_loss": losses[-1],
-        "final_grad_norm": grad_norm, "mean_loss_last_10pct": float(sum(last) / len(last)),
-        "trainable_parameters": n_trainable, "seconds": seconds,
+        "final_grad_norm": run.grad_norm, "mean_loss_last_10pct": float(sum(last) / len(last)),
+        "trainable_parameters": run.n_trainable, "seconds": seconds,
         # The training loop only (no model loading, feature extraction or evaluation), all processes together;
         # after a resume, the examples of this call.
-        "examples_per_second": trained / seconds if seconds > 0 else None, "cpu_seconds_all_processes": cpu_seconds,
-        "resumed_from_step": resumed_from, "checkpoint_every": every,
+        "examples_per_second": run.trained / seconds if seconds > 0 else None,
+        "cpu_seconds_all_processes": cpu_seconds,
+        "resumed_from_step": run.resumed_from, "checkpoint_every": run.every,
     }
-
-
-def _save_progress(path, adapter, optimizer, scheduler, losses, supervised, step, micro) -> None:
-    train_state.save(Path(path), adapter, optimizer, scheduler, losses, supervised, step, micro)
 
 
 def trainable_state(adapter, regime: str) -> dict[str, torch.Tensor]:

@@ -34,7 +34,8 @@ def run_epoch(adapter, samples, store, from_pixels: bool):
         images = [decode_image(samples[i].load_bytes()) for i in idx.tolist()]
         return adapter.vision_features(adapter.preprocess(images))
 
-    finetune(adapter, "ft-proj", store, samples, CLASSES, "textile surface defects", seed=0,
+    finetune(adapter, "ft-proj", store=store, samples=samples,
+             classes=CLASSES, domain="textile surface defects", seed=0,
              cfg=TrainConfig(lr=1e-3, batch_size=8), progress=False,
              features_fn=features_from_pixels if from_pixels else None)
 

@@ -168,7 +168,8 @@ def test_ft_proj_step_changes_only_the_projector(name, real_images):
     adapter = load(name)
     store = MemoryStore(adapter.vision_features(adapter.preprocess([im for im, _ in real_images[:4]])))
     before = {k: v.detach().clone() for k, v in adapter.model.named_parameters()}
-    stats = finetune(adapter, "ft-proj", store, samples_for(real_images[:4]), CLASSES, DOMAIN, seed=0,
+    stats = finetune(adapter, "ft-proj", store=store, samples=samples_for(real_images[:4]),
+                     classes=CLASSES, domain=DOMAIN, seed=0,
                      cfg=TrainConfig(lr=1e-2, batch_size=4), progress=False)
     assert stats["optimizer_steps"] == 1
     moved = {k for k, v in adapter.model.named_parameters() if not torch.equal(before[k], v.detach())}
@@ -183,7 +184,8 @@ def test_ft_e2e_lora_on_opt_targets_its_own_layer_names(real_images):
     store = MemoryStore(adapter.vision_features(adapter.preprocess([im for im, _ in real_images[:4]])))
     # By parameter object: LoRA renames the wrapped layers (``.base_layer.``) but keeps their weights.
     before = {id(v): (k, v.detach().clone()) for k, v in adapter.model.named_parameters()}
-    finetune(adapter, "ft-e2e", store, samples_for(real_images[:4]), CLASSES, DOMAIN, seed=0,
+    finetune(adapter, "ft-e2e", store=store, samples=samples_for(real_images[:4]),
+             classes=CLASSES, domain=DOMAIN, seed=0,
              cfg=TrainConfig(lr=1e-2, batch_size=4, lora=True), progress=False)
     params = list(adapter.model.named_parameters())
     lora = [k for k, _ in params if "lora_" in k]

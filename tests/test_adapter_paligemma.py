@@ -154,7 +154,8 @@ def test_ft_proj_step_changes_only_the_projector(hermetic_cache, encoded):
     fresh = load_paligemma_tiny(cache_dir=hermetic_cache)
     _, store, samples = encoded
     before = {k: v.detach().clone() for k, v in fresh.model.named_parameters()}
-    finetune(fresh, "ft-proj", store, samples[:8], CLASSES, DOMAIN, seed=0, cfg=TrainConfig(lr=1e-2), progress=False)
+    finetune(fresh, "ft-proj", store=store, samples=samples[:8],
+             classes=CLASSES, domain=DOMAIN, seed=0, cfg=TrainConfig(lr=1e-2), progress=False)
     moved = {k for k, v in fresh.model.named_parameters() if not torch.equal(before[k], v.detach())}
     assert moved == {"model.multi_modal_projector.linear.weight", "model.multi_modal_projector.linear.bias"}
 

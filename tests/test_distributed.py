@@ -340,7 +340,7 @@ def test_deepspeed_batch_fields_multiply_to_the_global_batch():
 
 
 def test_deepspeed_config_values_projbench_sets_are_reported_when_replaced():
-    from benchmark.distributed import _overwrite
+    from benchmark.distributed.engines.deepspeed import overwrite as _overwrite
 
     config = {"train_batch_size": "auto", "gradient_accumulation_steps": 1, "gradient_clipping": 1.0,
               "bf16": {"enabled": True}, "zero_optimization": {"stage": 3}}
@@ -402,3 +402,33 @@ def test_a_sharding_engine_in_one_process_is_named_not_silently_dropped(monkeypa
     assert not ctx.distributed
     err = capsys.readouterr().err
     assert (f"one process: --engine {engine} has nothing to shard over; training runs unsharded" in err) == says, err
+
+
+def test_each_setup_gets_its_engine_by_name():
+    """One engine per way of holding the weights, as metrics.json records it (training.engine)."""
+    from types import SimpleNamespace
+
+    from benchmark.distributed.engines import (
+        DDP,
+        FSDP2,
+        AccelerateFSDP,
+        BatchLayout,
+        DeepSpeed,
+        Single,
+        engine_for,
+    )
+
+    def ctx(backend: str, world: int = 2, deepspeed: bool = False) -> Context:
+        acc = SimpleNamespace(state=SimpleNamespace(distributed_type=SimpleNamespace(value=backend)))
+        return Context(rank=0, world_size=world, accelerator=acc, deepspeed=deepspeed)
+
+    layout = BatchLayout(8, 2, 2, 1.0, torch.float32)
+    cases = [(ctx("NO", world=1), "fsdp2", Single, "single"), (ctx("MULTI_CPU"), "auto", DDP, "ddp"),
+             (ctx("MULTI_GPU"), "ddp", DDP, "ddp"), (ctx("MULTI_CPU"), "fsdp2", FSDP2, "fsdp2"),
+             (ctx("FSDP"), "auto", AccelerateFSDP, "fsdp"), (ctx("FSDP"), "ddp", AccelerateFSDP, "ddp"),
+             (ctx("DEEPSPEED", deepspeed=True), "auto", DeepSpeed, "deepspeed")]
+    for context, requested, kind, name in cases:
+        engine = engine_for(context, requested, layout=layout)
+        assert type(engine) is kind and engine.name == name, (requested, context.backend)
+    assert engine_for(ctx("DEEPSPEED", deepspeed=True), "auto", layout=layout).keeps_master_weights
+    assert not engine_for(ctx("MULTI_CPU"), "fsdp2", layout=layout).keeps_master_weights

@@ -69,10 +69,11 @@ def test_protocol_calls_raise_no_deprecation(name, real_images):
             questions = [build_question(DOMAIN, CLASSES, 0, s.uid) for s in samples[:2]]
             score_batch(adapter, store.get([0, 1]), questions, class_answer_ids(adapter, CLASSES), max_rows=2)
             generate_batch(adapter, store.get([0, 1]), questions, max_new_tokens=3)
-            finetune(adapter, "ft-proj", store, samples, CLASSES, DOMAIN, 0, TrainConfig(lr=1e-3, batch_size=4),
+            finetune(adapter, "ft-proj", store=store, samples=samples,
+                     classes=CLASSES, domain=DOMAIN, seed=0, cfg=TrainConfig(lr=1e-3, batch_size=4),
                      progress=False)
-            finetune(adapter, "ft-e2e", store, samples, CLASSES, DOMAIN, 0,
-                     TrainConfig(lr=1e-3, batch_size=4, lora=True, lora_rank=2), progress=False)
+            finetune(adapter, "ft-e2e", store=store, samples=samples, classes=CLASSES, domain=DOMAIN, seed=0,
+                     cfg=TrainConfig(lr=1e-3, batch_size=4, lora=True, lora_rank=2), progress=False)
     finally:
         for log in loggers:
             log.removeHandler(handler)

@@ -42,7 +42,8 @@ def projector_grads_of_first_step(adapter, store, samples, monkeypatch, **train)
         return real_step(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
-    finetune(adapter, "ft-proj", store, samples, CLASSES, DOMAIN, seed=0, progress=False,
+    finetune(adapter, "ft-proj", store=store, samples=samples,
+             classes=CLASSES, domain=DOMAIN, seed=0, progress=False,
              cfg=TrainConfig(lr=0.0, max_grad_norm=1e9, warmup_ratio=0.0, **train))
     monkeypatch.undo()
     return seen[0]

@@ -18,7 +18,8 @@ def test_bf16_model_keeps_small_updates(real_images):
     store = MemoryStore(adapter.vision_features(adapter.preprocess([im for im, _ in real_images])))
     before = {k: v.detach().clone() for k, v in adapter.projector_module().named_parameters()}
     frozen = {k: v.detach().clone() for k, v in adapter.llm_module().named_parameters()}
-    finetune(adapter, "ft-proj", store, samples_for(real_images), CLASSES, "textile surface defects", seed=0,
+    finetune(adapter, "ft-proj", store=store, samples=samples_for(real_images),
+             classes=CLASSES, domain="textile surface defects", seed=0,
              cfg=TrainConfig(lr=2e-5, batch_size=1, warmup_ratio=0.0), progress=False)
     for k, v in adapter.projector_module().named_parameters():
         assert v.dtype == torch.bfloat16, "after training the model is back in its own precision"

@@ -40,7 +40,8 @@ def watched_run(tmp_path_factory, hermetic_cache):
     seen = {"finetune": [], "probe": []}
     real_finetune, real_probe = protocol.finetune, probe.train_probe
 
-    def finetune(adapter, regime, store, samples, *args, **kwargs):
+    def finetune(adapter, regime, **kwargs):
+        store, samples = kwargs["store"], kwargs["samples"]
         entry = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
         projected = []
         real_project = adapter.project
@@ -51,7 +52,7 @@ def watched_run(tmp_path_factory, hermetic_cache):
 
         adapter.project = project  # watch what is projected during training, nothing else changes
         try:
-            result = real_finetune(adapter, regime, store, samples, *args, **kwargs)
+            result = real_finetune(adapter, regime, **kwargs)
         finally:
             del adapter.project
         seen["finetune"].append({"regime": regime, "store_uids": list(store.uids),

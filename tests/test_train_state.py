@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from benchmark import distributed, train_state
+from benchmark.distributed.engines import FSDP2, AccelerateFSDP, Single
 from benchmark.training import cosine_with_warmup
 
 STEPS, SAVED_AT = 4, 2
@@ -70,6 +71,12 @@ def train(net, opt, sched, batches, losses):
         losses.append(float(loss.detach()))
 
 
+def engine(kind: str):
+    """The engine that holds a model built by ``build(kind)``, in this one process."""
+    ctx = distributed.current()
+    return Single(ctx) if kind == "plain" else FSDP2(ctx)
+
+
 def whole(net) -> dict[str, torch.Tensor]:
     return {k.replace("_checkpoint_wrapped_module.", ""): (v.full_tensor() if hasattr(v, "full_tensor") else v)
             .detach().clone() for k, v in net.named_parameters()}
@@ -105,14 +112,15 @@ def test_a_state_resumes_under_another_engine_to_the_uninterrupted_result(tmp_pa
     assert distributed.is_sharded(net) == (writer != "plain")
     losses = []
     train(net, opt, sched, data()[:SAVED_AT], losses)
-    train_state.save(path, SimpleNamespace(model=net), opt, sched, losses, 48, SAVED_AT, SAVED_AT)
+    train_state.save(path, engine(writer).state_out(net, opt), scheduler=sched, losses=losses, supervised=48,
+                     step=SAVED_AT)
     _, tensors = train_state.read(path)
     # Whole tensors, keyed as one process names them, whichever engine wrote them.
     assert {k: tuple(v.shape) for k, v in tensors.items() if k.startswith("param.")} == {
         f"param.{k}": tuple(v.shape) for k, v in want.items() if not k.startswith("frozen.")}
 
     net, opt, sched = build(reader)  # a fresh process: initial weights, empty optimizer
-    got = train_state.load(path, SimpleNamespace(model=net), opt, sched)
+    got = train_state.load(path, engine(reader), model=net, optimizer=opt, scheduler=sched)
     assert (got["step"], got["supervised"], got["losses"]) == (SAVED_AT, 48, losses)
     train(net, opt, sched, data()[SAVED_AT:], got["losses"])
     assert got["losses"] == pytest.approx(want_losses, rel=1e-6)
@@ -126,11 +134,11 @@ def test_a_state_for_other_parameters_is_refused(tmp_path, one_process_group):
     path = tmp_path / "train_state.json"
     net, opt, sched = build("fsdp2")
     train(net, opt, sched, data()[:1], [])
-    train_state.save(path, SimpleNamespace(model=net), opt, sched, [1.0], 6, 1, 1)
+    train_state.save(path, engine("fsdp2").state_out(net, opt), scheduler=sched, losses=[1.0], supervised=6, step=1)
     other, opt2, sched2 = build("fsdp2")
     other.head.requires_grad_(False)  # another regime: other trained weights
     with pytest.raises(train_state.CorruptFileError, match="trained weights do not match this model"):
-        train_state.load(path, SimpleNamespace(model=other), opt2, sched2)
+        train_state.load(path, engine("fsdp2"), model=other, optimizer=opt2, scheduler=sched2)
 
 
 def test_optimizer_layouts_convert_as_torch_converts_them():
@@ -143,21 +151,47 @@ def test_optimizer_layouts_convert_as_torch_converts_them():
     assert names == ["head.weight", "head.bias", "layers.0.weight", "layers.0.bias", "layers.1.weight",
                      "layers.1.bias"]
     by_name, by_index = get_optimizer_state_dict(net, opt), opt.state_dict()
-    assert distributed.optimizer_state_by_index(by_name, names)["param_groups"] == by_index["param_groups"]
-    assert distributed.optimizer_state_by_name(by_index, names)["param_groups"] == by_name["param_groups"]
+    assert train_state.optimizer_state_by_index(by_name, names)["param_groups"] == by_index["param_groups"]
+    assert train_state.optimizer_state_by_name(by_index, names)["param_groups"] == by_name["param_groups"]
     for i, n in enumerate(names):
-        converted = distributed.optimizer_state_by_name(by_index, names)["state"][n]
+        converted = train_state.optimizer_state_by_name(by_index, names)["state"][n]
         assert converted.keys() == by_name["state"][n].keys()
         for key in converted:
             assert torch.equal(converted[key], by_name["state"][n][key]), (n, key)
-        back = distributed.optimizer_state_by_index(by_name, names)["state"][i]
+        back = train_state.optimizer_state_by_index(by_name, names)["state"][i]
         assert all(torch.equal(back[key], by_index["state"][i][key]) for key in back)
 
 
 def test_shards_that_cannot_be_saved_whole_are_refused(one_process_group):
     """accelerate's FSDP1 (flat shards, not DTensors) cannot be resumed: said before training, with the fix."""
     fsdp = SimpleNamespace(state=SimpleNamespace(distributed_type=SimpleNamespace(value="FSDP")))
-    ctx = distributed.Context(rank=0, world_size=2, accelerator=fsdp)
-    assert "set `fsdp_version: 2`" in ctx.resumable_problem(build()[0])
-    assert ctx.resumable_problem(build("fsdp2")[0]) is None
-    assert distributed.Context().resumable_problem(build()[0]) is None
+    accelerate_fsdp = AccelerateFSDP(distributed.Context(rank=0, world_size=2, accelerator=fsdp))
+    assert "set `fsdp_version: 2`" in accelerate_fsdp.resumable_problem(build()[0])
+    assert accelerate_fsdp.resumable_problem(build("fsdp2")[0]) is None
+    assert Single(distributed.Context()).resumable_problem(build()[0]) is None
+
+
+def test_a_state_of_an_earlier_version_still_resumes(tmp_path, uninterrupted):
+    """Files written before the JSON named each optimizer index's parameter (one process's layout, no
+    ``optimizer_params``) resume to the uninterrupted result: the indices are read in the optimizer's own order."""
+    from benchmark.integrity import read_sealed_json, seal
+    from benchmark.results import atomic_write_json
+
+    want, want_losses, _ = uninterrupted
+    path = tmp_path / "train_state.json"
+    net, opt, sched = build()
+    losses = []
+    train(net, opt, sched, data()[:SAVED_AT], losses)
+    train_state.save(path, engine("plain").state_out(net, opt), scheduler=sched, losses=losses, supervised=48,
+                     step=SAVED_AT)
+    record = read_sealed_json(path)
+    del record["optimizer_params"]
+    atomic_write_json(path, seal(record))
+
+    net, opt, sched = build()
+    got = train_state.load(path, engine("plain"), model=net, optimizer=opt, scheduler=sched)
+    train(net, opt, sched, data()[SAVED_AT:], got["losses"])
+    assert got["losses"] == pytest.approx(want_losses, rel=1e-6)
+    final = whole(net)
+    for k, v in want.items():
+        torch.testing.assert_close(final[k], v, rtol=1e-6, atol=1e-7, msg=k)

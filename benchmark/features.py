@@ -85,13 +85,6 @@ def model_revision(checkpoint) -> dict:
     return local_revision(src) if src.exists() else hub_revision(str(checkpoint))
 
 
-def revision_label(rev: dict) -> str:
-    """A short text for tables and warnings: ``hub@<commit>`` or ``local:<content hash>``."""
-    if rev.get("kind") == "hub":
-        return f"hub@{rev.get('commit') or 'unresolved'}"
-    return f"local:{rev.get('content_hash')}"
-
-
 def checkpoint_identity(adapter) -> dict:
     """What identifies the weights: the adapter, the checkpoint and its revision (see :func:`model_revision`),
     so that replaced weights, even of the same size and modification time, invalidate the cache."""

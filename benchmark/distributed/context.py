@@ -38,11 +38,6 @@ class ProcessContext:
     def backend(self) -> str:
         return self.accelerator.state.distributed_type.value if self.accelerator is not None else "NO"
 
-    @property
-    def sharded_by_accelerate(self) -> bool:
-        """accelerate runs an FSDP config (GPUs only: it ignores FSDP on CPU) or DeepSpeed (also on CPU, ``setup``)."""
-        return self.backend in ("FSDP", "DEEPSPEED")
-
     # -- splitting and combining work -----------------------------------------------------------------------
     def share(self, n: int) -> range:
         """This rank's contiguous block of ``range(n)``; blocks in rank order cover it exactly."""

@@ -19,7 +19,7 @@ PUBLISHED_TOTAL = {"llava15": 7.063e9, "llava15-13b": 13.35e9, "paligemma": 2.92
 
 @pytest.fixture(scope="module")
 def llava():
-    return plan("llava15", "derm", "2xA100-80GB", train_tokens=726)
+    return plan("llava15", "derm", gpus="2xA100-80GB", train_tokens=726).to_json()
 
 
 def test_llava_parameters_match_the_published_split(llava):
@@ -74,7 +74,7 @@ def test_every_built_in_config_has_its_published_size(name):
 
 def test_plan_without_a_config_names_the_fix(capsys):
     with pytest.raises(BenchmarkError, match="no configuration ships for model 'llava15-tiny'.*--model-path"):
-        plan("llava15-tiny", "derm", "1xA100-80GB")
+        plan("llava15-tiny", "derm", gpus="1xA100-80GB")
     assert main(["plan", "--model", "llava15", "--task", "derm", "--gpus", "3xTPU"]) == 2
     assert "unknown GPU" in capsys.readouterr().err
 

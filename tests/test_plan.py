@@ -132,3 +132,26 @@ def test_qwen2vl_vision_flops_are_counted_without_the_merger():
     want = 2 * weights * n + 4 * vc.depth * n * n * vc.embed_dim
     assert counter.get_total_flops() == pytest.approx(want, rel=0.005)
     assert isinstance(model.model.visual.merger, torch.nn.Module) and model.model.visual.merger.__class__.__name__ != "Identity"
+
+
+def test_the_json_has_the_documented_keys(llava):
+    """docs/plan.md's table, key by key: what `plan --json` prints, in its order."""
+    assert list(llava) == ["model", "task", "config_source", "gpus", "assumptions", "parameters", "tokens", "flops",
+                           "hours_feature_extraction", "regimes"]
+    assert list(llava["gpus"]) == ["count", "name", "memory_gb", "peak_tflops_bf16"]
+    assert list(llava["assumptions"]) == ["mfu", "dtype_bytes", "usable_memory_fraction", "trained_weight_bytes",
+                                          "gradient_bytes", "adam_bytes", "lora_rank", "score_rows", "task_size",
+                                          "n_train", "n_test"]
+    assert list(llava["parameters"]) == ["vision", "projector", "llm", "total", "lora"]
+    assert list(llava["tokens"]) == ["train", "prompt", "image", "longest_answer", "answers_total", "text_counted_by"]
+    assert list(llava["flops"]) == ["vision_per_image", "projector_per_image", "train_per_sample", "eval_per_sample"]
+    assert list(llava["regimes"]) == ["zero-shot", "ft-proj", "ft-e2e", "ft-e2e-lora"]
+    ft = llava["regimes"]["ft-e2e"]
+    assert list(ft) == ["trainable_parameters", "flops_per_train_sample", "flops_per_eval_sample", "hours_train",
+                        "hours_eval", "engines"]
+    assert list(ft["engines"]["fsdp"]) == ["memory_gb", "peak_gb", "fits", "gpu_gb", "recommended", "hours"]
+    assert set(ft["engines"]["fsdp"]["recommended"]) == {"micro_batch", "accumulation_steps", "gradient_checkpointing",
+                                                         "global_batch", "activations_at_micro_batch"}
+    assert ft["engines"]["single"]["recommended"] is None
+    zero = llava["regimes"]["zero-shot"]
+    assert zero["flops_per_train_sample"] is None and zero["hours_train"] is None

@@ -50,7 +50,7 @@ def plan(model: str, task_name: str, *, gpus: str, model_path: str | None = None
     clock = Clock(hw, mfu)
     arch = resolve_architecture(spec, model_path)
     meta = MetaModel(arch, dtype_bytes)
-    tokens = prompt_tokens(spec, task, arch.image_tokens, model_path)
+    tokens = prompt_tokens(spec, task, image_tokens=arch.image_tokens, tokenizer_source=model_path)
     if train_tokens is not None:
         tokens = tokens.with_train_tokens(train_tokens)
     workings, flops = count_workings(meta, tokens, dtype_bytes=dtype_bytes, score_rows=score_rows,
@@ -64,4 +64,4 @@ def plan(model: str, task_name: str, *, gpus: str, model_path: str | None = None
     return Plan(model=spec.name, task=task.name, config_source=arch.source, gpus=hw, assumptions=assumptions,
                 parameters={**workings.parameters, "lora": workings.lora}, tokens=tokens, flops=flops,
                 hours_feature_extraction=feature_seconds / SECONDS_PER_HOUR,
-                regimes=regime_table(hw, workings, clock=clock, work=work))
+                regimes=regime_table(workings, hw=hw, clock=clock, work=work))

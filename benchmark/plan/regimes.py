@@ -34,7 +34,7 @@ def trained_parameters(regime: str, params: dict[str, int], lora: int) -> int:
             "ft-e2e-lora": params["projector"] + lora}[regime]
 
 
-def engine_row(engine: str, hw: Gpus, w: Workings, *, regime: str, trained: int, hours: float) -> EngineRow:
+def engine_row(engine: str, w: Workings, *, hw: Gpus, regime: str, trained: int, hours: float) -> EngineRow:
     """One engine's row: zero-shot holds the weights and the KV cache; training adds gradients, Adam state and
     the activations at the largest micro-batch that fits (or of one checkpointed sample if none does)."""
     base = "ft-e2e" if regime.startswith("ft-e2e") else regime
@@ -50,13 +50,13 @@ def engine_row(engine: str, hw: Gpus, w: Workings, *, regime: str, trained: int,
     return EngineRow(mem, need / GB, rec is not None, hw.memory_gb, rec, hours)
 
 
-def regime_row(regime: str, hw: Gpus, w: Workings, *, clock: Clock, work: Workload) -> RegimeRow:
+def regime_row(regime: str, w: Workings, *, hw: Gpus, clock: Clock, work: Workload) -> RegimeRow:
     base = "ft-e2e" if regime.startswith("ft-e2e") else regime
     train_f = 0 if regime == "zero-shot" else w.train_flops[base]
     seconds_train = clock.seconds(work.n_train * train_f)
     seconds_eval = clock.seconds(work.n_test * w.eval_flops)
     trained = trained_parameters(regime, w.parameters, w.lora)
-    engines = {e: engine_row(e, hw, w, regime=regime, trained=trained,
+    engines = {e: engine_row(e, w, hw=hw, regime=regime, trained=trained,
                              hours=clock.hours_on(seconds_train + seconds_eval, gpus_of(e, hw)))
                for e in engines_on(hw)}
     return RegimeRow(trainable_parameters=trained, flops_per_train_sample=train_f or None,
@@ -65,5 +65,5 @@ def regime_row(regime: str, hw: Gpus, w: Workings, *, clock: Clock, work: Worklo
                      hours_eval=seconds_eval / SECONDS_PER_HOUR, engines=engines)
 
 
-def regime_table(hw: Gpus, w: Workings, *, clock: Clock, work: Workload) -> dict[str, RegimeRow]:
-    return {r: regime_row(r, hw, w, clock=clock, work=work) for r in REGIMES}
+def regime_table(w: Workings, *, hw: Gpus, clock: Clock, work: Workload) -> dict[str, RegimeRow]:
+    return {r: regime_row(r, w, hw=hw, clock=clock, work=work) for r in REGIMES}

@@ -40,7 +40,7 @@ def _local_tokenizer(source: str):
         return None
 
 
-def prompt_tokens(spec, task, image_tokens: int, tokenizer_source: str | None) -> TokenLengths:
+def prompt_tokens(spec, task, *, image_tokens: int, tokenizer_source: str | None = None) -> TokenLengths:
     """Tokens of the task's real training prompt: image tokens + question/template text + the longest answer."""
     from ..prompt import build_question
 

@@ -125,13 +125,13 @@ class MetaModel:
 
     def train_flops(self, regime: str, tokens: int) -> int:
         """FLOPs of forward and backward of one training sample of ``tokens`` tokens."""
-        return self._train_step(regime, tokens, count_flops)
+        return self._train_step(regime, tokens, measure=count_flops)
 
     def activation_bytes(self, regime: str, tokens: int) -> int:
         """Bytes autograd saves for backward in one training sample's forward."""
-        return self._train_step(regime, tokens, saved_bytes)
+        return self._train_step(regime, tokens, measure=saved_bytes)
 
-    def _train_step(self, regime: str, tokens: int, measure):
+    def _train_step(self, regime: str, tokens: int, *, measure):
         self.net.requires_grad_(False)
         self.parts["projector"].requires_grad_(True)
         if regime == "ft-e2e":

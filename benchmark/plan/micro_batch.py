@@ -25,7 +25,7 @@ class Recommendation:
         return asdict(self)
 
 
-def _largest_fitting(free: float, act: Activations, wanted: int | None) -> tuple[int, bool] | None:
+def _largest_fitting(free: float, act: Activations, *, wanted: int | None) -> tuple[int, bool] | None:
     """(micro-batch, checkpointing) that fits ``free`` bytes: the largest power of two up to 16 without
     checkpointing, else with it; ``wanted`` forces the micro-batch. None if not even one sample fits."""
     if free <= 0:
@@ -42,7 +42,7 @@ def recommend(free: float, act: Activations, *, regime: str, n_gpus: int,
               wanted: int | None = None) -> Recommendation | None:
     """The recommendation for ``regime`` (``ft-proj`` or ``ft-e2e``) on ``n_gpus`` with ``free`` bytes per GPU
     for activations; None if not even one sample fits."""
-    choice = _largest_fitting(free, act, wanted)
+    choice = _largest_fitting(free, act, wanted=wanted)
     if choice is None:
         return None
     mb, ckpt = choice

@@ -29,7 +29,8 @@ class Workings:
     micro_batch: int | None           # forced by the user, else the largest that fits
 
 
-def trained_parameters(regime: str, params: dict[str, int], lora: int) -> int:
+def trained_parameters(regime: str, w: Workings) -> int:
+    params, lora = w.parameters, w.lora
     return {"zero-shot": 0, "ft-proj": params["projector"], "ft-e2e": params["projector"] + params["llm"],
             "ft-e2e-lora": params["projector"] + lora}[regime]
 
@@ -55,7 +56,7 @@ def regime_row(regime: str, w: Workings, *, hw: Gpus, clock: Clock, work: Worklo
     train_f = 0 if regime == "zero-shot" else w.train_flops[base]
     seconds_train = clock.seconds(work.n_train * train_f)
     seconds_eval = clock.seconds(work.n_test * w.eval_flops)
-    trained = trained_parameters(regime, w.parameters, w.lora)
+    trained = trained_parameters(regime, w)
     engines = {e: engine_row(e, w, hw=hw, regime=regime, trained=trained,
                              hours=clock.hours_on(seconds_train + seconds_eval, gpus_of(e, hw)))
                for e in engines_on(hw)}

@@ -31,7 +31,7 @@ def _recommended(e: EngineRow) -> str:
             + (" + checkpointing" if rec.gradient_checkpointing else ""))
 
 
-def _row(regime: str, trained: int, engine: str, e: EngineRow) -> list[str]:
+def _row(engine: str, e: EngineRow, *, regime: str, trained: int) -> list[str]:
     m = e.memory.to_gb()
     activations = (f"{m.get('activations_per_sample', 0):.1f} / "
                    f"{m.get('activations_per_sample_checkpointed', 0):.2f}")
@@ -43,6 +43,6 @@ def _row(regime: str, trained: int, engine: str, e: EngineRow) -> list[str]:
 def render(p: Plan) -> str:
     from tabulate import tabulate
 
-    rows = [_row(regime, r.trainable_parameters, engine, e)
+    rows = [_row(engine, e, regime=regime, trained=r.trainable_parameters)
             for regime, r in p.regimes.items() for engine, e in r.engines.items()]
     return "\n".join([*_header(p), tabulate(rows, headers=HEADERS)])

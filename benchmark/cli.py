@@ -284,9 +284,9 @@ def cmd_plan(a) -> int:
 
     from .plan import plan, render
 
-    p = plan(a.model, a.task, a.gpus, model_path=a.model_path, micro_batch=a.micro_batch, mfu=a.mfu,
+    p = plan(a.model, a.task, gpus=a.gpus, model_path=a.model_path, micro_batch=a.micro_batch, mfu=a.mfu,
              peak_tflops=a.peak_tflops, n_train=a.n_train, n_test=a.n_test, train_tokens=a.tokens)
-    print(json.dumps(p, indent=2) if a.json else render(p))
+    print(json.dumps(p.to_json(), indent=2) if a.json else render(p))
     return 0
 
 

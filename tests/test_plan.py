@@ -19,7 +19,7 @@ PUBLISHED_TOTAL = {"llava15": 7.063e9, "llava15-13b": 13.35e9, "paligemma": 2.92
 
 @pytest.fixture(scope="module")
 def llava():
-    return plan("llava15", "derm", "2xA100-80GB", train_tokens=726)
+    return plan("llava15", "derm", gpus="2xA100-80GB", train_tokens=726).to_json()
 
 
 def test_llava_parameters_match_the_published_split(llava):
@@ -74,7 +74,7 @@ def test_every_built_in_config_has_its_published_size(name):
 
 def test_plan_without_a_config_names_the_fix(capsys):
     with pytest.raises(BenchmarkError, match="no configuration ships for model 'llava15-tiny'.*--model-path"):
-        plan("llava15-tiny", "derm", "1xA100-80GB")
+        plan("llava15-tiny", "derm", gpus="1xA100-80GB")
     assert main(["plan", "--model", "llava15", "--task", "derm", "--gpus", "3xTPU"]) == 2
     assert "unknown GPU" in capsys.readouterr().err
 
@@ -132,3 +132,26 @@ def test_qwen2vl_vision_flops_are_counted_without_the_merger():
     want = 2 * weights * n + 4 * vc.depth * n * n * vc.embed_dim
     assert counter.get_total_flops() == pytest.approx(want, rel=0.005)
     assert isinstance(model.model.visual.merger, torch.nn.Module) and model.model.visual.merger.__class__.__name__ != "Identity"
+
+
+def test_the_json_has_the_documented_keys(llava):
+    """docs/plan.md's table, key by key: what `plan --json` prints, in its order."""
+    assert list(llava) == ["model", "task", "config_source", "gpus", "assumptions", "parameters", "tokens", "flops",
+                           "hours_feature_extraction", "regimes"]
+    assert list(llava["gpus"]) == ["count", "name", "memory_gb", "peak_tflops_bf16"]
+    assert list(llava["assumptions"]) == ["mfu", "dtype_bytes", "usable_memory_fraction", "trained_weight_bytes",
+                                          "gradient_bytes", "adam_bytes", "lora_rank", "score_rows", "task_size",
+                                          "n_train", "n_test"]
+    assert list(llava["parameters"]) == ["vision", "projector", "llm", "total", "lora"]
+    assert list(llava["tokens"]) == ["train", "prompt", "image", "longest_answer", "answers_total", "text_counted_by"]
+    assert list(llava["flops"]) == ["vision_per_image", "projector_per_image", "train_per_sample", "eval_per_sample"]
+    assert list(llava["regimes"]) == ["zero-shot", "ft-proj", "ft-e2e", "ft-e2e-lora"]
+    ft = llava["regimes"]["ft-e2e"]
+    assert list(ft) == ["trainable_parameters", "flops_per_train_sample", "flops_per_eval_sample", "hours_train",
+                        "hours_eval", "engines"]
+    assert list(ft["engines"]["fsdp"]) == ["memory_gb", "peak_gb", "fits", "gpu_gb", "recommended", "hours"]
+    assert set(ft["engines"]["fsdp"]["recommended"]) == {"micro_batch", "accumulation_steps", "gradient_checkpointing",
+                                                         "global_batch", "activations_at_micro_batch"}
+    assert ft["engines"]["single"]["recommended"] is None
+    zero = llava["regimes"]["zero-shot"]
+    assert zero["flops_per_train_sample"] is None and zero["hours_train"] is None

@@ -1,0 +1,70 @@
+"""The table of the plan: for each regime (zero-shot, FT-Proj, FT-E2E, FT-E2E with LoRA) and each engine, the
+memory per GPU, whether it fits, the recommended micro-batch and the wall hours."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .hardware import GB, Gpus
+from .memory import Activations, Memory, engines_on, gpus_of
+from .micro_batch import recommend
+from .result import EngineRow, RegimeRow
+from .timing import SECONDS_PER_HOUR, Clock
+from .workload import Workload
+
+REGIMES = ("zero-shot", "ft-proj", "ft-e2e", "ft-e2e-lora")
+
+
+@dataclass(frozen=True)
+class Workings:
+    """What every row is computed from: counts of the model and the run's settings."""
+
+    parameters: dict[str, int]
+    lora: int
+    train_flops: dict[str, int]       # per trained regime (ft-proj, ft-e2e), one sample, forward + backward
+    eval_flops: int                   # per test image
+    activations: dict[str, Activations]  # per trained regime, one sample
+    kv_cache: float                   # bytes of class scoring's KV cache
+    dtype_bytes: int
+    micro_batch: int | None           # forced by the user, else the largest that fits
+
+
+def trained_parameters(regime: str, w: Workings) -> int:
+    params, lora = w.parameters, w.lora
+    return {"zero-shot": 0, "ft-proj": params["projector"], "ft-e2e": params["projector"] + params["llm"],
+            "ft-e2e-lora": params["projector"] + lora}[regime]
+
+
+def engine_row(engine: str, w: Workings, *, hw: Gpus, regime: str, trained: int, hours: float) -> EngineRow:
+    """One engine's row: zero-shot holds the weights and the KV cache; training adds gradients, Adam state and
+    the activations at the largest micro-batch that fits (or of one checkpointed sample if none does)."""
+    base = "ft-e2e" if regime.startswith("ft-e2e") else regime
+    act = None if regime == "zero-shot" else w.activations[base]
+    mem = Memory.model(engine, hw, total=w.parameters["total"], trained=trained, dtype_bytes=w.dtype_bytes,
+                       kv=w.kv_cache, activations=act)
+    if act is None:
+        need = mem.state + mem.kv_cache_scoring
+        return EngineRow(mem, need / GB, need <= hw.usable_bytes, hw.memory_gb, None, hours)
+    rec = recommend(hw.usable_bytes - mem.state, act, regime=base, n_gpus=gpus_of(engine, hw),
+                    wanted=w.micro_batch)
+    need = mem.state + (rec.activations_at_micro_batch if rec else act.checkpointed)
+    return EngineRow(mem, need / GB, rec is not None, hw.memory_gb, rec, hours)
+
+
+def regime_row(regime: str, w: Workings, *, hw: Gpus, clock: Clock, work: Workload) -> RegimeRow:
+    base = "ft-e2e" if regime.startswith("ft-e2e") else regime
+    train_f = 0 if regime == "zero-shot" else w.train_flops[base]
+    seconds_train = clock.seconds(work.n_train * train_f)
+    seconds_eval = clock.seconds(work.n_test * w.eval_flops)
+    trained = trained_parameters(regime, w)
+    engines = {e: engine_row(e, w, hw=hw, regime=regime, trained=trained,
+                             hours=clock.hours_on(seconds_train + seconds_eval, gpus_of(e, hw)))
+               for e in engines_on(hw)}
+    return RegimeRow(trainable_parameters=trained, flops_per_train_sample=train_f or None,
+                     flops_per_eval_sample=w.eval_flops,
+                     hours_train=seconds_train / SECONDS_PER_HOUR if train_f else None,
+                     hours_eval=seconds_eval / SECONDS_PER_HOUR, engines=engines)
+
+
+def regime_table(w: Workings, *, hw: Gpus, clock: Clock, work: Workload) -> dict[str, RegimeRow]:
+    return {r: regime_row(r, w, hw=hw, clock=clock, work=work) for r in REGIMES}

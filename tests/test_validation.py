@@ -66,6 +66,7 @@ def test_learning_rates_are_finite_and_positive(tmp_path, flag, value):
 @given(text=st.text(alphabet="0123456789,- x", max_size=12))
 def test_seeds_parse_and_are_in_range_or_fail_with_exit_code_2(tmp_path, text, capsys):
     """Any --seeds text: a valid list of distinct 32-bit seeds, or one error line and exit code 2."""
+    capsys.readouterr()  # examples share the fixture: what an earlier one printed is not this one's error
     results = tmp_path / "results"
     try:
         seeds = [int(x) for x in text.split(",") if x.strip()]

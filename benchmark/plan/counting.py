@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..schema import Regime
 from .architecture import adapters_default_llm_forward
 
 LORA_RANK, LORA_TARGETS = 128, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-TRAINED_REGIMES = ("ft-proj", "ft-e2e")  # the two ways of training; LoRA trains like ft-e2e
+TRAINED_REGIMES = (Regime.FT_PROJ, Regime.FT_E2E)  # the two ways of training; LoRA trains like ft-e2e
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class MetaModel:
     def _train_step(self, regime: str, tokens: int, *, measure):
         self.net.requires_grad_(False)
         self.parts["projector"].requires_grad_(True)
-        if regime == "ft-e2e":
+        if regime == Regime.FT_E2E:
             self.parts["llm"].requires_grad_(True)
         feats = self._empty(1, *self.arch.feature_shape)
 

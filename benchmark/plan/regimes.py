@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..schema import Regime
 from .hardware import GB, Gpus
 from .memory import Activations, Memory, engines_on, gpus_of
 from .micro_batch import recommend
@@ -12,7 +13,7 @@ from .result import EngineRow, RegimeRow
 from .timing import SECONDS_PER_HOUR, Clock
 from .workload import Workload
 
-REGIMES = ("zero-shot", "ft-proj", "ft-e2e", "ft-e2e-lora")
+REGIMES = (Regime.ZERO_SHOT, Regime.FT_PROJ, Regime.FT_E2E, Regime.FT_E2E_LORA)
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,15 @@ class Workings:
 
 def trained_parameters(regime: str, w: Workings) -> int:
     params, lora = w.parameters, w.lora
-    return {"zero-shot": 0, "ft-proj": params["projector"], "ft-e2e": params["projector"] + params["llm"],
-            "ft-e2e-lora": params["projector"] + lora}[regime]
+    return {Regime.ZERO_SHOT: 0, Regime.FT_PROJ: params["projector"],
+            Regime.FT_E2E: params["projector"] + params["llm"], Regime.FT_E2E_LORA: params["projector"] + lora}[regime]
 
 
 def engine_row(engine: str, w: Workings, *, hw: Gpus, regime: str, trained: int, hours: float) -> EngineRow:
     """One engine's row: zero-shot holds the weights and the KV cache; training adds gradients, Adam state and
     the activations at the largest micro-batch that fits (or of one checkpointed sample if none does)."""
-    base = "ft-e2e" if regime.startswith("ft-e2e") else regime
-    act = None if regime == "zero-shot" else w.activations[base]
+    base = Regime(regime).recorded
+    act = None if regime == Regime.ZERO_SHOT else w.activations[base]
     mem = Memory.model(engine, hw, total=w.parameters["total"], trained=trained, dtype_bytes=w.dtype_bytes,
                        kv=w.kv_cache, activations=act)
     if act is None:
@@ -52,8 +53,8 @@ def engine_row(engine: str, w: Workings, *, hw: Gpus, regime: str, trained: int,
 
 
 def regime_row(regime: str, w: Workings, *, hw: Gpus, clock: Clock, work: Workload) -> RegimeRow:
-    base = "ft-e2e" if regime.startswith("ft-e2e") else regime
-    train_f = 0 if regime == "zero-shot" else w.train_flops[base]
+    base = Regime(regime).recorded
+    train_f = 0 if regime == Regime.ZERO_SHOT else w.train_flops[base]
     seconds_train = clock.seconds(work.n_train * train_f)
     seconds_eval = clock.seconds(work.n_test * w.eval_flops)
     trained = trained_parameters(regime, w)

@@ -101,7 +101,8 @@ class PaliGemmaAdapter(HFAdapter):
             **kwargs,
         )
 
-    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
+    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, *, past_key_values=None,
+                   use_cache=False):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         mm = None

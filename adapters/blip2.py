@@ -362,5 +362,3 @@ def build_tiny_instructblip(out: Path) -> None:
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
 ADAPTERS = catalog.BLIP2 + catalog.INSTRUCTBLIP
-_build_tiny_blip2 = build_tiny_blip2  # the former private name
-_build_tiny_instructblip = build_tiny_instructblip  # the former private name

@@ -281,5 +281,4 @@ def build_tiny_limber(out: Path) -> None:
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
 ADAPTERS = catalog.LIMBER
-_build_tiny_limber = build_tiny_limber  # the former private name
 load_limber_tiny = {s.name: s for s in ADAPTERS}["limber-gemma2-tiny"].factory

@@ -158,5 +158,4 @@ def build_tiny_paligemma(out: Path) -> None:
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
 ADAPTERS = catalog.PALIGEMMA
-_build_tiny_paligemma = build_tiny_paligemma  # the former private name
 load_paligemma_tiny = {s.name: s for s in ADAPTERS}["paligemma-tiny"].factory

@@ -250,4 +250,3 @@ def build_tiny_qwen2vl(out: Path) -> None:
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
 ADAPTERS = catalog.QWEN2VL
-_build_tiny_qwen2vl = build_tiny_qwen2vl  # the former private name

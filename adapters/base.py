@@ -109,7 +109,8 @@ class ModelAdapter:
     # feed-forward layers, which only text tokens pass through). Everything else must get a non-zero gradient.
     unused_projector_parameters: tuple[str, ...] = ()
 
-    def load_hf(self, name: str, model_class, source, device="cpu", dtype=None, local_files_only: bool = False) -> None:
+    def load_hf(self, name: str, model_class, *, source, device="cpu", dtype=None,
+                local_files_only: bool = False) -> None:
         """Load ``model_class`` and its ``AutoProcessor`` with ``from_pretrained``: the usual first line of ``__init__``.
 
         Sets ``name``, ``checkpoint``, ``device``, ``dtype`` (``None``: bf16 on CUDA, fp32 elsewhere), ``model``
@@ -244,6 +245,7 @@ class ModelAdapter:
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
         image_embeds: torch.Tensor | None,
+        *,
         past_key_values: Any = None,
         use_cache: bool = False,
     ) -> Any:

@@ -83,7 +83,8 @@ class Blip2Adapter(ModelAdapter):
     def __init__(self, name: str, source, device="cpu", dtype=None, local_files_only: bool = False, **kwargs):
         import transformers
 
-        self.load_hf(name, getattr(transformers, self.model_class), source, device, dtype, local_files_only)
+        self.load_hf(name, getattr(transformers, self.model_class), source=source, device=device, dtype=dtype,
+                     local_files_only=local_files_only)
         cfg = self.model.config
         if not cfg.use_decoder_only_language_model:
             # Flan-T5 variants put the prompt in an encoder: the causal scoring path does not apply to them.
@@ -189,7 +190,8 @@ class Blip2Adapter(ModelAdapter):
                 "adapter.encode()."
             )
 
-    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
+    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, *, past_key_values=None,
+                   use_cache=False):
         from transformers.models.blip_2.modeling_blip_2 import BaseModelOutputWithVisionQformerOutputs
 
         self._check_image_tokens(input_ids, image_embeds)
@@ -360,5 +362,3 @@ def build_tiny_instructblip(out: Path) -> None:
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
 ADAPTERS = catalog.BLIP2 + catalog.INSTRUCTBLIP
-_build_tiny_blip2 = build_tiny_blip2  # the former private name
-_build_tiny_instructblip = build_tiny_instructblip  # the former private name

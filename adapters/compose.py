@@ -115,7 +115,7 @@ def read_spec(source) -> ComposeSpec:
 class ComposeAdapter(PartsAdapter):
     answer_prefix = " "
 
-    def __init__(self, name: str, source=None, device="cpu", dtype=None, local_files_only: bool = False,
+    def __init__(self, name: str, source=None, device="cpu", dtype=None, local_files_only: bool = False, *,
                  cache_dir=None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

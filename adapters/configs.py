@@ -175,7 +175,8 @@ def instructblip_vicuna7b() -> Architecture:
                         vision=lambda m, px: m.vision_model(px).last_hidden_state)
 
 
-def _idefics3(vision_kw: dict, text, scale: int, image_size: int, patch: int, image_token_id: int, source: str):
+def _idefics3(vision_kw: dict, text, *, scale: int, image_size: int, patch: int, image_token_id: int,
+              source: str):
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3VisionConfig
 
     vision = Idefics3VisionConfig(image_size=image_size, patch_size=patch, **vision_kw)
@@ -194,14 +195,16 @@ def smolvlm_256m() -> Architecture:
     text = _llama(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                   num_key_value_heads=3, vocab_size=49280, tie_word_embeddings=True, max_position_embeddings=8192)
     return _idefics3(dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
-                     text, 4, 512, 16, 49190, "HuggingFaceTB/SmolVLM-256M-Instruct config.json")
+                     text, scale=4, image_size=512, patch=16, image_token_id=49190,
+                     source="HuggingFaceTB/SmolVLM-256M-Instruct config.json")
 
 
 def idefics3_8b() -> Architecture:
     text = _llama(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                   num_key_value_heads=8, vocab_size=128259, rope_theta=500000.0, max_position_embeddings=10240)
     return _idefics3(dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16),
-                     text, 2, 364, 14, 128257, "HuggingFaceM4/Idefics3-8B-Llama3 config.json")
+                     text, scale=2, image_size=364, patch=14, image_token_id=128257,
+                     source="HuggingFaceM4/Idefics3-8B-Llama3 config.json")
 
 
 def qwen2vl_2b(image_size: int = 448) -> Architecture:

@@ -33,7 +33,8 @@ class HFAdapter(ModelAdapter):
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
         import transformers
 
-        self.load_hf(name, getattr(transformers, self.model_class), source, device, dtype, local_files_only)
+        self.load_hf(name, getattr(transformers, self.model_class), source=source, device=device, dtype=dtype,
+                     local_files_only=local_files_only)
         self.image_token_id = self.model.config.image_token_id
 
     # parts

@@ -186,5 +186,3 @@ build_tiny_idefics3 = _tiny_builder(image_size=32, patch=8, scale=2, bos="{{ bos
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
 ADAPTERS = catalog.IDEFICS3
-_build_tiny_smolvlm = build_tiny_smolvlm  # the former private name
-_build_tiny_idefics3 = build_tiny_idefics3  # the former private name

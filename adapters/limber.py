@@ -69,7 +69,7 @@ class LimberModel(PartsModel):
     """Frozen CLIP vision tower + linear projector + Gemma-2 causal LM, wired through Gemma's own forward."""
 
     def __init__(self, vision_tower: nn.Module, multi_modal_projector: nn.Linear, language_model: nn.Module,
-                 image_token_id: int, vision_feature_layer: int = -1, drop_cls: bool = True):
+                 image_token_id: int, *, vision_feature_layer: int = -1, drop_cls: bool = True):
         super().__init__(vision_tower, multi_modal_projector, language_model, image_token_id)
         self.vision_feature_layer = vision_feature_layer
         self.drop_cls = drop_cls
@@ -151,8 +151,9 @@ class LimberAdapter(PartsAdapter):
                           f"(seed {settings['projector_seed']}). See the module docstring of "
                           "benchmark.adapters.limber for how to load one.", stacklevel=2)
         self.checkpoint = describe_checkpoint(source, parts, settings)
-        self.model = LimberModel(vision, projector, llm, self.image_token_id, settings["vision_feature_layer"],
-                                 settings["drop_cls"]).to(self.device)
+        self.model = LimberModel(vision, projector, llm, self.image_token_id,
+                                 vision_feature_layer=settings["vision_feature_layer"],
+                                 drop_cls=settings["drop_cls"]).to(self.device)
         self.model.eval()
         cfg = vision.config
         self._num_image_tokens = (cfg.image_size // cfg.patch_size) ** 2 + (0 if settings["drop_cls"] else 1)
@@ -280,5 +281,4 @@ def build_tiny_limber(out: Path) -> None:
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
 ADAPTERS = catalog.LIMBER
-_build_tiny_limber = build_tiny_limber  # the former private name
 load_limber_tiny = {s.name: s for s in ADAPTERS}["limber-gemma2-tiny"].factory

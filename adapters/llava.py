@@ -123,5 +123,4 @@ def build_tiny_llava(out: Path) -> None:
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
 ADAPTERS = catalog.LLAVA
-_build_tiny_llava = build_tiny_llava  # the former private name
 load_llava_tiny = {s.name: s for s in ADAPTERS}["llava15-tiny"].factory

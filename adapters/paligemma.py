@@ -101,7 +101,8 @@ class PaliGemmaAdapter(HFAdapter):
             **kwargs,
         )
 
-    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
+    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, *, past_key_values=None,
+                   use_cache=False):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         mm = None
@@ -157,5 +158,4 @@ def build_tiny_paligemma(out: Path) -> None:
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
 ADAPTERS = catalog.PALIGEMMA
-_build_tiny_paligemma = build_tiny_paligemma  # the former private name
 load_paligemma_tiny = {s.name: s for s in ADAPTERS}["paligemma-tiny"].factory

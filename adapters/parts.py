@@ -29,7 +29,7 @@ class PartsModel(nn.Module):
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, pixel_values=None, image_embeds=None,
+    def forward(self, input_ids, attention_mask=None, *, position_ids=None, pixel_values=None, image_embeds=None,
                 past_key_values=None, use_cache=None, **kwargs):
         if pixel_values is not None:
             image_embeds = self.multi_modal_projector(self.image_features(pixel_values))
@@ -95,7 +95,8 @@ class PartsAdapter(ModelAdapter):
                                   "or forward to compare with (the cached path is checked against full_forward)")
 
     # language model
-    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
+    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, *, past_key_values=None,
+                   use_cache=False):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           image_embeds=image_embeds, past_key_values=past_key_values, use_cache=use_cache,
                           return_dict=True)

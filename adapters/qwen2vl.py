@@ -48,7 +48,7 @@ class Qwen2VLAdapter(HFAdapter):
     projector_path = "model.visual.merger"  # the decoder and LM head at HFAdapter's default paths
     answer_prefix = ""  # the template ends in "<|im_start|>assistant\n"; the answer follows directly
 
-    def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False,
+    def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False, *,
                  image_size: int = 448):
         super().__init__(name, source, device, dtype, local_files_only)
         cfg = self.model.config
@@ -151,7 +151,8 @@ class Qwen2VLAdapter(HFAdapter):
             image_grid_thw=self._grids(n_images) if n_images else None, attention_mask=attention_mask,
         )
 
-    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
+    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, *, past_key_values=None,
+                   use_cache=False):
         cached = past_key_values is not None and past_key_values.get_seq_length() > 0
         if cached:
             deltas = getattr(past_key_values, ROPE_DELTAS, None)
@@ -249,4 +250,3 @@ def build_tiny_qwen2vl(out: Path) -> None:
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
 ADAPTERS = catalog.QWEN2VL
-_build_tiny_qwen2vl = build_tiny_qwen2vl  # the former private name

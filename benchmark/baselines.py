@@ -128,7 +128,7 @@ def encode_images(clip: LoadedClip, pixel_values: torch.Tensor) -> tuple[torch.T
     return emb, emb
 
 
-def clip_embeddings(clip: LoadedClip, samples, cache_dir: Path, task_fingerprint: str, split: str,
+def clip_embeddings(clip: LoadedClip, samples, *, cache_dir: Path, task_fingerprint: str, split: str,
                     batch_size: int = 32, progress: bool = True) -> dict[str, torch.Tensor]:
     """{"projected", "pooled"} image embeddings of ``samples``, cached by CLIP identity, task and split."""
     from filelock import FileLock
@@ -139,10 +139,11 @@ def clip_embeddings(clip: LoadedClip, samples, cache_dir: Path, task_fingerprint
     path.parent.mkdir(parents=True, exist_ok=True)
     # One process computes an entry; a second waits for it and reads it (the same lock scheme as features.py).
     with FileLock(str(path) + ".lock"):
-        return _clip_embeddings_locked(clip, samples, path, split, batch_size, progress)
+        return _clip_embeddings_locked(clip, samples, path=path, split=split, batch_size=batch_size,
+                                       progress=progress)
 
 
-def _clip_embeddings_locked(clip, samples, path: Path, split: str, batch_size: int, progress: bool):
+def _clip_embeddings_locked(clip, samples, *, path: Path, split: str, batch_size: int, progress: bool):
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
@@ -223,8 +224,9 @@ def run_baselines(job: BaselineJob, data, probe_cfg, log=print) -> dict:
     zs_part, probe_part = d / "clip_zero_shot.json", d / "clip_probe.json"
     if not (zs_part.exists() and probe_part.exists()):
         clip = load_clip(job.clip, job.cache_dir, job.device)
-        emb = {split: clip_embeddings(clip, data.splits[split], job.cache_dir, data.fingerprint, split,
-                                      progress=job.progress) for split in ("train", "test")}
+        emb = {split: clip_embeddings(clip, data.splits[split], cache_dir=job.cache_dir,
+                                      task_fingerprint=data.fingerprint, split=split, progress=job.progress)
+               for split in ("train", "test")}
         if not zs_part.exists():
             preds, sims = zero_shot_predict(emb["test"]["projected"], text_classifier(clip, classes, job.templates))
             m = classification_metrics(yte, preds, len(classes), classes)

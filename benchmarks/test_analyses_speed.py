@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from benchmark.analyses import AnalysisContext, AnalysisOptions
-from benchmark.analyses.hidden import extract_hidden
+from benchmark.analyses.hidden import HiddenRequest, extract_hidden
 from benchmark.conformance import MemoryStore, real_photos, samples_for
 from benchmark.evaluation import EvalSet, evaluate_loglik
 from benchmark.registry import Plugins
@@ -46,9 +46,10 @@ def test_analysis_time_per_evaluation_pass(benchmark, setup, tmp_path):
 
     def hidden(split):
         if split not in cache:
-            cache[split], secs = extract_hidden(adapter, data.splits[split], stores[split], tmp_path, "bench", split,
-                                                {"regime": "zero-shot"}, 0, DOMAIN, CLASSES,
-                                                options.tokens_per_image, options.batch_size, progress=False)
+            request = HiddenRequest("bench", split, {"regime": "zero-shot"}, 0, DOMAIN, CLASSES,
+                                    tokens_per_image=options.tokens_per_image)
+            cache[split], secs = extract_hidden(adapter, request, samples=data.splits[split], features=stores[split],
+                                                cache_dir=tmp_path, batch_size=options.batch_size, progress=False)
             hidden_s["s"] += secs
         return cache[split]
 

@@ -161,8 +161,10 @@ class _NoDelta:
     def __getattr__(self, name):
         return getattr(self._a, name)
 
-    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
-        out = self._a.lm_forward(input_ids, attention_mask, position_ids, image_embeds, past_key_values, use_cache)
+    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, *, past_key_values=None,
+                   use_cache=False):
+        out = self._a.lm_forward(input_ids, attention_mask, position_ids, image_embeds,
+                                 past_key_values=past_key_values, use_cache=use_cache)
         if past_key_values is None:
             deltas = out.cache.projbench_rope_deltas
             out.cache.projbench_rope_deltas = torch.zeros_like(deltas)

@@ -17,7 +17,7 @@ from benchmark.analyses import (
     modality_gap,
     weight_change,
 )
-from benchmark.analyses.hidden import HiddenStore, extract_hidden, hidden_batch
+from benchmark.analyses.hidden import HiddenRequest, HiddenStore, extract_hidden, hidden_batch
 from benchmark.analyses.logit_lens import ranks_of
 from benchmark.batching import IGNORE, collate
 from benchmark.cli import main
@@ -196,8 +196,9 @@ def test_layer_probe_at_the_embedding_layer_equals_the_post_projection_probe(lla
     from benchmark.config import ProbeConfig
 
     samples, store = photos
-    hs, _ = extract_hidden(llava, samples, store, tmp_path, "fp", "train", {"regime": "zero-shot"}, 0, DOMAIN,
-                           CLASSES, tokens_per_image=2, batch_size=4, progress=False)
+    request = HiddenRequest("fp", "train", {"regime": "zero-shot"}, 0, DOMAIN, CLASSES, tokens_per_image=2)
+    hs, _ = extract_hidden(llava, request, samples=samples, features=store, cache_dir=tmp_path, batch_size=4,
+                           progress=False)
     with torch.no_grad():
         post = llava.project(store.get(list(range(len(samples))))).float().mean(1)
     assert torch.allclose(hs.image_mean(0), post, atol=1e-5)
@@ -207,8 +208,8 @@ def test_layer_probe_at_the_embedding_layer_equals_the_post_projection_probe(lla
     b = train_probe(post, labels, uids, post, labels, 3, 0, cfg)
     assert a["macro_f1"] == b["macro_f1"] and a["val_macro_f1"] == b["val_macro_f1"]
     # A second call is served from the cache on disk.
-    again, secs = extract_hidden(llava, samples, store, tmp_path, "fp", "train", {"regime": "zero-shot"}, 0,
-                                 DOMAIN, CLASSES, tokens_per_image=2, batch_size=4, progress=False)
+    again, secs = extract_hidden(llava, request, samples=samples, features=store, cache_dir=tmp_path, batch_size=4,
+                                 progress=False)
     assert secs == 0.0 and torch.equal(again.image_tokens(1), hs.image_tokens(1))
     assert isinstance(again, HiddenStore) and again.num_layers == len(llava.llm_layers()) + 1
 
@@ -244,7 +245,8 @@ def test_knockout_of_every_layer_equals_the_image_free_model(llava, photos):
     qs = questions_for(samples, idx)
     answers = [CLASSES[samples[i].label] for i in idx]
     every = tuple(range(len(llava.llm_layers())))
-    rows = knockout.knockout_batch(llava, store.get(idx), qs, answers, [every], "text")
+    rows = knockout.knockout_batch(llava, store.get(idx), questions=qs, answers=answers, windows=[every],
+                                   source="text")
     for j in range(len(idx)):
         ref = answer_loglik_without_image(llava, qs[j], answers[j], None)
         assert rows[1, j].item() == pytest.approx(ref, abs=1e-4)
@@ -325,7 +327,8 @@ def test_every_tiny_adapter_gives_layers_lens_and_knockout(name, real_images):
     assert torch.equal(lens.argmax(-1), ref.argmax(-1))
     assert torch.corrcoef(torch.stack([lens.flatten(), ref.flatten()]))[0, 1] > 0.99
     answers = [CLASSES[label] for _, label in images]
-    rows = knockout.knockout_batch(adapter, feats, qs, answers, [tuple(range(n_blocks)), (0,)], "text")
+    rows = knockout.knockout_batch(adapter, feats, questions=qs, answers=answers,
+                                   windows=[tuple(range(n_blocks)), (0,)], source="text")
     assert rows.shape == (3, len(images)) and bool(torch.isfinite(rows).all())
     if name != "qwen2vl-tiny":  # Qwen2-VL's M-RoPE positions of the text depend on the image grid
         for j in range(len(images)):

@@ -17,9 +17,9 @@ import torch
 
 from benchmark import conformance as C
 from benchmark.adapters.factories import tiny_factory
-from benchmark.adapters.llava import LlavaAdapter, _build_tiny_llava
-from benchmark.adapters.paligemma import PaliGemmaAdapter, _build_tiny_paligemma
-from benchmark.adapters.qwen2vl import TINY_IMAGE_SIZE, Qwen2VLAdapter, _build_tiny_qwen2vl
+from benchmark.adapters.llava import LlavaAdapter, build_tiny_llava
+from benchmark.adapters.paligemma import PaliGemmaAdapter, build_tiny_paligemma
+from benchmark.adapters.qwen2vl import TINY_IMAGE_SIZE, Qwen2VLAdapter, build_tiny_qwen2vl
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "projbench-gemma3"
 
@@ -61,9 +61,9 @@ class ZeroProjectorLlava(LlavaAdapter):
 
 
 def test_zero_projector_fails_as_vacuous(photos):
-    good = tiny_factory(LlavaAdapter, "llava15-tiny", _build_tiny_llava)()
+    good = tiny_factory(LlavaAdapter, "llava15-tiny", build_tiny_llava)()
     C.check_projector_is_informative(good, encoded(good, photos)[0].get([0, 2, 4]))
-    bad = tiny_factory(ZeroProjectorLlava, "llava15-tiny", _build_tiny_llava)()
+    bad = tiny_factory(ZeroProjectorLlava, "llava15-tiny", build_tiny_llava)()
     msg = fails(lambda: C.check_projector_is_informative(bad, encoded(bad, photos)[0].get([0, 2, 4])),
                 r"project\(\): the projector output is all zeros: this twin is vacuous")
     assert "multi_modal_projector" not in msg or "linear_2.weight" in msg  # names the zeroed weight if any
@@ -109,7 +109,7 @@ def test_llava_template_drift_fails(photos):
         def format_prompt(self, question):
             return f"USER: <image>\n{question}\nASSISTANT:"  # a newline where the model's template has a space
 
-    bad = tiny_factory(Drifted, "llava15-tiny", _build_tiny_llava)()
+    bad = tiny_factory(Drifted, "llava15-tiny", build_tiny_llava)()
     fails(lambda: C.check_prompt_ids(bad, photos[0][0]), "differ from the model's processor and chat template")
 
 
@@ -118,7 +118,7 @@ def test_qwen2vl_prompt_without_vision_markers_fails(photos):
         def format_prompt(self, question):
             return super().format_prompt(question).replace("<|vision_start|>", "").replace("<|vision_end|>", "")
 
-    bad = tiny_factory(NoVisionMarkers, "qwen2vl-tiny", _build_tiny_qwen2vl, image_size=TINY_IMAGE_SIZE)()
+    bad = tiny_factory(NoVisionMarkers, "qwen2vl-tiny", build_tiny_qwen2vl, image_size=TINY_IMAGE_SIZE)()
     fails(lambda: C.check_prompt_ids(bad, photos[0][0]), "prompt ids differ")
 
 
@@ -140,7 +140,7 @@ def test_qwen2vl_wrong_end_token_fails(photos):
     class EndsInPad(Qwen2VLAdapter):
         answer_end_id = 3  # <pad>, say: any token but <|im_end|>
 
-    bad = tiny_factory(EndsInPad, "qwen2vl-tiny", _build_tiny_qwen2vl, image_size=TINY_IMAGE_SIZE)()
+    bad = tiny_factory(EndsInPad, "qwen2vl-tiny", build_tiny_qwen2vl, image_size=TINY_IMAGE_SIZE)()
     fails(lambda: C.check_answer_end(bad, photos[0][0]), r"<\|im_end\|>")
 
 
@@ -182,7 +182,7 @@ def test_qwen2vl_merger_norm_in_the_cached_features_fails(photos):
             b = features.shape[0]
             return merger.mlp(features.reshape(-1, merger.hidden_size)).view(b, self.num_image_tokens, -1)
 
-    bad = tiny_factory(NormInFeatures, "qwen2vl-tiny", _build_tiny_qwen2vl, image_size=TINY_IMAGE_SIZE)()
+    bad = tiny_factory(NormInFeatures, "qwen2vl-tiny", build_tiny_qwen2vl, image_size=TINY_IMAGE_SIZE)()
     store, samples = encoded(bad, photos)
     msg = fails(lambda: C.check_projector_gradients(bad, samples, store), "ln_q.weight")
     assert "2 of" in msg
@@ -197,7 +197,7 @@ def test_overlapping_parts_fail(gemma3):
         def llm_module(self):
             return self.model.model  # holds the vision tower and the projector too
 
-    bad = tiny_factory(WholeModelAsLlm, "llava15-tiny", _build_tiny_llava)()
+    bad = tiny_factory(WholeModelAsLlm, "llava15-tiny", build_tiny_llava)()
     msg = fails(lambda: C.check_parts_cover_model(bad), "share parameters: the three parts must be disjoint")
     assert "llm" in msg
 
@@ -211,7 +211,7 @@ def test_overlapping_parts_fail(gemma3):
         def projector_module(self):
             return self.model.model.multi_modal_projector.linear_1
 
-    msg = fails(lambda: C.check_parts_cover_model(tiny_factory(ForgetsTheNorm, "llava15-tiny", _build_tiny_llava)()),
+    msg = fails(lambda: C.check_parts_cover_model(tiny_factory(ForgetsTheNorm, "llava15-tiny", build_tiny_llava)()),
                 "belong to no part")
     assert "linear_2" in msg
 
@@ -223,9 +223,9 @@ def test_paligemma_without_token_type_ids_fails(photos):
         def token_type_ids(self, input_ids):
             return None  # both forwards: the prefix loses its bidirectional attention
 
-    C.check_cached_path_equals_native(tiny_factory(PaliGemmaAdapter, "paligemma-tiny", _build_tiny_paligemma)(),
+    C.check_cached_path_equals_native(tiny_factory(PaliGemmaAdapter, "paligemma-tiny", build_tiny_paligemma)(),
                                       photos[1][0])
-    bad = tiny_factory(NoTokenTypes, "paligemma-tiny", _build_tiny_paligemma)()
+    bad = tiny_factory(NoTokenTypes, "paligemma-tiny", build_tiny_paligemma)()
     msg = fails(lambda: C.check_cached_path_equals_native(bad, photos[1][0]),
                 r"lm_forward\(\): the cached path .* differs from the model's native forward")
     assert "token_type_ids" in msg

@@ -9,7 +9,7 @@ import textwrap
 
 import torch
 
-from benchmark.adapters.idefics3 import _build_tiny_idefics3, _build_tiny_smolvlm
+from benchmark.adapters.idefics3 import build_tiny_idefics3, build_tiny_smolvlm
 from benchmark.adapters.tiny import (
     TWIN_MANIFEST,
     build_hash,
@@ -57,8 +57,8 @@ def test_editing_build_rebuilds_the_twin(tmp_path):
 
 def test_closure_values_are_part_of_the_hash():
     # One builder function, two closures (64 px / scale 4 and 32 px / scale 2): two different twins.
-    assert _build_tiny_smolvlm.__code__ is _build_tiny_idefics3.__code__
-    assert build_hash(_build_tiny_smolvlm) != build_hash(_build_tiny_idefics3)
+    assert build_tiny_smolvlm.__code__ is build_tiny_idefics3.__code__
+    assert build_hash(build_tiny_smolvlm) != build_hash(build_tiny_idefics3)
 
 
 def test_zeroed_matrices_are_recorded_and_rerandomised_on_request(tmp_path):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -136,12 +138,29 @@ def hidden_batch(adapter, features: torch.Tensor, questions: list[str], k: int) 
     return {name: torch.stack([per_layer[j][i] for j in layers], dim=1) for i, name in enumerate(FIELDS)}
 
 
-def hidden_key(adapter, task_fingerprint: str, split: str, state: dict, seed: int, domain: str, classes,
-               tokens_per_image: int) -> str:
+@dataclass(frozen=True)
+class HiddenRequest:
+    """What one extraction's states depend on, and so its cache address: a split of a task, a model state, the
+    prompt (seeded class order, domain, classes) and how many token states to keep per image."""
+
+    task_fingerprint: str
+    split: str
+    state: dict                 # identifies the weights: the regime and its trained-state files
+    seed: int                   # the prompt's class order, as in evaluation
+    domain: str
+    classes: Sequence[str]
+    tokens_per_image: int = 8
+
+    def question(self, uid: str) -> str:
+        return build_question(self.domain, self.classes, self.seed, uid)
+
+
+def hidden_key(adapter, request: HiddenRequest) -> str:
     # The prompt template (the text around image and question) changes the states, so it is part of the address.
-    payload = json.dumps({"features": cache_key(adapter, task_fingerprint, split), "state": state, "seed": seed,
+    payload = json.dumps({"features": cache_key(adapter, request.task_fingerprint, request.split),
+                          "state": request.state, "seed": request.seed,
                           "prompt": adapter.format_prompt("{question}"),
-                          "domain": domain, "classes": list(classes), "k": tokens_per_image,
+                          "domain": request.domain, "classes": list(request.classes), "k": request.tokens_per_image,
                           "version": EXTRACTOR_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
@@ -186,40 +205,64 @@ class HiddenStore:
         return self._layer("text_tokens", layer).float()
 
 
-def extract_hidden(adapter, samples, features, cache_dir: Path, task_fingerprint: str, split: str, state: dict,
-                   seed: int, domain: str, classes, tokens_per_image: int = 8, batch_size: int = 8,
+def extract_hidden(adapter, request: HiddenRequest, *, samples, features, cache_dir: Path, batch_size: int = 8,
                    progress: bool = True) -> tuple[HiddenStore, float]:
     """Cached hidden-state reductions of ``samples`` in one model state. Returns the store and seconds spent.
 
-    ``features`` is the split's vision-feature store (rows in sample order); ``state`` identifies the weights
-    (regime and trained-state files) for the cache address.
+    ``features`` is the split's vision-feature store (rows in sample order); ``request.state`` identifies the
+    weights (regime and trained-state files) for the cache address.
     """
-    from tqdm.auto import tqdm
-
     require_layers(adapter)
-    if tokens_per_image < 1:
-        raise ValueError(f"tokens_per_image must be at least 1, got {tokens_per_image}")
-    key = hidden_key(adapter, task_fingerprint, split, state, seed, domain, classes, tokens_per_image)
-    directory = Path(cache_dir) / "hidden" / key
-    if (directory / "index.json").exists():
-        try:
-            index = read_sealed_json(directory / "index.json")
-            for name in index["parts"]:
-                verify_file(directory / name, index.get("sha256", {}).get(name))
-            return HiddenStore(directory), 0.0
-        except (CorruptFileError, KeyError, TypeError) as exc:
-            import shutil
-
-            print(f"[discard] hidden-state cache {directory} fails its checks ({exc}); recomputing it.")
-            shutil.rmtree(directory)
+    if request.tokens_per_image < 1:
+        raise ValueError(f"tokens_per_image must be at least 1, got {request.tokens_per_image}")
+    directory = Path(cache_dir) / "hidden" / hidden_key(adapter, request)
+    cached = _verified_store(directory)
+    if cached is not None:
+        return cached, 0.0
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_json(directory / "key.json", {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint),
-                                               "task_fingerprint": task_fingerprint, "split": split,
-                                               "state": state, "seed": seed, "tokens_per_image": tokens_per_image})
+                                               "task_fingerprint": request.task_fingerprint, "split": request.split,
+                                               "state": request.state, "seed": request.seed,
+                                               "tokens_per_image": request.tokens_per_image})
     start = time.perf_counter()
-    parts, dim = [], None
-    bar = tqdm(total=len(samples), desc=f"hidden states ({state.get('regime', '?')}, {split})", unit="img",
-               disable=not progress)
+    parts = _write_parts(adapter, request, directory, samples=samples, features=features, batch_size=batch_size,
+                         progress=progress)
+    with safe_open(str(directory / parts[0]), framework="pt") as f:
+        shape = f.get_slice("image_mean").get_shape()
+    num_layers, dim = shape[1], shape[2]
+    atomic_write_json(directory / "index.json", seal({
+        "uids": [s.uid for s in samples], "labels": [s.label for s in samples], "parts": parts,
+        "num_layers": num_layers, "dim": dim, "tokens_per_image": request.tokens_per_image,
+        "sha256": {name: sha256_file(directory / name) for name in parts},
+    }))
+    return HiddenStore(directory), time.perf_counter() - start
+
+
+def _verified_store(directory: Path) -> HiddenStore | None:
+    """The finished extraction in ``directory`` if its index and parts pass their checks; a failing one is removed."""
+    if not (directory / "index.json").exists():
+        return None
+    try:
+        index = read_sealed_json(directory / "index.json")
+        for name in index["parts"]:
+            verify_file(directory / name, index.get("sha256", {}).get(name))
+        return HiddenStore(directory)
+    except (CorruptFileError, KeyError, TypeError) as exc:
+        import shutil
+
+        print(f"[discard] hidden-state cache {directory} fails its checks ({exc}); recomputing it.")
+        shutil.rmtree(directory)
+        return None
+
+
+def _write_parts(adapter, request: HiddenRequest, directory: Path, *, samples, features, batch_size: int,
+                 progress: bool) -> list[str]:
+    """Extract and write every part of ``PART_SIZE`` images not already written; the parts' file names, in order."""
+    from tqdm.auto import tqdm
+
+    parts = []
+    bar = tqdm(total=len(samples), desc=f"hidden states ({request.state.get('regime', '?')}, {request.split})",
+               unit="img", disable=not progress)
     for p0 in range(0, len(samples), PART_SIZE):
         name = f"part-{p0 // PART_SIZE:05d}.safetensors"
         chunk = range(p0, min(p0 + PART_SIZE, len(samples)))
@@ -230,8 +273,8 @@ def extract_hidden(adapter, samples, features, cache_dir: Path, task_fingerprint
         acc = {f: [] for f in FIELDS}
         for b0 in range(chunk.start, chunk.stop, batch_size):
             idx = list(range(b0, min(b0 + batch_size, chunk.stop)))
-            questions = [build_question(domain, classes, seed, samples[i].uid) for i in idx]
-            out = hidden_batch(adapter, features.get(idx), questions, tokens_per_image)
+            questions = [request.question(samples[i].uid) for i in idx]
+            out = hidden_batch(adapter, features.get(idx), questions, request.tokens_per_image)
             for f in FIELDS:
                 acc[f].append(out[f])
             bar.update(len(idx))
@@ -239,12 +282,4 @@ def extract_hidden(adapter, samples, features, cache_dir: Path, task_fingerprint
         atomic_write_with(directory / name, lambda tmp, t=tensors: save_file(t, str(tmp)))
         parts.append(name)
     bar.close()
-    with safe_open(str(directory / parts[0]), framework="pt") as f:
-        shape = f.get_slice("image_mean").get_shape()
-    num_layers, dim = shape[1], shape[2]
-    atomic_write_json(directory / "index.json", seal({
-        "uids": [s.uid for s in samples], "labels": [s.label for s in samples], "parts": parts,
-        "num_layers": num_layers, "dim": dim, "tokens_per_image": tokens_per_image,
-        "sha256": {name: sha256_file(directory / name) for name in parts},
-    }))
-    return HiddenStore(directory), time.perf_counter() - start
+    return parts

@@ -79,7 +79,7 @@ def answer_loglik(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (tok * keep).sum(-1).cpu()
 
 
-def knockout_batch(adapter, features, questions, answers, windows, source: str) -> torch.Tensor:
+def knockout_batch(adapter, features, *, questions, answers, windows, source: str) -> torch.Tensor:
     """(W + 1, B): the answer log-likelihood without knockout (row 0) and with each window of blocks blocked."""
     dev = adapter.device
     parts = [adapter.encode(q, a) for q, a in zip(questions, answers, strict=True)]
@@ -131,7 +131,8 @@ def run(ctx) -> dict:
             idx = list(range(b0, min(b0 + bs, len(samples))))
             qs = [build_question(ctx.domain, ctx.classes, ctx.seed, samples[i].uid) for i in idx]
             ans = [ctx.classes[samples[i].label] for i in idx]
-            chunks.append(knockout_batch(adapter, store.get(idx), qs, ans, windows, source))
+            chunks.append(knockout_batch(adapter, store.get(idx), questions=qs, answers=ans, windows=windows,
+                                         source=source))
         per_source[source] = torch.cat(chunks, dim=1).double()  # (W + 1, N)
     curves, summary = {}, {}
     for source, ll in per_source.items():

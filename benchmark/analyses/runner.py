@@ -193,16 +193,17 @@ class AnalysisRunner:
 
                 def hidden(split, _a=adapter, _cache=hidden_cache, _t=timing, _s=state, _seed=seed, _st=stores,
                            _in_state=applied or regime == Regime.ZERO_SHOT):
-                    from .hidden import extract_hidden
+                    from .hidden import HiddenRequest, extract_hidden
 
                     if not _in_state:  # the weights are still the original ones: their states are not this state's
                         raise AnalysisUnsupported("an analysis on the original weights (on_original_model) cannot "
                                                   "read the hidden states of a trained state")
                     if split not in _cache:
+                        request = HiddenRequest(data.fingerprint, split, _s, _seed, data.spec.domain, data.classes,
+                                                tokens_per_image=self.cfg.options.tokens_per_image)
                         _cache[split], secs = extract_hidden(
-                            _a, data.splits[split], _st[split], self.cache, data.fingerprint, split, _s, _seed,
-                            data.spec.domain, data.classes, self.cfg.options.tokens_per_image,
-                            self.cfg.options.batch_size, self.cfg.progress)
+                            _a, request, samples=data.splits[split], features=_st[split], cache_dir=self.cache,
+                            batch_size=self.cfg.options.batch_size, progress=self.cfg.progress)
                         _t["hidden_s"] += secs
                     return _cache[split]
 

@@ -82,7 +82,8 @@ class Gemma3Adapter(HFAdapter):
     def token_type_ids(self, input_ids):
         return (input_ids == self.image_token_id).long()
 
-    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, past_key_values=None, use_cache=False):
+    def lm_forward(self, input_ids, attention_mask, position_ids, image_embeds, *, past_key_values=None,
+                   use_cache=False):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         first_pass = past_key_values is None or past_key_values.get_seq_length() == 0

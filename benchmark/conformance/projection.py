@@ -1,0 +1,49 @@
+"""Checks of the ``projection`` protocol: the shapes of features and image tokens, and a projector whose output
+depends on the image (a vacuous twin would let every comparison of two paths pass)."""
+
+from __future__ import annotations
+
+import torch
+
+from .report import fail
+
+
+def check_shapes(adapter, store) -> None:
+    """vision_features is (B, N, D); project gives (B, num_image_tokens, LLM width)."""
+    feats = store.get(range(2))
+    if feats.dim() != 3 or feats.shape[0] != 2:
+        fail("vision_features()", "must return (B, N, D) for B images", "(2, N, D)", tuple(feats.shape))
+    tokens = adapter.project(feats)
+    width = adapter.model.get_input_embeddings().embedding_dim
+    if tuple(tokens.shape) != (2, adapter.num_image_tokens, width):
+        fail("project()", "must return (B, num_image_tokens, LLM embedding width)",
+             (2, adapter.num_image_tokens, width), tuple(tokens.shape))
+
+
+def check_projector_is_informative(adapter, features: torch.Tensor) -> None:
+    """``project()`` output is not all zeros and differs between images (else every comparison is vacuous)."""
+    spread = float((features.float() - features.float().mean(0, keepdim=True)).abs().max())
+    if spread <= 1e-6 * max(1e-12, float(features.float().abs().max())) or spread < 1e-6:
+        fail("vision_features()", "the features are the same for every image: the vision encoder of this twin is "
+             "vacuous (weights initialised at ~0?), so no check can see what the adapter does with the image",
+             "features that differ between images", f"max deviation from the mean {spread:.3g}, "
+             f"max |feature| {float(features.float().abs().max()):.3g}")
+    with torch.no_grad():
+        out = adapter.project(features).float()
+    norms = out.flatten(1).norm(dim=-1)
+    zero_params = [n for n, p in adapter.projector_module().named_parameters() if p.dim() >= 2 and not bool(p.any())]
+    hint = (f"; all-zero projector weights: {zero_params[:4]} (the model's _init_weights zeroes them: the twin's "
+            "build() must re-randomise them, e.g. benchmark.adapters.tiny.rerandomise_zero_matrices(out) after "
+            "save_pretrained)") if zero_params else ""
+    if not bool((norms > 0).all()):
+        fail("project()", "the projector output is all zeros: this twin is vacuous, every check comparing two "
+             "paths would pass whatever the adapter does with the image" + hint,
+             "a non-zero norm per image", f"norms {[round(float(x), 6) for x in norms]}")
+    spread = float((out - out.mean(0, keepdim=True)).abs().max())
+    if spread <= 1e-6 * float(norms.max()):
+        fail("project()", "the projector gives the same output for every image: the image cannot matter" + hint,
+             "outputs that differ between images", f"max deviation from the mean {spread:.3g} at norm "
+             f"{float(norms.max()):.3g}")
+
+
+__all__ = ["check_projector_is_informative", "check_shapes"]

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import protocol
 from benchmark.cli import main
 from benchmark.errors import BenchmarkError
 from benchmark.probe import ProbeConfig
 from benchmark.protocol import RunConfig, Runner
+from benchmark.run import evaluate as evaluate_stage
+from benchmark.run import train as train_stage
 
 QUICK = dict(model="llava15-tiny", task="textile", max_per_class=6, probe=ProbeConfig(max_epochs=3), progress=False)
 
@@ -84,14 +85,14 @@ def reference(tmp_path_factory):
 
 def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, reference):
     resumed = tmp_path / "resumed"
-    real_finetune, real_eval = protocol.finetune, protocol.evaluate_loglik
+    real_finetune, real_eval = train_stage.finetune, evaluate_stage.evaluate_loglik
 
     def crash_in_e2e(adapter, regime, *a, **k):
         if regime == "ft-e2e":
             raise KeyboardInterrupt
         return real_finetune(adapter, regime, *a, **k)
 
-    monkeypatch.setattr(protocol, "finetune", crash_in_e2e)
+    monkeypatch.setattr(train_stage, "finetune", crash_in_e2e)
     with pytest.raises(KeyboardInterrupt):
         Runner(RunConfig(**QUICK, results_dir=str(resumed))).run()
     done = metrics_of(resumed)
@@ -99,22 +100,23 @@ def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch, refe
     assert not list(resumed.rglob("ft-e2e/**/metrics.json")), "nothing half-done is written"
 
     # Second interruption: after FT-E2E training, during its evaluation. The trained state must be reused.
-    monkeypatch.setattr(protocol, "finetune", real_finetune)
+    monkeypatch.setattr(train_stage, "finetune", real_finetune)
     calls = []
 
     def crash_in_eval(adapter, *a, **k):
-        if getattr(adapter, "_tuned", False) and not calls:
+        # the first evaluation after FT-E2E training (its trained weights saved), none before
+        if list(resumed.rglob("ft-e2e/seed0/checkpoint.safetensors")) and not calls:
             calls.append(1)
             raise KeyboardInterrupt
         return real_eval(adapter, *a, **k)
 
-    monkeypatch.setattr(protocol, "evaluate_loglik", crash_in_eval)
+    monkeypatch.setattr(evaluate_stage, "evaluate_loglik", crash_in_eval)
     with pytest.raises(KeyboardInterrupt):
         Runner(RunConfig(**QUICK, results_dir=str(resumed))).run()
     assert list(resumed.rglob("ft-e2e/seed0/checkpoint.safetensors"))
 
     logs = []
-    monkeypatch.setattr(protocol, "finetune", lambda *a, **k: pytest.fail("training must not be redone"))
+    monkeypatch.setattr(train_stage, "finetune", lambda *a, **k: pytest.fail("training must not be redone"))
     Runner(RunConfig(**QUICK, results_dir=str(resumed)), log=logs.append).run()
     assert any("[resume] ft-e2e" in line for line in logs)
     assert sum("[skip]" in line for line in logs) == 2

@@ -25,6 +25,7 @@ from test_metrics import reference_macro_f1, reference_scores
 from benchmark import probe, protocol
 from benchmark.config import ProbeConfig, RunConfig
 from benchmark.registry import Plugins
+from benchmark.run import train as train_stage
 from benchmark.tasks import load_task
 from benchmark.tasks.base import decode_image
 
@@ -38,7 +39,7 @@ def watched_run(tmp_path_factory, hermetic_cache):
     """Run the protocol once, recording what fine-tuning and the probes receive."""
     out = tmp_path_factory.mktemp("watched")
     seen = {"finetune": [], "probe": []}
-    real_finetune, real_probe = protocol.finetune, probe.train_probe
+    real_finetune, real_probe = train_stage.finetune, probe.train_probe
 
     def finetune(adapter, regime, **kwargs):
         store, samples = kwargs["store"], kwargs["samples"]
@@ -67,7 +68,7 @@ def watched_run(tmp_path_factory, hermetic_cache):
         return result
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(protocol, "finetune", finetune)
+        mp.setattr(train_stage, "finetune", finetune)
         mp.setattr(probe, "train_probe", train_probe)
         results = protocol.Runner(RunConfig(**CFG, results_dir=str(out)), log=lambda *a: None).run()
     return {"dir": out, "results": {m["regime"]: m for m in results}, **seen}

@@ -17,7 +17,7 @@ Everything else in projbench is written as if there were one process.
 from __future__ import annotations
 
 from .context import Context, ProcessContext
-from .engines import DeepSpeedBatch, deepspeed_config, engine_for
+from .engines import DeepSpeedBatch, deepspeed_config, engine_for, engine_notes
 from .environment import LaunchConfigError, check_environment, launched_world_size, under_accelerate
 from .group import (
     DEEPSPEED_INSTALL,
@@ -33,7 +33,7 @@ from .tensors import is_sharded, local_numel, optimizer_param_names, plain_name,
 
 __all__ = [
     "DEEPSPEED_INSTALL", "ENGINES", "Context", "DeepSpeedBatch", "LaunchConfigError", "ProcessContext",
-    "check_environment", "check_gpus", "current", "deepspeed_config", "deepspeed_installed", "engine_for",
+    "check_environment", "check_gpus", "current", "deepspeed_config", "deepspeed_installed", "engine_for", "engine_notes",
     "is_sharded", "launched_world_size", "local_numel", "optimizer_param_names", "plain_name", "setup",
     "trained_parameters", "under_accelerate", "visible_gpus", "wants_deepspeed", "whole",
 ]

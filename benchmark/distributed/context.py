@@ -8,6 +8,7 @@ weights are held is not decided here but by a training engine (``engines.engine_
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,38 @@ class ProcessContext:
         if kind == "error":
             raise failure if self.is_main else BenchmarkError(value)
         return value
+
+    def rank0_first(self, fn):
+        """``fn()`` on rank 0, then on the other ranks, which so see what rank 0 built or cleaned up."""
+        if self.distributed and not self.is_main:
+            self.barrier()
+        out = fn()
+        if self.distributed and self.is_main:
+            self.barrier()
+        return out
+
+    @contextlib.contextmanager
+    def main_holds(self, lock):
+        """Rank 0 holds ``lock`` (e.g. a run folder's file lock) for the whole group, waiting if another job has
+        it; the other ranks go on once it does."""
+        with lock if self.is_main else contextlib.nullcontext():
+            self.barrier()
+            yield
+
+    def main_only(self, log):
+        """``log`` on rank 0, a silent one elsewhere: one log for the whole run."""
+        return log if self.is_main else (lambda *a, **k: None)
+
+    def trained_weights_sharded(self, requested_engine: str) -> bool:
+        """Whether training under ``--engine requested_engine`` leaves the weights split over the ranks, so that
+        evaluation needs a fresh copy of the model with the trained weights put back whole."""
+        return self.distributed and (requested_engine == "fsdp2" or self.deepspeed)
+
+    def check_training_dtype(self, dtype: str) -> None:
+        """Refuse a precision this group's engine cannot train in, before anything is loaded."""
+        if self.deepspeed and dtype == "float16":
+            raise BenchmarkError("--dtype float16 with DeepSpeed: projbench trains it in bf16 or fp32 (fp16 would "
+                                 "need loss scaling, which skips steps); use --dtype bfloat16 or float32.")
 
     def release(self) -> None:
         """Drop accelerate's references to the trained engine (its partitioned weights and optimizer state)."""

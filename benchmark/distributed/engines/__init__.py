@@ -28,5 +28,14 @@ def engine_for(ctx: ProcessContext, requested: str, *, layout: BatchLayout, shar
     return DDP(ctx)
 
 
+def engine_notes(training: dict) -> list[str]:
+    """Lines worth logging about how an engine ran a training (``training``: its record in metrics.json)."""
+    replaced = training.get("deepspeed", {}).get("config_values_replaced")
+    if not replaced:
+        return []
+    return [f"[deepspeed] projbench set its own values for these entries of the DeepSpeed config (their config "
+            f"values: {replaced}); see metrics.json training.deepspeed"]
+
+
 __all__ = ["DDP", "FSDP2", "AccelerateFSDP", "BatchLayout", "DeepSpeed", "DeepSpeedBatch", "Engine", "FullState",
-           "Optimization", "ReadState", "Single", "deepspeed_config", "engine_for", "overwrite"]
+           "Optimization", "ReadState", "Single", "deepspeed_config", "engine_for", "engine_notes", "overwrite"]

@@ -43,7 +43,9 @@ MODULES = {
     "generation": ("benchmark/generation.py", ["tests/test_generate_logits.py", "tests/test_generation.py"]),
     "evaluation": ("benchmark/evaluation.py", ["tests/test_run_numbers.py", "tests/test_generation.py"]),
     "training": ("benchmark/training.py", ["tests/test_run_numbers.py", "tests/test_lora.py"]),
-    "protocol": ("benchmark/protocol.py", ["tests/test_run_numbers.py"]),
+    "protocol": ("benchmark/run/runner.py", ["tests/test_run_numbers.py"]),
+    "protocol-train": ("benchmark/run/train.py", ["tests/test_run_numbers.py"]),
+    "protocol-evaluate": ("benchmark/run/evaluate.py", ["tests/test_run_numbers.py"]),
     "leaderboard": ("leaderboard/table.py", ["tests/test_leaderboard.py", "tests/test_metrics.py"]),
     "leaderboard-stats": ("leaderboard/stats.py", ["tests/test_leaderboard.py", "tests/test_metrics.py"]),
 }

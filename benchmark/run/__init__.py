@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from .data import drop_duplicates
 from .record import KEEP_FOR_ANALYSES_MAX_PARAMS
-from .resolved import ModelState, ResolvedRun
+from .resolved import ModelState, ResolvedRun, RunSetting
 from .runner import Runner, config_hash, resolve_device, run
 
-__all__ = ["KEEP_FOR_ANALYSES_MAX_PARAMS", "ModelState", "ResolvedRun", "Runner", "config_hash", "drop_duplicates",
+__all__ = ["KEEP_FOR_ANALYSES_MAX_PARAMS", "ModelState", "ResolvedRun", "RunSetting", "Runner", "config_hash", "drop_duplicates",
            "resolve_device", "run"]

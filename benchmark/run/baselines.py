@@ -19,11 +19,11 @@ def baselines_stage(run: ResolvedRun) -> dict:
     """Run the baselines into ``run``'s folder and write its record; the record as written."""
     from ..baselines import BaselineJob, run_baselines
 
-    cfg, data, clip, d = run.cfg, run.data, run.shared["clip"], run.folder
+    cfg, data, clip, d = run.cfg, run.data, run.setting.clip, run.folder
     started = time.perf_counter()
     atomic_write_json(d / CONFIG, seal(config_record(run.identity, cfg)))
     run.log(f"[run] baselines seed {run.seed} -> {d}")
-    job = BaselineJob(d, clip, tuple(cfg.clip_templates), run.seed, run.shared["cache"], run.dist.device,
+    job = BaselineJob(d, clip, tuple(cfg.clip_templates), run.seed, run.setting.cache, run.dist.device,
                       cfg.progress)
     res = run_baselines(job, data, cfg.probe, run.log)
     zs = res["clip_zero_shot"]
@@ -32,7 +32,7 @@ def baselines_stage(run: ResolvedRun) -> dict:
         projbench_version=__version__,
         model=cfg.model,
         checkpoint=clip.label,
-        projector_family=run.shared["adapter_spec"].projector_family,
+        projector_family=run.setting.adapter_spec.projector_family,
         task=cfg.task,
         task_version=data.spec.version,
         task_fingerprint=data.fingerprint,

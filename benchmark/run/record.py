@@ -78,7 +78,7 @@ def write_run(run: ResolvedRun, adapter, *, ev: dict, probes: dict, probe_preds:
 
 
 def run_record(run: ResolvedRun, adapter, *, ev: dict, probes: dict, paired, training, run_s: float) -> RunRecord:
-    cfg, data, regime, spec = run.cfg, run.data, run.regime, run.shared["adapter_spec"]
+    cfg, data, regime, spec = run.cfg, run.data, run.regime, run.setting.adapter_spec
     exe = execution(run, adapter)
     replicate = cfg.replicate_identity(regime, exe)
     return RunRecord(
@@ -95,12 +95,12 @@ def run_record(run: ResolvedRun, adapter, *, ev: dict, probes: dict, paired, tra
         replicate_hash=digest(replicate),
         setup_hash=digest(cfg.setup_identity(replicate)),
         replicate_identity=as_stored(replicate),
-        execution=exe, revision=run.shared["revision"], template=adapter.template_name, score_norm=cfg.score_norm,
+        execution=exe, revision=run.setting.revision, template=adapter.template_name, score_norm=cfg.score_norm,
         data=data_part(data),
         metrics={k: ev["metrics"][k] for k in TASK_METRICS if k in ev["metrics"]},
         probe=probes, paired=paired, probe_config=cfg.probe.to_dict(), training=training,
         processes=run.dist.world_size, distributed_backend=run.dist.backend,
-        timing={**run.shared["timing"], "evaluation_s": ev["metrics"]["seconds"], "run_s": run_s},
+        timing={**run.setting.timing, "evaluation_s": ev["metrics"]["seconds"], "run_s": run_s},
         provenance=provenance(),
         artifacts={},
     )

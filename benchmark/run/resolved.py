@@ -12,12 +12,23 @@ from ..tasks.base import TaskData
 
 
 @dataclass(frozen=True)
+class RunSetting:
+    """What every run folder of one command shares: the adapter's spec, the CLIP chosen for it, the feature cache,
+    the model's revision (once loaded) and the timings so far (model and data loading, feature extraction)."""
+
+    adapter_spec: Any
+    clip: Any
+    cache: Path
+    revision: dict | None = None
+    timing: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ResolvedRun:
     """One (regime, seed) of a run, resolved: its configuration, task data, feature stores and folder.
 
     ``stores`` maps a split (``train``, ``test``) to its cached features (empty for the baselines, which use CLIP
-    only). ``shared`` holds what every run folder of one command shares (the adapter's spec, the CLIP chosen, the
-    model revision, timings so far).
+    only). ``setting``: what every run folder of one command shares.
     """
 
     cfg: Any  # the run's RunConfig
@@ -28,7 +39,7 @@ class ResolvedRun:
     results: Path
     dist: Any  # the ProcessContext
     log: Callable[..., None]
-    shared: Mapping[str, Any] = field(default_factory=dict)
+    setting: RunSetting
 
     @property
     def seed(self) -> int:

@@ -29,7 +29,7 @@ from .baselines import baselines_stage
 from .data import load_run_data, model_problem
 from .evaluate import evaluation_stage, pre_projection_features, probe_stage
 from .record import write_run
-from .resolved import ModelState, ResolvedRun
+from .resolved import ModelState, ResolvedRun, RunSetting
 from .train import training_stage
 
 config_hash = digest  # the digest of a run's identity (kept under this name for callers)
@@ -145,10 +145,10 @@ class Runner:
             work=lambda r, s: self._run_folder(self._resolved(r, s, data, stores), model))
 
     def _resolved(self, regime: str, seed: int, data, stores) -> ResolvedRun:
-        shared = {"adapter_spec": self.adapter_spec, "clip": self.clip, "cache": self.cache,
-                  "revision": self.revision, "timing": self.timing}
+        setting = RunSetting(adapter_spec=self.adapter_spec, clip=self.clip, cache=self.cache,
+                             revision=self.revision, timing=self.timing)
         return ResolvedRun(cfg=self.cfg, data=data, stores=stores, key=self._key(regime, seed), regime=regime,
-                           results=self.results, dist=self.dist, log=self.log, shared=shared)
+                           results=self.results, dist=self.dist, log=self.log, setting=setting)
 
     def _finished(self, run: ResolvedRun) -> bool:
         """Whether another job finished ``run`` meanwhile (leftover temporary files removed first)."""

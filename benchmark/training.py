@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .distributed.engines import BatchLayout, Engine, Optimization
 from .errors import BenchmarkError
 from .prompt import build_question
+from .schema import Regime
 
 
 class NonFiniteLossError(BenchmarkError):
@@ -40,7 +41,7 @@ def set_trainable(adapter, regime: str, cfg: TrainConfig) -> list[torch.nn.Param
     """Freeze everything, then unfreeze what the regime trains. Returns the trainable parameters."""
     adapter.model.requires_grad_(False)
     modules = adapter.trainable_modules(regime)
-    if regime == "ft-e2e" and cfg.lora:
+    if regime == Regime.FT_E2E and cfg.lora:
         from peft import LoraConfig, inject_adapter_in_model
 
         llm = modules.pop("llm")

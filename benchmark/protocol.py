@@ -18,7 +18,33 @@ import torch
 from filelock import FileLock, Timeout
 from safetensors.torch import save_file
 
-from . import RESULT_SCHEMA_VERSION, __version__, distributed, train_state
+from benchmark import RESULT_SCHEMA_VERSION, __version__, distributed
+from benchmark.evaluate.generation import GENERATE_METRICS, evaluate_generate
+from benchmark.evaluate.loglik import EvalSet, evaluate_loglik
+from benchmark.evaluate.metrics import paired_bootstrap
+from benchmark.evaluate.probe import probe_with_control, validation_split
+from benchmark.storage.features import extract, model_revision, pooled
+from benchmark.storage.integrity import (
+    CorruptFileError,
+    load_safetensors,
+    read_finished,
+    read_sealed_json,
+    seal,
+    sha256_file,
+)
+from benchmark.storage.paths import cache_root, results_root
+from benchmark.storage.results import (
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_with,
+    clear_run_dir,
+    has_saved_work,
+    provenance,
+    remove_stale_temps,
+)
+from benchmark.train import state as train_state
+from benchmark.train.loop import NonFiniteLossError, batch_layout, finetune, projector_state, trainable_state
+
 from .config import (  # noqa: F401  (re-exported)
     BASELINES,
     EARLY_STOPPING,
@@ -32,23 +58,7 @@ from .config import (  # noqa: F401  (re-exported)
     TrainConfig,
 )
 from .errors import BenchmarkError, DataError
-from .evaluation import EvalSet, evaluate_loglik
-from .features import extract, model_revision, pooled
-from .generation import GENERATE_METRICS, evaluate_generate
-from .integrity import CorruptFileError, load_safetensors, read_finished, read_sealed_json, seal, sha256_file
-from .metrics import paired_bootstrap
-from .paths import cache_root, results_root
-from .probe import probe_with_control, validation_split
 from .registry import plugins
-from .results import (
-    atomic_write_json,
-    atomic_write_text,
-    atomic_write_with,
-    clear_run_dir,
-    has_saved_work,
-    provenance,
-    remove_stale_temps,
-)
 from .schema import (
     CHECKPOINT,
     CONFIG,
@@ -70,7 +80,6 @@ from .schema import (
     digest_text,
 )
 from .tasks.base import TaskData, load_task
-from .training import NonFiniteLossError, batch_layout, finetune, projector_state, trainable_state
 
 # Trained FT-E2E states up to this size (tiny twins, LoRA) are kept after a run for `analyze`.
 KEEP_FOR_ANALYSES_MAX_PARAMS = 200_000_000
@@ -163,7 +172,7 @@ class Runner:
             return None
         from huggingface_hub import try_to_load_from_cache
 
-        from .hub import hub_reachable
+        from benchmark.storage.hub import hub_reachable
 
         cached = try_to_load_from_cache(self.adapter_spec.checkpoint, "config.json")
         if isinstance(cached, str) or hub_reachable():
@@ -433,7 +442,7 @@ class Runner:
             adapter._tuned = True
             trained = self._rank0_first(lambda: self._saved_training(d, regime, seed))
             if trained is not None:  # trained before an interruption
-                from .training import set_trainable
+                from benchmark.train.loop import set_trainable
 
                 training, weights = trained
                 set_trainable(adapter, regime, tcfg)
@@ -477,7 +486,7 @@ class Runner:
                 state = trainable_state(adapter, regime)  # every rank: sharded weights are gathered
                 if self.dist.distributed and (cfg.engine == "fsdp2" or self.dist.deepspeed):
                     # Evaluate and probe with whole weights: a fresh copy of the model with the trained ones.
-                    from .training import set_trainable
+                    from benchmark.train.loop import set_trainable
 
                     self.dist.release()  # the engine's partitions and optimizer state go before the new copy
                     adapter = self.load_adapter()

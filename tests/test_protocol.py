@@ -11,7 +11,7 @@ import pytest
 from benchmark import protocol
 from benchmark.cli import main
 from benchmark.errors import BenchmarkError
-from benchmark.probe import ProbeConfig
+from benchmark.evaluate.probe import ProbeConfig
 from benchmark.protocol import RunConfig, Runner
 
 QUICK = dict(model="llava15-tiny", task="textile", max_per_class=6, probe=ProbeConfig(max_epochs=3), progress=False)
@@ -147,7 +147,7 @@ def reference_8(tmp_path_factory):
 
 
 def test_training_interrupted_mid_epoch_continues_from_its_last_checkpoint(tmp_path, monkeypatch, reference_8):
-    from benchmark import training
+    from benchmark.train import loop as training
 
     real_loss, calls = training.answer_loss, []
 

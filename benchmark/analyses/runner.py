@@ -15,13 +15,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from benchmark.storage.integrity import CorruptFileError, read_finished, read_sealed_json, seal, verify_file
+from benchmark.storage.paths import cache_root, results_root
+from benchmark.storage.results import atomic_write_json, provenance, read_json
+
 from .. import RESULT_SCHEMA_VERSION, __version__
 from ..config import REGIMES
 from ..errors import BenchmarkError
-from ..integrity import CorruptFileError, read_finished, read_sealed_json, seal, verify_file
-from ..paths import cache_root, results_root
 from ..registry import plugins
-from ..results import atomic_write_json, provenance, read_json
 from ..schema import (
     ANALYSIS_RESULT,
     CHECKPOINT,
@@ -135,7 +136,8 @@ class AnalysisRunner:
 
     # -- running ----------------------------------------------------------------------------------------------
     def run(self) -> list[Path]:
-        from ..features import extract
+        from benchmark.storage.features import extract
+
         from ..protocol import resolve_device
         from ..tasks.base import load_task
 

@@ -21,13 +21,14 @@ from typing import Any
 
 import torch
 
-from . import distributed, train_state
-from .batching import answer_loss, collate
-from .config import TrainConfig
-from .distributed.engines import BatchLayout, Engine, Optimization
-from .errors import BenchmarkError
-from .prompt import build_question
-from .schema import Regime
+from benchmark import distributed
+from benchmark.config import TrainConfig
+from benchmark.distributed.engines import BatchLayout, Engine, Optimization
+from benchmark.errors import BenchmarkError
+from benchmark.evaluate.batching import answer_loss, collate
+from benchmark.evaluate.prompt import build_question
+from benchmark.schema import Regime
+from benchmark.train import state as train_state
 
 
 class NonFiniteLossError(BenchmarkError):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from .schema import PROTOCOL_REGIMES, TRAINING_FIELDS, Regime
 
@@ -290,3 +291,33 @@ def _section_class(name: str) -> type:
         specs = [(f.name, f.type) for f in dataclasses.fields(RunConfig) if f.metadata["section"] == name]
         _SECTION_CLASSES[name] = dataclasses.make_dataclass(f"{name.title()}Section", specs, frozen=True)
     return _SECTION_CLASSES[name]
+
+
+@dataclass(frozen=True)
+class TrainingLayout:
+    """How one fine-tuned regime's global batch is split: global = micro x processes x accumulation."""
+
+    global_batch: int
+    micro_batch: int
+    accumulation: int
+    processes: int
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A checked configuration with what it left open resolved (benchmark.validation.resolve makes it, once)."""
+
+    cfg: RunConfig
+    results_dir: Path
+    cache_dir: Path
+    processes: int
+    training: dict[str, TrainingLayout]  # per fine-tuned regime that is run
+
+    def train_config(self, regime: str) -> TrainConfig:
+        """The training settings of ``regime``, with its resolved global batch."""
+        cfg = self.cfg
+        return TrainConfig(lr=cfg.lr_proj if regime == Regime.FT_PROJ else cfg.lr_e2e, epochs=cfg.epochs,
+                           batch_size=self.training[regime].global_batch, micro_batch=cfg.micro_batch,
+                           engine=cfg.engine, warmup_ratio=cfg.warmup_ratio,
+                           lora=cfg.lora and regime == Regime.FT_E2E, lora_rank=cfg.lora_rank, lr_lora=cfg.lr_lora,
+                           gradient_checkpointing=cfg.gradient_checkpointing, checkpoint_every=cfg.checkpoint_every)

@@ -207,7 +207,7 @@ def check_here(cfg: LaunchConfig, device: str = "auto") -> None:
 def check_run(cfg, processes: int) -> None:
     """The run's own flags, for ``processes`` processes, as the run will check them (before anything starts)."""
     from benchmark.storage.paths import cache_root, results_root
-    from benchmark.train.loop import batch_layout
+    from benchmark.validation import batch_layout
 
     from .config import PAPER_GLOBAL_BATCH
     from .registry import plugins

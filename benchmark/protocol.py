@@ -43,7 +43,8 @@ from benchmark.storage.results import (
     remove_stale_temps,
 )
 from benchmark.train import state as train_state
-from benchmark.train.loop import NonFiniteLossError, batch_layout, finetune, projector_state, trainable_state
+from benchmark.train.loop import NonFiniteLossError, finetune, projector_state, trainable_state
+from benchmark.validation import batch_layout
 
 from .config import (  # noqa: F401  (re-exported)
     BASELINES,

@@ -221,7 +221,7 @@ def resolve(cfg: RunConfig, *, processes: int = 1, results_dir: Path | None = No
             cache_dir: Path | None = None) -> RunPlan:
     """Check ``cfg`` once and resolve what it leaves open: the folders, and the training layout of each fine-tuned
     regime for ``processes`` processes. Raises :class:`InputError` naming the flag and the fix."""
-    from .paths import cache_root, results_root
+    from benchmark.storage.paths import cache_root, results_root
 
     results_dir = Path(results_dir or cfg.results_dir or results_root())
     cache_dir = Path(cache_dir or cfg.cache_dir or cache_root())

@@ -9,8 +9,7 @@ import pytest
 
 from benchmark.cli import build_parser, run_config
 from benchmark.config import OUTSIDE_IDENTITY, SECTIONS, RunConfig, TrainingLayout
-from benchmark.training import batch_layout as training_batch_layout
-from benchmark.validation import InputError, batch_layout, resolve
+from benchmark.validation import InputError, resolve
 
 BASE = ["run", "--model", "llava15-tiny", "--task", "textile"]
 
@@ -62,6 +61,3 @@ def test_resolve_yields_the_training_layout_of_each_fine_tuned_regime(tmp_path: 
         resolve(cfg, processes=3, results_dir=tmp_path / "r", cache_dir=tmp_path / "c")
 
 
-@pytest.mark.parametrize("args", [(64, 8, 2), (32, 16, 2), (8, None, 1), (4, 8, 1), (12, None, 1), (14, None, 2)])
-def test_the_plans_layout_is_the_training_loops(args):
-    assert batch_layout(*args) == training_batch_layout(*args)

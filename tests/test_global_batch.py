@@ -16,7 +16,8 @@ from benchmark.errors import BenchmarkError
 from benchmark.evaluate.batching import IGNORE, collate
 from benchmark.evaluate.prompt import build_question
 from benchmark.registry import Plugins
-from benchmark.train.loop import batch_layout, finetune
+from benchmark.train.loop import finetune
+from benchmark.validation import batch_layout
 
 # Answer lengths differ a lot: 2 tokens ("ok" + EOS) up to ~10.
 CLASSES = ["ok", "a long class name with several words", "medium name"]

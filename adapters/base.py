@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.schema import Regime
+
 from .contract import PromptParts, not_provided  # noqa: F401  (PromptParts: re-exported, its former home)
 from .spec import TINY_CLIP, AdapterSpec  # noqa: F401  (re-exported: their former home)
 
@@ -393,8 +395,8 @@ class ModelAdapter:
     # --- fine-tuned weights -------------------------------------------------------------------------------
     def trainable_modules(self, regime: str) -> dict[str, nn.Module]:
         """Modules trained in a regime: ``ft-proj`` -> projector; ``ft-e2e`` -> projector + LLM."""
-        if regime == "ft-proj":
+        if regime == Regime.FT_PROJ:
             return {"projector": self.projector_module()}
-        if regime == "ft-e2e":
+        if regime == Regime.FT_E2E:
             return {"projector": self.projector_module(), "llm": self.llm_module()}
         raise ValueError(f"no trainable modules for regime {regime!r}")

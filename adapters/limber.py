@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import ModelLoadError
-from benchmark.hub import download_command
+from benchmark.storage.hub import download_command
 
 from . import catalog
 from .loading import load_pretrained, resolve_dtype

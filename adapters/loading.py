@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from benchmark.errors import ModelLoadError
-from benchmark.hub import download_command, hub_endpoint, hub_reachable
+from benchmark.storage.hub import download_command, hub_endpoint, hub_reachable
 
 
 def resolve_dtype(dtype, device: torch.device) -> torch.dtype:

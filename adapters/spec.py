@@ -93,7 +93,7 @@ class TinyFactory:
         object.__setattr__(self, "build", _ref(self.build))
 
     def __call__(self, source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False, **kwargs):
-        from benchmark.paths import cache_root
+        from benchmark.storage.paths import cache_root
 
         from .tiny import materialise
 

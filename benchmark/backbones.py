@@ -174,7 +174,7 @@ def _check_named_clip(name: str, tag: str | None) -> Path | None:
             cached = try_to_load_from_cache(repo, filename)
             if isinstance(cached, str):
                 return Path(cached)
-    from .hub import download_command, hub_reachable
+    from benchmark.storage.hub import download_command, hub_reachable
 
     if not hub_reachable():
         fetch = (f"`{download_command(repo, 'open_clip_model.safetensors')}`" if repo
@@ -278,7 +278,7 @@ def _check_timm_weights(name: str) -> None:
     import timm
     from huggingface_hub import try_to_load_from_cache
 
-    from .hub import download_command, hub_reachable
+    from benchmark.storage.hub import download_command, hub_reachable
 
     repo = timm.models.get_pretrained_cfg(name).hf_hub_id if timm.models.get_pretrained_cfg(name) else None
     if repo and isinstance(try_to_load_from_cache(repo, "model.safetensors"), str):

@@ -7,7 +7,7 @@ They answer "does the MLLM beat its own vision encoder?" (Verma et al., Tables 1
 * ``clip_zero_shot``: open_clip's CLIP (by default the one matching the adapter's vision encoder, declared by the
   adapter as ``AdapterSpec.clip``) classifies the test split by cosine similarity to "This is a photo of {}."
   (the Hugging Face zero-shot pipeline's default; other templates are averaged CLIP-style);
-* ``clip_probe``: the paper's probe MLP (benchmark/probe.py) on CLIP's pooled image embedding (Table 3: the
+* ``clip_probe``: the paper's probe MLP (benchmark/evaluate/probe.py) on CLIP's pooled image embedding (Table 3: the
   1024-d pooled output of ViT-L/14-336, before CLIP's projection), next to the patch-mean pre-projection probe.
 
 CLIP image embeddings are cached like the MLLM's vision features. The ``baselines`` stage of ``run`` calls
@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.evaluate.metrics import classification_metrics
+from benchmark.storage.results import atomic_write_json, atomic_write_with, read_json
+
 # CLIPs are loaded in one place, shared with composed models; the names stay importable from here.
 from .backbones import (  # noqa: F401
     LOCAL_DIR,
@@ -37,8 +40,6 @@ from .backbones import (  # noqa: F401
 )
 from .config import CLIP_TEMPLATES as DEFAULT_TEMPLATES  # noqa: F401  ("This is a photo of {}.")
 from .errors import BenchmarkError
-from .metrics import classification_metrics
-from .results import atomic_write_json, atomic_write_with, read_json
 
 PAPER_CLIP = ("ViT-L-14-336", "openai")          # LLaVA-1.5's vision encoder, the paper's CLIP baseline
 
@@ -54,7 +55,7 @@ def expected_random(test_labels: list[int], num_classes: int) -> dict:
         E[F1_c] = sum_m P(M = m) * 2 m n_c / (N (n_c + m)),
 
     an exact finite sum (not the ratio of expectations 2E[T] / (n_c + E[M]), which overstates rare classes).
-    Macro-F1 averages over the classes present in the test split, as benchmark.metrics does; the accuracy of a
+    Macro-F1 averages over the classes present in the test split, as benchmark.evaluate.metrics does; the accuracy of a
     uniform guess is 1/K whatever the labels.
     """
     labels = np.asarray(test_labels)
@@ -147,7 +148,8 @@ def _clip_embeddings_locked(clip, samples, *, path: Path, split: str, batch_size
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from .integrity import CorruptFileError, load_safetensors, sha256_file
+    from benchmark.storage.integrity import CorruptFileError, load_safetensors, sha256_file
+
     from .tasks.base import decode_image
 
     sidecar = path.with_name(path.name + ".sha256")
@@ -207,7 +209,7 @@ class BaselineJob:
 
 def run_baselines(job: BaselineJob, data, probe_cfg, log=print) -> dict:
     """Random, CLIP zero-shot and CLIP-embedding probe for one seed. Each part is saved as it finishes."""
-    from .probe import train_probe
+    from benchmark.evaluate.probe import train_probe
 
     d = job.directory
     classes = data.classes

@@ -26,89 +26,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .config import BASELINES, EARLY_STOPPING, EVAL_MODES, REGIMES, SCORE_NORMS, RunConfig
-
-    d = RunConfig(model="", task="")
-    p = _Parser(prog="python -m benchmark", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-
-    r = sub.add_parser("run", help="run the protocol (zero-shot, FT-Proj, FT-E2E, probes) for one model and task")
-    r.add_argument("--model", required=True, help="adapter name (see `list models`)")
-    r.add_argument("--task", required=True, help="task name (see `list tasks`)")
-    r.add_argument("--seeds", type=_int_list, default=d.seeds, help="comma-separated seeds (default: 0)")
-    r.add_argument("--regimes", type=_str_list, default=d.regimes, help=f"subset of {','.join(REGIMES)}, plus {BASELINES} (see --baselines)")
-    r.add_argument("--data-dir", help="local data: DIR/train/<class>/* and DIR/test/<class>/*")
-    r.add_argument("--model-path", help="local checkpoint directory instead of the hub id")
-    r.add_argument("--domain", help="override the task's domain phrase in the prompt")
-    r.add_argument("--results-dir", help="where result folders go (default ./results or $PROJBENCH_RESULTS)")
-    r.add_argument("--cache-dir", help="feature and tiny-model cache (default ~/.cache/projbench or $PROJBENCH_CACHE)")
-    r.add_argument("--global-batch", type=int, default=d.global_batch,
-                   help="examples per optimizer step over all processes (default: the paper's, 64 for FT-Proj and "
-                        "32 for FT-E2E); the loss is the mean over all answer tokens of the global batch")
-    r.add_argument("--micro-batch", "--batch-size", dest="micro_batch", type=int, default=d.micro_batch,
-                   help="examples per process and forward (default: the largest divisor of the process's share "
-                        "of the global batch up to 8); gradients accumulate over "
-                        "global / (micro-batch x processes) micro-batches. Results do not depend on it")
-    r.add_argument("--eval", dest="eval_mode", choices=EVAL_MODES, default=d.eval_mode,
-                   help="loglik: score every class name (default); generate: greedy decoding + name matching, "
-                        "reports the unmatched rate")
-    r.add_argument("--score-norm", choices=SCORE_NORMS, default=d.score_norm,
-                   help="loglik: rank classes by the summed log-probability of the answer tokens (default, as "
-                        "scored by log-likelihood) or by its per-token mean; both are recorded either way")
-    r.add_argument("--template", help="prompt template variant of the adapter (default: the adapter's own; "
-                                      "llava15: llava_v1, or 'short')")
-    r.add_argument("--drop-duplicates", action="store_true",
-                   help="remove test images byte-identical to a training image (default: keep them and warn)")
-    r.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
-    r.add_argument("--score-rows", type=int, default=d.score_rows,
-                   help="loglik: KV-cache rows (examples x classes) scored at once; lower it if the GPU runs out "
-                        "of memory (0.35-0.5 GB per row for LLaVA-1.5-7B in bf16)")
-    r.add_argument("--engine", choices=("auto", "ddp", "fsdp2", "deepspeed"), default=d.engine,
-                   help="several processes: auto = accelerate's (DDP, the FSDP of its config file on GPUs, or "
-                        "DeepSpeed ZeRO-3 under a DeepSpeed config), ddp, fsdp2 = PyTorch fully_shard, or deepspeed "
-                        "= DeepSpeed ZeRO-3 through accelerate (both shard parameters, gradients, optimizer; both "
-                        "also on CPU). Results do not depend on it")
-    r.add_argument("--accelerate-config", metavar="FILE",
-                   help="start the run as a multi-process job with this accelerate config (e.g. "
-                        "configs/accelerate/2x80gb-fsdp.yaml): the file and the flags are checked first, then "
-                        "`accelerate launch --config_file FILE -m benchmark run <the other flags>` takes over")
-    r.add_argument("--grad-accum", type=int, help=argparse.SUPPRESS)  # replaced by --global-batch: refused
-    r.add_argument("--epochs", type=int, default=d.epochs)
-    r.add_argument("--lr-proj", type=float, default=d.lr_proj)
-    r.add_argument("--lr-e2e", type=float, default=d.lr_e2e)
-    r.add_argument("--lora", action="store_true", help="FT-E2E with LoRA on the LLM (labelled in results)")
-    r.add_argument("--lora-rank", type=int, default=d.lora_rank)
-    r.add_argument("--lr-lora", type=float, default=d.lr_lora, help="learning rate of the LoRA weights")
-    r.add_argument("--gradient-checkpointing", action="store_true")
-    r.add_argument("--checkpoint-every", type=int,
-                   help="optimizer steps between resumable training checkpoints (default: 10 per run when the "
-                        "trained weights are small, none for full fine-tuning of a large LLM; 0 = never)")
-    r.add_argument("--max-per-class", type=int, help="quick run: at most N images per class and split")
-    r.add_argument("--probe-max-epochs", type=int, default=d.probe.max_epochs)
-    r.add_argument("--baselines", action="store_true",
-                   help="also run the baselines stage: random (exact expectation), CLIP zero-shot and the probe "
-                        "on CLIP's pooled embedding (paper Tables 1 and 3), via open_clip")
-    r.add_argument("--clip-model", help="open_clip model for the baselines (default: the CLIP matching the "
-                                        "adapter's vision encoder); or local-dir:DIR")
-    r.add_argument("--clip-pretrained", help="open_clip pretrained tag or weight file for --clip-model")
-    r.add_argument("--clip-template", action="append", dest="clip_templates",
-                   help="zero-shot prompt with {} for the class name; repeat to average several "
-                        "(default: 'This is a photo of {}.')")
-    r.add_argument("--probe-early-stopping", choices=EARLY_STOPPING, default=d.probe.early_stopping,
-                   help=f"stop the probe on validation loss (default, as the paper) or macro-F1; patience "
-                        f"{d.probe.patience} epochs")
-    r.add_argument("--no-control-probe", action="store_true",
-                   help="skip the control probes on shuffled labels (halves probe time; no selectivity reported)")
-    r.add_argument("--device", default=d.device)
-    r.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)")
-    r.add_argument("--keep-checkpoints", action="store_true", help="keep the full trainable state after a run")
-    r.add_argument("--no-progress", action="store_true")
-
+def _add_analyze_options(an) -> None:
+    """The `analyze` options (AnalysisOptions and the run they read)."""
     from .analyses import AnalysisOptions
+    from .config import REGIMES
 
     o = AnalysisOptions()
-    an = sub.add_parser("analyze", help="layer-wise analyses of a finished run's model states (see `list analyses`)")
     an.add_argument("--model", required=True, help="adapter name of the run")
     an.add_argument("--task", required=True, help="task name of the run")
     an.add_argument("--analysis", type=_str_list, default=(),
@@ -132,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--permutations", type=int, default=o.permutations, help="modality-gap permutation baseline")
     an.add_argument("--batch-size", type=int, default=o.batch_size)
     an.add_argument("--no-progress", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m benchmark", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the protocol (zero-shot, FT-Proj, FT-E2E, probes) for one model and task")
+    _add_run_options(r)
+
+    an = sub.add_parser("analyze", help="layer-wise analyses of a finished run's model states (see `list analyses`)")
+    _add_analyze_options(an)
 
     pl = sub.add_parser("plan", help="memory, FLOPs and time of a run on given GPUs, from the real architecture "
                                      "built without weights")
@@ -168,36 +102,92 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _config_options(cls, dest_prefix: str = ""):
+    """(field, dest) of every field of the dataclass ``cls`` that is a ``run`` option, in declaration order."""
+    import dataclasses
+
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if "section" not in meta or meta.get("cli_kind") == "none":
+            continue
+        flags = meta["flags"] or ("--" + f.name.replace("_", "-"),)
+        if meta.get("cli_kind") == "negated":  # --no-progress: argparse's own dest, the field is its negation
+            yield f, flags, flags[0].removeprefix("--").replace("-", "_")
+        else:
+            yield f, flags, dest_prefix + f.name
+
+
+def _add_config_option(group, f, flags, dest) -> None:
+    """One field as one argparse option, from the field's metadata (config.option)."""
+    meta = f.metadata
+    kind = meta.get("cli_kind")
+    kw = {k: meta[k] for k in ("type", "choices", "metavar", "required") if k in meta}
+    if kind in ("flag", "negated"):
+        kw["action"] = "store_true"
+    elif kind == "append":
+        kw["action"] = "append"
+    else:
+        kw["type"] = {"int_list": _int_list, "str_list": _str_list}.get(kind, kw.get("type"))
+        if not meta.get("required"):
+            kw["default"] = f.default
+    group.add_argument(*flags, dest=dest, help=meta["help"], **{k: v for k, v in kw.items() if v is not None})
+
+
+def _add_run_options(r) -> None:
+    """The ``run`` options, generated from RunConfig's field declarations: one argument group per section."""
+    from .config import SECTIONS, ProbeConfig, RunConfig
+
+    groups = {name: r.add_argument_group(title) for name, title in SECTIONS.items()}
+    for f, flags, dest in _config_options(RunConfig):
+        if f.metadata.get("cli_kind") == "fields":  # the probe's own settings
+            for pf, pflags, pdest in _config_options(ProbeConfig, dest_prefix=f.name + "_"):
+                _add_config_option(groups[pf.metadata["section"]], pf, pflags, pdest)
+        else:
+            _add_config_option(groups[f.metadata["section"]], f, flags, dest)
+    groups["baselines"].add_argument(
+        "--baselines", action="store_true",
+        help="also run the baselines stage: random (exact expectation), CLIP zero-shot and the probe on CLIP's "
+             "pooled embedding (paper Tables 1 and 3), via open_clip")
+    groups["execution"].add_argument(
+        "--accelerate-config", metavar="FILE",
+        help="start the run as a multi-process job with this accelerate config (e.g. "
+             "configs/accelerate/2x80gb-fsdp.yaml): the file and the flags are checked first, then "
+             "`accelerate launch --config_file FILE -m benchmark run <the other flags>` takes over")
+    r.add_argument("--grad-accum", type=int, help=argparse.SUPPRESS)  # replaced by --global-batch: refused
+
+
+def _config_values(cls, a, dest_prefix: str = "") -> dict:
+    """The values of ``cls``'s options in the parsed namespace ``a`` (the inverse of _add_config_option)."""
+    values = {}
+    for f, _flags, dest in _config_options(cls, dest_prefix):
+        kind = f.metadata.get("cli_kind")
+        if kind == "fields":
+            values[f.name] = f.default_factory(**_config_values(f.default_factory, a, dest_prefix=f.name + "_"))
+        elif kind == "negated":
+            values[f.name] = not getattr(a, dest)
+        elif kind == "append":  # not given: the field's default
+            values[f.name] = tuple(getattr(a, dest)) if getattr(a, dest) else f.default
+        else:
+            values[f.name] = getattr(a, dest)
+    return values
+
+
 def run_config(a):
     """The RunConfig of a parsed ``run`` command line (not yet validated: :class:`Runner` does that first)."""
-    from .config import BASELINES, ProbeConfig, RunConfig
+    from .config import BASELINES, RunConfig
 
     if a.grad_accum is not None:
         raise BenchmarkError("--grad-accum is replaced by --global-batch G: accumulation steps are derived as "
                              "G / (--micro-batch x processes). For the old behaviour pass "
                              f"--global-batch {(a.micro_batch or 8) * a.grad_accum}.")
-    regimes = tuple(a.regimes) + ((BASELINES,) if a.baselines and BASELINES not in a.regimes else ())
+    values = _config_values(RunConfig, a)
+    if a.baselines and BASELINES not in values["regimes"]:
+        values["regimes"] = (*values["regimes"], BASELINES)
     for t in a.clip_templates or ():
         if "{}" not in t:
             raise BenchmarkError(f"--clip-template {t!r} has no {{}} where the class name goes, e.g. "
                                  "'a photo of a {}, a texture.'")
-    cfg = RunConfig(
-        model=a.model, task=a.task, seeds=a.seeds, regimes=regimes,
-        clip_model=a.clip_model, clip_pretrained=a.clip_pretrained,
-        clip_templates=tuple(a.clip_templates) if a.clip_templates else RunConfig.clip_templates, data_dir=a.data_dir, model_path=a.model_path,
-        domain=a.domain, results_dir=a.results_dir, cache_dir=a.cache_dir, global_batch=a.global_batch,
-        micro_batch=a.micro_batch, engine=a.engine,
-        eval_batch_size=a.eval_batch_size, score_rows=a.score_rows, epochs=a.epochs, lr_proj=a.lr_proj,
-        eval_mode=a.eval_mode,
-        lr_e2e=a.lr_e2e, lora=a.lora, lora_rank=a.lora_rank, lr_lora=a.lr_lora, gradient_checkpointing=a.gradient_checkpointing,
-        checkpoint_every=a.checkpoint_every,
-        max_per_class=a.max_per_class, device=a.device, dtype=a.dtype,
-        score_norm=a.score_norm, template=a.template, drop_duplicates=a.drop_duplicates,
-        probe=ProbeConfig(max_epochs=a.probe_max_epochs, early_stopping=a.probe_early_stopping,
-                          control=not a.no_control_probe), keep_checkpoints=a.keep_checkpoints,
-        progress=not a.no_progress,
-    )
-    return cfg
+    return RunConfig(**values)
 
 
 def cmd_run(a) -> int:

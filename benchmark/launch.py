@@ -206,10 +206,11 @@ def check_here(cfg: LaunchConfig, device: str = "auto") -> None:
 
 def check_run(cfg, processes: int) -> None:
     """The run's own flags, for ``processes`` processes, as the run will check them (before anything starts)."""
+    from benchmark.storage.paths import cache_root, results_root
+    from benchmark.validation import batch_layout
+
     from .config import PAPER_GLOBAL_BATCH
-    from .paths import cache_root, results_root
     from .registry import plugins
-    from .training import batch_layout
     from .validation import validate_run
 
     validate_run(cfg, Path(cfg.results_dir) if cfg.results_dir else results_root(),

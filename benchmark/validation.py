@@ -5,6 +5,10 @@ training, or worse, produce a "finished" run with a NaN loss), seeds and regimes
 must exist, the results folder must be a writable directory, and the choices (evaluation mode, score
 normalisation, probe early stopping) must be known ones. ``validate_run`` raises :class:`InputError`
 naming the flag and the fix; the CLI turns it into one line on stderr and exit code 2.
+
+:func:`resolve` runs the checks once and yields the run plan (:class:`~benchmark.config.RunPlan`): the folders
+and, per fine-tuned regime, the training layout (global batch, micro-batch, accumulation, processes) that every
+later reader takes from the plan instead of deriving it again.
 """
 
 from __future__ import annotations
@@ -13,7 +17,19 @@ import math
 import tempfile
 from pathlib import Path
 
-from .config import EARLY_STOPPING, EVAL_MODES, SCORE_NORMS, STAGES, RunConfig
+from .config import (
+    DEFAULT_MICRO_BATCH,
+    EARLY_STOPPING,
+    ENGINE_CHOICES,
+    EVAL_MODES,
+    FINE_TUNED,
+    SCORE_NORMS,
+    STAGES,
+    ProbeConfig,
+    RunConfig,
+    RunPlan,
+    TrainingLayout,
+)
 from .errors import BenchmarkError
 
 MAX_SEED = 2**32 - 1         # numpy's and sklearn's seeds are 32-bit; torch's are wider
@@ -109,6 +125,21 @@ def check_writable_dir(path, flag: str) -> None:
 
 def validate_run(cfg: RunConfig, results_dir: Path, cache_dir: Path) -> None:
     """Raise :class:`InputError` for the first setting of ``cfg`` that cannot work."""
+    _check_plan(cfg)
+    _check_numbers(cfg)
+    _check_probe(cfg.probe)
+    if cfg.dtype is not None and cfg.dtype not in (*DTYPES, "auto"):
+        raise InputError(f"--dtype {cfg.dtype!r} is not supported; use {', '.join(DTYPES)}.")
+    if cfg.data_dir is not None and not Path(cfg.data_dir).expanduser().is_dir():
+        raise InputError(f"--data-dir {cfg.data_dir!r} does not exist or is not a directory.")
+    check_device(cfg.device)
+    check_writable_dir(results_dir, "--results-dir")
+    check_writable_dir(cache_dir, "--cache-dir")
+    _check_choices(cfg)
+
+
+def _check_plan(cfg: RunConfig) -> None:
+    """Seeds and regimes: non-empty, known, no repeats."""
     if not cfg.seeds:
         raise InputError("--seeds is empty; give at least one seed, e.g. --seeds 0 or --seeds 0,1,2.")
     for s in cfg.seeds:
@@ -122,6 +153,10 @@ def validate_run(cfg: RunConfig, results_dir: Path, cache_dir: Path) -> None:
             raise InputError(f"--regimes: unknown regime {r!r}; choose from {','.join(STAGES)}.")
     if len(set(cfg.regimes)) != len(cfg.regimes):
         raise InputError(f"--regimes lists a regime twice: {','.join(cfg.regimes)}.")
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    """Sizes, counts and rates of the run."""
     for field in ("eval_batch_size", "score_rows", "epochs", "lora_rank"):
         check_int(field, getattr(cfg, field), 1)
     for field in ("global_batch", "micro_batch"):
@@ -134,7 +169,9 @@ def validate_run(cfg: RunConfig, results_dir: Path, cache_dir: Path) -> None:
     for field in ("lr_proj", "lr_e2e", "lr_lora"):
         check_rate(field, getattr(cfg, field), high=MAX_LR)
     check_fraction("warmup_ratio", cfg.warmup_ratio, open_low=False, open_high=False, flag="warmup_ratio")
-    p = cfg.probe
+
+
+def _check_probe(p: ProbeConfig) -> None:
     check_int("max_epochs", p.max_epochs, 1, flag="--probe-max-epochs")
     check_int("batch_size", p.batch_size, 1, flag="probe batch_size")
     check_int("patience", p.patience, 1, flag="probe patience")
@@ -142,13 +179,9 @@ def validate_run(cfg: RunConfig, results_dir: Path, cache_dir: Path) -> None:
     check_fraction("val_fraction", p.val_fraction, open_low=True, open_high=True, flag="probe val_fraction")
     if not p.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in p.hidden):
         raise InputError(f"probe hidden sizes must be positive integers, got {p.hidden!r}.")
-    if cfg.dtype is not None and cfg.dtype not in (*DTYPES, "auto"):
-        raise InputError(f"--dtype {cfg.dtype!r} is not supported; use {', '.join(DTYPES)}.")
-    if cfg.data_dir is not None and not Path(cfg.data_dir).expanduser().is_dir():
-        raise InputError(f"--data-dir {cfg.data_dir!r} does not exist or is not a directory.")
-    check_device(cfg.device)
-    check_writable_dir(results_dir, "--results-dir")
-    check_writable_dir(cache_dir, "--cache-dir")
+
+
+def _check_choices(cfg: RunConfig) -> None:
     if cfg.eval_mode not in EVAL_MODES:
         raise InputError(f"Evaluation mode {cfg.eval_mode!r} is not available; use one of {EVAL_MODES}.")
     if cfg.score_norm not in SCORE_NORMS:
@@ -156,3 +189,48 @@ def validate_run(cfg: RunConfig, results_dir: Path, cache_dir: Path) -> None:
     if cfg.probe.early_stopping not in EARLY_STOPPING:
         raise InputError(f"Probe early stopping {cfg.probe.early_stopping!r} is not available; use one of "
                          f"{EARLY_STOPPING}.")
+    if cfg.engine not in ENGINE_CHOICES:
+        raise InputError(f"--engine {cfg.engine!r}: choose one of {', '.join(ENGINE_CHOICES)}.")
+
+
+def batch_layout(global_batch: int, micro_batch: int | None, processes: int) -> tuple[int, int]:
+    """(micro-batch, accumulation steps) with global = micro x processes x accumulation; errors name the fix.
+
+    ``micro_batch`` None picks the largest divisor of a process's share of the global batch up to
+    ``DEFAULT_MICRO_BATCH``; a micro-batch larger than the share shrinks to it.
+    """
+    if global_batch < 1 or (micro_batch is not None and micro_batch < 1):
+        raise InputError(f"--global-batch ({global_batch}) and --micro-batch ({micro_batch}) must be positive.")
+    if global_batch % processes:
+        raise InputError(f"--global-batch {global_batch} is not divisible by the {processes} processes: use a "
+                         f"multiple of {processes}.")
+    share = global_batch // processes
+    if micro_batch is None:
+        micro = max(d for d in range(1, min(DEFAULT_MICRO_BATCH, share) + 1) if share % d == 0)
+    else:
+        micro = min(micro_batch, share)
+    if share % micro:
+        raise InputError(
+            f"--global-batch {global_batch} is not divisible by {processes} process(es) x --micro-batch {micro}: "
+            f"choose a micro-batch that divides {share}, or a global batch that is a multiple of {processes * micro}."
+        )
+    return micro, share // micro
+
+
+def resolve(cfg: RunConfig, *, processes: int = 1, results_dir: Path | None = None,
+            cache_dir: Path | None = None) -> RunPlan:
+    """Check ``cfg`` once and resolve what it leaves open: the folders, and the training layout of each fine-tuned
+    regime for ``processes`` processes. Raises :class:`InputError` naming the flag and the fix."""
+    from benchmark.storage.paths import cache_root, results_root
+
+    results_dir = Path(results_dir or cfg.results_dir or results_root())
+    cache_dir = Path(cache_dir or cfg.cache_dir or cache_root())
+    validate_run(cfg, results_dir, cache_dir)
+    layouts = {}
+    for regime in cfg.regimes:
+        if regime in FINE_TUNED:  # a global batch that cannot be split fails here, before any work
+            global_batch = cfg.global_batch_for(regime)
+            micro, accumulation = batch_layout(global_batch, cfg.micro_batch, processes)
+            layouts[regime] = TrainingLayout(global_batch=global_batch, micro_batch=micro,
+                                             accumulation=accumulation, processes=processes)
+    return RunPlan(cfg=cfg, results_dir=results_dir, cache_dir=cache_dir, processes=processes, training=layouts)

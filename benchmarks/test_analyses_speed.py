@@ -15,7 +15,7 @@ import pytest
 from benchmark.analyses import AnalysisContext, AnalysisOptions
 from benchmark.analyses.hidden import HiddenRequest, extract_hidden
 from benchmark.conformance import MemoryStore, real_photos, samples_for
-from benchmark.evaluation import EvalSet, evaluate_loglik
+from benchmark.evaluate.loglik import EvalSet, evaluate_loglik
 from benchmark.registry import Plugins
 
 CLASSES = ["nominal", "global defect", "local defect"]

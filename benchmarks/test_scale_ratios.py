@@ -23,14 +23,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from benchmark.batching import IGNORE, collate
 from benchmark.conformance import MemoryStore, real_photos
-from benchmark.evaluation import class_answer_ids, score_batch
-from benchmark.features import FeatureStore
-from benchmark.probe import train_probe
-from benchmark.prompt import build_question
+from benchmark.evaluate.batching import IGNORE, collate
+from benchmark.evaluate.loglik import class_answer_ids, score_batch
+from benchmark.evaluate.probe import train_probe
+from benchmark.evaluate.prompt import build_question
 from benchmark.protocol import ProbeConfig, RunConfig, Runner
 from benchmark.registry import Plugins
+from benchmark.storage.features import FeatureStore
 
 OUT = Path(__file__).resolve().parent / "results" / "scale_ratios.json"
 CLASSES23 = [f"skin condition number {i} with a name" if i % 3 else f"lesion {i}" for i in range(23)]

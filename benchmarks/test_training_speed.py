@@ -15,7 +15,7 @@ from benchmark.config import TrainConfig
 from benchmark.conformance import MemoryStore, real_photos, samples_for
 from benchmark.registry import Plugins
 from benchmark.tasks.base import decode_image
-from benchmark.training import finetune
+from benchmark.train.loop import finetune
 
 CLASSES = ["nominal", "global defect", "local defect"]
 

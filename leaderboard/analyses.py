@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.integrity import CorruptFileError, read_sealed_json
 from benchmark.schema import ANALYSES_DIR, ANALYSIS_RESULT, FOLDER_ORDER, Regime, migrate, parse_task_dir
+from benchmark.storage.integrity import CorruptFileError, read_sealed_json
 
 
 def state_label(regime: str) -> str:

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from statistics import fmean
 
-from benchmark.integrity import BenchmarkError
 from benchmark.schema import Regime, results_root
+from benchmark.storage.integrity import BenchmarkError
 
 from .collect import Collection, collect
 from .render import FORMATS, render

@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.integrity import SEAL, seal_matches
 from benchmark.schema import (  # noqa: F401  (RunKey, the file names: re-exported for the leaderboard's modules)
     CONFIG,
     FOLDER_ORDER,
@@ -26,6 +25,7 @@ from benchmark.schema import (  # noqa: F401  (RunKey, the file names: re-export
     SchemaError,
     migrate,
 )
+from benchmark.storage.integrity import SEAL, seal_matches
 
 # Folder names of the regimes, and the optional baselines stage's folder beside them.
 REGIME_DIRS = tuple(r.value for r in FOLDER_ORDER if r is not Regime.BASELINES)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmark.schema import Regime
+
 from .reference import ReferenceRow
 from .stats import Ratio, Stat
 from .table import Row, SummaryRow
@@ -21,7 +23,7 @@ from .table import Row, SummaryRow
 MISSING = "—"   # no finished run behind this cell (see "Incomplete runs")
 UNDEFINED = "n/a"  # % change with a zero baseline
 NOT_SIGNIFICANT = "(n.s.)"  # a change whose 95% interval includes 0
-REGIME_LABELS = {"zero-shot": "ZS", "ft-proj": "FT-Proj", "ft-e2e": "FT-E2E", "ft-e2e-lora": "FT-E2E (LoRA)"}
+REGIME_LABELS = {r: r.short for r in (Regime.ZERO_SHOT, Regime.FT_PROJ, Regime.FT_E2E, Regime.FT_E2E_LORA)}
 
 # Which outputs carry a column. CSV and JSON pick their columns by it; Markdown and HTML show columns through
 # their tables (the lists of columns below), and a column only a table shows says so.
@@ -122,7 +124,7 @@ def table(columns: list[Column], rows: list) -> tuple[list[str], list[list[str]]
 
 
 # -- measured quantities, one column per regime ------------------------------------------------------------------
-_SLUGS = (("zero-shot", "zero_shot"), ("ft-proj", "ft_proj"), ("ft-e2e", "ft_e2e"))
+_SLUGS = ((Regime.ZERO_SHOT, "zero_shot"), (Regime.FT_PROJ, "ft_proj"), (Regime.FT_E2E, "ft_e2e"))
 
 
 def _regime_columns(prefix: str, header: str, field_name: str, kind: str) -> list[Column]:
@@ -131,22 +133,22 @@ def _regime_columns(prefix: str, header: str, field_name: str, kind: str) -> lis
     for regime, slug in _SLUGS[1:]:
         label = REGIME_LABELS[regime]
         out.append(Column(f"{prefix}_{slug}", f"{header} {label}",
-                          lambda r, f=field_name, g=regime: getattr(r, f)[g], kind, e2e=regime == "ft-e2e",
+                          lambda r, f=field_name, g=regime: getattr(r, f)[g], kind, e2e=regime == Regime.FT_E2E,
                           ref=lambda r, f=field_name, g=regime: getattr(r, f)(g)))
         out.append(Column(f"{prefix}_{slug}_pct", f"{header} {label} %",
-                          lambda r, f=field_name, g=regime: getattr(r, f + "_pct")[g], "pct", e2e=regime == "ft-e2e",
+                          lambda r, f=field_name, g=regime: getattr(r, f + "_pct")[g], "pct", e2e=regime == Regime.FT_E2E,
                           base=f"{prefix}_{slug}", ref=lambda r, f=field_name, g=regime: getattr(r, f + "_pct")(g)))
     return out
 
 
 SCORE_COLUMNS = [
-    *[Column(f"f1_{slug}", f"{REGIME_LABELS[g]} F1", lambda r, g=g: r.f1[g], "score", e2e=g == "ft-e2e",
+    *[Column(f"f1_{slug}", f"{REGIME_LABELS[g]} F1", lambda r, g=g: r.f1[g], "score", e2e=g == Regime.FT_E2E,
              ref=lambda r, g=g: r.f1(g)) for g, slug in _SLUGS],
     Column("probe_pre_projection", "Probe pre-proj.", lambda r: r.probe_pre, "score"),
-    *[Column(f"probe_{slug}", f"Probe {label} proj.", lambda r, g=g: r.probe[g], "score", e2e=g == "ft-e2e",
+    *[Column(f"probe_{slug}", f"Probe {label} proj.", lambda r, g=g: r.probe[g], "score", e2e=g == Regime.FT_E2E,
              ref=lambda r, g=g: r.probe(g))
-      for g, slug, label in (("zero-shot", "original", "orig."), ("ft-proj", "ft_proj", "FT-Proj"),
-                             ("ft-e2e", "ft_e2e", "FT-E2E"))],
+      for g, slug, label in ((Regime.ZERO_SHOT, "original", "orig."), (Regime.FT_PROJ, "ft_proj", "FT-Proj"),
+                             (Regime.FT_E2E, "ft_e2e", "FT-E2E"))],
 ]
 CHANGE_COLUMNS = (_regime_columns("gain", "Gain", "gain", "delta")
                   + _regime_columns("richness", "Richness", "richness", "delta"))
@@ -165,14 +167,14 @@ BASELINE_COLUMNS = [
     Column("clip_embedding_probe", "Probe CLIP emb.", _baseline("clip_probe"), "score", own_seeds=True,
            ref=lambda r: r.clip_probe),
     *[Column(f"gain_vs_clip_{slug}", f"{REGIME_LABELS[g]} − CLIP ZS", lambda r, g=g: r.gain_vs_clip.get(g), "delta",
-             e2e=g == "ft-e2e", ref=lambda r, g=g: r.gain_vs_clip(g)) for g, slug in _SLUGS],
+             e2e=g == Regime.FT_E2E, ref=lambda r, g=g: r.gain_vs_clip(g)) for g, slug in _SLUGS],
 ]
 CONTROL_COLUMNS = [
     col
     for key, slug, label, e2e in (("pre", "pre_projection", "pre-proj.", False),
-                                  ("zero-shot", "original", "orig. proj.", False),
-                                  ("ft-proj", "ft_proj", "FT-Proj proj.", False),
-                                  ("ft-e2e", "ft_e2e", "FT-E2E proj.", True))
+                                  (Regime.ZERO_SHOT, "original", "orig. proj.", False),
+                                  (Regime.FT_PROJ, "ft_proj", "FT-Proj proj.", False),
+                                  (Regime.FT_E2E, "ft_e2e", "FT-E2E proj.", True))
     for col in (Column(f"control_{slug}", f"Control {label}", lambda r, k=key: r.control.get(k), "score", e2e=e2e),
                 Column(f"selectivity_{slug}", f"Selectivity {label}", lambda r, k=key: r.selectivity.get(k),
                        "delta", e2e=e2e))
@@ -247,7 +249,7 @@ def _summary_folders(summary: list[SummaryRow]) -> list[str]:
     # FT-E2E columns for the variants the rows use (full, LoRA or both), so a LoRA-only board has no empty
     # full-FT-E2E columns; missing runs still show as missing in the cells.
     used = {d for s in summary for d in s.e2e_dirs}
-    return ["ft-proj"] + [d for d in ("ft-e2e", "ft-e2e-lora") if d in used]
+    return [Regime.FT_PROJ] + [d for d in (Regime.FT_E2E, Regime.FT_E2E_LORA) if d in used]
 
 
 def _mean_over_tasks(per_task: dict[str, float] | None, kind: str, n_tasks: int) -> str:
@@ -301,9 +303,9 @@ LINE_COLUMNS = [
            per_regime={g: f"f1_{slug}" for g, slug in _SLUGS}),
     Column("probe", "Probe", kind="score", formats=HTML,
            title="probe macro-F1 after this regime's projector (ZS: the original one)",
-           per_regime={"zero-shot": "probe_original", "ft-proj": "probe_ft_proj", "ft-e2e": "probe_ft_e2e"}),
+           per_regime={Regime.ZERO_SHOT: "probe_original", Regime.FT_PROJ: "probe_ft_proj", Regime.FT_E2E: "probe_ft_e2e"}),
     Column("probe_pre", "Pre-proj. probe", kind="score", formats=HTML,
-           title="probe macro-F1 before the projector (ZS lines)", per_regime={"zero-shot": "probe_pre_projection"}),
+           title="probe macro-F1 before the projector (ZS lines)", per_regime={Regime.ZERO_SHOT: "probe_pre_projection"}),
     Column("gain", "Gain", kind="delta", formats=HTML, title="F1(regime) - F1(zero-shot), per seed, then mean ± std",
            per_regime=_per_regime("gain")),
     Column("gain_pct", "Gain %", kind="pct", formats=HTML, title="gain relative to the zero-shot F1",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from benchmark.schema import Regime
+
 from . import reference
 from .columns import (
     CHANGES_TABLE,
@@ -79,7 +81,7 @@ def _reference_md() -> list[str]:
            "The paper's setup differs from projbench's protocol (free-text generation with sampling; probes "
            "early-stopped on the test split): compare trends, not decimals. "
            "Changes are computed from the reported numbers; the paper gives no spread over seeds.", ""]
-    regimes = ("zero-shot", "ft-proj", "ft-e2e")
+    regimes = (Regime.ZERO_SHOT, Regime.FT_PROJ, Regime.FT_E2E)
     headers = ["Task"] + [f"{REGIME_LABELS[g]} F1" for g in regimes] + [
         "Probe orig. proj.", "Probe FT-Proj proj.", "Probe FT-E2E proj."]
     body = [[r.task] + [number(r.f1(g), "score") for g in regimes] + [number(r.probe(g), "score") for g in regimes]
@@ -91,13 +93,13 @@ def _reference_md() -> list[str]:
 
     headers = ["Task"]
     for what in ("Gain", "Richness"):
-        for g in ("ft-proj", "ft-e2e"):
+        for g in (Regime.FT_PROJ, Regime.FT_E2E):
             headers += [f"{what} {REGIME_LABELS[g]}", f"{what} {REGIME_LABELS[g]} %"]
     body = []
     for r in reference.ROWS:
         line = [r.task]
         for absolute, relative in ((r.gain, r.gain_pct), (r.richness, r.richness_pct)):
-            for g in ("ft-proj", "ft-e2e"):
+            for g in (Regime.FT_PROJ, Regime.FT_E2E):
                 line += [number(absolute(g), "delta"), pct(relative(g))]
         body.append(line)
     out += [_md_table(headers, body), ""]

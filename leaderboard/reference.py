@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.schema import Regime
+
 from .stats import pct_change
 
 SOURCE = ("Verma et al., Cross-Modal Projection in Multimodal LLMs Doesn't Really Project Visual Attributes to "
@@ -35,10 +37,10 @@ class ReferenceRow:
         return None if self.clip_zero_shot is None else self.f1(regime) - self.clip_zero_shot
 
     def f1(self, regime: str) -> float:
-        return {"zero-shot": self.zero_shot, "ft-proj": self.ft_proj, "ft-e2e": self.ft_e2e}[regime]
+        return {Regime.ZERO_SHOT: self.zero_shot, Regime.FT_PROJ: self.ft_proj, Regime.FT_E2E: self.ft_e2e}[regime]
 
     def probe(self, regime: str) -> float:
-        return {"zero-shot": self.probe_original, "ft-proj": self.probe_ft_proj, "ft-e2e": self.probe_ft_e2e}[regime]
+        return {Regime.ZERO_SHOT: self.probe_original, Regime.FT_PROJ: self.probe_ft_proj, Regime.FT_E2E: self.probe_ft_e2e}[regime]
 
     # The paper gives no per-seed values, so changes are plain differences of its reported means (no spread).
     def gain(self, regime: str) -> float:

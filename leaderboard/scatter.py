@@ -15,12 +15,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from benchmark.schema import Regime
+
 from .columns import REGIME_LABELS, number, spread, task_label
 from .stats import Ratio, Stat
 from .table import FINETUNED, Leaderboard, Row
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")   # matplotlib's names; SVG draws the same
-COLORS = {"ft-proj": "#1f77b4", "ft-e2e": "#d62728", "ft-e2e-lora": "#ff7f0e"}   # by regime folder
+COLORS = {Regime.FT_PROJ: "#1f77b4", Regime.FT_E2E: "#d62728", Regime.FT_E2E_LORA: "#ff7f0e"}   # by regime folder
 TITLE = ("Richness of post-projection embeddings vs. task gain, per task (error bars: 95% interval where the "
          "results carry one, else ± std over seeds)")
 X_AXIS = ("task gain", "task gain (F1 − zero-shot F1)")              # (short, long)

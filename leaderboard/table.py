@@ -72,11 +72,11 @@ class Row:
 
     @property
     def lora(self) -> bool:
-        return self.e2e_dir == "ft-e2e-lora"
+        return self.e2e_dir == Regime.FT_E2E_LORA
 
     def folder(self, regime: str) -> str:
         """The regime's folder name for this row (FT-E2E may live in the LoRA folder)."""
-        return self.e2e_dir if regime == "ft-e2e" else regime
+        return self.e2e_dir if regime == Regime.FT_E2E else regime
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def build(coll: Collection) -> Leaderboard:
         model, task, limit = names[g]
         # Both a full and a LoRA FT-E2E may exist for one model and task: each gets its own row rather than one
         # silently hiding the other. With neither, the row still shows (with FT-E2E missing).
-        e2e_dirs = [d for d in E2E_DIRS if d in seen[g]] or ["ft-e2e"]
+        e2e_dirs = [d for d in E2E_DIRS if d in seen[g]] or [Regime.FT_E2E]
         for e2e_dir in e2e_dirs:
             for key in (*coll.unfinished, *coll.unreadable):
                 if key.regime == BASELINES_DIR and _group_key(key.model, key.task, key.limit) == g:
@@ -182,7 +182,7 @@ def _with_missing(row: Row, finished, *, unfinished, unreadable, seen, incomplet
     finished is in another row, not missing).
     """
     missing = []
-    for regime in ("zero-shot",) + FINETUNED:
+    for regime in (Regime.ZERO_SHOT,) + FINETUNED:
         folder = row.folder(regime)
         done = finished.get(folder, {})
         for seed in row.seeds:
@@ -217,7 +217,7 @@ def _variants(done: dict[str, dict[int, Run]], e2e_dir: str) -> tuple[list[tuple
     each regime folder by replicate hash; a row is one choice per folder. Runs without hashes (schema 1) form
     one set of their own, as before.
     """
-    folders = ("zero-shot", "ft-proj", e2e_dir)
+    folders = (Regime.ZERO_SHOT, Regime.FT_PROJ, e2e_dir)
     setups = sorted({r.setup_hash or "" for f in folders for r in done.get(f, {}).values()}) or [""]
     combos = []
     for setup in setups:
@@ -249,11 +249,11 @@ def _short(value: str) -> str:
 
 
 def _row(model, task, *, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: dict[str, set[int]]) -> Row:
-    folders = {"zero-shot": "zero-shot", "ft-proj": "ft-proj", "ft-e2e": e2e_dir}
+    folders = {Regime.ZERO_SHOT: Regime.ZERO_SHOT, Regime.FT_PROJ: Regime.FT_PROJ, Regime.FT_E2E: e2e_dir}
     runs = {regime: done.get(folder, {}) for regime, folder in folders.items()}
     seeds = tuple(sorted(set().union(*(seen.get(folder, set()) for folder in folders.values()))))
     mine = [r for by_seed in runs.values() for r in by_seed.values()]
-    zs = runs["zero-shot"]
+    zs = runs[Regime.ZERO_SHOT]
 
     f1 = {regime: _stat([(s, r.f1) for s, r in by_seed.items()], {s: r.f1_ci for s, r in by_seed.items()})
           for regime, by_seed in runs.items()}
@@ -304,7 +304,7 @@ def _with_baselines(row: Row, runs: list[BaselineRun], done: dict[str, dict[int,
     )
     clip = b.clip_f1.mean
     vs_clip = {regime: _stat([(s, r.f1 - clip) for s, r in done.get(row.folder(regime), {}).items()])
-               for regime in ("zero-shot", *FINETUNED)}
+               for regime in (Regime.ZERO_SHOT, *FINETUNED)}
     return replace(row, baselines=b, gain_vs_clip=vs_clip)
 
 
@@ -321,7 +321,7 @@ def _baseline_warnings(row: Row) -> list[str]:
 
 def _consistency_warnings(label: str, row: Row, done: dict[str, dict[int, Run]]) -> list[str]:
     """Runs averaged into one row must measure the same thing; say so when they do not."""
-    runs = [r for folder in ("zero-shot", "ft-proj", row.e2e_dir) for r in done.get(folder, {}).values()]
+    runs = [r for folder in (Regime.ZERO_SHOT, Regime.FT_PROJ, row.e2e_dir) for r in done.get(folder, {}).values()]
     out = []
     for what, attr in (("task versions", "task_version"), ("task data (fingerprints)", "task_fingerprint"),
                        ("projector families", "projector_family"), ("evaluation modes", "eval_mode"),

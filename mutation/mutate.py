@@ -35,14 +35,14 @@ STATE = ROOT / ".mutation"
 
 # module -> (source file, the fast tests that check its numbers)
 MODULES = {
-    "metrics": ("benchmark/metrics.py", ["tests/test_metrics.py"]),
-    "probe": ("benchmark/probe.py", ["tests/test_probe.py"]),
+    "metrics": ("benchmark/evaluate/metrics.py", ["tests/test_metrics.py"]),
+    "probe": ("benchmark/evaluate/probe.py", ["tests/test_probe.py"]),
     "config": ("benchmark/config.py", ["tests/test_identity.py", "tests/test_paper_defaults.py"]),
-    "features": ("benchmark/features.py", ["tests/test_identity.py", "tests/test_probe.py"]),
-    "batching": ("benchmark/batching.py", ["tests/test_generate_logits.py", "tests/test_generation.py"]),
-    "generation": ("benchmark/generation.py", ["tests/test_generate_logits.py", "tests/test_generation.py"]),
-    "evaluation": ("benchmark/evaluation.py", ["tests/test_run_numbers.py", "tests/test_generation.py"]),
-    "training": ("benchmark/training.py", ["tests/test_run_numbers.py", "tests/test_lora.py"]),
+    "features": ("benchmark/storage/features.py", ["tests/test_identity.py", "tests/test_probe.py"]),
+    "batching": ("benchmark/evaluate/batching.py", ["tests/test_generate_logits.py", "tests/test_generation.py"]),
+    "generation": ("benchmark/evaluate/generation.py", ["tests/test_generate_logits.py", "tests/test_generation.py"]),
+    "evaluation": ("benchmark/evaluate/loglik.py", ["tests/test_run_numbers.py", "tests/test_generation.py"]),
+    "training": ("benchmark/train/loop.py", ["tests/test_run_numbers.py", "tests/test_lora.py"]),
     "protocol": ("benchmark/run/runner.py", ["tests/test_run_numbers.py"]),
     "protocol-train": ("benchmark/run/train.py", ["tests/test_run_numbers.py"]),
     "protocol-evaluate": ("benchmark/run/evaluate.py", ["tests/test_run_numbers.py"]),

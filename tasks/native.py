@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from benchmark.errors import DataError
-from benchmark.hub import hub_endpoint, hub_reachable
+from benchmark.storage.hub import hub_endpoint, hub_reachable
 
 from .sources import LOCAL_FIX, ImageFolderSource
 from .spec import SPLITS, RawSplit, Source

@@ -7,8 +7,8 @@ import io
 from pathlib import Path
 
 from benchmark.errors import DataError
-from benchmark.hub import hub_endpoint, hub_reachable
 from benchmark.splits import stratified_holdout
+from benchmark.storage.hub import hub_endpoint, hub_reachable
 
 from .spec import SPLITS, RawSplit, Source
 

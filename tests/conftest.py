@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,30 @@ import pytest
 # Tests never reach a hub, and third-party plugins installed on the machine must not change what they see.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+# A test that runs the whole protocol (in its body or through a fixture it uses) is marked `slow`, so that
+# `pytest -m "not slow"` gives a quick loop; `make test` runs everything.
+_RUNS_PROTOCOL = re.compile(r"\bRunner\(|\bprotocol\.run\(|\[\s*[\"']run[\"'],\s*[\"']--model[\"']")
+
+
+def _runs_protocol(item) -> bool:
+    funcs = [getattr(item, "function", None)]
+    for defs in getattr(item, "_fixtureinfo", None) and item._fixtureinfo.name2fixturedefs.values() or ():
+        funcs += [d.func for d in defs]
+    for func in funcs:
+        try:
+            if func is not None and _RUNS_PROTOCOL.search(inspect.getsource(func)):
+                return True
+        except (OSError, TypeError):
+            continue
+    return False
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _runs_protocol(item):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="module")
 def one_thread():

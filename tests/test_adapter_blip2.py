@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from benchmark.adapters.blip2 import ADAPTERS, DEFAULT_QFORMER_INSTRUCTION, InstructBlipAdapter
-from benchmark.batching import collate, positions
 from benchmark.conformance import MemoryStore, samples_for
-from benchmark.evaluation import class_answer_ids, score_batch
-from benchmark.prompt import build_question
+from benchmark.evaluate.batching import collate, positions
+from benchmark.evaluate.loglik import class_answer_ids, score_batch
+from benchmark.evaluate.prompt import build_question
 from benchmark.registry import Plugins
-from benchmark.training import TrainConfig, finetune, projector_state
+from benchmark.train.loop import TrainConfig, finetune, projector_state
 
 SPECS = {s.name: s for s in ADAPTERS}
 TINY = ["blip2-tiny", "instructblip-tiny"]

@@ -10,12 +10,12 @@ import torch
 from safetensors.torch import load_file
 
 from benchmark.adapters.limber import ADAPTERS, LimberAdapter, load_limber_tiny
-from benchmark.batching import collate
 from benchmark.conformance import MemoryStore, samples_for
 from benchmark.errors import ModelLoadError
-from benchmark.evaluation import class_answer_ids, score_batch
-from benchmark.prompt import build_question
-from benchmark.training import TrainConfig, finetune
+from benchmark.evaluate.batching import collate
+from benchmark.evaluate.loglik import class_answer_ids, score_batch
+from benchmark.evaluate.prompt import build_question
+from benchmark.train.loop import TrainConfig, finetune
 
 CLASSES = ["nominal", "global defect", "local defect"]
 DOMAIN = "textile surface defects"
@@ -198,7 +198,7 @@ def test_manifest_can_name_parts_elsewhere(adapter, tmp_path):
 
 
 def test_greedy_decoding_equals_gemmas_own_generate(adapter, encoded):
-    from benchmark.generation import generate_batch
+    from benchmark.evaluate.generation import generate_batch
 
     _, store, samples = encoded
     q = question(samples[0].uid)

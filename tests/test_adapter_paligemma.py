@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from benchmark.adapters.paligemma import ADAPTERS, load_paligemma_tiny
-from benchmark.batching import answer_loss, collate
 from benchmark.conformance import MemoryStore, samples_for
-from benchmark.evaluation import class_answer_ids, score_batch
-from benchmark.prompt import build_question
-from benchmark.training import TrainConfig, finetune
+from benchmark.evaluate.batching import answer_loss, collate
+from benchmark.evaluate.loglik import class_answer_ids, score_batch
+from benchmark.evaluate.prompt import build_question
+from benchmark.train.loop import TrainConfig, finetune
 
 CLASSES = ["nominal", "global defect", "local defect"]
 DOMAIN = "textile surface defects"
@@ -161,7 +161,7 @@ def test_ft_proj_step_changes_only_the_projector(hermetic_cache, encoded):
 
 
 def test_greedy_decoding_equals_paligemmas_own_generate(adapter, encoded, real_images):
-    from benchmark.generation import generate_batch
+    from benchmark.evaluate.generation import generate_batch
 
     _, store, samples = encoded
     q = question(samples[0].uid)

@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.batching import IGNORE, collate
 from benchmark.conformance import MemoryStore, samples_for
-from benchmark.evaluation import class_answer_ids, score_batch
-from benchmark.prompt import build_question
+from benchmark.evaluate.batching import IGNORE, collate
+from benchmark.evaluate.loglik import class_answer_ids, score_batch
+from benchmark.evaluate.prompt import build_question
 from benchmark.registry import Plugins
-from benchmark.training import TrainConfig, finetune
+from benchmark.train.loop import TrainConfig, finetune
 
 CLASSES = ["nominal", "global defect", "local defect"]
 DOMAIN = "textile surface defects"

@@ -19,11 +19,11 @@ from benchmark.analyses import (
 )
 from benchmark.analyses.hidden import HiddenRequest, HiddenStore, extract_hidden, hidden_batch
 from benchmark.analyses.logit_lens import ranks_of
-from benchmark.batching import IGNORE, collate
 from benchmark.cli import main
 from benchmark.conformance import MemoryStore, samples_for
-from benchmark.probe import train_probe
-from benchmark.prompt import build_question
+from benchmark.evaluate.batching import IGNORE, collate
+from benchmark.evaluate.probe import train_probe
+from benchmark.evaluate.prompt import build_question
 from benchmark.registry import Plugins
 from conftest import add_dist
 

@@ -8,7 +8,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.errors import DataError
-from benchmark.probe import ProbeConfig
+from benchmark.evaluate.probe import ProbeConfig
 from benchmark.protocol import RunConfig, Runner
 from benchmark.registry import Plugins
 from benchmark.tasks import load_task

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from benchmark.adapters.compose import build_projector
 from benchmark.errors import ModelLoadError
 from benchmark.registry import Plugins
-from benchmark.training import projector_state
+from benchmark.train.loop import projector_state
 
 TINY = "compose-dinosiglip-mlp-tiny"
 

@@ -24,10 +24,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from benchmark import train_state
 from benchmark.distributed import Context
-from benchmark.probe import ProbeConfig
+from benchmark.evaluate.probe import ProbeConfig
 from benchmark.protocol import RunConfig, Runner
+from benchmark.train import state as train_state
 
 ARGS = ["--model", "llava15-tiny", "--task", "textile", "--max-per-class", "6", "--probe-max-epochs", "3",
         "--global-batch", "8", "--micro-batch", "2", "--no-progress"]
@@ -327,7 +327,7 @@ def test_deepspeed_batch_fields_multiply_to_the_global_batch():
     x 2 steps), FT-Proj (G 64: 8 x 4), the test's (G 8, micro 2: 2 x 2), 8 GPUs (G 32: 4 x 1); DeepSpeed requires
     train_batch_size = micro x accumulation x processes."""
     from benchmark.distributed import DeepSpeedBatch, deepspeed_config
-    from benchmark.training import batch_layout
+    from benchmark.validation import batch_layout
 
     cases = {(32, None, 2): (8, 2), (64, None, 2): (8, 4), (8, 2, 2): (2, 2), (32, None, 8): (4, 1), (6, 4, 2): (3, 1)}
     for (g, m, procs), (micro, accum) in cases.items():

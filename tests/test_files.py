@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from benchmark.results import atomic_write_text, remove_stale_temps
+from benchmark.storage.results import atomic_write_text, remove_stale_temps
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
@@ -27,7 +27,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         tmp.write_text("half")
         raise OSError("disk full")
 
-    from benchmark.results import atomic_write_with
+    from benchmark.storage.results import atomic_write_with
 
     with pytest.raises(OSError):
         atomic_write_with(tmp_path / "metrics.json", crash)

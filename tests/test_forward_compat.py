@@ -17,11 +17,11 @@ import pytest
 import benchmark
 from benchmark.config import TrainConfig
 from benchmark.conformance import CLASSES, DOMAIN, MemoryStore, samples_for
-from benchmark.evaluation import class_answer_ids, score_batch
-from benchmark.generation import generate_batch
-from benchmark.prompt import build_question
+from benchmark.evaluate.generation import generate_batch
+from benchmark.evaluate.loglik import class_answer_ids, score_batch
+from benchmark.evaluate.prompt import build_question
 from benchmark.registry import Plugins
-from benchmark.training import finetune
+from benchmark.train.loop import finetune
 
 OURS = Path(benchmark.__file__).resolve().parents[1]  # the source tree: benchmark/, adapters/, tasks/, ...
 LIBRARIES = ("transformers", "peft", "accelerate")
@@ -100,9 +100,9 @@ def test_hub_hint_names_the_installed_download_command(monkeypatch):
 
 
 def test_no_message_names_the_removed_cli():
-    """huggingface-hub 1.x has no `huggingface-cli`: every hint goes through benchmark.hub.download_command."""
+    """huggingface-hub 1.x has no `huggingface-cli`: every hint goes through benchmark.storage.hub.download_command."""
     root = OURS
     files = [f for d in ("benchmark", "adapters", "tasks", "leaderboard", "docs", "examples") for f in (root / d).rglob("*")
              if f.suffix in (".py", ".md")] + [root / "README.md"]
     offenders = [str(f.relative_to(root)) for f in files if f.name != "hub.py" and "huggingface-cli" in f.read_text()]
-    assert not offenders, f"`huggingface-cli` named in {offenders}; use benchmark.hub.download_command"
+    assert not offenders, f"`huggingface-cli` named in {offenders}; use benchmark.storage.hub.download_command"

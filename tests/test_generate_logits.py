@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.generation import generate_batch
+from benchmark.evaluate.generation import generate_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -66,9 +66,9 @@ def test_generate_metrics_follow_from_the_answers(tiny, real_images):
     from test_metrics import reference_macro_f1, reference_scores
 
     from benchmark.conformance import samples_for
-    from benchmark.evaluation import EvalSet
-    from benchmark.features import extract
-    from benchmark.generation import evaluate_generate
+    from benchmark.evaluate.generation import evaluate_generate
+    from benchmark.evaluate.loglik import EvalSet
+    from benchmark.storage.features import extract
 
     classes = ["nominal", "global defect", "local defect"]
     images = real_images[::2]

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from benchmark import generation
-from benchmark.evaluation import EvalSet
-from benchmark.generation import evaluate_generate, generate_batch, match_class, normalize_answer
-from benchmark.prompt import build_question
+from benchmark.evaluate import generation
+from benchmark.evaluate.generation import evaluate_generate, generate_batch, match_class, normalize_answer
+from benchmark.evaluate.loglik import EvalSet
+from benchmark.evaluate.prompt import build_question
 from benchmark.tasks.base import Sample
 from conftest import make_image_folder
 

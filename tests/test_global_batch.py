@@ -10,13 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.batching import IGNORE, collate
 from benchmark.config import PAPER_GLOBAL_BATCH, RunConfig, TrainConfig
 from benchmark.conformance import MemoryStore, samples_for
 from benchmark.errors import BenchmarkError
-from benchmark.prompt import build_question
+from benchmark.evaluate.batching import IGNORE, collate
+from benchmark.evaluate.prompt import build_question
 from benchmark.registry import Plugins
-from benchmark.training import batch_layout, finetune
+from benchmark.train.loop import finetune
+from benchmark.validation import batch_layout
 
 # Answer lengths differ a lot: 2 tokens ("ok" + EOS) up to ~10.
 CLASSES = ["ok", "a long class name with several words", "medium name"]

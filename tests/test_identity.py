@@ -167,7 +167,7 @@ def tiny(hermetic_cache):
 
 
 def test_every_input_of_the_feature_cache_key_changes_it(tiny, monkeypatch):
-    from benchmark.features import cache_key
+    from benchmark.storage.features import cache_key
 
     base = cache_key(tiny, "fingerprint-a", "train")
     assert base == cache_key(tiny, "fingerprint-a", "train")  # deterministic, or nothing would ever be reused
@@ -194,7 +194,7 @@ def test_every_input_of_the_feature_cache_key_changes_it(tiny, monkeypatch):
 
 
 def test_the_checkpoint_changes_the_feature_cache_key(tiny, tmp_path, monkeypatch):
-    from benchmark.features import cache_key
+    from benchmark.storage.features import cache_key
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(Path(tiny.checkpoint), ckpt)

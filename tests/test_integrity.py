@@ -12,12 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import train_state, training
 from benchmark.cli import main
-from benchmark.features import FeatureStore
-from benchmark.integrity import CorruptFileError, load_safetensors, read_finished, read_sealed_json, seal
-from benchmark.probe import ProbeConfig
+from benchmark.evaluate.probe import ProbeConfig
 from benchmark.protocol import RunConfig, Runner
+from benchmark.storage.features import FeatureStore
+from benchmark.storage.integrity import (
+    CorruptFileError,
+    load_safetensors,
+    read_finished,
+    read_sealed_json,
+    seal,
+)
+from benchmark.train import loop as training
+from benchmark.train import state as train_state
 
 QUICK = dict(model="llava15-tiny", task="textile", max_per_class=6, probe=ProbeConfig(max_epochs=2), progress=False,
              regimes=("zero-shot", "ft-proj"), checkpoint_every=1, global_batch=8)  # 3 optimizer steps

@@ -7,9 +7,9 @@ import json
 import pytest
 from synthetic_results import write_results
 
-from benchmark.integrity import seal
 from benchmark.leaderboard import collect as collect_module
 from benchmark.leaderboard.collect import collect
+from benchmark.storage.integrity import seal
 
 RUN = "model-000/task0/zero-shot/seed0/metrics.json"
 

@@ -10,7 +10,7 @@ from benchmark.config import ProbeConfig, RunConfig, TrainConfig
 from benchmark.conformance import MemoryStore, samples_for
 from benchmark.protocol import Runner
 from benchmark.registry import Plugins
-from benchmark.training import finetune
+from benchmark.train.loop import finetune
 
 CLASSES = ["nominal", "global defect", "local defect"]
 

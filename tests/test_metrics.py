@@ -13,7 +13,7 @@ import statistics
 import numpy as np
 import pytest
 
-from benchmark.metrics import classification_metrics
+from benchmark.evaluate.metrics import classification_metrics
 
 
 def reference_scores(y_true, y_pred, labels):
@@ -206,7 +206,7 @@ Q30 = [y if RNG.random() < 0.4 else int(RNG.integers(0, 4)) for y in Y30]
 
 
 def test_macro_f1_of_many_rows_at_once():
-    from benchmark.metrics import macro_f1_rows
+    from benchmark.evaluate.metrics import macro_f1_rows
 
     idx = resamples(30, 50, 3)
     t = np.asarray(Y30)[idx]
@@ -216,7 +216,7 @@ def test_macro_f1_of_many_rows_at_once():
 
 
 def test_bootstrap_interval():
-    from benchmark.metrics import bootstrap_ci
+    from benchmark.evaluate.metrics import bootstrap_ci
 
     got = bootstrap_ci(Y30, P30, 4, samples=300, seed=5)
     want, _ = reference_interval(Y30, P30, 300, 5)
@@ -227,7 +227,7 @@ def test_bootstrap_interval():
 
 
 def test_paired_bootstrap():
-    from benchmark.metrics import paired_bootstrap
+    from benchmark.evaluate.metrics import paired_bootstrap
 
     got = paired_bootstrap(Y30, P30, Q30, 4, samples=300, seed=2)
     assert got["delta"] == pytest.approx(reference_macro_f1(Y30, P30) - reference_macro_f1(Y30, Q30), abs=1e-12)
@@ -253,7 +253,7 @@ def pearson(x, y):
 
 
 def test_length_bias():
-    from benchmark.evaluation import length_bias
+    from benchmark.evaluate.loglik import length_bias
 
     by_sum, by_mean, tokens = [0, 0, 1, 2, 0], [0, 1, 1, 2, 2], [2, 5, 3]
     got = length_bias(by_sum, by_mean, tokens)

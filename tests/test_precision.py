@@ -7,7 +7,7 @@ import torch
 from benchmark.config import TrainConfig
 from benchmark.conformance import MemoryStore, samples_for
 from benchmark.registry import Plugins
-from benchmark.training import finetune
+from benchmark.train.loop import finetune
 
 CLASSES = ["nominal", "global defect", "local defect"]
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import probe
 from benchmark.config import ProbeConfig
-from benchmark.probe import train_probe, validation_split
+from benchmark.evaluate import probe
+from benchmark.evaluate.probe import train_probe, validation_split
 
 SMALL = ProbeConfig(hidden=(32,), lr=1e-2, batch_size=8, max_epochs=40, patience=4)
 # Keys of the probe's result that depend on training and validation rows only (not on test rows).
@@ -145,7 +145,7 @@ def tiny(hermetic_cache):
 
 def test_pooled_features_are_the_mean_over_tokens(tiny, real_images, tmp_path):
     from benchmark.conformance import samples_for
-    from benchmark.features import extract, pooled
+    from benchmark.storage.features import extract, pooled
 
     images = real_images[:5]
     store, _ = extract(tiny, samples_for(images), tmp_path, "fingerprint", "train", batch_size=2, progress=False)
@@ -173,7 +173,7 @@ def test_a_class_with_one_training_image_is_refused():
 
 
 def test_control_probe_learns_shuffled_labels_and_selectivity_is_the_gap():
-    from benchmark.probe import control_labels, probe_with_control
+    from benchmark.evaluate.probe import control_labels, probe_with_control
 
     x, y, uids = blobs(10, 3, 6, spread=1.0, seed=0)
     x_all, y_all, _ = blobs(6, 3, 6, spread=1.0, seed=1, prefix="test")

@@ -1,8 +1,8 @@
 """The paper prompt: every class quoted once, order shuffled per example, reproducibly."""
 
 from benchmark.adapters import PromptParts
-from benchmark.batching import IGNORE, collate, positions
-from benchmark.prompt import build_question
+from benchmark.evaluate.batching import IGNORE, collate, positions
+from benchmark.evaluate.prompt import build_question
 
 CLASSES = ["acne", "eczema", "psoriasis", "rosacea", "vitiligo"]
 

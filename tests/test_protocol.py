@@ -10,7 +10,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.errors import BenchmarkError
-from benchmark.probe import ProbeConfig
+from benchmark.evaluate.probe import ProbeConfig
 from benchmark.protocol import RunConfig, Runner
 from benchmark.run import evaluate as evaluate_stage
 from benchmark.run import train as train_stage
@@ -149,7 +149,7 @@ def reference_8(tmp_path_factory):
 
 
 def test_training_interrupted_mid_epoch_continues_from_its_last_checkpoint(tmp_path, monkeypatch, reference_8):
-    from benchmark import training
+    from benchmark.train import loop as training
 
     real_loss, calls = training.answer_loss, []
 

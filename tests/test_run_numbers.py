@@ -22,8 +22,9 @@ import torch
 from safetensors.torch import load_file
 from test_metrics import reference_macro_f1, reference_scores
 
-from benchmark import probe, protocol
+from benchmark import protocol
 from benchmark.config import ProbeConfig, RunConfig
+from benchmark.evaluate import probe
 from benchmark.registry import Plugins
 from benchmark.run import train as train_stage
 from benchmark.tasks import load_task
@@ -208,7 +209,7 @@ def test_task_metrics_follow_from_the_predictions(watched_run, data):
 def test_intervals_pairs_and_length_bias_follow_from_the_predictions(watched_run, data, original):
     from test_metrics import reference_interval
 
-    from benchmark.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
+    from benchmark.evaluate.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
 
     index = {c: i for i, c in enumerate(data.classes)}
     zs = watched_run["results"]["zero-shot"]

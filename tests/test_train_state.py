@@ -12,9 +12,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchmark import distributed, train_state
+from benchmark import distributed
 from benchmark.distributed.engines import FSDP2, AccelerateFSDP, Single
-from benchmark.training import cosine_with_warmup
+from benchmark.train import state as train_state
+from benchmark.train.loop import cosine_with_warmup
 
 STEPS, SAVED_AT = 4, 2
 
@@ -174,8 +175,8 @@ def test_shards_that_cannot_be_saved_whole_are_refused(one_process_group):
 def test_a_state_of_an_earlier_version_still_resumes(tmp_path, uninterrupted):
     """Files written before the JSON named each optimizer index's parameter (one process's layout, no
     ``optimizer_params``) resume to the uninterrupted result: the indices are read in the optimizer's own order."""
-    from benchmark.integrity import read_sealed_json, seal
-    from benchmark.results import atomic_write_json
+    from benchmark.storage.integrity import read_sealed_json, seal
+    from benchmark.storage.results import atomic_write_json
 
     want, want_losses, _ = uninterrupted
     path = tmp_path / "train_state.json"

@@ -20,16 +20,16 @@ from sklearn.metrics import f1_score
 
 from benchmark.config import ProbeConfig, RunConfig
 from benchmark.errors import BenchmarkError
-from benchmark.features import (
+from benchmark.evaluate.metrics import bootstrap_ci, paired_bootstrap
+from benchmark.evaluate.probe import control_labels, probe_with_control
+from benchmark.registry import plugins
+from benchmark.storage.features import (
     checkpoint_identity,
     extract,
     file_digest,
     hub_revision,
     pooled,
 )
-from benchmark.metrics import bootstrap_ci, paired_bootstrap
-from benchmark.probe import control_labels, probe_with_control
-from benchmark.registry import plugins
 from conftest import make_image_folder, shared_data
 
 
@@ -139,7 +139,7 @@ def test_richness_known_answers_on_real_images(eurosat_features):
 
 
 def test_early_stopping_keeps_the_epoch_with_the_lowest_validation_loss():
-    from benchmark.probe import train_probe
+    from benchmark.evaluate.probe import train_probe
 
     g = torch.Generator().manual_seed(0)
     y = [i % 3 for i in range(60)]
@@ -168,7 +168,7 @@ def test_control_labels_are_a_fixed_permutation_of_the_training_labels():
 def test_replaced_weights_of_equal_size_and_mtime_are_not_served_from_the_cache(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from benchmark.paths import cache_root
+    from benchmark.storage.paths import cache_root
     from benchmark.tasks.base import load_task
 
     spec = plugins().adapters.get("llava15-tiny")
@@ -201,7 +201,7 @@ def test_replaced_weights_of_equal_size_and_mtime_are_not_served_from_the_cache(
 
 
 def test_large_files_are_hashed_by_header_and_samples(tmp_path, monkeypatch):
-    import benchmark.features as features
+    import benchmark.storage.features as features
 
     monkeypatch.setattr(features, "FULL_HASH_BYTES", 1024)
     monkeypatch.setattr(features, "SAMPLE_BYTES", 16)
@@ -263,7 +263,7 @@ def test_llava_uses_the_llava_v1_template_by_default():
 
 # --- length bias ----------------------------------------------------------------------------------------------
 def test_length_bias_counts_and_correlation():
-    from benchmark.evaluation import length_bias
+    from benchmark.evaluate.loglik import length_bias
 
     out = length_bias([0, 0, 0, 1], [0, 1, 2, 1], [2, 3, 5])
     assert out["disagreement_rate"] == 0.5

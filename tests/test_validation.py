@@ -16,11 +16,11 @@ from PIL import Image
 
 from benchmark.cli import build_parser, main, run_config
 from benchmark.errors import DataError
-from benchmark.probe import ProbeConfig
+from benchmark.evaluate.probe import ProbeConfig
 from benchmark.protocol import RunConfig, Runner
 from benchmark.registry import Plugins
 from benchmark.tasks import load_task
-from benchmark.training import NonFiniteLossError
+from benchmark.train.loop import NonFiniteLossError
 from benchmark.validation import MAX_SEED, InputError
 
 BASE = ["run", "--model", "llava15-tiny", "--task", "textile", "--no-progress"]
@@ -117,7 +117,7 @@ def test_results_dir_must_be_a_writable_directory(tmp_path, capsys):
 
 def test_a_diverging_training_stops_with_a_clear_error_and_blocks_nothing(tmp_path, monkeypatch):
     """A NaN loss after a saved checkpoint: error, nothing finished, no state left to block the corrected run."""
-    from benchmark import training
+    from benchmark.train import loop as training
 
     real_loss, calls = training.answer_loss, []
 

@@ -90,7 +90,7 @@ class AnalysisContext:
     regime: str                          # "zero-shot" (original), "ft-proj", "ft-e2e"
     seed: int
     data: Any                            # benchmark.tasks.base.TaskData
-    stores: dict                         # split -> cached vision features (benchmark.features.FeatureStore)
+    stores: dict                         # split -> cached vision features (benchmark.storage.features.FeatureStore)
     hidden: Callable[[str], Any]         # split -> HiddenStore (extracted once per state, cached on disk)
     options: AnalysisOptions
     state_files: dict = field(default_factory=dict)  # "projector" / "checkpoint" -> Path of the trained state

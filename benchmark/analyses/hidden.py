@@ -28,11 +28,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..batching import collate
-from ..features import cache_key
-from ..integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
-from ..prompt import build_question
-from ..results import atomic_write_json, atomic_write_with
+from benchmark.evaluate.batching import collate
+from benchmark.evaluate.prompt import build_question
+from benchmark.storage.features import cache_key
+from benchmark.storage.integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
+from benchmark.storage.results import atomic_write_json, atomic_write_with
+
 from . import AnalysisUnsupported
 
 EXTRACTOR_VERSION = 1

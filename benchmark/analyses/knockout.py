@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from ..batching import IGNORE, collate
-from ..prompt import build_question
+from benchmark.evaluate.batching import IGNORE, collate
+from benchmark.evaluate.prompt import build_question
+
 from . import AnalysisUnsupported
 from .hidden import require_layers
 

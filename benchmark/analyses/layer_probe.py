@@ -2,7 +2,7 @@
 
 For each hidden state (0 = embeddings, where the image tokens are exactly the projector's output, so layer 0
 reproduces the post-projection probe; ``l`` = output of block ``l-1``) the paper's MLP probe
-(:func:`benchmark.probe.train_probe`, A.2 architecture, early stopping on a held-out part of train) is trained
+(:func:`benchmark.evaluate.probe.train_probe`, A.2 architecture, early stopping on a held-out part of train) is trained
 on the train split and scored on the test split. A control probe (Hewitt & Liang 2019) trains the same MLP on
 labels shuffled with a seeded permutation of the training labels: its score is what the probe reaches without
 the image-label relation, and ``selectivity = probe - control`` is the information that is really there.
@@ -15,8 +15,9 @@ from dataclasses import replace
 
 import torch
 
+from benchmark.evaluate.probe import train_probe
+
 from ..config import ProbeConfig
-from ..probe import train_probe
 
 
 def shuffled_labels(labels: list[int], seed: int) -> list[int]:

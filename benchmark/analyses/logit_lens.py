@@ -14,7 +14,7 @@ from collections import Counter
 
 import torch
 
-from ..evaluation import class_answer_ids
+from benchmark.evaluate.loglik import class_answer_ids
 
 CHUNK = 64  # images decoded at once: bounds the (tokens x vocabulary) logits in memory
 

@@ -15,13 +15,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from benchmark.storage.integrity import CorruptFileError, read_finished, read_sealed_json, seal, verify_file
+from benchmark.storage.paths import cache_root, results_root
+from benchmark.storage.results import atomic_write_json, provenance, read_json
+
 from .. import RESULT_SCHEMA_VERSION, __version__
 from ..config import REGIMES
 from ..errors import BenchmarkError
-from ..integrity import CorruptFileError, read_finished, read_sealed_json, seal, verify_file
-from ..paths import cache_root, results_root
 from ..registry import plugins
-from ..results import atomic_write_json, provenance, read_json
 from ..schema import (
     ANALYSIS_RESULT,
     CHECKPOINT,
@@ -135,104 +136,107 @@ class AnalysisRunner:
 
     # -- running ----------------------------------------------------------------------------------------------
     def run(self) -> list[Path]:
-        from ..features import extract
         from ..protocol import resolve_device
-        from ..tasks.base import load_task
 
         base = self.base_config()
-        todo = []  # (seed, regime, files, [(spec, out_dir, identity)])
+        todo = []  # (seed, regime, trained-state files)
         for seed in self.cfg.seeds:
             for regime in self.cfg.regimes:
                 files = self.state_files(regime, seed)
-                if files is None:
-                    continue
-                todo.append((seed, regime, files))
+                if files is not None:
+                    todo.append((seed, regime, files))
         for p in self.problems:
             self.warn(f"[missing] {p}")
         if not todo:
             raise BenchmarkError("No model state to analyse: " + " ".join(self.problems))
-        task_spec = self.task_spec
-        if base.get("domain"):
-            from dataclasses import replace
-
-            task_spec = replace(task_spec, domain=base["domain"])
-        data = load_task(task_spec, Path(base["data_dir"]) if base.get("data_dir") else None,
-                         self.cfg.max_per_class, progress=self.cfg.progress)
+        data = self._load_data(base)
         device = resolve_device(self.cfg.device)
         written: list[Path] = []
         stores = None
         for seed, regime, files in todo:
-            pending = []
             state = {"regime": regime, "files": {k: file_stamp(v) for k, v in files.items()}}
-            for spec in self.specs:
-                out = self.key(regime, seed).analysis_dir(self.results, folder_name(spec, self.cfg.options))
-                identity = {"analysis": spec.name, "regime": regime, "seed": seed, "state": state,
-                            "task_fingerprint": data.fingerprint, "checkpoint": base.get("model_path"),
-                            "dtype": base.get("dtype"),
-                            "options": {k: getattr(self.cfg.options, k) for k in spec.options}}
-                if self._finished(out, identity):
-                    self.log(f"[skip] {spec.name} {regime} seed {seed}: finished ({out})")
-                    continue
-                pending.append((spec, out, identity))
+            pending = self._pending(data, base, seed=seed, regime=regime, state=state)
             if not pending:
                 continue
             adapter = self.adapter_spec.factory(source=base.get("model_path"), device=device,
                                                 dtype=base.get("dtype"), cache_dir=self.cache)
             adapter.use_template(base.get("template"))  # the prompt the run used (schema-1 runs: the default)
             if stores is None:
-                stores = {s: extract(adapter, data.splits[s], self.cache, data.fingerprint, s,
-                                     progress=self.cfg.progress)[0] for s in ("train", "test")}
+                stores = self._feature_stores(adapter, data)
+            hidden = HiddenStates(self, adapter=adapter, data=data, stores=stores, state=state, seed=seed)
             applied = False
-            hidden_cache: dict = {}  # split -> HiddenStore of this state, opened (and verified) once
             # Analyses of the original weights first (they read the state's files), then the state is applied.
             for spec, out, identity in sorted(pending, key=lambda p: not p[0].on_original_model):
                 if not spec.on_original_model and not applied:
                     self.apply_state(adapter, regime, files)
                     applied = True
-                timing = {"hidden_s": 0.0}  # extraction time, charged to the analysis that triggered it
-
-                def hidden(split, _a=adapter, _cache=hidden_cache, _t=timing, _s=state, _seed=seed, _st=stores,
-                           _in_state=applied or regime == Regime.ZERO_SHOT):
-                    from .hidden import HiddenRequest, extract_hidden
-
-                    if not _in_state:  # the weights are still the original ones: their states are not this state's
-                        raise AnalysisUnsupported("an analysis on the original weights (on_original_model) cannot "
-                                                  "read the hidden states of a trained state")
-                    if split not in _cache:
-                        request = HiddenRequest(data.fingerprint, split, _s, _seed, data.spec.domain, data.classes,
-                                                tokens_per_image=self.cfg.options.tokens_per_image)
-                        _cache[split], secs = extract_hidden(
-                            _a, request, samples=data.splits[split], features=_st[split], cache_dir=self.cache,
-                            batch_size=self.cfg.options.batch_size, progress=self.cfg.progress)
-                        _t["hidden_s"] += secs
-                    return _cache[split]
-
+                hidden.in_state = applied or regime == Regime.ZERO_SHOT
                 ctx = AnalysisContext(adapter=adapter, regime=regime, seed=seed, data=data, stores=stores,
                                       hidden=hidden, options=self.cfg.options, state_files=files,
                                       progress=self.cfg.progress)
-                self.log(f"[analyze] {spec.name} {regime} seed {seed} -> {out}")
-                start = time.perf_counter()
-                try:
-                    result = spec.execute(ctx)  # refused at once if the adapter lacks what it requires
-                except AnalysisUnsupported as exc:
-                    self.problems.append(f"{spec.name} refused on {self.cfg.model}: {exc}")
-                    self.warn(f"[refused] {spec.name} on {self.cfg.model} ({regime}): {exc}")
-                    continue
-                record = AnalysisRecord(
-                    schema_version=RESULT_SCHEMA_VERSION, projbench_version=__version__,
-                    analysis=spec.name, folder=folder_name(spec, self.cfg.options), citation=spec.citation,
-                    model=self.cfg.model, checkpoint=str(adapter.checkpoint),
-                    projector_family=self.adapter_spec.projector_family, task=self.cfg.task,
-                    task_version=data.spec.version, task_fingerprint=data.fingerprint, regime=regime,
-                    seed=seed, limit=data.limit, identity=identity,
-                    identity_hash=digest(identity), options=asdict(self.cfg.options),
-                    result=result,
-                    timing={"seconds": time.perf_counter() - start, **timing},
-                    provenance=provenance(),
-                )
-                atomic_write_json(out / ANALYSIS_RESULT, seal(record.to_json()))  # checksum of its own content
-                written.append(out / ANALYSIS_RESULT)
+                path = self._execute(spec, ctx, out=out, identity=identity, hidden=hidden)
+                if path is not None:
+                    written.append(path)
         return written
+
+    def _load_data(self, base: dict):
+        from ..tasks.base import load_task
+
+        task_spec = self.task_spec
+        if base.get("domain"):
+            from dataclasses import replace
+
+            task_spec = replace(task_spec, domain=base["domain"])
+        return load_task(task_spec, Path(base["data_dir"]) if base.get("data_dir") else None,
+                         self.cfg.max_per_class, progress=self.cfg.progress)
+
+    def _feature_stores(self, adapter, data) -> dict:
+        from benchmark.storage.features import extract
+
+        return {s: extract(adapter, data.splits[s], self.cache, data.fingerprint, s,
+                           progress=self.cfg.progress)[0] for s in ("train", "test")}
+
+    def _pending(self, data, base: dict, *, seed: int, regime: str, state: dict) -> list[tuple]:
+        """(spec, output folder, identity) of every analysis of this state not finished yet."""
+        pending = []
+        for spec in self.specs:
+            out = self.key(regime, seed).analysis_dir(self.results, folder_name(spec, self.cfg.options))
+            identity = {"analysis": spec.name, "regime": regime, "seed": seed, "state": state,
+                        "task_fingerprint": data.fingerprint, "checkpoint": base.get("model_path"),
+                        "dtype": base.get("dtype"),
+                        "options": {k: getattr(self.cfg.options, k) for k in spec.options}}
+            if self._finished(out, identity):
+                self.log(f"[skip] {spec.name} {regime} seed {seed}: finished ({out})")
+                continue
+            pending.append((spec, out, identity))
+        return pending
+
+    def _execute(self, spec, ctx: AnalysisContext, *, out: Path, identity: dict, hidden: HiddenStates) -> Path | None:
+        """Run one analysis and write its record; None if it refused the adapter."""
+        self.log(f"[analyze] {spec.name} {ctx.regime} seed {ctx.seed} -> {out}")
+        hidden.seconds = 0.0  # extraction time, charged to the analysis that triggered it
+        start = time.perf_counter()
+        try:
+            result = spec.execute(ctx)  # refused at once if the adapter lacks what it requires
+        except AnalysisUnsupported as exc:
+            self.problems.append(f"{spec.name} refused on {self.cfg.model}: {exc}")
+            self.warn(f"[refused] {spec.name} on {self.cfg.model} ({ctx.regime}): {exc}")
+            return None
+        data = ctx.data
+        record = AnalysisRecord(
+            schema_version=RESULT_SCHEMA_VERSION, projbench_version=__version__,
+            analysis=spec.name, folder=folder_name(spec, self.cfg.options), citation=spec.citation,
+            model=self.cfg.model, checkpoint=str(ctx.adapter.checkpoint),
+            projector_family=self.adapter_spec.projector_family, task=self.cfg.task,
+            task_version=data.spec.version, task_fingerprint=data.fingerprint, regime=ctx.regime,
+            seed=ctx.seed, limit=data.limit, identity=identity,
+            identity_hash=digest(identity), options=asdict(self.cfg.options),
+            result=result,
+            timing={"seconds": time.perf_counter() - start, "hidden_s": hidden.seconds},
+            provenance=provenance(),
+        )
+        atomic_write_json(out / ANALYSIS_RESULT, seal(record.to_json()))  # checksum of its own content
+        return out / ANALYSIS_RESULT
 
     def _finished(self, out: Path, identity: dict) -> bool:
         if not (out / ANALYSIS_RESULT).exists():
@@ -267,3 +271,31 @@ class AnalysisRunner:
                     f"{files['checkpoint']} does not match the model (e.g. {result.unexpected_keys[:3]}): it was "
                     "trained with another checkpoint or with LoRA. Rerun the FT-E2E run.")
         adapter.model.eval()
+
+
+class HiddenStates:
+    """``ctx.hidden(split)``: the LLM's per-layer image-token states of one model state, extracted on first use
+    and cached on disk (each split opened and verified once)."""
+
+    def __init__(self, runner: AnalysisRunner, *, adapter, data, stores: dict, state: dict, seed: int):
+        self.runner, self.adapter, self.data, self.stores = runner, adapter, data, stores
+        self.state, self.seed = state, seed
+        self.in_state = False  # the adapter holds the weights of this state (not still the original ones)
+        self.seconds = 0.0
+        self._opened: dict = {}
+
+    def __call__(self, split: str):
+        from .hidden import HiddenRequest, extract_hidden
+
+        if not self.in_state:  # the weights are still the original ones: their states are not this state's
+            raise AnalysisUnsupported("an analysis on the original weights (on_original_model) cannot "
+                                      "read the hidden states of a trained state")
+        if split not in self._opened:
+            cfg, data = self.runner.cfg, self.data
+            request = HiddenRequest(data.fingerprint, split, self.state, self.seed, data.spec.domain, data.classes,
+                                    tokens_per_image=cfg.options.tokens_per_image)
+            self._opened[split], secs = extract_hidden(
+                self.adapter, request, samples=data.splits[split], features=self.stores[split],
+                cache_dir=self.runner.cache, batch_size=cfg.options.batch_size, progress=cfg.progress)
+            self.seconds += secs
+        return self._opened[split]

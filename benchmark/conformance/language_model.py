@@ -7,11 +7,11 @@ from __future__ import annotations
 import torch
 from safetensors.torch import load_file, save_file
 
-from benchmark.batching import IGNORE, collate
 from benchmark.config import TrainConfig
-from benchmark.evaluation import class_answer_ids, score_batch
-from benchmark.prompt import build_question
-from benchmark.training import finetune, projector_state, training_batch
+from benchmark.evaluate.batching import IGNORE, collate
+from benchmark.evaluate.loglik import class_answer_ids, score_batch
+from benchmark.evaluate.prompt import build_question
+from benchmark.train.loop import finetune, projector_state, training_batch
 
 from .models import load
 from .photos import CLASSES, DOMAIN

@@ -11,7 +11,7 @@ import torch
 
 from benchmark.adapters import contract
 from benchmark.config import TrainConfig
-from benchmark.training import finetune, training_batch
+from benchmark.train.loop import finetune, training_batch
 
 from .photos import CLASSES, DOMAIN
 from .report import fail
@@ -58,8 +58,8 @@ def check_parts_cover_model(adapter) -> None:
 
 def check_projector_gradients(adapter, samples, store) -> None:
     """Under FT-Proj every projector parameter (bar declared unused ones) gets a non-zero gradient, and only they do."""
-    from benchmark.batching import answer_loss
-    from benchmark.training import set_trainable
+    from benchmark.evaluate.batching import answer_loss
+    from benchmark.train.loop import set_trainable
 
     flags = {n: p.requires_grad for n, p in adapter.model.named_parameters()}
     params = set_trainable(adapter, "ft-proj", TrainConfig(lr=1e-3))

@@ -12,7 +12,7 @@ from .timing import DEFAULT_MFU, SECONDS_PER_HOUR, Clock
 from .tokens import TokenLengths, prompt_tokens
 from .workload import Workload
 
-DEFAULT_SCORE_ROWS = 32  # benchmark.evaluation.SCORE_ROWS: KV-cache rows of class scoring at once
+DEFAULT_SCORE_ROWS = 32  # benchmark.evaluate.loglik.SCORE_ROWS: KV-cache rows of class scoring at once
 
 
 def count_workings(meta: MetaModel, tokens: TokenLengths, *, dtype_bytes: int, score_rows: int,

@@ -1,4 +1,4 @@
-"""The memory model per GPU and engine, matching how ``benchmark.training`` trains (docs/plan.md).
+"""The memory model per GPU and engine, matching how ``benchmark.train.loop`` trains (docs/plan.md).
 
 Bytes per parameter: frozen weights in the run's dtype (bf16: 2); trained weights kept as fp32 master copies (4),
 their fp32 gradients (4) and AdamW's two fp32 moments (8). ``single`` is one GPU; DDP replicates everything on
@@ -18,7 +18,7 @@ TRAINED_WEIGHT_BYTES, GRADIENT_BYTES, ADAM_BYTES = 4, 4, 8
 # and DeepSpeed ZeRO-3 (same partitioning of parameters, gradients and optimizer state over all GPUs).
 ENGINES = ("single", "ddp", "fsdp", "zero3")
 SHARDED = ("fsdp", "zero3")
-MAX_SCORE_ROWS = 32  # benchmark.evaluation.SCORE_ROWS: KV-cache rows of class scoring at once, at most
+MAX_SCORE_ROWS = 32  # benchmark.evaluate.loglik.SCORE_ROWS: KV-cache rows of class scoring at once, at most
 
 
 def engines_on(hw: Gpus) -> tuple[str, ...]:

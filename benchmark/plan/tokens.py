@@ -42,7 +42,7 @@ def _local_tokenizer(source: str):
 
 def prompt_tokens(spec, task, *, image_tokens: int, tokenizer_source: str | None = None) -> TokenLengths:
     """Tokens of the task's real training prompt: image tokens + question/template text + the longest answer."""
-    from ..prompt import build_question
+    from benchmark.evaluate.prompt import build_question
 
     question = build_question(task.domain, list(task.classes), 0, "plan")
     longest = max(task.classes, key=len) if task.classes else "label"

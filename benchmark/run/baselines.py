@@ -9,9 +9,9 @@ import time
 
 from .. import RESULT_SCHEMA_VERSION, __version__
 from ..config import BASELINES
-from ..integrity import seal
-from ..results import atomic_write_json, provenance
 from ..schema import CONFIG, METRICS, BaselinesRecord, config_record, digest
+from ..storage.integrity import seal
+from ..storage.results import atomic_write_json, provenance
 from .resolved import ResolvedRun
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import DataError
-from ..probe import validation_split
+from ..evaluate.probe import validation_split
 from ..schema import digest_text
 from ..tasks.base import TaskData, load_task
 
@@ -74,7 +74,7 @@ def model_problem(cfg, adapter_spec) -> str | None:
         return None
     from huggingface_hub import try_to_load_from_cache
 
-    from ..hub import hub_reachable
+    from ..storage.hub import hub_reachable
 
     cached = try_to_load_from_cache(adapter_spec.checkpoint, "config.json")
     if isinstance(cached, str) or hub_reachable():

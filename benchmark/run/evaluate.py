@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 
-from ..evaluation import EvalSet, evaluate_loglik
-from ..features import pooled
-from ..generation import evaluate_generate
-from ..integrity import CorruptFileError, read_finished
-from ..metrics import paired_bootstrap
-from ..probe import probe_with_control
+from ..evaluate.generation import evaluate_generate
+from ..evaluate.loglik import EvalSet, evaluate_loglik
+from ..evaluate.metrics import paired_bootstrap
+from ..evaluate.probe import probe_with_control
 from ..schema import PREDICTIONS, PROBE_PREDICTIONS, Regime
+from ..storage.features import pooled
+from ..storage.integrity import CorruptFileError, read_finished
 from .resolved import ResolvedRun
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from ..errors import BenchmarkError
-from ..integrity import CorruptFileError, read_finished, read_sealed_json
-from ..results import clear_run_dir, has_saved_work
 from ..schema import CONFIG, LOCK, METRICS, as_stored, digest
+from ..storage.integrity import CorruptFileError, read_finished, read_sealed_json
+from ..storage.results import clear_run_dir, has_saved_work
 
 
 def check_existing(d: Path, identity: dict, log) -> bool:

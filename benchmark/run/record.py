@@ -14,9 +14,7 @@ import torch
 
 from .. import RESULT_SCHEMA_VERSION, __version__
 from ..config import PAPER_GLOBAL_BATCH
-from ..generation import GENERATE_METRICS
-from ..integrity import seal, sha256_file
-from ..results import atomic_write_json, atomic_write_text, provenance
+from ..evaluate.generation import GENERATE_METRICS
 from ..schema import (
     CHECKPOINT,
     METRICS,
@@ -28,7 +26,9 @@ from ..schema import (
     as_stored,
     digest,
 )
-from ..training import projector_state
+from ..storage.integrity import seal, sha256_file
+from ..storage.results import atomic_write_json, atomic_write_text, provenance
+from ..train.loop import projector_state
 from .evaluate import paired_stage
 from .resolved import ResolvedRun
 from .train import save_weights

@@ -17,13 +17,13 @@ import torch
 from .. import distributed
 from ..config import BASELINES, PAPER_GLOBAL_BATCH, STAGES, RunConfig
 from ..errors import BenchmarkError
-from ..features import extract, model_revision
-from ..integrity import CorruptFileError, read_finished, seal
-from ..paths import cache_root, results_root
 from ..registry import plugins
-from ..results import atomic_write_json, remove_stale_temps
 from ..schema import CONFIG, Regime, RunKey, config_record, digest
-from ..training import batch_layout
+from ..storage.features import extract, model_revision
+from ..storage.integrity import CorruptFileError, read_finished, seal
+from ..storage.paths import cache_root, results_root
+from ..storage.results import atomic_write_json, remove_stale_temps
+from ..validation import batch_layout
 from . import folders
 from .baselines import baselines_stage
 from .data import load_run_data, model_problem

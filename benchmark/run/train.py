@@ -7,14 +7,14 @@ last saved step). Only rank 0 writes; every rank trains its share.
 
 from __future__ import annotations
 
-from .. import train_state
 from ..config import PAPER_GLOBAL_BATCH, TrainConfig
 from ..distributed import engine_notes
 from ..errors import BenchmarkError
-from ..integrity import CorruptFileError, load_safetensors, read_sealed_json, seal, sha256_file
-from ..results import atomic_write_json, atomic_write_with
 from ..schema import CHECKPOINT, LEGACY_TRAIN_PROGRESS, TRAIN_PROGRESS, TRAINING, Regime
-from ..training import NonFiniteLossError, finetune, set_trainable, trainable_state
+from ..storage.integrity import CorruptFileError, load_safetensors, read_sealed_json, seal, sha256_file
+from ..storage.results import atomic_write_json, atomic_write_with
+from ..train import state as train_state
+from ..train.loop import NonFiniteLossError, finetune, set_trainable, trainable_state
 from .resolved import ModelState, ResolvedRun
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from benchmark.schema import Regime
+
 from .. import reference
 from ..collect import Collection, RunKey
 from ..scatter import point_of
@@ -104,7 +106,7 @@ def _plots(lines: list[Line]) -> str:
     """The plots of the table's fine-tuned lines, each point knowing its line."""
     points, line_ids = [], {}
     for line in lines:
-        point = None if line.regime == "zero-shot" else point_of(line.row, line.regime)
+        point = None if line.regime == Regime.ZERO_SHOT else point_of(line.row, line.regime)
         if point is not None:
             points.append(point)
             line_ids[point.key] = line.id

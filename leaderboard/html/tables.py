@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
+from benchmark.schema import Regime
+
 from .. import reference
 from ..columns import (
     FILTERS,
@@ -26,7 +28,7 @@ from ..columns import (
 from ..markdown import LEGEND
 from ..table import FINETUNED, Leaderboard, Row
 
-REGIMES = ("zero-shot",) + FINETUNED
+REGIMES = (Regime.ZERO_SHOT,) + FINETUNED
 
 
 # -- the long-form lines -----------------------------------------------------------------------------------------

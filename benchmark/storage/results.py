@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from .schema import (  # noqa: F401  (re-exported: the file names of a run folder)
+from benchmark.schema import (  # noqa: F401  (re-exported: the file names of a run folder)
     CHECKPOINT,
     CONFIG,
     LEGACY_TRAIN_PROGRESS,

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ProbeConfig
-from .errors import DataError
-from .metrics import bootstrap_ci, classification_metrics
-from .splits import stratified_holdout
+from benchmark.config import ProbeConfig
+from benchmark.errors import DataError
+from benchmark.evaluate.metrics import bootstrap_ci, classification_metrics
+from benchmark.splits import stratified_holdout
 
 CONTROL_SEED = 104729  # the control probe's label shuffle: fixed, and distinct from every run seed's stream
 

@@ -28,11 +28,11 @@ import unicodedata
 import torch
 from sklearn.metrics import confusion_matrix
 
-from . import distributed
-from .batching import collate
-from .evaluation import EvalSet
-from .metrics import bootstrap_ci, classification_metrics
-from .prompt import build_question
+from benchmark import distributed
+from benchmark.evaluate.batching import collate
+from benchmark.evaluate.loglik import EvalSet
+from benchmark.evaluate.metrics import bootstrap_ci, classification_metrics
+from benchmark.evaluate.prompt import build_question
 
 UNMATCHED = "<unmatched>"
 GENERATE_METRICS = ("unmatched_rate", "n_unmatched", "match_rules", "confusion_matrix_columns", "max_new_tokens")

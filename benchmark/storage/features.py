@@ -19,10 +19,15 @@ from filelock import FileLock
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from . import distributed
-from .integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
-from .results import atomic_write_json, atomic_write_text, atomic_write_with, remove_stale_temps
-from .tasks.base import Sample, decode_image
+from benchmark import distributed
+from benchmark.storage.integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
+from benchmark.storage.results import (
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_with,
+    remove_stale_temps,
+)
+from benchmark.tasks.base import Sample, decode_image
 
 PART_SIZE = 256
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .schema import results_root  # noqa: F401  (re-exported: the results folder is part of the layout)
+from benchmark.schema import results_root  # noqa: F401  (re-exported: the results folder is part of the layout)
 
 
 def cache_root() -> Path:

@@ -21,10 +21,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .distributed.engines import Engine, FullState
-from .distributed.tensors import trained_parameters
-from .integrity import CorruptFileError, load_safetensors, read_sealed_json, seal, sha256_file
-from .results import atomic_write_json, atomic_write_with
+from benchmark.distributed.engines import Engine, FullState
+from benchmark.distributed.tensors import trained_parameters
+from benchmark.storage.integrity import (
+    CorruptFileError,
+    load_safetensors,
+    read_sealed_json,
+    seal,
+    sha256_file,
+)
+from benchmark.storage.results import atomic_write_json, atomic_write_with
 
 FORMAT = 1
 _TENSOR_FILE = re.compile(r"^train_state-step\d+\.safetensors$")

@@ -21,12 +21,15 @@ from typing import Any
 
 import torch
 
-from . import distributed, train_state
-from .batching import answer_loss, collate
-from .config import TrainConfig
-from .distributed.engines import BatchLayout, Engine, Optimization
-from .errors import BenchmarkError
-from .prompt import build_question
+from benchmark import distributed
+from benchmark.config import TrainConfig
+from benchmark.distributed.engines import BatchLayout, Engine, Optimization
+from benchmark.errors import BenchmarkError
+from benchmark.evaluate.batching import answer_loss, collate
+from benchmark.evaluate.prompt import build_question
+from benchmark.schema import Regime
+from benchmark.train import state as train_state
+from benchmark.validation import batch_layout
 
 
 class NonFiniteLossError(BenchmarkError):
@@ -40,7 +43,7 @@ def set_trainable(adapter, regime: str, cfg: TrainConfig) -> list[torch.nn.Param
     """Freeze everything, then unfreeze what the regime trains. Returns the trainable parameters."""
     adapter.model.requires_grad_(False)
     modules = adapter.trainable_modules(regime)
-    if regime == "ft-e2e" and cfg.lora:
+    if regime == Regime.FT_E2E and cfg.lora:
         from peft import LoraConfig, inject_adapter_in_model
 
         llm = modules.pop("llm")
@@ -73,33 +76,6 @@ def training_batch(adapter, samples, *, indices, classes, domain, seed):
     parts = [adapter.encode(build_question(domain, classes, seed, samples[i].uid), classes[samples[i].label])
              for i in indices]
     return collate(parts, adapter.pad_token_id, with_answer=True)
-
-
-DEFAULT_MICRO_BATCH = 8
-
-
-def batch_layout(global_batch: int, micro_batch: int | None, processes: int) -> tuple[int, int]:
-    """(micro-batch, accumulation steps) with global = micro x processes x accumulation; errors name the fix.
-
-    ``micro_batch`` None picks the largest divisor of a process's share of the global batch up to
-    ``DEFAULT_MICRO_BATCH``; a micro-batch larger than the share shrinks to it.
-    """
-    if global_batch < 1 or (micro_batch is not None and micro_batch < 1):
-        raise BenchmarkError(f"--global-batch ({global_batch}) and --micro-batch ({micro_batch}) must be positive.")
-    if global_batch % processes:
-        raise BenchmarkError(f"--global-batch {global_batch} is not divisible by the {processes} processes: use a "
-                             f"multiple of {processes}.")
-    share = global_batch // processes
-    if micro_batch is None:
-        micro = max(d for d in range(1, min(DEFAULT_MICRO_BATCH, share) + 1) if share % d == 0)
-    else:
-        micro = min(micro_batch, share)
-    if share % micro:
-        raise BenchmarkError(
-            f"--global-batch {global_batch} is not divisible by {processes} process(es) x --micro-batch {micro}: "
-            f"choose a micro-batch that divides {share}, or a global batch that is a multiple of {processes * micro}."
-        )
-    return micro, share // micro
 
 
 class AnswerTokenLoss(torch.nn.Module):

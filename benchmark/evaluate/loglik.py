@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed
-from .batching import collate, positions
-from .metrics import bootstrap_ci, classification_metrics
-from .prompt import build_question
+from benchmark import distributed
+from benchmark.evaluate.batching import collate, positions
+from benchmark.evaluate.metrics import bootstrap_ci, classification_metrics
+from benchmark.evaluate.prompt import build_question
 
 # Rows of KV cache scored at once (examples x classes). Memory grows with rows x prompt length x layers: for
 # LLaVA-1.5-7B in bf16, 0.5 MB per cached token, so 0.35-0.5 GB per row (650-900 prompt tokens) and 11-16 GB

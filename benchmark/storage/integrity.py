@@ -14,8 +14,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from .errors import BenchmarkError  # noqa: F401  (re-exported: the base of every error a reader of results sees)
-from .schema import METRICS, result_problem
+from benchmark.errors import BenchmarkError  # noqa: F401  (re-exported: the base of every error a reader of results sees)
+from benchmark.schema import METRICS, result_problem
 
 SEAL = "_sha256"  # key of a JSON file's checksum of its own content
 

@@ -1,0 +1,2 @@
+"""Evaluation: class scoring by log-likelihood, greedy generation, the richness probe, the prompt,
+padded batches and the metrics with their intervals."""

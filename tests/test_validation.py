@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -64,6 +64,8 @@ def test_learning_rates_are_finite_and_positive(tmp_path, flag, value):
 
 @SETTINGS
 @given(text=st.text(alphabet="0123456789,- x", max_size=12))
+@example(text="--")  # argparse takes "--" as the end of options: no value at all
+@example(text="735 42")
 def test_seeds_parse_and_are_in_range_or_fail_with_exit_code_2(tmp_path, text, capsys):
     """Any --seeds text: a valid list of distinct 32-bit seeds, or one error line and exit code 2."""
     capsys.readouterr()  # examples share the fixture: what an earlier one printed is not this one's error
@@ -76,11 +78,11 @@ def test_seeds_parse_and_are_in_range_or_fail_with_exit_code_2(tmp_path, text, c
     if ok:
         assert validate(BASE + [f"--seeds={text}"], results).cfg.seeds == tuple(seeds)
     else:
-        code = main(BASE + [f"--seeds={text}", "--results-dir", str(results)]) if seeds is not None else None
-        if seeds is None:  # not integers: argparse's own error, on one line
-            with pytest.raises(SystemExit) as exc:
-                main(BASE + [f"--seeds={text}", "--results-dir", str(results)])
-            code = exc.value.code
+        try:  # not integers: argparse's own error (SystemExit); "--" reaches argparse as no value: "empty"
+            code = main(BASE + [f"--seeds={text}", "--results-dir", str(results)])
+        except SystemExit as exc:
+            assert seeds is None, f"{text!r} are integers: the run's own check should refuse them"
+            code = exc.code
         err = capsys.readouterr().err
         assert code == 2 and "--seeds" in err and err.count("\n") == 1, err
     assert not results.exists()

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from . import distributed
 from .distributed.environment import PRECISIONS, LaunchConfigError, check_environment, under_accelerate
-from .errors import BenchmarkError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "accelerate"  # in a source checkout
 # What projbench's training drives (benchmark.distributed.engines): one process, DDP on GPUs, accelerate's FSDP,
@@ -206,23 +205,13 @@ def check_here(cfg: LaunchConfig, device: str = "auto") -> None:
 
 def check_run(cfg, processes: int) -> None:
     """The run's own flags, for ``processes`` processes, as the run will check them (before anything starts)."""
-    from benchmark.storage.paths import cache_root, results_root
-    from benchmark.validation import batch_layout
-
-    from .config import PAPER_GLOBAL_BATCH
     from .registry import plugins
-    from .validation import validate_run
+    from .validation import resolve
 
-    validate_run(cfg, Path(cfg.results_dir) if cfg.results_dir else results_root(),
-                 Path(cfg.cache_dir) if cfg.cache_dir else cache_root())
+    resolve(cfg, processes=processes)  # every flag, and the training layout for that many processes
     reg = plugins()
     reg.adapters.get(cfg.model)  # unknown names fail here, with suggestions
     reg.tasks.get(cfg.task)
-    if cfg.engine not in distributed.ENGINES:
-        raise BenchmarkError(f"--engine {cfg.engine!r}: choose one of {', '.join(distributed.ENGINES)}.")
-    for r in cfg.regimes:
-        if r in PAPER_GLOBAL_BATCH:
-            batch_layout(cfg.global_batch_for(r), cfg.micro_batch, processes)
 
 
 def launch_command(config_path: str, run_argv: list[str]) -> list[str]:

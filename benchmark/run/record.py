@@ -13,7 +13,6 @@ from dataclasses import replace
 import torch
 
 from .. import RESULT_SCHEMA_VERSION, __version__
-from ..config import PAPER_GLOBAL_BATCH
 from ..evaluate.generation import GENERATE_METRICS
 from ..schema import (
     CHECKPOINT,
@@ -46,7 +45,7 @@ def execution(run: ResolvedRun, adapter) -> dict:
         "dtype": str(adapter.dtype).removeprefix("torch."),
         "device_type": torch.device(run.dist.device).type,
         "num_processes": run.dist.world_size,
-        "global_batch": run.cfg.global_batch_for(run.regime) if run.regime in PAPER_GLOBAL_BATCH else None,
+        "global_batch": layout.global_batch if (layout := run.setting.plan.training.get(run.regime)) else None,
         "template": adapter.template_name,
     }
 

@@ -19,6 +19,7 @@ class RunSetting:
     adapter_spec: Any
     clip: Any
     cache: Path
+    plan: Any = None  # the RunPlan: the training layout of each fine-tuned regime, resolved once
     revision: dict | None = None
     timing: Mapping[str, float] = field(default_factory=dict)
 

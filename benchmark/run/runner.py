@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..config import BASELINES, PAPER_GLOBAL_BATCH, STAGES, RunConfig
+from ..config import BASELINES, STAGES, RunConfig
 from ..errors import BenchmarkError
 from ..registry import plugins
 from ..schema import CONFIG, Regime, RunKey, config_record, digest
@@ -23,7 +23,6 @@ from ..storage.features import extract, model_revision
 from ..storage.integrity import CorruptFileError, read_finished, seal
 from ..storage.paths import cache_root, results_root
 from ..storage.results import atomic_write_json, remove_stale_temps
-from ..validation import batch_layout
 from . import folders
 from .baselines import baselines_stage
 from .data import load_run_data, model_problem
@@ -44,12 +43,14 @@ def resolve_device(device: str) -> str:
 class Runner:
     def __init__(self, cfg: RunConfig, log=print):
         from ..baselines import choose_clip
-        from ..validation import validate_run
+        from ..validation import resolve
 
         self.results = Path(cfg.results_dir) if cfg.results_dir else results_root()
         self.cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
-        # Before anything is loaded or written: a bad setting costs one line, not a crash after feature extraction.
-        validate_run(cfg, self.results, self.cache)
+        # Before anything is loaded or written (or a process group joined): a bad setting costs one line, not a
+        # crash after feature extraction. The training layout is resolved here, once, for the launched processes.
+        self.plan = resolve(cfg, processes=distributed.launched_world_size(), results_dir=self.results,
+                            cache_dir=self.cache)
         reg = plugins()
         self.adapter_spec = reg.adapters.get(cfg.model)
         self.task_spec = reg.tasks.get(cfg.task)
@@ -61,15 +62,12 @@ class Runner:
             declared = declared(cfg.model_path)
         self.clip = choose_clip(cfg.model, declared, cfg.clip_model, cfg.clip_pretrained)
         self.cfg = cfg = replace(cfg, clip_model=self.clip.model, clip_pretrained=self.clip.pretrained)
-        if cfg.engine not in distributed.ENGINES:
-            raise BenchmarkError(f"--engine {cfg.engine!r}: choose one of {', '.join(distributed.ENGINES)}.")
         self.dist = distributed.setup(cfg.device, cfg.engine)
+        if self.dist.world_size != self.plan.processes:  # e.g. accelerate on a machine it reads differently
+            self.plan = resolve(cfg, processes=self.dist.world_size, results_dir=self.results, cache_dir=self.cache)
         self.dist.check_training_dtype(cfg.dtype)
         self.device = self.dist.device
         self.log = self.dist.main_only(log)  # one log for the whole run
-        for r in cfg.regimes:  # a global batch that cannot be split fails here, before any work
-            if r in PAPER_GLOBAL_BATCH:  # the fine-tuned regimes
-                batch_layout(cfg.global_batch_for(r), cfg.micro_batch, self.dist.world_size)
         self.timing: dict[str, float] = {}
         self.num_processes = self.dist.world_size  # recorded; results do not depend on it
         self.revision: dict | None = None
@@ -146,7 +144,7 @@ class Runner:
 
     def _resolved(self, regime: str, seed: int, data, stores) -> ResolvedRun:
         setting = RunSetting(adapter_spec=self.adapter_spec, clip=self.clip, cache=self.cache,
-                             revision=self.revision, timing=self.timing)
+                             revision=self.revision, timing=self.timing, plan=self.plan)
         return ResolvedRun(cfg=self.cfg, data=data, stores=stores, key=self._key(regime, seed), regime=regime,
                            results=self.results, dist=self.dist, log=self.log, setting=setting)
 

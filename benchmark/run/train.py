@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..config import PAPER_GLOBAL_BATCH, TrainConfig
 from ..distributed import engine_notes
 from ..errors import BenchmarkError
-from ..schema import CHECKPOINT, LEGACY_TRAIN_PROGRESS, TRAIN_PROGRESS, TRAINING, Regime
+from ..schema import CHECKPOINT, LEGACY_TRAIN_PROGRESS, TRAIN_PROGRESS, TRAINING
 from ..storage.integrity import CorruptFileError, load_safetensors, read_sealed_json, seal, sha256_file
 from ..storage.results import atomic_write_json, atomic_write_with
 from ..train import state as train_state
@@ -18,21 +18,12 @@ from ..train.loop import NonFiniteLossError, finetune, set_trainable, trainable_
 from .resolved import ModelState, ResolvedRun
 
 
-def train_config(cfg, regime: str) -> TrainConfig:
-    """The training settings of one fine-tuned regime."""
-    return TrainConfig(lr=cfg.lr_proj if regime == Regime.FT_PROJ else cfg.lr_e2e, epochs=cfg.epochs,
-                       batch_size=cfg.global_batch_for(regime), micro_batch=cfg.micro_batch, engine=cfg.engine,
-                       warmup_ratio=cfg.warmup_ratio, lora=cfg.lora and regime == Regime.FT_E2E,
-                       lora_rank=cfg.lora_rank, lr_lora=cfg.lr_lora,
-                       gradient_checkpointing=cfg.gradient_checkpointing, checkpoint_every=cfg.checkpoint_every)
-
-
 def training_stage(run: ResolvedRun, state: ModelState) -> dict:
     """Train ``state``'s model for ``run`` (or reuse the training saved before an interruption).
 
     Returns the record's ``training`` part; ``state`` then holds the trained model, with whole weights.
     """
-    tcfg = train_config(run.cfg, run.regime)
+    tcfg = run.setting.plan.train_config(run.regime)  # with the global batch resolved once
     ckpt = run.folder / CHECKPOINT
     state.mark_trained(ckpt)  # from here on its weights are not the checkpoint's
     saved = run.dist.rank0_first(lambda: saved_training(run))

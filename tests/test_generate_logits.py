@@ -73,7 +73,8 @@ def test_generate_metrics_follow_from_the_answers(tiny, real_images):
     classes = ["nominal", "global defect", "local defect"]
     images = real_images[::2]
     samples = samples_for(images)
-    store, _ = extract(tiny, samples, tiny_cache(), "generate-metrics", "test", progress=False)
+    store, _ = extract(tiny, samples, cache_dir=tiny_cache(), task_fingerprint="generate-metrics", split="test",
+                       progress=False)
     out = evaluate_generate(tiny, EvalSet(store, samples, classes, "textile surface defects", 0), batch_size=4,
                             progress=False)
     m, preds = out["metrics"], out["predictions"]

@@ -229,7 +229,7 @@ def test_bootstrap_interval():
 def test_paired_bootstrap():
     from benchmark.evaluate.metrics import paired_bootstrap
 
-    got = paired_bootstrap(Y30, P30, Q30, 4, samples=300, seed=2)
+    got = paired_bootstrap(Y30, P30, Q30, num_classes=4, samples=300, seed=2)
     assert got["delta"] == pytest.approx(reference_macro_f1(Y30, P30) - reference_macro_f1(Y30, Q30), abs=1e-12)
     want, diffs = reference_interval(Y30, P30, 300, 2, base=Q30)
     assert got["ci95"] == pytest.approx(want, abs=1e-12)
@@ -237,11 +237,11 @@ def test_paired_bootstrap():
     assert got["p_value"] == pytest.approx(min(1.0, 2 * other_side / 300))
     # Known answers: everything right against everything wrong; a model against itself.
     wrong = [(y + 1) % 4 for y in Y30]
-    best = paired_bootstrap(Y30, Y30, wrong, 4, samples=100)
+    best = paired_bootstrap(Y30, Y30, wrong, num_classes=4, samples=100)
     assert (best["delta"], best["ci95"], best["p_value"]) == (1.0, [1.0, 1.0], 0.0)
-    worst = paired_bootstrap(Y30, wrong, Y30, 4, samples=100)
+    worst = paired_bootstrap(Y30, wrong, Y30, num_classes=4, samples=100)
     assert (worst["delta"], worst["ci95"], worst["p_value"]) == (-1.0, [-1.0, -1.0], 0.0)
-    same = paired_bootstrap(Y30, P30, P30, 4, samples=100)
+    same = paired_bootstrap(Y30, P30, P30, num_classes=4, samples=100)
     assert (same["delta"], same["ci95"], same["p_value"]) == (0.0, [0.0, 0.0], 1.0)
 
 

@@ -148,7 +148,8 @@ def test_pooled_features_are_the_mean_over_tokens(tiny, real_images, tmp_path):
     from benchmark.storage.features import extract, pooled
 
     images = real_images[:5]
-    store, _ = extract(tiny, samples_for(images), tmp_path, "fingerprint", "train", batch_size=2, progress=False)
+    store, _ = extract(tiny, samples_for(images), cache_dir=tmp_path, task_fingerprint="fingerprint", split="train",
+                       batch_size=2, progress=False)
     with torch.no_grad():
         direct = tiny.vision_features(tiny.preprocess([img for img, _ in images])).float()  # (N, T, D)
         projected = tiny.project(direct.to(tiny.dtype)).float()

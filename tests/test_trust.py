@@ -59,14 +59,14 @@ def test_paired_bootstrap_resamples_both_with_the_same_images():
     y = rng.integers(0, 3, 40)
     a = np.where(rng.random(40) < 0.8, y, (y + 1) % 3)
     b = np.where(rng.random(40) < 0.4, y, (y + 1) % 3)
-    out = paired_bootstrap(y.tolist(), a.tolist(), b.tolist(), 3, samples=200)
+    out = paired_bootstrap(y.tolist(), a.tolist(), b.tolist(), num_classes=3, samples=200)
     idx = np.random.default_rng(0).integers(0, 40, size=(200, 40))
     diffs = [f1_score(y[i], a[i], labels=sorted(set(y[i])), average="macro", zero_division=0)
              - f1_score(y[i], b[i], labels=sorted(set(y[i])), average="macro", zero_division=0) for i in idx]
     assert out["ci95"] == pytest.approx(np.percentile(diffs, [2.5, 97.5]), abs=1e-12)
     assert out["delta"] == pytest.approx(f1_score(y, a, average="macro") - f1_score(y, b, average="macro"))
     assert out["p_value"] == pytest.approx(min(1.0, 2 * np.mean(np.asarray(diffs) <= 0)))
-    same = paired_bootstrap(y.tolist(), a.tolist(), a.tolist(), 3)
+    same = paired_bootstrap(y.tolist(), a.tolist(), a.tolist(), num_classes=3)
     assert same["delta"] == 0.0 and same["ci95"] == [0.0, 0.0]
 
 
@@ -91,7 +91,8 @@ def eurosat_features(tmp_path_factory):
     data = load_task(reg.tasks.get("eurosat"), shared_data("eurosat"), None, progress=False)
     adapter = reg.adapters.get("llava15-tiny").factory()
     cache = tmp_path_factory.mktemp("features")
-    stores = {s: extract(adapter, data.splits[s], cache, data.fingerprint, s, progress=False)[0]
+    stores = {s: extract(adapter, data.splits[s], cache_dir=cache, task_fingerprint=data.fingerprint, split=s,
+                         progress=False)[0]
               for s in ("train", "test")}
     return adapter, data, stores
 
@@ -181,7 +182,8 @@ def test_replaced_weights_of_equal_size_and_mtime_are_not_served_from_the_cache(
     cache = tmp_path / "cache"
     first = spec.factory(source=str(ckpt))
     revision = checkpoint_identity(first)["revision"]
-    before = extract(first, data.splits["test"], cache, data.fingerprint, "test", progress=False)[0]
+    before = extract(first, data.splits["test"], cache_dir=cache, task_fingerprint=data.fingerprint, split="test",
+                     progress=False)[0]
 
     weights = ckpt / "model.safetensors"
     stat = weights.stat()
@@ -195,7 +197,8 @@ def test_replaced_weights_of_equal_size_and_mtime_are_not_served_from_the_cache(
 
     second = spec.factory(source=str(ckpt))
     assert checkpoint_identity(second)["revision"] != revision
-    after = extract(second, data.splits["test"], cache, data.fingerprint, "test", progress=False)[0]
+    after = extract(second, data.splits["test"], cache_dir=cache, task_fingerprint=data.fingerprint, split="test",
+                    progress=False)[0]
     assert after.directory != before.directory
     assert not torch.equal(after.get([0]), before.get([0]))  # recomputed with the new weights
 

@@ -193,7 +193,8 @@ class AnalysisRunner:
     def _feature_stores(self, adapter, data) -> dict:
         from benchmark.storage.features import extract
 
-        return {s: extract(adapter, data.splits[s], self.cache, data.fingerprint, s,
+        return {s: extract(adapter, data.splits[s], cache_dir=self.cache,
+                           task_fingerprint=data.fingerprint, split=s,
                            progress=self.cfg.progress)[0] for s in ("train", "test")}
 
     def _pending(self, data, base: dict, *, seed: int, regime: str, state: dict) -> list[tuple]:

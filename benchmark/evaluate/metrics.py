@@ -70,7 +70,7 @@ def bootstrap_ci(y_true, y_pred, num_classes: int, samples: int = BOOTSTRAP_SAMP
             "samples": samples, "seed": seed}
 
 
-def paired_bootstrap(y_true, pred_new, pred_base, num_classes: int, samples: int = BOOTSTRAP_SAMPLES,
+def paired_bootstrap(y_true, pred_new, pred_base, *, num_classes: int, samples: int = BOOTSTRAP_SAMPLES,
                      seed: int = BOOTSTRAP_SEED) -> dict:
     """Macro-F1(new) - macro-F1(base) on the same test images, with a paired percentile 95% interval.
 

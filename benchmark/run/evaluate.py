@@ -78,5 +78,6 @@ def paired_stage(run: ResolvedRun, task_pred: list, probe_pred: list) -> dict | 
     y_test = [s.label for s in test]
     index = {c: i for i, c in enumerate(classes)}
     zs_task = [index.get(r["prediction"], -1) for r in zs_rows]  # unmatched (generate) -> -1, wrong for all
-    return {"gain": paired_bootstrap(y_test, task_pred, zs_task, len(classes)),
-            "richness": paired_bootstrap(y_test, probe_pred, zs_probe["post_projection"], len(classes))}
+    return {"gain": paired_bootstrap(y_test, task_pred, zs_task, num_classes=len(classes)),
+            "richness": paired_bootstrap(y_test, probe_pred, zs_probe["post_projection"],
+                                         num_classes=len(classes))}

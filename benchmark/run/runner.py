@@ -133,7 +133,8 @@ class Runner:
         self.revision = model_revision(adapter.checkpoint)
         stores, feat_s = {}, 0.0
         for split in ("train", "test"):
-            stores[split], s = extract(adapter, data.splits[split], self.cache, data.fingerprint, split,
+            stores[split], s = extract(adapter, data.splits[split], cache_dir=self.cache,
+                                       task_fingerprint=data.fingerprint, split=split,
                                        progress=self.cfg.progress, log=self.log)
             feat_s += s
         self.timing["feature_extraction_s"] = feat_s

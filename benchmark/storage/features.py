@@ -154,7 +154,7 @@ def _reusable_part(path: Path) -> str | None:
         return None
 
 
-def extract(adapter, samples: list[Sample], cache_dir: Path, task_fingerprint: str, split: str,
+def extract(adapter, samples: list[Sample], *, cache_dir: Path, task_fingerprint: str, split: str,
             batch_size: int = 16, progress: bool = True, log=print) -> tuple[FeatureStore, float]:
     """Cached features for ``samples`` (computing what is missing). Returns the store and seconds spent.
 
@@ -177,10 +177,11 @@ def extract(adapter, samples: list[Sample], cache_dir: Path, task_fingerprint: s
                 shutil.rmtree(directory)
         if ctx.broadcast(ready):
             return FeatureStore(directory), 0.0
-        return _extract_locked(adapter, samples, directory, task_fingerprint, split, batch_size, progress, log)
+        return _extract_locked(adapter, samples, directory=directory, task_fingerprint=task_fingerprint,
+                               split=split, batch_size=batch_size, progress=progress, log=log)
 
 
-def _extract_locked(adapter, samples, directory: Path, task_fingerprint, split, batch_size, progress, log):
+def _extract_locked(adapter, samples, *, directory: Path, task_fingerprint, split, batch_size, progress, log):
     from tqdm.auto import tqdm
 
     ctx = distributed.current()

@@ -237,8 +237,10 @@ def run_baselines(job: BaselineJob, data, probe_cfg, log=print) -> dict:
                 for s, p, row in zip(test, preds, sims.tolist(), strict=True)])
             atomic_write_json(zs_part, {**m, "templates": list(job.templates), "clip_identity": clip.identity})
         if not probe_part.exists():
-            res = train_probe(emb["train"]["pooled"], ytr, [s.uid for s in train], emb["test"]["pooled"], yte,
-                              len(classes), job.seed, probe_cfg, job.progress, "probe (CLIP pooled embedding)")
+            res = train_probe(emb["train"]["pooled"], ytr, uids_train=[s.uid for s in train],
+                              x_test=emb["test"]["pooled"], y_test=yte, num_classes=len(classes),
+                              seed=job.seed, cfg=probe_cfg, progress=job.progress,
+                              desc="probe (CLIP pooled embedding)")
             res["embedding"] = "CLIP pooled image embedding, before CLIP's projection (paper Table 3)"
             atomic_write_json(probe_part, res)
     out["clip_zero_shot"] = read_json(zs_part)

@@ -114,7 +114,7 @@ def _probe_throughput() -> dict:
     uids = [f"u{i}" for i in range(512)]
     cfg = ProbeConfig(max_epochs=5, patience=100)
     start = time.perf_counter()
-    res = train_probe(x, y, uids, x[:64], y[:64], 4, 0, cfg)
+    res = train_probe(x, y, uids_train=uids, x_test=x[:64], y_test=y[:64], num_classes=4, seed=0, cfg=cfg)
     seconds = time.perf_counter() - start
     return {"examples_per_s": res["n_train"] * res["epochs_run"] / seconds, "epochs": res["epochs_run"],
             "input_dim": 256}

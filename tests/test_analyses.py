@@ -204,8 +204,9 @@ def test_layer_probe_at_the_embedding_layer_equals_the_post_projection_probe(lla
     assert torch.allclose(hs.image_mean(0), post, atol=1e-5)
     cfg = ProbeConfig(max_epochs=3, val_fraction=0.25)
     labels, uids = [s.label for s in samples], [s.uid for s in samples]
-    a = train_probe(hs.image_mean(0), labels, uids, hs.image_mean(0), labels, 3, 0, cfg)
-    b = train_probe(post, labels, uids, post, labels, 3, 0, cfg)
+    a = train_probe(hs.image_mean(0), labels, uids_train=uids, x_test=hs.image_mean(0), y_test=labels,
+                    num_classes=3, seed=0, cfg=cfg)
+    b = train_probe(post, labels, uids_train=uids, x_test=post, y_test=labels, num_classes=3, seed=0, cfg=cfg)
     assert a["macro_f1"] == b["macro_f1"] and a["val_macro_f1"] == b["val_macro_f1"]
     # A second call is served from the cache on disk.
     again, secs = extract_hidden(llava, request, samples=samples, features=store, cache_dir=tmp_path, batch_size=4,

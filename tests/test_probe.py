@@ -67,10 +67,11 @@ def test_test_rows_have_no_influence_on_training(trained_models, criterion):
     x_other = torch.randn(11, 8, generator=torch.Generator().manual_seed(5)) * 1000 + 50
     y_other = torch.randint(0, 3, (11,), generator=torch.Generator().manual_seed(6)).tolist()
 
-    first = train_probe(x, y, uids, x_test, y_test, 3, seed=3, cfg=cfg)
+    first = train_probe(x, y, uids_train=uids, x_test=x_test, y_test=y_test, num_classes=3, seed=3, cfg=cfg)
     w_first = weights(trained_models)
     trained_models.clear()
-    second = train_probe(x, y, uids, x_other, y_other, 3, seed=3, cfg=cfg)
+    second = train_probe(x, y, uids_train=uids, x_test=x_other, y_test=y_other, num_classes=3, seed=3,
+                         cfg=cfg)
     w_second = weights(trained_models)
 
     assert train_side(first) == train_side(second)
@@ -83,7 +84,7 @@ def test_test_rows_have_no_influence_on_training(trained_models, criterion):
     assert first["best_epoch"] + 1 < first["epochs_run"] < cfg.max_epochs
     assert first["epochs_run"] == first["best_epoch"] + 1 + cfg.patience  # stops after `patience` bad epochs
     trained_models.clear()
-    until_best = train_probe(x, y, uids, x_test, y_test, 3, seed=3,
+    until_best = train_probe(x, y, uids_train=uids, x_test=x_test, y_test=y_test, num_classes=3, seed=3,
                              cfg=dataclasses.replace(cfg, max_epochs=first["best_epoch"] + 1))
     assert [same(a, b) for a, b in zip(w_first, weights(trained_models), strict=True)] == [True] * len(w_first)
     assert (until_best["macro_f1"], until_best["accuracy"]) == (first["macro_f1"], first["accuracy"])
@@ -96,10 +97,11 @@ def same(a: dict, b: dict) -> bool:
 def test_separable_classes_are_found_and_scored_on_the_test_labels():
     x, y, uids = blobs(10, 4, 6, spread=0.05, seed=0)
     x_test, y_test, _ = blobs(3, 4, 6, spread=0.05, seed=1, prefix="test")
-    right = train_probe(x, y, uids, x_test, y_test, 4, seed=0, cfg=SMALL)
+    right = train_probe(x, y, uids_train=uids, x_test=x_test, y_test=y_test, num_classes=4, seed=0, cfg=SMALL)
     assert right["macro_f1"] == 1.0 and right["accuracy"] == 1.0 and right["val_macro_f1"] == 1.0
     # The same test rows with every label shifted to the next class: every prediction is now wrong.
-    wrong = train_probe(x, y, uids, x_test, [(c + 1) % 4 for c in y_test], 4, seed=0, cfg=SMALL)
+    wrong = train_probe(x, y, uids_train=uids, x_test=x_test, y_test=[(c + 1) % 4 for c in y_test],
+                        num_classes=4, seed=0, cfg=SMALL)
     assert wrong["macro_f1"] == 0.0 and wrong["accuracy"] == 0.0
     assert train_side(wrong) == train_side(right)
 
@@ -114,7 +116,8 @@ def test_validation_rows_are_a_stratified_hash_ordered_holdout():
         first_k = sorted(members, key=lambda u: hashlib.sha256(u.encode()).hexdigest())[:k]
         assert {u for u, h in zip(uids, held, strict=True) if h and u in members} == set(first_k), c
     x = torch.randn(len(y), 4, generator=torch.Generator().manual_seed(0))
-    result = train_probe(x, y, uids, x[:4], y[:4], 4, seed=0, cfg=ProbeConfig(hidden=(4,), max_epochs=1))
+    result = train_probe(x, y, uids_train=uids, x_test=x[:4], y_test=y[:4], num_classes=4, seed=0,
+                         cfg=ProbeConfig(hidden=(4,), max_epochs=1))
     assert (result["n_val"], result["n_train"]) == (2 + 1 + 1 + 3, len(y) - 7)
     assert result["input_dim"] == 4
 
@@ -126,8 +129,9 @@ def test_standardised_probe_ignores_the_scale_of_each_feature():
     x_test, y_test, _ = blobs(6, 3, 6, spread=1.0, seed=1, prefix="test")
     scale = torch.tensor([1e-4, 1e-2, 1.0, 10.0, 1e3, 1e4])
     shift = torch.tensor([5.0, -3.0, 0.0, 100.0, -1e4, 7.0])
-    plain = train_probe(x, y, uids, x_test, y_test, 3, seed=1, cfg=SMALL)
-    scaled = train_probe(x * scale + shift, y, uids, x_test * scale + shift, y_test, 3, seed=1, cfg=SMALL)
+    plain = train_probe(x, y, uids_train=uids, x_test=x_test, y_test=y_test, num_classes=3, seed=1, cfg=SMALL)
+    scaled = train_probe(x * scale + shift, y, uids_train=uids, x_test=x_test * scale + shift, y_test=y_test,
+                         num_classes=3, seed=1, cfg=SMALL)
     assert scaled.keys() == plain.keys()
     for k, v in plain.items():
         assert scaled[k] == (pytest.approx(v, rel=1e-2) if isinstance(v, float) else v), k  # float32 drift
@@ -185,8 +189,10 @@ def test_control_probe_learns_shuffled_labels_and_selectivity_is_the_gap():
     assert shuffled == control_labels(y, seed=0) and shuffled != control_labels(y, seed=1)
     out, pred = probe_with_control(x, y, uids_train=uids, x_test=x_test, y_test=y_test, num_classes=3, seed=0,
                                    cfg=SMALL)
-    alone = train_probe(x, y, uids, x_test, y_test, 3, seed=0, cfg=SMALL, with_predictions=True)
-    control = train_probe(x, shuffled, uids, x_test, y_test, 3, seed=0, cfg=SMALL)
+    alone = train_probe(x, y, uids_train=uids, x_test=x_test, y_test=y_test, num_classes=3, seed=0, cfg=SMALL,
+                        with_predictions=True)
+    control = train_probe(x, shuffled, uids_train=uids, x_test=x_test, y_test=y_test, num_classes=3, seed=0,
+                          cfg=SMALL)
     assert out["macro_f1"] == alone["macro_f1"] and pred == alone["predictions"]
     assert out["control"]["macro_f1"] == control["macro_f1"] and out["control"]["accuracy"] == control["accuracy"]
     assert control["macro_f1"] != control["accuracy"]

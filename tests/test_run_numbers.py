@@ -62,10 +62,11 @@ def watched_run(tmp_path_factory, hermetic_cache):
                                  "projected": projected})
         return result
 
-    def train_probe(x_train, y_train, uids, x_test, y_test, *args, **kwargs):
-        result = real_probe(x_train, y_train, uids, x_test, y_test, *args, **kwargs)
-        seen["probe"].append({"x_train": x_train.clone(), "y_train": list(y_train), "uids": list(uids),
-                              "x_test": x_test.clone(), "y_test": list(y_test), "result": dict(result)})
+    def train_probe(x_train, y_train, **kwargs):
+        result = real_probe(x_train, y_train, **kwargs)
+        seen["probe"].append({"x_train": x_train.clone(), "y_train": list(y_train), "uids": list(kwargs["uids_train"]),
+                              "x_test": kwargs["x_test"].clone(), "y_test": list(kwargs["y_test"]),
+                              "result": dict(result)})
         return result
 
     with pytest.MonkeyPatch.context() as mp:

@@ -148,13 +148,15 @@ def test_early_stopping_keeps_the_epoch_with_the_lowest_validation_loss():
     uids = [f"u{i}" for i in range(60)]
     # Patience as long as the run: both criteria see the same 25 epochs and only choose differently among them.
     cfg = ProbeConfig(hidden=(16,), lr=1e-2, max_epochs=25, patience=25)
-    by_loss = train_probe(x, y, uids, x[:30], y[:30], 3, 0, cfg)
-    by_f1 = train_probe(x, y, uids, x[:30], y[:30], 3, 0, replace(cfg, early_stopping="f1"))
+    by_loss = train_probe(x, y, uids_train=uids, x_test=x[:30], y_test=y[:30], num_classes=3, seed=0, cfg=cfg)
+    by_f1 = train_probe(x, y, uids_train=uids, x_test=x[:30], y_test=y[:30], num_classes=3, seed=0,
+                        cfg=replace(cfg, early_stopping="f1"))
     assert by_loss["stopped_on"] == "loss" and by_f1["stopped_on"] == "f1"
     assert by_loss["epochs_run"] == by_f1["epochs_run"] == 25
     assert by_loss["val_loss"] <= by_f1["val_loss"] and by_f1["val_macro_f1"] >= by_loss["val_macro_f1"]
     # Rerunning up to the chosen epoch reproduces it: the kept weights are that epoch's, not the last ones.
-    again = train_probe(x, y, uids, x[:30], y[:30], 3, 0, replace(cfg, max_epochs=by_loss["best_epoch"] + 1))
+    again = train_probe(x, y, uids_train=uids, x_test=x[:30], y_test=y[:30], num_classes=3, seed=0,
+                        cfg=replace(cfg, max_epochs=by_loss["best_epoch"] + 1))
     assert again["val_loss"] == by_loss["val_loss"] and again["macro_f1"] == by_loss["macro_f1"]
 
 

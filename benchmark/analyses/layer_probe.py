@@ -37,8 +37,10 @@ def run(ctx) -> dict:
     probe, control, per_layer = [], [], []
     for layer in tqdm(range(train.num_layers), desc=f"layer-probe ({ctx.regime})", disable=not ctx.progress):
         xtr, xte = train.image_mean(layer), test.image_mean(layer)
-        p = train_probe(xtr, ytr, train.uids, xte, yte, n_cls, ctx.seed, cfg)
-        c = train_probe(xtr, control_labels, train.uids, xte, yte, n_cls, ctx.seed, cfg)
+        p = train_probe(xtr, ytr, uids_train=train.uids, x_test=xte, y_test=yte, num_classes=n_cls,
+                        seed=ctx.seed, cfg=cfg)
+        c = train_probe(xtr, control_labels, uids_train=train.uids, x_test=xte, y_test=yte, num_classes=n_cls,
+                        seed=ctx.seed, cfg=cfg)
         probe.append(p["macro_f1"])
         control.append(c["macro_f1"])
         per_layer.append({"layer": layer, "probe": p, "control": c})

@@ -48,7 +48,7 @@ def validation_split(uids: list[str], labels: list[int], fraction: float) -> np.
     return np.array([u in held for u in uids])
 
 
-def train_probe(x_train: torch.Tensor, y_train: list[int], uids_train: list[str], x_test: torch.Tensor,
+def train_probe(x_train: torch.Tensor, y_train: list[int], *, uids_train: list[str], x_test: torch.Tensor,
                 y_test: list[int], num_classes: int, seed: int, cfg: ProbeConfig, progress: bool = False,
                 desc: str = "probe", with_predictions: bool = False) -> dict:
     """Train one probe; its test macro-F1 with a bootstrap interval (and the test predictions if asked)."""
@@ -112,12 +112,14 @@ def probe_with_control(x_train: torch.Tensor, y_train: list[int], *, uids_train:
                        y_test: list[int], num_classes: int, seed: int, cfg: ProbeConfig, progress: bool = False,
                        desc: str = "probe") -> tuple[dict, list[int]]:
     """The probe, its control probe (if ``cfg.control``) and selectivity; returns (record, test predictions)."""
-    out = train_probe(x_train, y_train, uids_train, x_test, y_test, num_classes, seed, cfg, progress, desc,
+    out = train_probe(x_train, y_train, uids_train=uids_train, x_test=x_test, y_test=y_test,
+                      num_classes=num_classes, seed=seed, cfg=cfg, progress=progress, desc=desc,
                       with_predictions=True)
     pred = out.pop("predictions")
     if cfg.control:
-        ctl = train_probe(x_train, control_labels(y_train, seed), uids_train, x_test, y_test, num_classes, seed,
-                          cfg, progress, desc + " [control]")
+        ctl = train_probe(x_train, control_labels(y_train, seed), uids_train=uids_train, x_test=x_test,
+                          y_test=y_test, num_classes=num_classes, seed=seed, cfg=cfg, progress=progress,
+                          desc=desc + " [control]")
         out["control"] = {k: ctl[k] for k in ("macro_f1", "accuracy", "ci95", "best_epoch", "epochs_run")}
         out["selectivity"] = out["macro_f1"] - ctl["macro_f1"]
     return out, pred

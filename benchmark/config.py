@@ -28,7 +28,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .schema import PROTOCOL_REGIMES, TRAINING_FIELDS, Regime
+from .schema import PROTOCOL_REGIMES, TRAINING_FIELDS, Regime, RunKey
 
 REGIMES = tuple(r.value for r in PROTOCOL_REGIMES)
 BASELINES = Regime.BASELINES.value  # optional stage: random, CLIP zero-shot, probe on CLIP's embedding (benchmark/baselines.py)
@@ -269,6 +269,10 @@ class RunConfig:
 
     def regime_dir_name(self, regime: str) -> str:
         return Regime.folder_of(regime, self.lora).value
+
+    def run_key(self, regime: str, seed: int) -> RunKey:
+        """The results folder of one (regime, seed) of this run (a LoRA FT-E2E run has a folder of its own)."""
+        return RunKey(self.model, self.task, self.max_per_class, self.regime_dir_name(regime), seed)
 
 
 # The fields that do not change results, and so are left out of every identity (reviewed in tests/test_identity.py).

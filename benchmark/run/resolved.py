@@ -56,8 +56,7 @@ class ResolvedRun:
 
     def folder_of(self, regime: str) -> Path:
         """The folder of another regime of the same seed (e.g. the zero-shot run a fine-tuned one is paired with)."""
-        key = RunKey(self.key.model, self.key.task, self.key.limit, self.cfg.regime_dir_name(regime), self.seed)
-        return key.under(self.results)
+        return self.cfg.run_key(regime, self.seed).under(self.results)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from .. import distributed
 from ..config import BASELINES, STAGES, RunConfig
 from ..errors import BenchmarkError
 from ..registry import plugins
-from ..schema import CONFIG, Regime, RunKey, config_record, digest
+from ..schema import CONFIG, Regime, config_record, digest
 from ..storage.features import extract, model_revision
 from ..storage.integrity import CorruptFileError, read_finished, seal
 from ..storage.paths import cache_root, results_root
@@ -86,10 +86,7 @@ class Runner:
         return model_problem(self.cfg, self.adapter_spec)
 
     def dir_for(self, regime: str, seed: int) -> Path:
-        return self._key(regime, seed).under(self.results)
-
-    def _key(self, regime: str, seed: int) -> RunKey:
-        return RunKey(self.cfg.model, self.cfg.task, self.cfg.max_per_class, self.cfg.regime_dir_name(regime), seed)
+        return self.cfg.run_key(regime, seed).under(self.results)
 
     def check_existing(self, d: Path, identity: dict) -> bool:
         return folders.check_existing(d, identity, self.log)
@@ -146,7 +143,7 @@ class Runner:
     def _resolved(self, regime: str, seed: int, data, stores) -> ResolvedRun:
         setting = RunSetting(adapter_spec=self.adapter_spec, clip=self.clip, cache=self.cache,
                              revision=self.revision, timing=self.timing, plan=self.plan)
-        return ResolvedRun(cfg=self.cfg, data=data, stores=stores, key=self._key(regime, seed), regime=regime,
+        return ResolvedRun(cfg=self.cfg, data=data, stores=stores, key=self.cfg.run_key(regime, seed), regime=regime,
                            results=self.results, dist=self.dist, log=self.log, setting=setting)
 
     def _finished(self, run: ResolvedRun) -> bool:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from benchmark.evaluate.metrics import classification_metrics
-from benchmark.storage.results import atomic_write_json, atomic_write_with, read_json
+from benchmark.storage.results import atomic_save_tensors, atomic_write_json, atomic_write_with, read_json
 
 # CLIPs are loaded in one place, shared with composed models; the names stay importable from here.
 from .backbones import (  # noqa: F401
@@ -145,7 +145,6 @@ def clip_embeddings(clip: LoadedClip, samples, *, cache_dir: Path, task_fingerpr
 
 
 def _clip_embeddings_locked(clip, samples, *, path: Path, split: str, batch_size: int, progress: bool):
-    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     from benchmark.storage.integrity import CorruptFileError, load_safetensors, sha256_file
@@ -170,7 +169,7 @@ def _clip_embeddings_locked(clip, samples, *, path: Path, split: str, batch_size
         projected.append(a.float().cpu())
         pooled.append(b.float().cpu())
     out = {"projected": torch.cat(projected).contiguous(), "pooled": torch.cat(pooled).contiguous()}
-    atomic_write_with(path, lambda tmp: save_file(out, str(tmp)))
+    atomic_save_tensors(path, out)
     atomic_write_with(sidecar, lambda tmp: tmp.write_text(sha256_file(path) + "\n"))
     return out
 

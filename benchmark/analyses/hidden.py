@@ -26,13 +26,12 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from benchmark.evaluate.batching import collate
 from benchmark.evaluate.prompt import build_question
 from benchmark.storage.features import cache_key
 from benchmark.storage.integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
-from benchmark.storage.results import atomic_write_json, atomic_write_with
+from benchmark.storage.results import atomic_save_tensors, atomic_write_json
 
 from . import AnalysisUnsupported
 
@@ -280,7 +279,7 @@ def _write_parts(adapter, request: HiddenRequest, directory: Path, *, samples, f
                 acc[f].append(out[f])
             bar.update(len(idx))
         tensors = {f: torch.cat(v).contiguous() for f, v in acc.items()}
-        atomic_write_with(directory / name, lambda tmp, t=tensors: save_file(t, str(tmp)))
+        atomic_save_tensors(directory / name, tensors)
         parts.append(name)
     bar.close()
     return parts

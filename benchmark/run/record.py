@@ -26,11 +26,10 @@ from ..schema import (
     digest,
 )
 from ..storage.integrity import seal, sha256_file
-from ..storage.results import atomic_write_json, atomic_write_text, provenance
+from ..storage.results import atomic_save_tensors, atomic_write_json, atomic_write_text, provenance
 from ..train.loop import projector_state
 from .evaluate import paired_stage
 from .resolved import ResolvedRun
-from .train import save_weights
 
 # Trained FT-E2E states up to this size (tiny twins, LoRA) are kept after a run for `analyze`.
 KEEP_FOR_ANALYSES_MAX_PARAMS = 200_000_000
@@ -58,7 +57,7 @@ def write_run(run: ResolvedRun, adapter, *, ev: dict, probes: dict, probe_preds:
                                                                   probe_preds["post_projection"])
     artifacts = {PROBE_PREDICTIONS: sha256_file(d / PROBE_PREDICTIONS)}
     if regime != Regime.ZERO_SHOT:
-        save_weights(d / PROJECTOR, projector_state(adapter))
+        atomic_save_tensors(d / PROJECTOR, projector_state(adapter))
         artifacts[PROJECTOR] = sha256_file(d / PROJECTOR)
     atomic_write_text(d / PREDICTIONS, "".join(json.dumps(p) + "\n" for p in ev["predictions"]))
     artifacts[PREDICTIONS] = sha256_file(d / PREDICTIONS)

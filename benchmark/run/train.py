@@ -12,7 +12,7 @@ from ..distributed import engine_notes
 from ..errors import BenchmarkError
 from ..schema import CHECKPOINT, LEGACY_TRAIN_PROGRESS, TRAIN_PROGRESS, TRAINING
 from ..storage.integrity import CorruptFileError, load_safetensors, read_sealed_json, seal, sha256_file
-from ..storage.results import atomic_write_json, atomic_write_with
+from ..storage.results import atomic_save_tensors, atomic_write_json
 from ..train import state as train_state
 from ..train.loop import NonFiniteLossError, finetune, set_trainable, trainable_state
 from .resolved import ModelState, ResolvedRun
@@ -41,18 +41,12 @@ def training_stage(run: ResolvedRun, state: ModelState) -> dict:
         _put_weights(state.adapter, run.regime, tcfg, weights)
 
     def write():
-        save_weights(ckpt, weights)
+        atomic_save_tensors(ckpt, weights)
         atomic_write_json(run.folder / TRAINING, seal({**training, "checkpoint_sha256": sha256_file(ckpt)}))
         train_state.remove(run.folder / TRAIN_PROGRESS)
 
     run.dist.on_main(write)
     return training
-
-
-def save_weights(path, weights: dict) -> None:
-    from safetensors.torch import save_file
-
-    atomic_write_with(path, lambda tmp: save_file(weights, str(tmp)))
 
 
 def _put_weights(adapter, regime: str, tcfg: TrainConfig, weights: dict, *, strict_about=None) -> None:

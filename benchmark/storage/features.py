@@ -17,14 +17,13 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from benchmark import distributed
 from benchmark.storage.integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
 from benchmark.storage.results import (
+    atomic_save_tensors,
     atomic_write_json,
     atomic_write_text,
-    atomic_write_with,
     remove_stale_temps,
 )
 from benchmark.tasks.base import Sample, decode_image
@@ -220,7 +219,7 @@ def _extract_locked(adapter, samples, *, directory: Path, task_fingerprint, spli
         feats = ctx.gather(feats)
         if ctx.is_main:
             tensor = torch.cat(feats)
-            atomic_write_with(path, lambda tmp, t=tensor: save_file({"features": t}, str(tmp)))
+            atomic_save_tensors(path, {"features": tensor})
             shas[name] = sha256_file(path)
             atomic_write_text(path.with_name(name + ".sha256"), shas[name] + "\n")
         ctx.barrier()

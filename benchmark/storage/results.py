@@ -77,6 +77,13 @@ def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:
             os.unlink(tmp)
 
 
+def atomic_save_tensors(path: Path, tensors: dict) -> None:
+    """``tensors`` as a safetensors file at ``path``, written atomically (:func:`atomic_write_with`)."""
+    from safetensors.torch import save_file
+
+    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp)))
+
+
 def remove_stale_temps(directory: Path) -> list[Path]:
     """Delete temporary files left by writes that were killed; call only while holding the folder's lock."""
     directory = Path(directory)

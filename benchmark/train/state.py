@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from benchmark.distributed.engines import Engine, FullState
 from benchmark.distributed.tensors import trained_parameters
@@ -30,7 +29,7 @@ from benchmark.storage.integrity import (
     seal,
     sha256_file,
 )
-from benchmark.storage.results import atomic_write_json, atomic_write_with
+from benchmark.storage.results import atomic_save_tensors, atomic_write_json
 
 FORMAT = 1
 _TENSOR_FILE = re.compile(r"^train_state-step\d+\.safetensors$")
@@ -73,7 +72,7 @@ def save(path: Path, state: FullState | None, *, scheduler, losses, supervised: 
                 scalars.setdefault(str(idx), {})[key] = value
     tensors["rng.torch"] = torch.get_rng_state()
     name = f"train_state-step{step:08d}.safetensors"
-    atomic_write_with(path.parent / name, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_save_tensors(path.parent / name, tensors)
     record = {
         "format": FORMAT, "tensors": name, "tensors_sha256": sha256_file(path.parent / name),
         "step": step, "micro": step, "supervised": supervised, "losses": [float(x) for x in losses],

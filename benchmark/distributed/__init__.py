@@ -21,7 +21,6 @@ from .engines import DeepSpeedBatch, deepspeed_config, engine_for, engine_notes
 from .environment import LaunchConfigError, check_environment, launched_world_size, under_accelerate
 from .group import (
     DEEPSPEED_INSTALL,
-    ENGINES,
     check_gpus,
     current,
     deepspeed_installed,
@@ -32,7 +31,7 @@ from .group import (
 from .tensors import is_sharded, local_numel, optimizer_param_names, plain_name, trained_parameters, whole
 
 __all__ = [
-    "DEEPSPEED_INSTALL", "ENGINES", "Context", "DeepSpeedBatch", "LaunchConfigError", "ProcessContext",
+    "DEEPSPEED_INSTALL", "Context", "DeepSpeedBatch", "LaunchConfigError", "ProcessContext",
     "check_environment", "check_gpus", "current", "deepspeed_config", "deepspeed_installed", "engine_for", "engine_notes",
     "is_sharded", "launched_world_size", "local_numel", "optimizer_param_names", "plain_name", "setup",
     "trained_parameters", "under_accelerate", "visible_gpus", "wants_deepspeed", "whole",

@@ -17,8 +17,6 @@ from ..errors import BenchmarkError
 from .context import ProcessContext
 from .environment import check_environment, launched_with_deepspeed, launched_world_size
 
-ENGINES = ("auto", "ddp", "fsdp2", "deepspeed")  # how multi-process training holds the trained weights
-
 # DeepSpeed builds its ops at install time unless told not to; its setup imports torch, so build isolation would
 # fetch a second torch. Its CPU communication op is compiled on first use (needs a C++ compiler).
 DEEPSPEED_INSTALL = "DS_BUILD_OPS=0 pip install --no-build-isolation 'deepspeed>=0.19'"  # the `deepspeed` extra

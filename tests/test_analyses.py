@@ -179,7 +179,17 @@ def test_hidden_states_match_the_models_own_hidden_states(llava, photos):
                           position_ids=batch["position_ids"], pixel_values=px, output_hidden_states=True,
                           return_dict=True)
     image = batch["input_ids"] == llava.image_token_id
-    text = batch["attention_mask"].bool() & ~image
+    # Text states: the prompt after the last image token, without the tokenizer's special tokens (never the
+    # start token or the system prompt before the image), written out position by position.
+    specials = set(llava.tokenizer.all_special_ids)
+    text = torch.zeros_like(image)
+    for row, ids in enumerate(batch["input_ids"].tolist()):
+        last = max(j for j, t in enumerate(ids) if t == llava.image_token_id)
+        for j in range(last + 1, len(ids)):
+            text[row, j] = bool(batch["attention_mask"][row, j]) and ids[j] not in specials
+        first_real = int(batch["attention_mask"][row].nonzero()[0])
+        assert ids[first_real] == llava.tokenizer.bos_token_id and not text[row, : last + 1].any()
+    assert text.sum(1).min() > 10
     for layer in range(n_layers - 1):  # the model's last entry has the final norm applied; ours does not
         h = ref.hidden_states[layer]
         for row in range(3):

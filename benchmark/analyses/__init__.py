@@ -57,6 +57,9 @@ class AnalysisSpec:
     # is registered (known names) and before it runs (the adapter provides them), and shown by `list analyses`.
     requires: tuple[str, ...] = ()
     origin: str = "builtin"              # filled in by the registry
+    # The definition's version, part of every result's identity: raised when the method changes what it
+    # computes, so that a result of the older definition is never reused (nor silently overwritten).
+    version: int = 1
 
     def __post_init__(self):
         if isinstance(self.run, str):

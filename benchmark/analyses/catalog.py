@@ -38,9 +38,11 @@ MODALITY_GAP = AnalysisSpec(
     run=_M + "modality_gap:run",
     citation="Liang et al., 'Mind the Gap: Understanding the Modality Gap in Multi-modal Contrastive "
              "Representation Learning', NeurIPS 2022",
-    description="per layer, distance between mean image-token and mean text-token states (raw, centred and "
-                "unit-normalised), with a permutation baseline",
+    description="per layer, Liang et al.'s gap: distance between the means of the L2-normalised image and text "
+                "vectors (uncentred; text = prompt after the image), with the centred and raw variants and a "
+                "permutation baseline",
     options=("permutations",),
+    version=2,  # 2: Liang et al.'s uncentred gap as the primary curve; text states after the image only
     requires=HIDDEN_STATES,
 )
 MIR = AnalysisSpec(
@@ -48,9 +50,10 @@ MIR = AnalysisSpec(
     run=_M + "mir:run",
     citation="Huang et al., 'Deciphering Cross-Modal Alignment in Large Vision-Language Models with Modality "
              "Integration Rate' (arXiv 2410.07167, 2024)",
-    description="per layer Fréchet distance between image- and text-token states after text-centric scaling "
-                "and outlier replacement (exact matrix root); MIR = log10 of the sum",
+    description="per layer Fréchet distance between image-token states and the text states after the image "
+                "(text-centric scaling, outlier replacement, exact matrix root); MIR = log10 of the sum",
     options=("tokens_per_image", "mir_compat"),
+    version=2,  # 2: text states after the image only, no start or special tokens
     variant=lambda o: "compat" if o.mir_compat else "",
     requires=HIDDEN_STATES,
 )

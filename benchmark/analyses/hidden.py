@@ -5,7 +5,10 @@ adapter's ``lm_forward`` from the cached vision features. Hooks on the LLM's blo
 read every layer as it is computed: layer 0 is the input of the first block (the embeddings, image tokens
 placed), layer ``l`` the output of block ``l-1`` (before the final norm). Each layer is reduced on the spot to
 
-* the mean over the image-token positions and the mean over the text positions (prompt tokens, no padding);
+* the mean over the image-token positions and the mean over the text positions: the prompt tokens *after* the
+  image, without the tokenizer's special tokens (:func:`prompt_masks`; the reference MIR code, Huang et al.
+  2024, takes its text states after the image span too), so neither the start token nor the template before
+  the image, which cannot attend to the image, is part of them;
 * ``tokens_per_image`` evenly spaced image-token states and as many text-token states (fp16),
 
 so memory never holds all tokens x layers x images: at most one layer's activations plus the reductions of one
@@ -35,7 +38,7 @@ from benchmark.storage.results import atomic_save_tensors, atomic_write_json
 
 from . import AnalysisUnsupported
 
-EXTRACTOR_VERSION = 1
+EXTRACTOR_VERSION = 2  # 2: text states after the image only, without special tokens
 PART_SIZE = 64
 FP16_MAX = 65504.0
 FIELDS = ("image_mean", "text_mean", "image_tokens", "text_tokens")
@@ -92,7 +95,8 @@ def spaced_positions(mask: torch.Tensor, k: int) -> torch.Tensor:
         pos = torch.nonzero(row).flatten()
         if len(pos) == 0:
             raise AnalysisUnsupported("a prompt has no token of one modality (no image tokens found by "
-                                      "adapter.image_token_mask, or no text token)")
+                                      "adapter.image_token_mask, or no text token after the image that is not a "
+                                      "special token)")
         pick = torch.linspace(0, len(pos) - 1, k).round().long()
         out.append(pos[pick])
     return torch.stack(out)
@@ -104,10 +108,32 @@ def pooled_means(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((hidden.float() * m).sum(1) / m.sum(1).clamp_min(1)).cpu()
 
 
+def special_token_ids(adapter) -> list[int]:
+    """The ids that are markup, not text: the tokenizer's special tokens (start, end, turn and image markers,
+    padding) and the image placeholder."""
+    tok = getattr(adapter, "tokenizer", None)
+    ids = set(getattr(tok, "all_special_ids", None) or [])
+    ids.add(adapter.image_token_id)
+    if adapter.pad_token_id is not None:
+        ids.add(adapter.pad_token_id)
+    return sorted(int(i) for i in ids)
+
+
 def prompt_masks(adapter, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """(image, text) position masks of a batch of prompts.
+
+    ``text`` holds the prompt tokens after the image only (as the MIR reference code slices its text states),
+    without the tokenizer's special tokens: the start token and the template before the image cannot see the
+    image under causal attention, and a start token's high-norm states would dominate any statistic of them.
+    """
+    input_ids = input_ids.cpu()
     image = adapter.image_token_mask(input_ids).cpu()
-    text = attention_mask.bool().cpu() & ~image
-    return image, text
+    valid = attention_mask.bool().cpu()
+    position = torch.arange(input_ids.shape[1])
+    last_image = torch.where(image, position, torch.full_like(position, -1)).max(dim=1).values
+    after = (position[None] > last_image[:, None]) & (last_image[:, None] >= 0)
+    special = torch.isin(input_ids, torch.tensor(special_token_ids(adapter), dtype=input_ids.dtype))
+    return image, valid & ~image & after & ~special
 
 
 @torch.no_grad()

@@ -40,6 +40,9 @@ def _add_analyze_options(an) -> None:
                     help=f"model states: subset of {','.join(REGIMES)} (zero-shot = the original weights)")
     an.add_argument("--seeds", type=_int_list, default=(0,), help="seeds of the run (default: 0)")
     an.add_argument("--max-per-class", type=int, help="analyse the limited run made with this --max-per-class")
+    an.add_argument("--drop-duplicates", action="store_true",
+                    help="require that the run dropped the test images byte-identical to training images (the "
+                         "analyses always test on the run's test images: they follow the run's --drop-duplicates)")
     an.add_argument("--results-dir", help="results folder of the run (default ./results or $PROJBENCH_RESULTS)")
     an.add_argument("--cache-dir", help="feature cache of the run (default ~/.cache/projbench or $PROJBENCH_CACHE)")
     an.add_argument("--device", default="auto")
@@ -249,8 +252,9 @@ def cmd_analyze(a) -> int:
                               knockout_max_images=a.knockout_max_images, permutations=a.permutations,
                               batch_size=a.batch_size)
     cfg = AnalyzeConfig(model=a.model, task=a.task, analyses=a.analysis, regimes=a.regimes, seeds=a.seeds,
-                        max_per_class=a.max_per_class, results_dir=a.results_dir, cache_dir=a.cache_dir,
-                        device=a.device, options=options, progress=not a.no_progress)
+                        max_per_class=a.max_per_class, drop_duplicates=a.drop_duplicates,
+                        results_dir=a.results_dir, cache_dir=a.cache_dir, device=a.device, options=options,
+                        progress=not a.no_progress)
     runner = AnalysisRunner(cfg)
     try:
         written = runner.run()

@@ -127,10 +127,30 @@ def draw_curves(results: Path, model: str | None = None, task_dir: str | None = 
     return written
 
 
+# What the results of an analysis's older definitions (identity version below the current one) measured: they
+# are still read, in rows of their own, labelled with this.
+OLDER_DEFINITIONS = {
+    "modality-gap": (2, "older definition: centred gap, not Liang et al.'s; text states include the start token "
+                        "and the prompt before the image"),
+    "mir": (2, "older definition: text states include the start token and the prompt before the image"),
+}
+
+
+def analysis_label(record: Record) -> str:
+    """The analysis folder's name, plus the older definition it was computed with, if so."""
+    current, what = OLDER_DEFINITIONS.get(record.data.get("analysis"), (1, ""))
+    version = (record.data.get("identity") or {}).get("version", 1)
+    return f"{record.folder} ({what})" if version < current else record.folder
+
+
 def summary_rows(records) -> list[dict]:
-    """One row per (model, task, analysis, state): summary numbers averaged over seeds."""
+    """One row per (model, task, analysis, state): summary numbers averaged over seeds; results of an older
+    definition of an analysis in rows of their own (:func:`analysis_label`)."""
     rows = []
-    for (m, _t, folder), by_regime in sorted(_groups(records).items()):
+    labelled: dict = {}
+    for r in records:
+        labelled.setdefault((r.model, r.task_dir, analysis_label(r)), {}).setdefault(r.regime, []).append(r)
+    for (m, _t, folder), by_regime in sorted(labelled.items()):
         for regime in sorted(by_regime, key=_regime_key):
             recs = sorted(by_regime[regime], key=lambda r: r.seed)
             summary = {}

@@ -353,3 +353,105 @@ def test_a_high_norm_start_token_changes_no_text_state_and_no_mir(real_images):
     assert float(text_norms.max()) < 20 * float(before["text_tokens"].float().norm(dim=-1).median())
     assert mir_after == pytest.approx(mir_before, rel=1e-3)   # with the start token sampled: 16 000x smaller
 
+
+# --- analyze tests on the run's test images: its --drop-duplicates ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def duplicate_runs(tmp_path_factory):
+    """The same folder (two test images byte-identical to training images) run zero-shot twice: keeping the
+    duplicates, and with --drop-duplicates."""
+    from benchmark.cli import main
+    from conftest import make_image_folder
+
+    root = tmp_path_factory.mktemp("duplicates")
+    folder = make_image_folder(root / "data", {"a": (4, 3), "b": (4, 3)})
+    for cls, train, test in (("a", "img000", "img001"), ("b", "img002", "img000")):
+        (folder / "test" / cls / f"{test}.jpg").write_bytes((folder / "train" / cls / f"{train}.jpg").read_bytes())
+    common = ["--model", "llava15-tiny", "--task", "folder", "--data-dir", str(folder), "--domain", "textile defects",
+              "--regimes", "zero-shot", "--probe-max-epochs", "2", "--cache-dir", str(root / "cache"), "--no-progress"]
+    assert main(["run", *common, "--results-dir", str(root / "keep")]) == 0
+    assert main(["run", *common, "--drop-duplicates", "--results-dir", str(root / "drop")]) == 0
+    return root
+
+
+def analyze(root, results, *extra):
+    from benchmark.cli import main
+
+    return main(["analyze", "--model", "llava15-tiny", "--task", "folder", "--regimes", "zero-shot", "--analysis",
+                 "modality-gap,layer-probe", "--permutations", "5", "--probe-max-epochs", "2", "--tokens-per-image", "2",
+                 "--results-dir", str(results), "--cache-dir", str(root / "cache"), "--no-progress", *extra])
+
+
+def test_analyze_tests_on_the_runs_test_images_without_the_duplicates(duplicate_runs):
+    root = duplicate_runs
+    assert analyze(root, root / "drop") == 0
+    run = root / "drop" / "llava15-tiny" / "folder" / "zero-shot" / "seed0"
+    tested = [json.loads(line)["uid"] for line in (run / "predictions.jsonl").read_text().splitlines()]
+    fingerprint = json.loads((run / "metrics.json").read_text())["task_fingerprint"]
+    assert len(tested) == 4                                         # 6 test images, 2 of them training images
+    analyses = root / "drop" / "llava15-tiny" / "folder" / "analyses"
+    for name, count in (("modality-gap", "n_images"), ("layer-probe", "n_test")):
+        rec = json.loads((analyses / name / "zero-shot" / "seed0" / "analysis.json").read_text())
+        assert rec["identity"]["drop_duplicates"] is True and rec["identity"]["task_fingerprint"] == fingerprint
+        assert rec["result"][count] == len(tested)
+    # The hidden states the analyses read are those of exactly the run's test images, in its order.
+    keys = [p for p in (root / "cache" / "hidden").glob("*/key.json")
+            if json.loads(p.read_text())["split"] == "test"
+            and json.loads(p.read_text())["task_fingerprint"] == fingerprint]
+    assert len(keys) == 1 and HiddenStore(keys[0].parent).uids == tested
+
+
+def test_an_analysis_with_the_duplicates_is_never_taken_for_one_without(duplicate_runs, tmp_path, capsys):
+    import shutil
+
+    root = duplicate_runs
+    keep, drop = tmp_path / "keep", tmp_path / "drop"
+    shutil.copytree(root / "keep", keep)
+    shutil.copytree(root / "drop", drop)
+    capsys.readouterr()
+    assert analyze(root, keep, "--drop-duplicates") == 2            # the run kept them: asked for, refused
+    assert "--drop-duplicates: the run of folder kept the test images" in capsys.readouterr().err
+    assert analyze(root, keep) == 0
+    rec = keep / "llava15-tiny" / "folder" / "analyses" / "modality-gap" / "zero-shot" / "seed0" / "analysis.json"
+    assert json.loads(rec.read_text())["result"]["n_images"] == 6
+    assert "2 test image(s) are byte-identical to training images" in capsys.readouterr().err
+    # The analyses of the run with the duplicates, put where those of the run without them belong: not reused.
+    shutil.rmtree(drop / "llava15-tiny" / "folder" / "analyses", ignore_errors=True)
+    shutil.copytree(keep / "llava15-tiny" / "folder" / "analyses", drop / "llava15-tiny" / "folder" / "analyses")
+    assert analyze(root, drop) == 2
+    assert "differs in: drop_duplicates, task_fingerprint" in capsys.readouterr().err
+
+
+def test_the_leaderboard_reads_older_gap_records_and_labels_them_centred(duplicate_runs, tmp_path, capsys):
+    import shutil
+
+    from benchmark.cli import main
+    from benchmark.schema import digest
+    from benchmark.storage.integrity import read_sealed_json, seal
+
+    root = duplicate_runs
+    results = tmp_path / "drop"
+    shutil.copytree(root / "drop", results)
+    assert analyze(root, results) == 0
+    old = results / "llava15-tiny" / "folder" / "analyses" / "modality-gap" / "zero-shot" / "seed0" / "analysis.json"
+    # A record as the first definition wrote it: no version in its identity, the centred gap its only gap.
+    rec = read_sealed_json(old)
+    rec["identity"].pop("version")
+    rec["identity_hash"] = digest(rec["identity"])
+    curves = rec["result"]["curves"]
+    rec["result"].update(primary="gap_centred", curves={k: v for k, v in curves.items() if k != "gap"},
+                         summary={"gap_centred_last": curves["gap_centred"][-1]})
+    old.write_text(json.dumps(seal(rec)))
+    capsys.readouterr()
+    assert main(["leaderboard", "--results", str(results)]) == 0
+    md = capsys.readouterr().out
+    assert "### modality-gap (older definition: centred gap, not Liang et al.'s" in md
+    assert "### layer-probe\n" in md                                  # a current record keeps its plain name
+    assert main(["leaderboard", "--results", str(results), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["analyses"]["rows"]
+    assert {r["analysis"] for r in rows} == {"layer-probe", "modality-gap (older definition: centred gap, not "
+                                             "Liang et al.'s; text states include the start token and the prompt "
+                                             "before the image)"}
+    # analyze never takes the older result for the current definition, and says why.
+    assert analyze(root, results) == 2
+    assert "holds a result of an older definition of modality-gap (version 1, now 2" in capsys.readouterr().err

@@ -48,6 +48,7 @@ class AnalyzeConfig:
     regimes: tuple[str, ...] = REGIMES
     seeds: tuple[int, ...] = (0,)
     max_per_class: int | None = None     # selects the limited run's folder (<task>@max<k>)
+    drop_duplicates: bool = False        # require that the run dropped duplicates (its choice is always followed)
     results_dir: str | None = None
     cache_dir: str | None = None
     device: str = "auto"
@@ -80,6 +81,7 @@ class AnalysisRunner:
         self.cache = Path(cfg.cache_dir) if cfg.cache_dir else cache_root()
         self.task_dir = self.results / cfg.model / task_dir_name(cfg.task, cfg.max_per_class)
         self.problems: list[str] = []
+        self.dropped_duplicates = False  # the run's --drop-duplicates, read from its config when data is loaded
 
     def key(self, regime: str, seed: int) -> RunKey:
         """The run folder of one (regime folder, seed) of this model and task."""
@@ -149,7 +151,7 @@ class AnalysisRunner:
             self.warn(f"[missing] {p}")
         if not todo:
             raise BenchmarkError("No model state to analyse: " + " ".join(self.problems))
-        data = self._load_data(base)
+        data = self._load_data(base, drop_duplicates=self.duplicate_handling(base, todo))
         device = resolve_device(self.cfg.device)
         written: list[Path] = []
         stores = None
@@ -179,7 +181,30 @@ class AnalysisRunner:
                     written.append(path)
         return written
 
-    def _load_data(self, base: dict):
+    def duplicate_handling(self, base: dict, todo: list[tuple]) -> bool:
+        """Whether the run dropped the test images byte-identical to training images (its ``--drop-duplicates``):
+        the analyses test on the run's own test images, so they follow the run's choice. Every analysed state's
+        run must have made the same choice, and ``--drop-duplicates`` given to `analyze` must agree with it."""
+        dropped = bool(base.get("drop_duplicates", False))
+        for seed, regime, _files in todo:
+            d = self.key(regime, seed).under(self.results)
+            if (d / CONFIG).exists() and bool(read_json(d / CONFIG)["config"].get("drop_duplicates")) != dropped:
+                raise BenchmarkError(
+                    f"The runs of {self.task_dir.name} disagree on --drop-duplicates ({d} "
+                    f"{'keeps' if dropped else 'drops'} the duplicates, another state's run "
+                    f"{'drops' if dropped else 'keeps'} them): the analyses of the states would test on different "
+                    "images. Rerun the odd run with the others' setting, or analyse the states separately "
+                    "(--regimes).")
+        if self.cfg.drop_duplicates and not dropped:
+            raise BenchmarkError(
+                f"--drop-duplicates: the run of {self.task_dir.name} kept the test images byte-identical to "
+                "training images, and the analyses test on the run's test images. Omit --drop-duplicates to "
+                f"analyse that run, or rerun it with `{self.run_command(','.join(self.cfg.regimes), self.cfg.seeds[0])} "
+                "--drop-duplicates` (into another --results-dir) first.")
+        return dropped
+
+    def _load_data(self, base: dict, *, drop_duplicates: bool):
+        from ..run.data import drop_duplicates as without_duplicates
         from ..tasks.base import load_task
 
         task_spec = self.task_spec
@@ -187,8 +212,18 @@ class AnalysisRunner:
             from dataclasses import replace
 
             task_spec = replace(task_spec, domain=base["domain"])
-        return load_task(task_spec, Path(base["data_dir"]) if base.get("data_dir") else None,
+        data = load_task(task_spec, Path(base["data_dir"]) if base.get("data_dir") else None,
                          self.cfg.max_per_class, progress=self.cfg.progress)
+        self.dropped_duplicates = drop_duplicates
+        if not drop_duplicates:
+            if data.duplicates:
+                self.warn(f"warning: {len(data.duplicates)} test image(s) are byte-identical to training images; "
+                          "the run kept them, so the analyses do too (its --drop-duplicates removes them)")
+            return data
+        data = without_duplicates(data)
+        self.log(f"dropped {len(data.dropped_duplicates)} test image(s) byte-identical to training images, as the "
+                 "run did (--drop-duplicates)")
+        return data
 
     def _feature_stores(self, adapter, data) -> dict:
         from benchmark.storage.features import extract
@@ -202,7 +237,10 @@ class AnalysisRunner:
         pending = []
         for spec in self.specs:
             out = self.key(regime, seed).analysis_dir(self.results, folder_name(spec, self.cfg.options))
-            identity = {"analysis": spec.name, "regime": regime, "seed": seed, "state": state,
+            # The method's version and the run's duplicate handling are part of the identity: a result of an
+            # older definition, or of a test split with the duplicates in, is never taken for this one.
+            identity = {"analysis": spec.name, "version": spec.version, "regime": regime, "seed": seed,
+                        "state": state, "drop_duplicates": self.dropped_duplicates,
                         "task_fingerprint": data.fingerprint, "checkpoint": base.get("model_path"),
                         "dtype": base.get("dtype"),
                         "options": {k: getattr(self.cfg.options, k) for k in spec.options}}
@@ -252,6 +290,11 @@ class AnalysisRunner:
             return True
         diff = sorted(k for k in set(old.get("identity", {})) | set(identity)
                       if old.get("identity", {}).get(k) != identity.get(k))
+        if "version" in diff:
+            raise BenchmarkError(
+                f"{out} holds a result of an older definition of {identity['analysis']} (version "
+                f"{old.get('identity', {}).get('version', 1)}, now {identity['version']}; see `list analyses`). "
+                "Nothing was overwritten: delete that folder to recompute it, or use another --results-dir.")
         raise BenchmarkError(
             f"{out} holds an analysis of a different configuration (differs in: {', '.join(diff)}). Nothing was "
             "overwritten: use another --results-dir, or delete that folder to redo it.")

@@ -174,6 +174,16 @@ def test_compat_mode_is_refused_where_the_reference_loop_breaks_down():
         assert not broken == pytest.approx(float(torch.trace(fx @ fy)), rel=1e-2)
     except RuntimeError:
         pass
+    # Enough tokens, but one dimension constant (rank d - 1): singular all the same.
+    flat = many[0].clone()
+    flat[:, 3] = 0.25
+    refusal, _ = mir.compat_problem(flat, many[1])
+    assert "image tokens' covariance is singular" in refusal
+    # Invertible but ill-conditioned (one direction 1e-5 of the others' scale): a number, with a warning.
+    thin = many[1].clone()
+    thin[:, 0] *= 1e-5
+    refusal, warning = mir.compat_problem(many[0], thin)
+    assert refusal is None and "ill-conditioned" in warning
 
 
 # --- a small hidden-state store, every per-layer number recomputed by hand -------------------------------------------

@@ -23,6 +23,8 @@ from .table import Row, SummaryRow
 MISSING = "—"   # no finished run behind this cell (see "Incomplete runs")
 UNDEFINED = "n/a"  # % change with a zero baseline
 NOT_SIGNIFICANT = "(n.s.)"  # a change whose 95% interval includes 0
+OLDER_METHOD = "†"    # an interval made by the older method: results without their test predictions
+SMALL_CLASSES = "‡"   # an interval whose smallest class has fewer than 20 test images
 REGIME_LABELS = {r: r.short for r in (Regime.ZERO_SHOT, Regime.FT_PROJ, Regime.FT_E2E, Regime.FT_E2E_LORA)}
 
 # Which outputs carry a column. CSV and JSON pick their columns by it; Markdown and HTML show columns through
@@ -72,16 +74,24 @@ def spread(x: float, kind: str) -> str:
     return f"{x:.1f}%" if kind == "pct" else f"{x:.4f}"
 
 
+def interval_marks(s: Stat | Ratio) -> str:
+    """The footnote marks of a cell's interval: an older method, a smallest class under 20 test images."""
+    iv = getattr(s, "interval", None)
+    if iv is None:
+        return ""
+    return (OLDER_METHOD if iv.older else "") + (SMALL_CLASSES if iv.small_classes else "")
+
+
 def stat_text(s: Stat | Ratio | None, kind: str, expected: int) -> str:
-    """``mean ± std [95% interval]`` (std only with >1 seed, the interval where there is one), changes whose
-    interval includes 0 marked "(n.s.)", flagged when fewer seeds than the row has finished."""
+    """``mean ± std [95% interval]`` (std only with >1 seed, the interval where there is one, with its marks),
+    changes whose interval includes 0 marked "(n.s.)", flagged when fewer seeds than the row has finished."""
     if s is None:
         return MISSING
-    text = number(s.mean, kind)
+    text = number(s.mean, kind) + getattr(s, "mark", "")
     if s.std is not None:
         text += f" ± {spread(s.std, kind)}"
     if s.ci is not None:
-        text += f" [{number(s.ci[0], kind)}, {number(s.ci[1], kind)}]"
+        text += f" [{number(s.ci[0], kind)}, {number(s.ci[1], kind)}]{interval_marks(s)}"
         if kind == "delta" and s.includes_zero:
             text += f" {NOT_SIGNIFICANT}"
     if s.n < expected:

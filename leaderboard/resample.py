@@ -30,20 +30,26 @@ TASK, POST, PRE = "task", "post_projection", "pre_projection"
 
 
 class Predictions:
-    """Test predictions of run folders, read on first use and kept: ``(uids, truth, {what: (R, n) array})``."""
+    """Test predictions of run folders, read on first use and kept, each file on its own (a damaged probe file
+    leaves the task's predictions usable): ``(uids, truth, (R, n) array)`` per run and kind, or None."""
 
     def __init__(self):
-        self._cache: dict[Path, tuple | None] = {}
+        self._cache: dict[tuple[Path, str], tuple | None] = {}
 
-    def of(self, run: Run) -> tuple | None:
+    def of(self, run: Run, what: str) -> tuple | None:
         if run.folder is None or not run.classes:
             return None
-        if run.folder not in self._cache:
+        key = (run.folder, TASK if what == TASK else "probe")
+        if key not in self._cache:
             try:
-                self._cache[run.folder] = _read(run.folder, run.classes)
+                read = _read_task if what == TASK else _read_probes
+                self._cache[key] = read(run.folder, run.classes)
             except (OSError, ValueError, KeyError, TypeError, IndexError, RecursionError):
-                self._cache[run.folder] = None   # damaged or absent: the older method, marked
-        return self._cache[run.folder]
+                self._cache[key] = None   # damaged or absent: the older method, marked
+        got = self._cache[key]
+        if got is None or what not in got[2]:
+            return None
+        return got[0], got[1], got[2][what]
 
 
 def _text(path: Path) -> str:
@@ -61,58 +67,52 @@ def _rows(value, n: int) -> np.ndarray:
     return a.astype(np.int64)
 
 
-def _read(folder: Path, classes: tuple[str, ...]) -> tuple:
+def _read_task(folder: Path, classes: tuple[str, ...]) -> tuple:
+    """predictions.jsonl: the test rows' ids, their true classes and the task's predictions (-1: unmatched)."""
     index = {c: i for i, c in enumerate(classes)}
     rows = [json.loads(line) for line in _text(folder / PREDICTIONS).splitlines() if line.strip()]
     uids = tuple(r["uid"] for r in rows)
     truth = np.array([index[r["label"]] for r in rows], dtype=np.int64)
-    preds = {TASK: np.array([[index.get(r["prediction"], -1) for r in rows]], dtype=np.int64)}
+    return uids, truth, {TASK: np.array([[index.get(r["prediction"], -1) for r in rows]], dtype=np.int64)}
+
+
+def _read_probes(folder: Path, classes: tuple[str, ...]) -> tuple:
+    """probe_predictions.json, on the test rows of the folder's predictions.jsonl (their truth)."""
+    uids, truth, _ = _read_task(folder, classes)
     probe = json.loads(_text(folder / PROBE_PREDICTIONS))
     if tuple(probe["uids"]) != uids:
         raise ValueError("probe predictions of other test images")
-    for what in (POST, PRE):
-        if probe.get(what) is not None:
-            preds[what] = _rows(probe[what], len(uids))
-    return uids, truth, preds
-
-
-def _stack(loaded: list[tuple], what: str) -> np.ndarray | None:
-    """(S, R, n) of one kind of prediction, the seeds in order; replicates cut to the fewest any seed has."""
-    if any(what not in p for _, _, p in loaded):
-        return None
-    reps = min(p[what].shape[0] for _, _, p in loaded)
-    return np.stack([p[what][:reps] for _, _, p in loaded])
+    return uids, truth, {w: _rows(probe[w], len(uids)) for w in (POST, PRE) if probe.get(w) is not None}
 
 
 def _shared(loaded: list[tuple | None]) -> tuple | None:
-    """(truth, number of classes) if every run's predictions are there and on the same test images."""
+    """(truth, (S, R, n) predictions) if every run's are there, on the same test images; replicates cut to the
+    fewest any seed has."""
     if not loaded or any(x is None for x in loaded):
         return None
     uids, truth, _ = loaded[0]
     if any(u != uids or not np.array_equal(t, truth) for u, t, _ in loaded[1:]):
         return None
-    return truth, int(truth.max()) + 1
+    reps = min(p.shape[0] for _, _, p in loaded)
+    return truth, np.stack([p[:reps] for _, _, p in loaded])
 
 
 def score_source(store: Predictions, runs: list[Run], what: str):
     """A callable giving the hierarchical interval of mean macro-F1 of ``what`` over ``runs`` (None: none)."""
     def interval():
-        loaded = [store.of(r) for r in runs]
-        shared = _shared(loaded)
-        preds = None if shared is None else _stack(loaded, what)
-        if preds is None:
+        shared = _shared([store.of(r, what) for r in runs])
+        if shared is None:
             return None
-        return score_interval(shared[0], preds, max(shared[1], len(runs[0].classes)))
+        return score_interval(shared[0], shared[1], max(int(shared[0].max()) + 1, len(runs[0].classes)))
     return interval
 
 
 def change_source(store: Predictions, pairs: list[tuple[Run, Run]], what: str):
     """A callable giving the hierarchical interval of the mean change of ``what``, new - base, paired by seed."""
     def interval():
-        loaded = [store.of(r) for pair in pairs for r in pair]
-        shared = _shared(loaded)
-        new, base = (None, None) if shared is None else (_stack(loaded[0::2], what), _stack(loaded[1::2], what))
-        if new is None or base is None:
+        new = _shared([store.of(r, what) for r, _ in pairs])
+        base = _shared([store.of(b, what) for _, b in pairs])
+        if new is None or base is None or not np.array_equal(new[0], base[0]):
             return None
-        return change_interval(shared[0], new, base, max(shared[1], len(pairs[0][0].classes)))
+        return change_interval(new[0], new[1], base[1], max(int(new[0].max()) + 1, len(pairs[0][0].classes)))
     return interval

@@ -71,6 +71,8 @@ class Row:
     control: dict[str, Stat | None] = field(default_factory=dict)   # control probe F1 by projector, "pre" too
     selectivity: dict[str, Stat | None] = field(default_factory=dict)  # probe - control, paired per run
     revisions: tuple[str, ...] = ()         # model revisions of the row's runs; more than one is warned about
+    # by regime: the row's seeds whose run in that regime is another configuration's (shown in that row)
+    elsewhere: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def lora(self) -> bool:
@@ -271,6 +273,11 @@ def _row_seeds(folders, done, finished, seen) -> tuple[int, ...]:
     return tuple(sorted(own | pending))
 
 
+def _elsewhere(folders: dict, done, finished, seeds) -> dict[str, tuple[int, ...]]:
+    return {regime: tuple(s for s in seeds if s in finished.get(f, {}) and s not in done.get(f, {}))
+            for regime, f in folders.items()}
+
+
 def _row(model, task, *, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: dict[str, set[int]],
          finished: dict[str, dict[int, Run]], store: Predictions) -> Row:
     folders = {Regime.ZERO_SHOT: Regime.ZERO_SHOT, Regime.FT_PROJ: Regime.FT_PROJ, Regime.FT_E2E: e2e_dir}
@@ -278,6 +285,7 @@ def _row(model, task, *, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: 
     mine = [r for by_seed in runs.values() for r in by_seed.values()]
     zs = runs[Regime.ZERO_SHOT]
     mark = OLDER_CONTROL if any(r.schema_version < 3 for r in mine) else ""
+    seeds = _row_seeds(folders.values(), done, finished, seen)
 
     f1 = {regime: _stat([(s, r.f1) for s, r in by_seed.items()], {s: _rec(r, r.f1_ci) for s, r in by_seed.items()},
                         source=score_source(store, _by_seed(by_seed), TASK)) for regime, by_seed in runs.items()}
@@ -312,7 +320,7 @@ def _row(model, task, *, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: 
         projector_families=tuple(sorted({r.projector_family for r in mine})),
         task_versions=tuple(sorted({r.task_version for r in mine})),
         eval_modes=tuple(sorted({r.eval_mode for r in mine})),
-        seeds=_row_seeds(folders.values(), done, finished, seen), f1=f1, probe=probe, probe_pre=probe_pre,
+        seeds=seeds, elsewhere=_elsewhere(folders, done, finished, seeds), f1=f1, probe=probe, probe_pre=probe_pre,
         gain=gain, gain_pct=gain_pct, richness=rich, richness_pct=rich_pct, control=control,
         selectivity=selectivity,
         revisions=tuple(sorted({r.revision for r in mine if r.revision is not None})),

@@ -45,7 +45,6 @@ SMALL_CLASS_N = 20    # an interval whose smallest class has fewer test images t
 METHOD = "stratified BCa bootstrap (seeds, then probe seeds, then test images within class)"
 # The fields of an interval a run records beside its ends.
 RECORDED = ("method", "samples", "seed", "seeds", "replicates", "min_class_n", "small_classes")
-_CHUNK = 4_000_000    # prediction cells per block of resamples scored at once (bounds the memory)
 _NORMAL = NormalDist()
 
 
@@ -97,27 +96,51 @@ def _truth(y_true) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _stratified_indices(y: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
-    """(samples, n) row indices: each class's rows drawn with replacement from that class only."""
-    parts = []
+def _stratified_counts(y: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """(samples, n): how often each test row is drawn when each class's rows are drawn with replacement from
+    that class only (n_c draws among the class's n_c rows)."""
+    picks = np.empty((samples, y.size), dtype=np.int64)
+    start = 0
     for c in np.unique(y):
         rows = np.flatnonzero(y == c)
-        parts.append(rows[rng.integers(0, rows.size, size=(samples, rows.size))])
-    return np.concatenate(parts, axis=1)
+        picks[:, start:start + rows.size] = rows[rng.integers(0, rows.size, size=(samples, rows.size))]
+        start += rows.size
+    offsets = np.arange(samples)[:, None] * y.size
+    return np.bincount((offsets + picks).ravel(), minlength=samples * y.size).reshape(samples, y.size)
 
 
-def _resampled_scores(y: np.ndarray, preds: np.ndarray, idx: np.ndarray, num_classes: int) -> np.ndarray:
-    """(B, S, R): macro-F1 of every seed and replicate on every image resample."""
+def _class_sums(draws: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(B, k): per resample, the draws of the rows of each label (rows of ``draws`` (n, B) summed by label)."""
+    out = np.zeros((k, draws.shape[1]), dtype=draws.dtype)
+    if labels.size:
+        order = np.argsort(labels, kind="stable")
+        present, starts = np.unique(labels[order], return_index=True)
+        out[present] = np.add.reduceat(draws[order], starts, axis=0)
+    return out.T
+
+
+def _resampled_scores(y: np.ndarray, preds: np.ndarray, counts: np.ndarray, num_classes: int) -> np.ndarray:
+    """(B, S, R): macro-F1 of every seed and replicate on every image resample.
+
+    The supports are fixed by the stratification, so a resample's macro-F1 needs only its per-class true
+    positives and predicted counts: the resample's row counts summed by predicted class, and over the rows
+    predicted right by true class.
+    """
     s, r, n = preds.shape
-    flat = preds.reshape(s * r, n)
-    per_block = max(1, _CHUNK // (s * r * n))
-    out = []
-    for b0 in range(0, idx.shape[0], per_block):
-        block = idx[b0:b0 + per_block]                                   # (b, n)
-        p = flat[:, block].transpose(1, 0, 2).reshape(-1, n)            # (b * S * R, n)
-        t = np.repeat(y[block], s * r, axis=0)
-        out.append(macro_f1_rows(t, p, num_classes).reshape(-1, s, r))
-    return np.concatenate(out)
+    k = num_classes + 1                                   # the extra column: unmatched (negative) predictions
+    support = np.bincount(y, minlength=k)
+    present = support > 0
+    draws = np.ascontiguousarray(counts.T, dtype=np.int32)   # (n, B): a row's draws are contiguous
+    out = np.empty((counts.shape[0], s, r))
+    for i in range(s):
+        for j in range(r):
+            p = np.where(preds[i, j] < 0, num_classes, preds[i, j])
+            hit = p == y
+            predicted, tp = _class_sums(draws, p, k), _class_sums(draws[hit], y[hit], k)
+            denom = support + predicted                   # 2tp + fp + fn
+            f1 = np.divide(2 * tp, denom, out=np.zeros(denom.shape), where=denom > 0)
+            out[:, i, j] = (f1 * present).sum(1) / present.sum()
+    return out
 
 
 def _leave_one_out(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -228,12 +251,12 @@ def _draw_runs(rng, samples: int, seeds: int, replicates: list[int]):
 def _bootstrap(y, runs, num_classes, *, samples, seed) -> np.ndarray:
     """(B,) bootstrap values of sum(sign * mean over seeds and replicates of macro-F1) for ``runs``."""
     rng = np.random.default_rng(seed)
-    idx = _stratified_indices(y, samples, rng)
+    counts = _stratified_counts(y, samples, rng)
     seed_idx, rep_idx = _draw_runs(rng, samples, runs[0][0].shape[0], [p.shape[1] for p, _ in runs])
     b = np.arange(samples)[:, None, None]
     theta = np.zeros(samples)
     for (preds, sign), reps in zip(runs, rep_idx, strict=True):
-        scores = _resampled_scores(y, preds, idx, num_classes)          # (B, S, R)
+        scores = _resampled_scores(y, preds, counts, num_classes)       # (B, S, R)
         theta += sign * scores[b, seed_idx[:, :, None], reps].mean(axis=(1, 2))
     return theta
 

@@ -34,6 +34,7 @@ class, as in :func:`macro_f1_rows`. Pure numpy (and the standard library).
 
 from __future__ import annotations
 
+import hashlib
 from statistics import NormalDist
 
 import numpy as np
@@ -119,27 +120,64 @@ def _class_sums(draws: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return out.T
 
 
-def _resampled_scores(y: np.ndarray, preds: np.ndarray, counts: np.ndarray, num_classes: int) -> np.ndarray:
-    """(B, S, R): macro-F1 of every seed and replicate on every image resample.
+class _Memo:
+    """A bounded memo: the leaderboard asks for the same run's resampled scores in several intervals (its F1,
+    its gain, its richness), and the same test split's draws in all of them. Keyed by content, oldest dropped."""
+
+    def __init__(self, size: int):
+        self.size, self.items = size, {}
+
+    def get(self, key: bytes, make):
+        if key not in self.items:
+            if len(self.items) >= self.size:
+                self.items.pop(next(iter(self.items)))
+            self.items[key] = make()
+        return self.items[key]
+
+
+_DRAWS, _SCORES, _LOO = _Memo(8), _Memo(4096), _Memo(4096)
+
+
+def _key(*parts) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(repr((part.dtype.str, part.shape)).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(repr(part).encode())
+    return h.digest()
+
+
+def _vector_scores(y: np.ndarray, pred: np.ndarray, draws: np.ndarray, num_classes: int) -> np.ndarray:
+    """(B,): macro-F1 of one prediction vector on every image resample (``draws``: (n, B) row counts).
 
     The supports are fixed by the stratification, so a resample's macro-F1 needs only its per-class true
     positives and predicted counts: the resample's row counts summed by predicted class, and over the rows
     predicted right by true class.
     """
-    s, r, n = preds.shape
     k = num_classes + 1                                   # the extra column: unmatched (negative) predictions
     support = np.bincount(y, minlength=k)
     present = support > 0
-    draws = np.ascontiguousarray(counts.T, dtype=np.int32)   # (n, B): a row's draws are contiguous
-    out = np.empty((counts.shape[0], s, r))
+    p = np.where(pred < 0, num_classes, pred)
+    hit = p == y
+    predicted, tp = _class_sums(draws, p, k), _class_sums(draws[hit], y[hit], k)
+    denom = support + predicted                           # 2tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros(denom.shape), where=denom > 0)
+    return (f1 * present).sum(1) / present.sum()
+
+
+def _resampled_scores(y: np.ndarray, preds: np.ndarray, *, samples: int, seed: int, num_classes: int) -> np.ndarray:
+    """(B, S, R): macro-F1 of every seed and replicate on every image resample (the images' generator: ``seed``)."""
+    split = _key(y, samples, seed)
+    draws = _DRAWS.get(split, lambda: np.ascontiguousarray(
+        _stratified_counts(y, samples, np.random.default_rng(seed)).T, dtype=np.int32))   # (n, B)
+    s, r, _ = preds.shape
+    out = np.empty((samples, s, r))
     for i in range(s):
         for j in range(r):
-            p = np.where(preds[i, j] < 0, num_classes, preds[i, j])
-            hit = p == y
-            predicted, tp = _class_sums(draws, p, k), _class_sums(draws[hit], y[hit], k)
-            denom = support + predicted                   # 2tp + fp + fn
-            f1 = np.divide(2 * tp, denom, out=np.zeros(denom.shape), where=denom > 0)
-            out[:, i, j] = (f1 * present).sum(1) / present.sum()
+            out[:, i, j] = _SCORES.get(_key(split, preds[i, j], num_classes),
+                                       lambda p=preds[i, j]: _vector_scores(y, p, draws, num_classes))
     return out
 
 
@@ -163,8 +201,9 @@ def _jackknife_groups(y, runs, num_classes) -> list[np.ndarray]:
     """Jackknife values of the statistic, one group per class (leave one image out), and one for the seeds."""
     total = None
     for preds, sign in runs:   # the statistic: sum of sign * (mean over seeds and replicates of macro-F1)
-        loo = np.mean([[_leave_one_out(y, preds[i, j], num_classes) for j in range(preds.shape[1])]
-                       for i in range(preds.shape[0])], axis=(0, 1))
+        loo = np.mean([[_LOO.get(_key(y, preds[i, j], num_classes),
+                                 lambda p=preds[i, j]: _leave_one_out(y, p, num_classes))
+                        for j in range(preds.shape[1])] for i in range(preds.shape[0])], axis=(0, 1))
         total = sign * loo if total is None else total + sign * loo
     groups = [total[y == c] for c in np.unique(y)]
     seeds = runs[0][0].shape[0]
@@ -250,13 +289,14 @@ def _draw_runs(rng, samples: int, seeds: int, replicates: list[int]):
 
 def _bootstrap(y, runs, num_classes, *, samples, seed) -> np.ndarray:
     """(B,) bootstrap values of sum(sign * mean over seeds and replicates of macro-F1) for ``runs``."""
-    rng = np.random.default_rng(seed)
-    counts = _stratified_counts(y, samples, rng)
+    # The images from the generator of ``seed``, the seeds and replicates from one of their own: each run's
+    # resampled scores are then the same in every interval it enters, and computed once (see _Memo).
+    rng = np.random.default_rng([seed, 1])
     seed_idx, rep_idx = _draw_runs(rng, samples, runs[0][0].shape[0], [p.shape[1] for p, _ in runs])
     b = np.arange(samples)[:, None, None]
     theta = np.zeros(samples)
     for (preds, sign), reps in zip(runs, rep_idx, strict=True):
-        scores = _resampled_scores(y, preds, counts, num_classes)       # (B, S, R)
+        scores = _resampled_scores(y, preds, samples=samples, seed=seed, num_classes=num_classes)  # (B, S, R)
         theta += sign * scores[b, seed_idx[:, :, None], reps].mean(axis=(1, 2))
     return theta
 

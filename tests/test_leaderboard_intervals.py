@@ -158,3 +158,18 @@ def test_variant_rows_do_not_count_the_other_configurations_seed_as_missing(resu
     # A seed truly missing is still flagged: drop one FT-E2E run.
     shutil.rmtree(results / DIGITS / "ft-e2e/seed1")
     assert "(1/2 seeds)" in render(board_of(results), "markdown")
+
+
+def test_the_page_marks_small_classes_and_explains_the_marks(results):
+    from benchmark.leaderboard.collect import collect
+    from benchmark.leaderboard.html import INDEX, site
+    from benchmark.leaderboard.table import build
+
+    write_predictions(results)
+    coll = collect(results)
+    page = site(build(coll), coll)[INDEX]
+    r = row(build(coll), "digits", 10)
+    lo, hi = r.gain["ft-e2e"].ci
+    assert f'<span class="ci"> [{lo:+.4f}, {hi:+.4f}]‡</span>' in page   # the mark stays with its interval
+    assert "‡: the smallest class has fewer than 20 test images" in page
+    assert "†: interval by the older method" in page and "§: control of results before schema 3" in page

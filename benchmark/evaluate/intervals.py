@@ -43,7 +43,7 @@ SAMPLES = 2000        # bootstrap draws: BCa's end points are stable to ~0.005 a
 SEED = 0              # fixed: the same predictions always give the same interval
 LEVEL = 0.95
 SMALL_CLASS_N = 20    # an interval whose smallest class has fewer test images than this is marked (coverage drops)
-METHOD = "stratified BCa bootstrap (seeds, then probe seeds, then test images within class)"
+METHOD = "stratified BCa bootstrap, widened for small samples (seeds, then probe seeds, then test images within class)"
 # The fields of an interval a run records beside its ends.
 RECORDED = ("method", "samples", "seed", "seeds", "replicates", "min_class_n", "small_classes")
 _NORMAL = NormalDist()

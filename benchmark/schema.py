@@ -20,8 +20,13 @@ import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePath
 
-RESULT_SCHEMA_VERSION = 2  # 2: run identity hash, revisions, CIs, global batch, checksums (see README)
-SUPPORTED_SCHEMAS = (1, RESULT_SCHEMA_VERSION)  # 1: read as before; the fields added in 2 read as absent
+# 2: run identity hash, revisions, CIs, global batch, checksums; 3: stratified BCa intervals, hierarchical over
+# seeds and probe seeds (metrics.interval: how an interval was made), the control task (see README)
+RESULT_SCHEMA_VERSION = 3
+# Older versions read as before: the fields added since read as absent. Their intervals (unstratified percentile
+# bootstrap; Student t over seeds) and controls (shuffled training labels) are the older methods, and the
+# leaderboard marks them so.
+SUPPORTED_SCHEMAS = (1, 2, RESULT_SCHEMA_VERSION)
 
 # -- file names of a run folder ----------------------------------------------------------------------------
 METRICS = "metrics.json"
@@ -210,6 +215,11 @@ _ADDED_IN_2 = {
 }
 
 
+# Schema 3 changed what existing fields mean (their intervals' and control's method), adding no top-level field
+# a reader needs: ``metrics.interval`` sits inside ``metrics``. Readers tell the methods apart by the version.
+_ADDED_IN_3: dict[str, tuple[str, ...]] = {"run": (), "baselines": (), "analysis": ()}
+
+
 def version_problem(raw) -> str | None:
     """Why ``raw`` (a parsed record) has no schema version this projbench reads; None if it has one."""
     if not isinstance(raw, dict):
@@ -233,9 +243,10 @@ def migrate(raw: dict, kind: str = "run") -> dict:
     if problem:
         raise SchemaError(problem)
     out = dict(raw)
-    if raw["schema_version"] < 2:
-        for name in _ADDED_IN_2[kind]:
-            out.setdefault(name, None)
+    for version, added in ((2, _ADDED_IN_2), (3, _ADDED_IN_3)):
+        if raw["schema_version"] < version:
+            for name in added[kind]:
+                out.setdefault(name, None)
     return out
 
 

@@ -65,6 +65,10 @@ class Run:
     control_pre: float | None = None
     accuracy: float | None = None       # task accuracy (absent in early files)
     unmatched_rate: float | None = None  # generate mode: share of answers that named no class
+    schema_version: int = 1             # < 3: its intervals and control are the older methods
+    classes: tuple[str, ...] = ()       # the label space, in the order of the probe predictions' indices
+    min_class_n: int | None = None      # test images of the smallest class (schema 3)
+    folder: Path | None = None          # the run folder: its predictions give the leaderboard's intervals
 
 
 @dataclass(frozen=True)
@@ -219,8 +223,8 @@ def _load(text: str, kind: str) -> dict:
     return migrate(m, kind)
 
 
-def parse_metrics(key: RunKey, text: str) -> Run:
-    """Validate one metrics.json against the folder it sits in."""
+def parse_metrics(key: RunKey, text: str, folder: Path | None = None) -> Run:
+    """Validate one metrics.json against the folder it sits in (``folder``: where it is, for its predictions)."""
     m = _load(text, RunRecord.KIND)
     model = _field(m, "model", str)
     task = _field(m, "task", str)
@@ -255,6 +259,10 @@ def parse_metrics(key: RunKey, text: str) -> Run:
         control_pre=_optional(m, "probe.pre_projection.control.macro_f1", float),
         accuracy=_score(m, "metrics.accuracy") if "accuracy" in m["metrics"] else None,
         unmatched_rate=_optional(m, "metrics.unmatched_rate", float),
+        schema_version=m["schema_version"],
+        classes=tuple(c for c in (_optional(m, "data.classes", list) or []) if isinstance(c, str)),
+        min_class_n=_optional(m, "metrics.interval.min_class_n", int),
+        folder=folder,
     )
     # The folder decides where a run is shown, so it must agree with what the run says it is: a limited run in
     # a full-run folder would otherwise be shown as a full run.
@@ -335,7 +343,7 @@ def collect(root: Path, under: str | None = None) -> Collection:
             if key.regime == Regime.BASELINES:
                 baselines.append(parse_baselines(key, text))
             else:
-                runs.append(parse_metrics(key, text))
+                runs.append(parse_metrics(key, text, d))
         except _Invalid as exc:
             skipped.append(Skipped(shown, str(exc)))
             unreadable.append(key)

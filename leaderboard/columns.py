@@ -23,6 +23,8 @@ from .table import Row, SummaryRow
 MISSING = "—"   # no finished run behind this cell (see "Incomplete runs")
 UNDEFINED = "n/a"  # % change with a zero baseline
 NOT_SIGNIFICANT = "(n.s.)"  # a change whose 95% interval includes 0
+OLDER_METHOD = "†"    # an interval made by the older method: results without their test predictions
+SMALL_CLASSES = "‡"   # an interval whose smallest class has fewer than 20 test images
 REGIME_LABELS = {r: r.short for r in (Regime.ZERO_SHOT, Regime.FT_PROJ, Regime.FT_E2E, Regime.FT_E2E_LORA)}
 
 # Which outputs carry a column. CSV and JSON pick their columns by it; Markdown and HTML show columns through
@@ -51,6 +53,7 @@ class Column:
     title: str = ""                       # HTML: the header's tooltip
     filter: bool = False                  # HTML: the page offers a filter on this column's values
     per_regime: Mapping[str, str] = field(default_factory=dict)  # HTML lines: regime -> row column behind the cell
+    regime: str | None = None             # the regime whose runs make the value: its seeds are the cell's to count
 
     @property
     def measured(self) -> bool:
@@ -72,16 +75,24 @@ def spread(x: float, kind: str) -> str:
     return f"{x:.1f}%" if kind == "pct" else f"{x:.4f}"
 
 
+def interval_marks(s: Stat | Ratio) -> str:
+    """The footnote marks of a cell's interval: an older method, a smallest class under 20 test images."""
+    iv = getattr(s, "interval", None)
+    if iv is None:
+        return ""
+    return (OLDER_METHOD if iv.older else "") + (SMALL_CLASSES if iv.small_classes else "")
+
+
 def stat_text(s: Stat | Ratio | None, kind: str, expected: int) -> str:
-    """``mean ± std [95% interval]`` (std only with >1 seed, the interval where there is one), changes whose
-    interval includes 0 marked "(n.s.)", flagged when fewer seeds than the row has finished."""
+    """``mean ± std [95% interval]`` (std only with >1 seed, the interval where there is one, with its marks),
+    changes whose interval includes 0 marked "(n.s.)", flagged when fewer seeds than the row has finished."""
     if s is None:
         return MISSING
-    text = number(s.mean, kind)
+    text = number(s.mean, kind) + getattr(s, "mark", "")
     if s.std is not None:
         text += f" ± {spread(s.std, kind)}"
     if s.ci is not None:
-        text += f" [{number(s.ci[0], kind)}, {number(s.ci[1], kind)}]"
+        text += f" [{number(s.ci[0], kind)}, {number(s.ci[1], kind)}]{interval_marks(s)}"
         if kind == "delta" and s.includes_zero:
             text += f" {NOT_SIGNIFICANT}"
     if s.n < expected:
@@ -99,10 +110,16 @@ def cell(row: Row, col: Column) -> str:
     if s is None and col.base is not None and BY_NAME[col.base].get(row) is not None:
         text = UNDEFINED
     else:
-        text = stat_text(s, col.kind, s.n if col.own_seeds and s is not None else len(row.seeds))
+        text = stat_text(s, col.kind, s.n if col.own_seeds and s is not None else expected_seeds(row, col.regime))
     if col.e2e and row.lora and text != MISSING:
         text += " (LoRA)"
     return text
+
+
+def expected_seeds(row: Row, regime: str | None) -> int:
+    """The seeds a cell of ``regime`` should have: the row's, less those another configuration of the same
+    model and task ran in that regime (they are in that configuration's row, not missing from this one)."""
+    return len(row.seeds) - len(row.elsewhere.get(regime, ())) if regime else len(row.seeds)
 
 
 def task_label(task: str, limit: int | None) -> str:
@@ -133,19 +150,20 @@ def _regime_columns(prefix: str, header: str, field_name: str, kind: str) -> lis
     for regime, slug in _SLUGS[1:]:
         label = REGIME_LABELS[regime]
         out.append(Column(f"{prefix}_{slug}", f"{header} {label}",
-                          lambda r, f=field_name, g=regime: getattr(r, f)[g], kind, e2e=regime == Regime.FT_E2E,
+                          lambda r, f=field_name, g=regime: getattr(r, f)[g], kind, e2e=regime == Regime.FT_E2E, regime=regime,
                           ref=lambda r, f=field_name, g=regime: getattr(r, f)(g)))
         out.append(Column(f"{prefix}_{slug}_pct", f"{header} {label} %",
                           lambda r, f=field_name, g=regime: getattr(r, f + "_pct")[g], "pct", e2e=regime == Regime.FT_E2E,
+                          regime=regime,
                           base=f"{prefix}_{slug}", ref=lambda r, f=field_name, g=regime: getattr(r, f + "_pct")(g)))
     return out
 
 
 SCORE_COLUMNS = [
-    *[Column(f"f1_{slug}", f"{REGIME_LABELS[g]} F1", lambda r, g=g: r.f1[g], "score", e2e=g == Regime.FT_E2E,
+    *[Column(f"f1_{slug}", f"{REGIME_LABELS[g]} F1", lambda r, g=g: r.f1[g], "score", e2e=g == Regime.FT_E2E, regime=g,
              ref=lambda r, g=g: r.f1(g)) for g, slug in _SLUGS],
-    Column("probe_pre_projection", "Probe pre-proj.", lambda r: r.probe_pre, "score"),
-    *[Column(f"probe_{slug}", f"Probe {label} proj.", lambda r, g=g: r.probe[g], "score", e2e=g == Regime.FT_E2E,
+    Column("probe_pre_projection", "Probe pre-proj.", lambda r: r.probe_pre, "score", regime=Regime.ZERO_SHOT),
+    *[Column(f"probe_{slug}", f"Probe {label} proj.", lambda r, g=g: r.probe[g], "score", e2e=g == Regime.FT_E2E, regime=g,
              ref=lambda r, g=g: r.probe(g))
       for g, slug, label in ((Regime.ZERO_SHOT, "original", "orig."), (Regime.FT_PROJ, "ft_proj", "FT-Proj"),
                              (Regime.FT_E2E, "ft_e2e", "FT-E2E"))],
@@ -167,7 +185,7 @@ BASELINE_COLUMNS = [
     Column("clip_embedding_probe", "Probe CLIP emb.", _baseline("clip_probe"), "score", own_seeds=True,
            ref=lambda r: r.clip_probe),
     *[Column(f"gain_vs_clip_{slug}", f"{REGIME_LABELS[g]} − CLIP ZS", lambda r, g=g: r.gain_vs_clip.get(g), "delta",
-             e2e=g == Regime.FT_E2E, ref=lambda r, g=g: r.gain_vs_clip(g)) for g, slug in _SLUGS],
+             e2e=g == Regime.FT_E2E, regime=g, ref=lambda r, g=g: r.gain_vs_clip(g)) for g, slug in _SLUGS],
 ]
 CONTROL_COLUMNS = [
     col
@@ -175,9 +193,10 @@ CONTROL_COLUMNS = [
                                   (Regime.ZERO_SHOT, "original", "orig. proj.", False),
                                   (Regime.FT_PROJ, "ft_proj", "FT-Proj proj.", False),
                                   (Regime.FT_E2E, "ft_e2e", "FT-E2E proj.", True))
-    for col in (Column(f"control_{slug}", f"Control {label}", lambda r, k=key: r.control.get(k), "score", e2e=e2e),
+    for col in (Column(f"control_{slug}", f"Control {label}", lambda r, k=key: r.control.get(k), "score", e2e=e2e,
+                       regime=Regime.ZERO_SHOT if key == "pre" else key),
                 Column(f"selectivity_{slug}", f"Selectivity {label}", lambda r, k=key: r.selectivity.get(k),
-                       "delta", e2e=e2e))
+                       "delta", e2e=e2e, regime=Regime.ZERO_SHOT if key == "pre" else key))
 ]
 COLUMNS = SCORE_COLUMNS + CHANGE_COLUMNS + BASELINE_COLUMNS + CONTROL_COLUMNS
 BY_NAME = {c.key: c for c in COLUMNS}

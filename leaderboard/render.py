@@ -78,7 +78,9 @@ def _json_stat(s: Stat | Ratio | None):
                 "base_mean": s.base_mean, "estimator": "change of seed-averaged means / seed-averaged baseline"}
     return {"mean": s.mean, "std": s.std, "n": s.n, "seeds": list(s.seeds), "values": list(s.values),
             "ci95": None if s.ci is None else list(s.ci), "ci_method": s.ci_method, "p_value": s.p_value,
-            "ci_includes_zero": s.includes_zero}
+            "ci_includes_zero": s.includes_zero,
+            "ci_min_class_n": None if s.interval is None else s.interval.min_class_n,
+            "ci_older_method": None if s.interval is None else s.interval.older}
 
 
 def _json_value(col: Column, row):

@@ -6,8 +6,9 @@ changes are the paper's Table 2 estimator: the change of the seed-averaged means
 baseline (over the seeds both have), not a mean of per-seed ratios (biased upwards when the baseline is small).
 
 Only true replicates are averaged: runs whose replicate hashes (run identity without the seed) differ become
-separate rows, labelled with the fields that differ. Every mean carries a 95% interval: over seeds (Student t,
-paired by seed for changes) with two or more seeds, or the run's bootstrap over test images with one.
+separate rows, labelled with the fields that differ. Every mean carries a 95% interval: the hierarchical
+bootstrap over its runs' test predictions (seeds, probe seeds, test images within class; :mod:`.resample`), or
+where those are not there the older method, marked (:mod:`.stats`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from benchmark.schema import TRAINING_FIELDS, Regime
 
 from .collect import BASELINES_DIR, BaselineRun, Collection, Run, RunKey, Skipped
-from .stats import Ratio, Stat
+from .resample import POST, PRE, TASK, Predictions, change_source, score_source
+from .stats import Interval, Ratio, Stat, recorded
 from .stats import ratio_of as _ratio  # short names: the row builder calls them dozens of times
 from .stats import stat_of as _stat
 
@@ -69,6 +71,8 @@ class Row:
     control: dict[str, Stat | None] = field(default_factory=dict)   # control probe F1 by projector, "pre" too
     selectivity: dict[str, Stat | None] = field(default_factory=dict)  # probe - control, paired per run
     revisions: tuple[str, ...] = ()         # model revisions of the row's runs; more than one is warned about
+    # by regime: the row's seeds whose run in that regime is another configuration's (shown in that row)
+    elsewhere: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def lora(self) -> bool:
@@ -142,6 +146,7 @@ def build(coll: Collection) -> Leaderboard:
 
     unfinished, unreadable = set(coll.unfinished), set(coll.unreadable)
     rows, incomplete, warnings = [], {}, []
+    store = Predictions()   # the runs' test predictions, read only when an interval is asked for
     for g in sorted(names):
         model, task, limit = names[g]
         # Both a full and a LoRA FT-E2E may exist for one model and task: each gets its own row rather than one
@@ -158,7 +163,8 @@ def build(coll: Collection) -> Leaderboard:
                 warnings.append(f"{label}: runs of different configurations are shown as separate rows, never "
                                 f"averaged (they differ in: {', '.join(differing)})")
             for done, variant in variants:
-                row = _row(model, task, limit=limit, e2e_dir=e2e_dir, done=done, seen=seen[g])
+                row = _row(model, task, limit=limit, e2e_dir=e2e_dir, done=done, seen=seen[g], finished=finished[g],
+                           store=store)
                 row = _with_missing(replace(row, variant=variant), finished[g], unfinished=unfinished,
                                     unreadable=unreadable, seen=seen[g], incomplete=incomplete)
                 if base_runs.get(g):
@@ -248,43 +254,73 @@ def _short(value: str) -> str:
     return v if isinstance(v, str) else value
 
 
-def _row(model, task, *, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: dict[str, set[int]]) -> Row:
+OLDER_CONTROL = "§"   # a control of results before schema 3: the shuffled-label control (see the legend)
+
+
+def _rec(run: Run, ci) -> Interval | None:
+    return recorded(ci, run.schema_version, run.min_class_n)
+
+
+def _by_seed(by_seed: dict[int, Run]) -> list[Run]:
+    return [by_seed[s] for s in sorted(by_seed)]
+
+
+def _row_seeds(folders, done, finished, seen) -> tuple[int, ...]:
+    """The seeds a row counts: those of its own finished runs, and those no configuration finished (unfinished
+    or unreadable, so not yet known to be another configuration's); never a seed another configuration ran."""
+    own = {s for f in folders for s in done.get(f, {})}
+    pending = {s for f in folders for s in seen.get(f, set()) if s not in finished.get(f, {})}
+    return tuple(sorted(own | pending))
+
+
+def _elsewhere(folders: dict, done, finished, seeds) -> dict[str, tuple[int, ...]]:
+    return {regime: tuple(s for s in seeds if s in finished.get(f, {}) and s not in done.get(f, {}))
+            for regime, f in folders.items()}
+
+
+def _row(model, task, *, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: dict[str, set[int]],
+         finished: dict[str, dict[int, Run]], store: Predictions) -> Row:
     folders = {Regime.ZERO_SHOT: Regime.ZERO_SHOT, Regime.FT_PROJ: Regime.FT_PROJ, Regime.FT_E2E: e2e_dir}
     runs = {regime: done.get(folder, {}) for regime, folder in folders.items()}
-    seeds = tuple(sorted(set().union(*(seen.get(folder, set()) for folder in folders.values()))))
     mine = [r for by_seed in runs.values() for r in by_seed.values()]
     zs = runs[Regime.ZERO_SHOT]
+    mark = OLDER_CONTROL if any(r.schema_version < 3 for r in mine) else ""
+    seeds = _row_seeds(folders.values(), done, finished, seen)
 
-    f1 = {regime: _stat([(s, r.f1) for s, r in by_seed.items()], {s: r.f1_ci for s, r in by_seed.items()})
-          for regime, by_seed in runs.items()}
+    f1 = {regime: _stat([(s, r.f1) for s, r in by_seed.items()], {s: _rec(r, r.f1_ci) for s, r in by_seed.items()},
+                        source=score_source(store, _by_seed(by_seed), TASK)) for regime, by_seed in runs.items()}
     probe = {regime: _stat([(s, r.probe_post) for s, r in by_seed.items()],
-                           {s: r.probe_post_ci for s, r in by_seed.items()}) for regime, by_seed in runs.items()}
-    probe_pre = _stat([(s, r.probe_pre) for s, r in zs.items() if r.probe_pre is not None],
-                      {s: r.probe_pre_ci for s, r in zs.items()})
-    control = {regime: _stat([(s, r.control_post) for s, r in by_seed.items() if r.control_post is not None])
-               for regime, by_seed in runs.items()}
-    control["pre"] = _stat([(s, r.control_pre) for s, r in zs.items() if r.control_pre is not None])
+                           {s: _rec(r, r.probe_post_ci) for s, r in by_seed.items()},
+                           source=score_source(store, _by_seed(by_seed), POST)) for regime, by_seed in runs.items()}
+    zs_pre = {s: r for s, r in zs.items() if r.probe_pre is not None}
+    probe_pre = _stat([(s, r.probe_pre) for s, r in zs_pre.items()], {s: _rec(r, r.probe_pre_ci) for s, r in zs.items()},
+                      source=score_source(store, _by_seed(zs_pre), PRE))
+    control = {regime: _stat([(s, r.control_post) for s, r in by_seed.items() if r.control_post is not None],
+                             mark=mark) for regime, by_seed in runs.items()}
+    control["pre"] = _stat([(s, r.control_pre) for s, r in zs.items() if r.control_pre is not None], mark=mark)
     selectivity = {regime: _stat([(s, r.probe_post - r.control_post) for s, r in by_seed.items()
-                                  if r.control_post is not None], paired=True) for regime, by_seed in runs.items()}
+                                  if r.control_post is not None], paired=True, mark=mark)
+                   for regime, by_seed in runs.items()}
     selectivity["pre"] = _stat([(s, r.probe_pre - r.control_pre) for s, r in zs.items()
-                                if r.control_pre is not None and r.probe_pre is not None], paired=True)
+                                if r.control_pre is not None and r.probe_pre is not None], paired=True, mark=mark)
     gain, gain_pct, rich, rich_pct = {}, {}, {}, {}
-    paired_method = "paired bootstrap over test images"
     for regime in FINETUNED:
         # Paired by seed: a fine-tuned run without the zero-shot run of its seed has no baseline.
-        paired = [(s, r, zs[s]) for s, r in runs[regime].items() if s in zs]
-        gain[regime] = _stat([(s, r.f1 - z.f1) for s, r, z in paired], {s: r.gain_ci for s, r, _ in paired},
-                             paired_method, paired=True)
+        paired = [(s, runs[regime][s], zs[s]) for s in sorted(runs[regime]) if s in zs]
+        pairs = [(r, z) for _, r, z in paired]
+        gain[regime] = _stat([(s, r.f1 - z.f1) for s, r, z in paired], {s: _rec(r, r.gain_ci) for s, r, _ in paired},
+                             paired=True, source=change_source(store, pairs, TASK))
         gain_pct[regime] = _ratio([(s, r.f1, z.f1) for s, r, z in paired])
         rich[regime] = _stat([(s, r.probe_post - z.probe_post) for s, r, z in paired],
-                             {s: r.richness_ci for s, r, _ in paired}, paired_method, paired=True)
+                             {s: _rec(r, r.richness_ci) for s, r, _ in paired}, paired=True,
+                             source=change_source(store, pairs, POST))
         rich_pct[regime] = _ratio([(s, r.probe_post, z.probe_post) for s, r, z in paired])
     return Row(
         model=model, task=task, limit=limit, e2e_dir=e2e_dir,
         projector_families=tuple(sorted({r.projector_family for r in mine})),
         task_versions=tuple(sorted({r.task_version for r in mine})),
         eval_modes=tuple(sorted({r.eval_mode for r in mine})),
-        seeds=seeds, f1=f1, probe=probe, probe_pre=probe_pre,
+        seeds=seeds, elsewhere=_elsewhere(folders, done, finished, seeds), f1=f1, probe=probe, probe_pre=probe_pre,
         gain=gain, gain_pct=gain_pct, richness=rich, richness_pct=rich_pct, control=control,
         selectivity=selectivity,
         revisions=tuple(sorted({r.revision for r in mine if r.revision is not None})),

@@ -122,7 +122,8 @@ def test_values_match_the_files_and_gains_are_paired_per_seed(results):
     assert r.gain["ft-proj"].p_value == pytest.approx(1 - 2 * math.atan(2) / math.pi)
     assert r.gain["ft-proj"].includes_zero and r.gain["ft-proj"].ci_method == "t over seeds"
     text = render(board_of(results), "markdown")
-    assert "+0.2000 ± 0.1414 [-1.0706, +1.4706] (n.s.)" in text and "+66.7%" in text
+    # Schema-1 files without predictions: the older method, marked as such.
+    assert "+0.2000 ± 0.1414 [-1.0706, +1.4706]† (n.s.)" in text and "+66.7%" in text
     assert "-0.2000 ± 0.2828" in text and "87.5%" not in text
 
 
@@ -467,11 +468,12 @@ def test_single_seed_intervals_come_from_the_runs_bootstrap(results):
     edit_metrics(dig / "ft-proj/seed0/metrics.json",
                  lambda m: m.update(paired={"gain": {"ci95": [0.02, 0.30]}, "richness": {"ci95": [-0.1, 0.2]}}))
     r = row(board_of(results), "digits", 10)
-    assert r.f1["zero-shot"].ci == (0.01, 0.05) and r.f1["zero-shot"].ci_method == "bootstrap over test images"
+    assert r.f1["zero-shot"].ci == (0.01, 0.05)
+    assert r.f1["zero-shot"].ci_method == "unstratified bootstrap over test images"  # schema 1: the older method
     assert r.gain["ft-proj"].ci == (0.02, 0.30) and not r.gain["ft-proj"].includes_zero
     assert r.richness["ft-proj"].includes_zero and r.f1["ft-e2e"].ci is None  # schema 1: no interval recorded
     md = render(board_of(results), "markdown")
-    assert "[+0.0200, +0.3000]" in md and "[-0.1000, +0.2000] (n.s.)" in md
+    assert "[+0.0200, +0.3000]†" in md and "[-0.1000, +0.2000]† (n.s.)" in md
 
 
 def test_control_probes_and_selectivity(results):

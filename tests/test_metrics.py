@@ -177,26 +177,9 @@ def test_summary_of_one_seed_shows_the_paired_difference(tmp_path):
 # --- bootstrap intervals and length bias --------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between order statistics (numpy's default), written out."""
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100
-    lo = int(pos)
-    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (pos - lo)
-
-
 def resamples(n: int, samples: int, seed: int):
-    """The documented resampling: ``samples`` draws of n test rows with replacement from a seeded generator."""
+    """``samples`` draws of n test rows with replacement from a seeded generator."""
     return np.random.default_rng(seed).integers(0, n, size=(samples, n)).tolist()
-
-
-def reference_interval(y_true, y_pred, samples, seed, base=None):
-    scores = []
-    for idx in resamples(len(y_true), samples, seed):
-        t = [y_true[i] for i in idx]
-        score = reference_macro_f1(t, [y_pred[i] for i in idx])
-        scores.append(score if base is None else score - reference_macro_f1(t, [base[i] for i in idx]))
-    return [percentile(scores, 2.5), percentile(scores, 97.5)], scores
 
 
 RNG = np.random.default_rng(7)
@@ -206,7 +189,7 @@ Q30 = [y if RNG.random() < 0.4 else int(RNG.integers(0, 4)) for y in Y30]
 
 
 def test_macro_f1_of_many_rows_at_once():
-    from benchmark.evaluate.metrics import macro_f1_rows
+    from benchmark.evaluate.intervals import macro_f1_rows
 
     idx = resamples(30, 50, 3)
     t = np.asarray(Y30)[idx]
@@ -216,32 +199,31 @@ def test_macro_f1_of_many_rows_at_once():
 
 
 def test_bootstrap_interval():
+    # The run's one-score interval is the stratified BCa one (tests/test_intervals.py checks it against scipy).
+    from benchmark.evaluate.intervals import score_interval
     from benchmark.evaluate.metrics import bootstrap_ci
 
-    got = bootstrap_ci(Y30, P30, 4, samples=300, seed=5)
-    want, _ = reference_interval(Y30, P30, 300, 5)
-    assert got["ci95"] == pytest.approx(want, abs=1e-12)
+    got = bootstrap_ci(Y30, P30, 4)
+    assert got["ci95"] == score_interval(Y30, P30, 4)["ci95"]
     assert got["ci95"][0] < classification_metrics(Y30, P30, 4)["macro_f1"] < got["ci95"][1]
-    assert bootstrap_ci(Y30, Y30, 4, samples=50)["ci95"] == [1.0, 1.0]
-    assert bootstrap_ci(Y30, [(y + 1) % 4 for y in Y30], 4, samples=50)["ci95"] == [0.0, 0.0]
+    # Known answers: every image right, every image wrong (no resample can change either).
+    assert bootstrap_ci(Y30, Y30, 4)["ci95"] == [1.0, 1.0]
+    assert bootstrap_ci(Y30, [(y + 1) % 4 for y in Y30], 4)["ci95"] == [0.0, 0.0]
 
 
-def test_paired_bootstrap():
-    from benchmark.evaluate.metrics import paired_bootstrap
+def test_paired_change():
+    from benchmark.evaluate.intervals import change_interval
 
-    got = paired_bootstrap(Y30, P30, Q30, num_classes=4, samples=300, seed=2)
+    got = change_interval(Y30, P30, Q30, 4)
     assert got["delta"] == pytest.approx(reference_macro_f1(Y30, P30) - reference_macro_f1(Y30, Q30), abs=1e-12)
-    want, diffs = reference_interval(Y30, P30, 300, 2, base=Q30)
-    assert got["ci95"] == pytest.approx(want, abs=1e-12)
-    other_side = sum(d <= 0 for d in diffs) if got["delta"] > 0 else sum(d >= 0 for d in diffs)
-    assert got["p_value"] == pytest.approx(min(1.0, 2 * other_side / 300))
-    # Known answers: everything right against everything wrong; a model against itself.
+    assert got["ci95"][0] < got["delta"] < got["ci95"][1]
+    # Known answers: everything right against everything wrong; a model against itself. Never p = 0.
     wrong = [(y + 1) % 4 for y in Y30]
-    best = paired_bootstrap(Y30, Y30, wrong, num_classes=4, samples=100)
-    assert (best["delta"], best["ci95"], best["p_value"]) == (1.0, [1.0, 1.0], 0.0)
-    worst = paired_bootstrap(Y30, wrong, Y30, num_classes=4, samples=100)
-    assert (worst["delta"], worst["ci95"], worst["p_value"]) == (-1.0, [-1.0, -1.0], 0.0)
-    same = paired_bootstrap(Y30, P30, P30, num_classes=4, samples=100)
+    best = change_interval(Y30, Y30, wrong, 4)
+    assert (best["delta"], best["ci95"]) == (1.0, [1.0, 1.0]) and 0 < best["p_value"] <= 2 / best["samples"]
+    worst = change_interval(Y30, wrong, Y30, 4)
+    assert (worst["delta"], worst["ci95"]) == (-1.0, [-1.0, -1.0]) and 0 < worst["p_value"] <= 2 / best["samples"]
+    same = change_interval(Y30, P30, P30, 4)
     assert (same["delta"], same["ci95"], same["p_value"]) == (0.0, [0.0, 0.0], 1.0)
 
 

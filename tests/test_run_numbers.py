@@ -208,9 +208,7 @@ def test_task_metrics_follow_from_the_predictions(watched_run, data):
 
 
 def test_intervals_pairs_and_length_bias_follow_from_the_predictions(watched_run, data, original):
-    from test_metrics import reference_interval
-
-    from benchmark.evaluate.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
+    from benchmark.evaluate.intervals import change_interval, score_interval
 
     index = {c: i for i, c in enumerate(data.classes)}
     zs = watched_run["results"]["zero-shot"]
@@ -220,11 +218,17 @@ def test_intervals_pairs_and_length_bias_follow_from_the_predictions(watched_run
         y_true = [index[p["label"]] for p in preds]
         y_pred = [index[p["prediction"]] for p in preds]
         if "ci95" in m["metrics"]:
-            want, _ = reference_interval(y_true, y_pred, BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED)
-            assert m["metrics"]["ci95"] == pytest.approx(want, abs=1e-12), regime
+            want = score_interval(y_true, y_pred, len(data.classes))
+            assert m["metrics"]["ci95"] == pytest.approx(want["ci95"], abs=1e-12), regime
+            assert m["metrics"]["interval"]["min_class_n"] == want["min_class_n"], regime
         if m.get("paired"):  # each fine-tuned run against the zero-shot run of its own seed
             assert m["paired"]["gain"]["delta"] == pytest.approx(
                 m["metrics"]["macro_f1"] - zs["metrics"]["macro_f1"], abs=1e-12)
+            zs_pred = [index[json.loads(line)["prediction"]] for line in
+                       (run_folder(watched_run, "zero-shot") / "predictions.jsonl").read_text().splitlines()]
+            want = change_interval(y_true, y_pred, zs_pred, len(data.classes))
+            assert [*m["paired"]["gain"]["ci95"], m["paired"]["gain"]["p_value"]] == pytest.approx(
+                [*want["ci95"], want["p_value"]], abs=1e-12)
             assert m["paired"]["richness"]["delta"] == pytest.approx(
                 m["probe"]["post_projection"]["macro_f1"] - zs["probe"]["post_projection"]["macro_f1"], abs=1e-12)
         bias = m["metrics"].get("length_bias")

@@ -20,7 +20,7 @@ from sklearn.metrics import f1_score
 
 from benchmark.config import ProbeConfig, RunConfig
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate.metrics import bootstrap_ci, paired_bootstrap
+from benchmark.evaluate.intervals import score_interval
 from benchmark.evaluate.probe import control_labels, probe_with_control
 from benchmark.registry import plugins
 from benchmark.storage.features import (
@@ -33,47 +33,11 @@ from benchmark.storage.features import (
 from conftest import make_image_folder, shared_data
 
 
-# --- bootstrap intervals -------------------------------------------------------------------------------------
-def _hand_bootstrap(y, p, seed=0, samples=200):
-    """The textbook percentile bootstrap, one sklearn call per resample, with the same generator."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(y), size=(samples, len(y)))
-    vals = [f1_score(y[i], p[i], labels=sorted(set(y[i])), average="macro", zero_division=0) for i in idx]
-    return np.percentile(vals, [2.5, 97.5])
-
-
-def test_bootstrap_interval_equals_a_hand_rolled_bootstrap():
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, 5, 60)
-    p = np.where(rng.random(60) < 0.6, y, rng.integers(0, 5, 60))
-    assert bootstrap_ci(y.tolist(), p.tolist(), 5, samples=200)["ci95"] == pytest.approx(_hand_bootstrap(y, p),
-                                                                                        abs=1e-12)
-    # Known answers: perfect predictions have no spread; the interval holds the point estimate otherwise.
-    assert bootstrap_ci(y.tolist(), y.tolist(), 5)["ci95"] == [1.0, 1.0]
-    lo, hi = bootstrap_ci(y.tolist(), p.tolist(), 5)["ci95"]
-    assert lo < f1_score(y, p, average="macro") < hi
-
-
-def test_paired_bootstrap_resamples_both_with_the_same_images():
-    rng = np.random.default_rng(4)
-    y = rng.integers(0, 3, 40)
-    a = np.where(rng.random(40) < 0.8, y, (y + 1) % 3)
-    b = np.where(rng.random(40) < 0.4, y, (y + 1) % 3)
-    out = paired_bootstrap(y.tolist(), a.tolist(), b.tolist(), num_classes=3, samples=200)
-    idx = np.random.default_rng(0).integers(0, 40, size=(200, 40))
-    diffs = [f1_score(y[i], a[i], labels=sorted(set(y[i])), average="macro", zero_division=0)
-             - f1_score(y[i], b[i], labels=sorted(set(y[i])), average="macro", zero_division=0) for i in idx]
-    assert out["ci95"] == pytest.approx(np.percentile(diffs, [2.5, 97.5]), abs=1e-12)
-    assert out["delta"] == pytest.approx(f1_score(y, a, average="macro") - f1_score(y, b, average="macro"))
-    assert out["p_value"] == pytest.approx(min(1.0, 2 * np.mean(np.asarray(diffs) <= 0)))
-    same = paired_bootstrap(y.tolist(), a.tolist(), a.tolist(), num_classes=3)
-    assert same["delta"] == 0.0 and same["ci95"] == [0.0, 0.0]
-
-
+# --- bootstrap intervals (their numbers: tests/test_intervals.py) ------------------------------------------------
 def test_unmatched_answers_are_wrong_for_every_class():
     # --eval generate marks unmatched answers -1: they must lower recall and no class's precision.
     y, p = [0, 0, 1, 1], [0, -1, 1, -1]
-    lo, hi = bootstrap_ci(y, p, 2, samples=50)["ci95"]
+    lo, hi = score_interval(y, p, 2, samples=50)["ci95"]
     expected = f1_score(y, [0, 2, 1, 2], labels=[0, 1], average="macro", zero_division=0)  # 2 = outside the labels
     assert lo <= expected <= hi and hi <= 1.0
 

@@ -30,8 +30,9 @@ from sklearn.metrics import confusion_matrix
 
 from benchmark import distributed
 from benchmark.evaluate.batching import collate
+from benchmark.evaluate.intervals import record_interval
 from benchmark.evaluate.loglik import EvalSet
-from benchmark.evaluate.metrics import bootstrap_ci, classification_metrics
+from benchmark.evaluate.metrics import classification_metrics
 from benchmark.evaluate.prompt import build_question
 
 UNMATCHED = "<unmatched>"
@@ -138,7 +139,7 @@ def evaluate_generate(adapter, eval_set: EvalSet, *, batch_size: int = 8, progre
         n_unmatched=n_unmatched,
         match_rules={r: sum(rule == r for _, rule in matches) for r in ("exact", "prefix", "contains", "unmatched")},
         max_new_tokens=budget,
-        ci95=bootstrap_ci(truth, preds, len(classes))["ci95"],
+        **record_interval(truth, preds, len(classes)),
         seconds=time.perf_counter() - start,
     )
     predictions = [

@@ -22,7 +22,8 @@ import torch
 
 from benchmark import distributed
 from benchmark.evaluate.batching import collate, positions
-from benchmark.evaluate.metrics import bootstrap_ci, classification_metrics
+from benchmark.evaluate.intervals import record_interval
+from benchmark.evaluate.metrics import classification_metrics
 from benchmark.evaluate.prompt import build_question
 
 # Rows of KV cache scored at once (examples x classes). Memory grows with rows x prompt length x layers: for
@@ -130,7 +131,7 @@ def evaluate_loglik(adapter, eval_set: EvalSet, *, batch_size: int = 8, progress
     preds = by_mean if score_norm == "mean" else by_sum
     truth = [s.label for s in samples]
     metrics = classification_metrics(truth, preds, len(classes), classes)
-    metrics["ci95"] = bootstrap_ci(truth, preds, len(classes))["ci95"]
+    metrics.update(record_interval(truth, preds, len(classes)))
     metrics["score_norm"] = score_norm
     other = by_sum if score_norm == "mean" else by_mean
     metrics["length_bias"] = {

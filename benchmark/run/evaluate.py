@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 from ..evaluate.generation import evaluate_generate
+from ..evaluate.intervals import record_change
 from ..evaluate.loglik import EvalSet, evaluate_loglik
-from ..evaluate.metrics import paired_bootstrap
 from ..evaluate.probe import probe_with_control
 from ..schema import PREDICTIONS, PROBE_PREDICTIONS, Regime
 from ..storage.features import pooled
@@ -60,7 +60,12 @@ def pre_projection_features(stores) -> tuple:
 
 def paired_stage(run: ResolvedRun, task_pred: list, probe_pred: list) -> dict | None:
     """Gain and richness change against the zero-shot run of the same seed, on the same test images, with
-    paired bootstrap intervals; None (with the reason logged) if that run's predictions are not there."""
+    stratified BCa intervals (:mod:`..evaluate.intervals`); None (with the reason logged) if that run's
+    predictions are not there.
+
+    Probe predictions are one list per feature set, or a list per probe seed (probe seed x test row): the
+    richness interval then resamples the probe seeds of both runs too.
+    """
     zs = run.folder_of(Regime.ZERO_SHOT)
     seed, test, classes = run.seed, run.data.splits["test"], run.data.classes
     try:
@@ -78,6 +83,5 @@ def paired_stage(run: ResolvedRun, task_pred: list, probe_pred: list) -> dict | 
     y_test = [s.label for s in test]
     index = {c: i for i, c in enumerate(classes)}
     zs_task = [index.get(r["prediction"], -1) for r in zs_rows]  # unmatched (generate) -> -1, wrong for all
-    return {"gain": paired_bootstrap(y_test, task_pred, zs_task, num_classes=len(classes)),
-            "richness": paired_bootstrap(y_test, probe_pred, zs_probe["post_projection"],
-                                         num_classes=len(classes))}
+    return {"gain": record_change(y_test, task_pred, zs_task, len(classes)),
+            "richness": record_change(y_test, probe_pred, zs_probe["post_projection"], len(classes))}

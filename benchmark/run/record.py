@@ -34,8 +34,8 @@ from .resolved import ResolvedRun
 # Trained FT-E2E states up to this size (tiny twins, LoRA) are kept after a run for `analyze`.
 KEEP_FOR_ANALYSES_MAX_PARAMS = 200_000_000
 
-TASK_METRICS = ("macro_f1", "accuracy", "n", "ci95", "per_class", "confusion_matrix", "score_norm", "length_bias",
-                *GENERATE_METRICS)
+TASK_METRICS = ("macro_f1", "accuracy", "n", "ci95", "interval", "per_class", "confusion_matrix", "score_norm",
+                "length_bias", *GENERATE_METRICS)
 
 
 def execution(run: ResolvedRun, adapter) -> dict:

@@ -117,3 +117,15 @@ def test_gradient_checkpointing_with_dropout_in_the_frozen_llm_is_refused(real_i
     adapter.llm_layers()[1].self_attn.attention_dropout = 0.1
     with pytest.raises(BenchmarkError, match=r"--gradient-checkpointing in ft-proj.*attention_dropout=0\.1"):
         enable_checkpointing(adapter, "ft-proj")
+
+
+def test_a_run_whose_steps_are_all_warm_up_says_so(tmp_path):
+    from benchmark.config import ProbeConfig, RunConfig
+    from benchmark.protocol import Runner
+
+    lines = []
+    cfg = RunConfig(model="llava15-tiny", task="textile", max_per_class=2, regimes=("ft-proj",),
+                    results_dir=str(tmp_path), probe=ProbeConfig(hidden=(8,), max_epochs=1), progress=False)
+    [m] = Runner(cfg, log=lines.append).run()
+    assert m["training"]["optimizer_steps"] == 1  # 6 images, global batch 64
+    assert any("[warning] ft-proj: all 1 optimizer step(s) were warm-up" in line for line in lines), lines

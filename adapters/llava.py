@@ -3,6 +3,11 @@
 The projector is ``model.model.multi_modal_projector``. The vision features are what LLaVA itself feeds it:
 the hidden states of ``config.vision_feature_layer`` (the penultimate CLIP layer) with CLS dropped under the
 "default" selection strategy.
+
+Images are padded to a square with the CLIP mean colour before the CLIP processor (``image_aspect="pad"``, the
+default), as LLaVA-1.5 trained and evaluated (``--image_aspect_ratio pad`` in its fine-tuning scripts; its
+``process_images`` at inference): see ``images.py``. ``image_aspect="processor"`` keeps the llava-hf processor's
+centre crop. The choice is part of ``preprocessing_signature`` and so of the feature-cache key.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import torch
 
 from . import catalog
 from .hf import HFAdapter
+from .images import check_image_aspect, mean_colour, pad_to_square
 from .tiny import build_tokenizer
 
 # LLaVA-1.5's own conversation template ``llava_v1`` (conv_vicuna_v1 in the LLaVA repository, used by its
@@ -41,7 +47,9 @@ class LlavaAdapter(HFAdapter):
     model_class = "LlavaForConditionalGeneration"  # parts at HFAdapter's default paths (model.multi_modal_projector)
     prompt_templates = {"llava_v1": LLAVA_V1_TEMPLATE, "short": LLAVA_TEMPLATE}
 
-    def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False):
+    def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False, *,
+                 image_aspect: str = "pad"):
+        self.image_aspect = check_image_aspect(image_aspect, adapter=name)
         super().__init__(name, source, device, dtype, local_files_only)
         cfg = self.model.config
         self._feature_layer = cfg.vision_feature_layer
@@ -55,12 +63,28 @@ class LlavaAdapter(HFAdapter):
         self._num_image_tokens = int((ids == self.image_token_id).sum())
 
     # images
+    def square(self, image):
+        """``image`` as LLaVA-1.5 hands it to CLIP's processor: padded to a square with the mean colour ("pad")."""
+        if self.image_aspect != "pad":
+            return image
+        return pad_to_square(image, mean_colour(self.processor.image_processor.image_mean))
+
+    def preprocess(self, images):
+        return super().preprocess([self.square(im) for im in images])
+
     def preprocessing_signature(self):
+        pad = self.image_aspect == "pad"
         return {
             "image_processor": self.processor.image_processor.to_dict(),
+            "image_aspect": self.image_aspect,
+            "pad_colour": list(mean_colour(self.processor.image_processor.image_mean)) if pad else None,
             "vision_feature_layer": self._feature_layer,
             "vision_feature_select_strategy": self._strategy,
         }
+
+    def native_inputs(self, question, image, answer=None):
+        # The reference is LLaVA-1.5's own pipeline: the same padding, then the model's processor and template.
+        return super().native_inputs(question, self.square(image), answer)
 
     @torch.no_grad()
     def vision_features(self, pixel_values):

@@ -8,6 +8,7 @@ loaded back with ``from_pretrained``, so tests and the demo exercise the real lo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -149,6 +150,36 @@ def rerandomise_zero_matrices(directory: Path, seed: int = 0, std: float = 0.02,
     return changed
 
 
+# Norms named ``norm`` or ``final_layer_norm`` (the LLM's final norm in every family; OPT also names its blocks'
+# second norm so; timm ViTs their last norm): a random init leaves them at unit scale and zero shift, under which
+# a norm applied twice equals it applied once, so a bug that skips or repeats one would change no number.
+_NAMED_NORM = re.compile(r"(^|\.)(norm|final_layer_norm)\.(weight|bias)$")
+
+
+def vary_named_norms(directory: Path, seed: int = 0, spread: float = 0.5) -> list[str]:
+    """Add seeded uniform(-``spread``, ``spread``) values to every constant :data:`_NAMED_NORM` vector saved under
+    ``directory`` (ones become 0.5-1.5, Gemma's zero offsets -0.5-0.5, zero biases small shifts); their names."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    changed: list[str] = []
+    gen = torch.Generator().manual_seed(seed)
+    for path in sorted(Path(directory).rglob("*.safetensors")):
+        state = load_file(str(path))
+        keys = [k for k, v in state.items() if _NAMED_NORM.search(k) and v.dim() == 1 and v.is_floating_point()
+                and bool((v == v[0]).all())]
+        if not keys:
+            continue
+        for k in keys:
+            noise = (torch.rand(state[k].shape, generator=gen) * 2 - 1) * spread
+            state[k] = (state[k].float() + noise).to(state[k].dtype)
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata()
+        save_file(state, str(path), metadata=metadata)
+        changed += [f"{path.relative_to(directory)}:{k}" for k in keys]
+    return changed
+
+
 TWIN_MANIFEST = "projbench-twin.json"
 
 
@@ -161,7 +192,7 @@ def materialise(cache_dir: Path, name: str, build: Callable[[Path], None]) -> Pa
     """Return the twin's cached directory (:func:`twin_dir`), building it atomically with ``build(tmpdir)`` if absent.
 
     The directory is keyed by :func:`build_hash`, so editing ``build`` (or its module) builds a new twin
-    instead of silently reusing the old one. Weight matrices that ``build`` left at zero are listed in
+    instead of silently reusing the old one. The final norms get non-unit scales (:func:`vary_named_norms`). Weight matrices that ``build`` left at zero are listed in
     ``projbench-twin.json`` (``zero_matrices``) and left as they are: the conformance suite fails a twin whose
     projector output is zero, naming them; ``build`` fixes it with :func:`rerandomise_zero_matrices`.
     """
@@ -178,7 +209,8 @@ def materialise(cache_dir: Path, name: str, build: Callable[[Path], None]) -> Pa
             raise RuntimeError(f"the tiny twin builder for {name!r} wrote no config.json into {tmp}: it must "
                                "save_pretrained() the model (and processor) into the directory it is given")
         manifest = {"name": name, "build": getattr(build, "__qualname__", repr(build)),
-                    "build_hash": build_hash(build), "zero_matrices": zero_matrices(tmp)}
+                    "build_hash": build_hash(build), "varied_norms": vary_named_norms(tmp),
+                    "zero_matrices": zero_matrices(tmp)}
         (tmp / TWIN_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         try:
             os.replace(tmp, target)

@@ -105,14 +105,13 @@ class LoadedClip:
 
 
 def _clip_identity(choice: ClipChoice, path: Path | None) -> dict:
+    """Name, tag and, for local weights, a hash of their content: the MLLM features' ``local_revision``, so that
+    weights replaced by others of the same size and modification time give another identity (and cache key)."""
+    from benchmark.storage.features import local_revision
+
     ident = {"model": choice.model, "pretrained": choice.pretrained}
     if path is not None and path.exists():
-        files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-        h = hashlib.sha256()
-        for p in files:
-            st = p.stat()
-            h.update(p.name.encode() + (p.read_bytes() if p.suffix == ".json" else f"{st.st_size}:{st.st_mtime_ns}".encode()))
-        ident["content"] = h.hexdigest()[:16]
+        ident["content"] = local_revision(path)["content_hash"]
     return ident
 
 

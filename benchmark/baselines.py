@@ -64,10 +64,11 @@ def expected_random(test_labels: list[int], num_classes: int) -> dict:
         raise BenchmarkError("The random baseline needs a non-empty test split and at least one class.")
     p = 1.0 / num_classes
     m = np.arange(n + 1)
-    # log-space binomial pmf: exact to float precision for any N (no overflow of the binomial coefficient)
-    log_pmf = (np.array([math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) for k in m])
-               + m * math.log(p) + ((n - m) * math.log1p(-p) if p < 1 else 0.0))
-    pmf = np.exp(log_pmf)
+    if num_classes == 1:  # every image is predicted as the one class: M = N with certainty (log(1 - p) is -inf)
+        pmf = (m == n).astype(float)
+    else:  # log-space binomial pmf: exact to float precision for any N (no overflow of the binomial coefficient)
+        pmf = np.exp(np.array([math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) for k in m])
+                     + m * math.log(p) + (n - m) * math.log1p(-p))
     per_class = {}
     for c in sorted(set(labels.tolist())):
         n_c = int((labels == c).sum())

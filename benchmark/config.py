@@ -125,6 +125,7 @@ class TrainConfig:
     lora: bool = False              # FT-E2E only: LoRA on the LLM instead of full fine-tuning
     lora_rank: int = 128            # LLaVA-1.5's LoRA recipe: r 128, alpha 256, lr 2e-4 (projector keeps `lr`)
     lr_lora: float = 2e-4
+    lora_dropout: float = 0.05      # on the LoRA branch, as LLaVA-1.5's finetune_lora.sh (--lora_dropout 0.05)
     gradient_checkpointing: bool = False
     checkpoint_every: int | None = None  # optimizer steps between resumable checkpoints; None = auto, 0 = never
 
@@ -192,6 +193,8 @@ class RunConfig:
     lora_rank: int = option(128, section="training", type=int, regimes=(Regime.FT_E2E.value,), only_if="lora")
     lr_lora: float = option(2e-4, section="training", type=float, regimes=(Regime.FT_E2E.value,), only_if="lora",
                             help="learning rate of the LoRA weights")  # the projector keeps lr_e2e
+    lora_dropout: float = option(0.05, section="training", type=float, regimes=(Regime.FT_E2E.value,),
+                                 only_if="lora", help="dropout on the LoRA branch (LLaVA-1.5's finetune_lora.sh: 0.05)")
     gradient_checkpointing: bool = option(False, section="training", cli_kind="flag")
     # A resumed run equals an uninterrupted one (tests/test_protocol.py), so it is an execution setting.
     checkpoint_every: int | None = option(
@@ -324,4 +327,5 @@ class RunPlan:
                            batch_size=self.training[regime].global_batch, micro_batch=cfg.micro_batch,
                            engine=cfg.engine, warmup_ratio=cfg.warmup_ratio,
                            lora=cfg.lora and regime == Regime.FT_E2E, lora_rank=cfg.lora_rank, lr_lora=cfg.lr_lora,
+                           lora_dropout=cfg.lora_dropout,
                            gradient_checkpointing=cfg.gradient_checkpointing, checkpoint_every=cfg.checkpoint_every)

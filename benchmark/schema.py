@@ -202,7 +202,7 @@ def as_stored(obj):
 # probe, precision) is shared by every regime of one setup, so runs of different regimes can be compared.
 # ("batch_size", "grad_accum": identity fields of results written before the global batch replaced them.)
 TRAINING_FIELDS = ("batch_size", "grad_accum", "epochs", "warmup_ratio", "gradient_checkpointing", "lr_proj",
-                   "lr_e2e", "lora", "lora_rank", "lr_lora", "global_batch")
+                   "lr_e2e", "lora", "lora_rank", "lr_lora", "lora_dropout", "global_batch")
 
 
 # -- versions -----------------------------------------------------------------------------------------------

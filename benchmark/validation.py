@@ -169,6 +169,7 @@ def _check_numbers(cfg: RunConfig) -> None:
     for field in ("lr_proj", "lr_e2e", "lr_lora"):
         check_rate(field, getattr(cfg, field), high=MAX_LR)
     check_fraction("warmup_ratio", cfg.warmup_ratio, open_low=False, open_high=False, flag="warmup_ratio")
+    check_fraction("lora_dropout", cfg.lora_dropout, open_low=False, open_high=True)
 
 
 def _check_probe(p: ProbeConfig) -> None:

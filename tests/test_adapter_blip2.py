@@ -170,7 +170,7 @@ def test_ft_proj_step_changes_only_the_projector(name, real_images):
     before = {k: v.detach().clone() for k, v in adapter.model.named_parameters()}
     stats = finetune(adapter, "ft-proj", store=store, samples=samples_for(real_images[:4]),
                      classes=CLASSES, domain=DOMAIN, seed=0,
-                     cfg=TrainConfig(lr=1e-2, batch_size=4), progress=False)
+                     cfg=TrainConfig(lr=1e-2, batch_size=4, warmup_ratio=0.0), progress=False)
     assert stats["optimizer_steps"] == 1
     moved = {k for k, v in adapter.model.named_parameters() if not torch.equal(before[k], v.detach())}
     assert moved and all(k.startswith(PROJECTOR_PREFIXES) for k in moved), sorted(moved)[:5]
@@ -186,7 +186,7 @@ def test_ft_e2e_lora_on_opt_targets_its_own_layer_names(real_images):
     before = {id(v): (k, v.detach().clone()) for k, v in adapter.model.named_parameters()}
     finetune(adapter, "ft-e2e", store=store, samples=samples_for(real_images[:4]),
              classes=CLASSES, domain=DOMAIN, seed=0,
-             cfg=TrainConfig(lr=1e-2, batch_size=4, lora=True), progress=False)
+             cfg=TrainConfig(lr=1e-2, batch_size=4, lora=True, warmup_ratio=0.0), progress=False)
     params = list(adapter.model.named_parameters())
     lora = [k for k, _ in params if "lora_" in k]
     assert any(".out_proj." in k for k in lora) and any(".fc1." in k for k in lora)

@@ -358,7 +358,8 @@ QUICK = ["--probe-max-epochs", "2", "--permutations", "10", "--knockout-max-imag
 def analysed(tmp_path_factory):
     out = tmp_path_factory.mktemp("analyze")
     assert main(["run", "--model", "llava15-tiny", "--task", "textile", "--max-per-class", "4", "--regimes",
-                 "zero-shot,ft-e2e", "--probe-max-epochs", "2", "--results-dir", str(out), "--no-progress"]) == 0
+                 "zero-shot,ft-e2e", "--global-batch", "4",  # 3 steps: more than the warm-up step at lr 0
+                 "--probe-max-epochs", "2", "--results-dir", str(out), "--no-progress"]) == 0
     code = main(["analyze", "--model", "llava15-tiny", "--task", "textile", "--max-per-class", "4",
                  "--regimes", "zero-shot,ft-e2e", "--results-dir", str(out), *QUICK])
     return out, code

@@ -39,12 +39,16 @@ def test_enumeration_agrees_with_sklearn_on_a_few_vectors():
 
 @pytest.mark.parametrize("labels,k", [([0, 0, 0, 1, 2], 3),          # imbalanced
                                       ([0, 1, 1, 3, 3, 3, 3, 1], 4),  # class 2 absent from the test split
-                                      ([1, 1, 1, 1], 2)])            # one class present of two
+                                      ([1, 1, 1, 1], 2),             # one class present of two
+                                      ([0, 0, 0], 1)])               # one class: every guess is right, F1 1
 def test_random_equals_exhaustive_enumeration(labels, k):
     exp = expected_random(labels, k)
     f1, acc = enumerate_random(labels, k)
     assert exp["macro_f1"] == pytest.approx(f1, abs=1e-12)
     assert exp["accuracy"] == pytest.approx(acc, abs=1e-12)
+    if k == 1:
+        assert (exp["macro_f1"], exp["accuracy"]) == (1.0, 1.0)
+        return
     # The plausible shortcut (a ratio of expectations, 2 E[TP] / (n_c + E[M])) is not the expectation.
     n = len(labels)
     ratio = np.mean([2 * (labels.count(c) / k) / (labels.count(c) + n / k) for c in sorted(set(labels))])

@@ -28,7 +28,7 @@ TRAINING_ONLY = {"global_batch", "epochs", "warmup_ratio", "gradient_checkpointi
 # Fields that belong to one fine-tuned regime.
 ONE_REGIME = {"lr_proj": {"ft-proj"}, "lr_e2e": {"ft-e2e"}, "lora": {"ft-e2e"}}
 # Fields that only matter when another field is set: the base configuration they are varied from.
-CONDITIONS = {"lora_rank": {"lora": True}, "lr_lora": {"lora": True}}
+CONDITIONS = {"lora_rank": {"lora": True}, "lr_lora": {"lora": True}, "lora_dropout": {"lora": True}}
 for _name in CONDITIONS:
     ONE_REGIME.setdefault(_name, {"ft-e2e"})
 # The baselines stage (random, CLIP zero-shot, CLIP-embedding probe) uses the CLIP settings, which no MLLM regime

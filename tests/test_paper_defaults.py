@@ -17,7 +17,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.validation import validate_run
 
 LLAVA_15 = {"lr_proj": 1e-3, "lr_e2e": 2e-5, "warmup_ratio": 0.03, "epochs": 1, "lora_rank": 128,
-            "lr_lora": 2e-4, "gradient_checkpointing": False, "lora": False}
+            "lr_lora": 2e-4, "lora_dropout": 0.05, "gradient_checkpointing": False, "lora": False}
 
 
 def test_run_defaults_are_llava_15s_recipe():
@@ -29,7 +29,8 @@ def test_run_defaults_are_llava_15s_recipe():
 def test_training_defaults_are_llava_15s_optimiser_settings():
     t = TrainConfig(lr=1.0)
     assert (t.warmup_ratio, t.weight_decay, t.max_grad_norm, t.epochs) == (0.03, 0.0, 1.0, 1)
-    assert (t.lora, t.lora_rank, t.lr_lora, t.gradient_checkpointing) == (False, 128, 2e-4, False)
+    assert (t.lora, t.lora_rank, t.lr_lora, t.lora_dropout, t.gradient_checkpointing) == (False, 128, 2e-4, 0.05,
+                                                                                           False)
 
 
 def test_global_batch_defaults_are_the_papers_scripts():
@@ -55,7 +56,7 @@ def test_only_lora_ft_e2e_gets_its_own_folder(regime, lora, folder):
 
 @pytest.mark.parametrize(("field", "value"), [
     ("warmup_ratio", -0.01), ("warmup_ratio", 1.5), ("lr_lora", -2e-4), ("lr_lora", 0.0),
-    ("lr_proj", float("nan")), ("lr_e2e", float("inf")),
+    ("lr_proj", float("nan")), ("lr_e2e", float("inf")), ("lora_dropout", -0.1), ("lora_dropout", 1.0),
 ])
 def test_a_bad_recipe_value_is_refused(tmp_path: Path, field, value):
     cfg = RunConfig(model="m", task="t", **{field: value})

@@ -31,7 +31,9 @@ from benchmark.tasks import load_task
 from benchmark.tasks.base import decode_image
 
 LIMIT = 3
-CFG = dict(model="llava15-tiny", task="textile", max_per_class=LIMIT, progress=False,
+# A global batch of 4: three optimizer steps on the 9 training images, so training moves the weights after the
+# warm-up step at lr 0.
+CFG = dict(model="llava15-tiny", task="textile", max_per_class=LIMIT, progress=False, global_batch=4,
            probe=ProbeConfig(hidden=(16,), max_epochs=2))
 
 

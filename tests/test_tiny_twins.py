@@ -68,12 +68,15 @@ def test_zeroed_matrices_are_recorded_and_rerandomised_on_request(tmp_path):
     manifest = json.loads((twin / TWIN_MANIFEST).read_text())
     assert manifest["zero_matrices"] == ["model.safetensors:lm_head.weight"]
     assert not load_file(str(twin / "model.safetensors"))["lm_head.weight"].any()  # recorded, left as built
+    assert manifest["varied_norms"] == ["model.safetensors:model.norm.weight"]  # the final norm, off unit scale
+    norm = load_file(str(twin / "model.safetensors"))["model.norm.weight"]
+    assert float(norm.std()) > 0.1 and float((norm - 1).abs().max()) <= 0.5
     assert rerandomise_zero_matrices(twin) == ["model.safetensors:lm_head.weight"]
     state = load_file(str(twin / "model.safetensors"))
     head = state["lm_head.weight"]
     assert head.shape == (32, 16) and 0.01 < float(head.std()) < 0.03  # N(0, 0.02), not zeros any more
     # Vectors keep their zeros/ones: for biases and norm scales those are meaningful values.
-    assert torch.equal(state["model.norm.weight"], torch.ones(16))
+    assert torch.equal(state["model.norm.weight"], norm)
     assert zero_matrices(twin) == []
     # The rewritten file still loads through from_pretrained (its "format" metadata is kept).
     from transformers import LlamaForCausalLM
@@ -91,3 +94,39 @@ def test_near_zero_matrices_count_as_zero(tmp_path):
     state = load_file(str(tmp_path / "model.safetensors"))
     assert float(state["tiny"].abs().max()) > 1e-3
     assert torch.equal(state["fine"], torch.full((4, 4), 0.5)) and torch.equal(state["bias"], torch.zeros(4))
+
+
+TWINS = ["llava15-tiny", "blip2-tiny", "instructblip-tiny", "paligemma-tiny", "limber-gemma2-tiny", "smolvlm-tiny",
+         "idefics3-tiny", "qwen2vl-tiny", "compose-dinosiglip-mlp-tiny", "compose-clip-qformer-tiny"]
+
+
+def test_every_twins_final_norm_has_non_unit_weights():
+    """With unit scales a norm applied twice equals one applied once; the twins' final norms are not at unit scale."""
+    from benchmark.registry import Plugins
+
+    plugins = Plugins(autoload=False)
+    for name in TWINS:
+        norm = plugins.adapters.get(name).factory().llm_final_norm()
+        assert float(norm.weight.float().std()) > 0.1, name
+
+
+def test_a_skipped_or_repeated_final_norm_changes_the_logits(real_images):
+    """The logit lens read of the last block's output equals the model's logits only with the norm applied once."""
+    from benchmark.registry import Plugins
+
+    adapter = Plugins(autoload=False).adapters.get("llava15-tiny").factory()
+    native = adapter.native_inputs("What is it?", real_images[0][0])
+    seen = {}
+    hook = adapter.llm_final_norm().register_forward_hook(lambda _m, args, out: seen.update(pre=args[0], post=out))
+    try:
+        with torch.no_grad():
+            logits = adapter.native_forward(native).logits.float()
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        once = adapter.unembed(seen["pre"], final_norm=True).float()
+        skipped = adapter.unembed(seen["pre"], final_norm=False).float()
+        twice = adapter.unembed(seen["post"], final_norm=True).float()
+    assert torch.allclose(once, logits, atol=1e-5)
+    assert (skipped - logits).abs().max() > 1e-2
+    assert (twice - logits).abs().max() > 1e-2  # would be ~0 with unit norm weights (RMSNorm is idempotent then)

@@ -7,6 +7,8 @@ last saved step). Only rank 0 writes; every rank trains its share.
 
 from __future__ import annotations
 
+import math
+
 from ..config import PAPER_GLOBAL_BATCH, TrainConfig
 from ..distributed import engine_notes
 from ..errors import BenchmarkError
@@ -72,6 +74,10 @@ def _train(run: ResolvedRun, adapter, tcfg: TrainConfig) -> dict:
         raise
     for note in engine_notes(training):
         run.log(note)
+    steps = training["optimizer_steps"]
+    if steps and math.ceil(steps * tcfg.warmup_ratio) >= steps:  # the warm-up starts at lr 0 (LLaVA-1.5's schedule)
+        run.log(f"[warning] {run.regime}: all {steps} optimizer step(s) were warm-up, the first at lr 0, so the weights "
+                "moved little or not at all; give more steps (a smaller --global-batch, more --epochs or more data).")
     training["global_batch_source"] = ("--global-batch" if cfg.global_batch else
                                        f"paper default for {run.regime} ({PAPER_GLOBAL_BATCH[run.regime]})")
     return training

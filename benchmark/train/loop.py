@@ -48,23 +48,63 @@ def set_trainable(adapter, regime: str, cfg: TrainConfig) -> list[torch.nn.Param
 
         llm = modules.pop("llm")
         targets = getattr(adapter, "lora_targets", LORA_TARGETS)
-        inject_adapter_in_model(LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=targets),
-                                llm)
+        inject_adapter_in_model(LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules=targets,
+                                           lora_dropout=cfg.lora_dropout), llm)
         for name, p in llm.named_parameters():
             p.requires_grad_("lora_" in name)
     for m in modules.values():
         m.requires_grad_(True)
-    if cfg.gradient_checkpointing:
-        adapter.model.gradient_checkpointing_enable()
     return [p for p in adapter.model.parameters() if p.requires_grad]
 
 
+def enable_checkpointing(adapter, regime: str) -> int:
+    """Turn on transformers' gradient checkpointing and make it act; returns the number of checkpointed layers.
+
+    A layer checkpoints only in training mode (``GradientCheckpointingLayer``: ``gradient_checkpointing and
+    training``). FT-Proj keeps the frozen LLM in eval mode, where the flag alone would do nothing, so its layers
+    are put in training mode, which changes no number where they have no active dropout; with dropout it would,
+    so that is refused.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    adapter.model.gradient_checkpointing_enable()
+    layers = [m for m in adapter.model.modules()
+              if isinstance(m, GradientCheckpointingLayer) and getattr(m, "gradient_checkpointing", False)]
+    if not layers:
+        raise BenchmarkError(f"--gradient-checkpointing: {adapter.name} has no layer that transformers can "
+                             "checkpoint; run without the flag.")
+    in_llm = {id(m) for m in adapter.llm_module().modules()}  # the vision tower never runs here (cached features)
+    frozen = [m for m in layers if not m.training and id(m) in in_llm]
+    dropout = sorted({f"{name}={p:g}" for m in frozen for name, p in _dropout_rates(m) if p > 0})
+    if dropout:
+        raise BenchmarkError(f"--gradient-checkpointing in {regime}: the frozen LLM of {adapter.name} would have to run "
+                             f"in training mode, which switches on its dropout ({', '.join(dropout[:3])}) and changes "
+                             "the results; run without --gradient-checkpointing.")
+    for m in frozen:
+        m.train()
+    return len(layers)
+
+
+def _dropout_rates(module: torch.nn.Module):
+    """(name, rate) of every dropout a module and its children apply in training mode: ``nn.Dropout`` modules and
+    the float ``*dropout*`` attributes that functional dropout reads (``attention_dropout``, OPT's ``dropout``)."""
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Dropout):
+            yield type(sub).__name__, float(sub.p)
+        for name, value in vars(sub).items():
+            if "dropout" in name and isinstance(value, float):
+                yield name, value
+
+
 def cosine_with_warmup(optimizer, total_steps: int, warmup_ratio: float):
-    warmup = max(1, math.ceil(total_steps * warmup_ratio))
+    """LLaVA-1.5's schedule (HF Trainer, ``lr_scheduler_type cosine``): ``ceil(ratio * total)`` warm-up steps rising
+    linearly from lr 0 (the first step's factor is 0), then a half cosine to 0, as transformers'
+    ``get_cosine_schedule_with_warmup``."""
+    warmup = math.ceil(total_steps * warmup_ratio)
 
     def factor(step):
         if step < warmup:
-            return (step + 1) / warmup
+            return step / warmup
         progress = (step - warmup) / max(1, total_steps - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
@@ -204,6 +244,8 @@ def _start(adapter, regime: str, cfg: TrainConfig, *, seed: int, n: int, resume_
         raise RuntimeError(f"Regime {regime!r} left no trainable parameter in {adapter.name}.")
     for m in adapter.trainable_modules(regime).values():
         m.train()
+    if cfg.gradient_checkpointing:
+        enable_checkpointing(adapter, regime)
     micro, accumulation = batch_layout(cfg.batch_size, cfg.micro_batch, ctx.world_size)
     layout = BatchLayout(cfg.batch_size, micro, accumulation, cfg.max_grad_norm, adapter.dtype)
     engine = distributed.engine_for(ctx, cfg.engine, layout=layout, shard_modules=shard_units(adapter, regime))

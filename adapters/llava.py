@@ -21,19 +21,25 @@ from .hf import HFAdapter
 from .images import check_image_aspect, mean_colour, pad_to_square
 from .tiny import build_tokenizer
 
-# LLaVA-1.5's own conversation template ``llava_v1`` (conv_vicuna_v1 in the LLaVA repository, used by its
-# evaluation scripts): the Vicuna system prompt, then "USER: <image>\n<question> ASSISTANT:" with " " as the
-# separator; the answer is " <answer></s>". The paper ran LLaVA's code, so this is the default.
-VICUNA_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives "
-                 "helpful, detailed, and polite answers to the human's questions.")
-LLAVA_V1_TEMPLATE = VICUNA_SYSTEM + " USER: <image>\n{question} ASSISTANT:"
+# LLaVA-1.5's own conversation template ``vicuna_v1`` (``conv_vicuna_v1`` in the LLaVA repository): its
+# fine-tuning scripts select it (``--version v1``) and its evaluation scripts too (``--conv-mode vicuna_v1``).
+# The Vicuna system prompt, then "USER: <image>\n<question> ASSISTANT:" with " " as the separator; the answer is
+# " <answer></s>". The paper ran LLaVA's code, so this is the default.
+VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+                 "helpful, detailed, and polite answers to the user's questions.")
+VICUNA_V1_TEMPLATE = VICUNA_SYSTEM + " USER: <image>\n{question} ASSISTANT:"
+# ``conv_llava_v1`` of the same repository: the same layout with "human" for "user" in the system prompt. No
+# LLaVA-1.5 script uses it; projbench's results before schema 3 did, so it stays selectable: --template llava_v1.
+LLAVA_V1_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives "
+                   "helpful, detailed, and polite answers to the human's questions.")
+LLAVA_V1_TEMPLATE = LLAVA_V1_SYSTEM + " USER: <image>\n{question} ASSISTANT:"
 # The short form of the llava-hf model cards (no system prompt), kept as an option: --template short.
 LLAVA_TEMPLATE = "USER: <image>\n{question} ASSISTANT:"
 
 # The shape of llava-hf/llava-1.5-7b-hf's chat template (a system message as its bare text; images first, then
 # text; "ASSISTANT:" as the cue; an assistant turn renders as " {answer} " with no end marker: the model's EOS
 # ends it), given to the tiny twin's processor so that the conformance suite can compare prompts with the
-# model's own rendering. With the Vicuna system message it renders llava_v1 exactly.
+# model's own rendering. With a system message it renders vicuna_v1 (or llava_v1) exactly.
 _TINY_CHAT_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] != 'system' %}{{ m['role'].upper() }}: {% endif %}"
     "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
@@ -45,7 +51,7 @@ _TINY_CHAT_TEMPLATE = (
 class LlavaAdapter(HFAdapter):
     projector_family = "mlp"
     model_class = "LlavaForConditionalGeneration"  # parts at HFAdapter's default paths (model.multi_modal_projector)
-    prompt_templates = {"llava_v1": LLAVA_V1_TEMPLATE, "short": LLAVA_TEMPLATE}
+    prompt_templates = {"vicuna_v1": VICUNA_V1_TEMPLATE, "llava_v1": LLAVA_V1_TEMPLATE, "short": LLAVA_TEMPLATE}
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False, *,
                  image_aspect: str = "pad"):
@@ -97,8 +103,8 @@ class LlavaAdapter(HFAdapter):
 
     # text
     def native_system_prompt(self):
-        # llava_v1 is the model's chat template with LLaVA's Vicuna system message in front.
-        return VICUNA_SYSTEM if self.template_name == "llava_v1" else None
+        # vicuna_v1 and llava_v1 are the model's chat template with a system message in front.
+        return {"vicuna_v1": VICUNA_SYSTEM, "llava_v1": LLAVA_V1_SYSTEM}.get(self.template_name)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -157,7 +157,7 @@ class RunConfig:
              "log-likelihood) or by its per-token mean; both are recorded either way")
     template: str | None = option(
         section="evaluation",
-        help="prompt template variant of the adapter (default: the adapter's own; llava15: llava_v1, or 'short')")
+        help="prompt template variant of the adapter (default: the adapter's own; llava15: vicuna_v1, llava_v1 or 'short')")
     drop_duplicates: bool = option(
         False, section="evaluation", cli_kind="flag",
         help="remove test images byte-identical to a training image (default: keep them and warn)")

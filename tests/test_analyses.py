@@ -262,7 +262,7 @@ def test_knockout_of_every_layer_equals_the_image_free_model(llava, photos):
         ref = answer_loglik_without_image(llava, qs[j], answers[j], None)
         assert rows[1, j].item() == pytest.approx(ref, abs=1e-4)
         # Without knockout the image matters (by more than twice the tolerance above): the test can fail. The
-        # margin is small on the random-init twin behind LLaVA's long llava_v1 system prompt (~5e-4).
+        # margin is small on the random-init twin behind LLaVA's long vicuna_v1 system prompt (~5e-4).
         assert abs(rows[0, j].item() - ref) > 2e-4
     # The unblocked row equals the model's own teacher-forced score of the class.
     batch = collate([llava.encode(q, a) for q, a in zip(qs, answers, strict=True)], llava.pad_token_id, True)

@@ -218,15 +218,19 @@ def test_replicate_identity_leaves_out_only_the_seed():
 
 
 # --- LLaVA-1.5 template ---------------------------------------------------------------------------------------
-def test_llava_uses_the_llava_v1_template_by_default():
+def test_llava_uses_the_vicuna_v1_template_by_default():
+    # conv_vicuna_v1 of the LLaVA repository ("curious user"), what LLaVA-1.5's fine-tuning (--version v1) and
+    # evaluation (--conv-mode vicuna_v1) scripts select; conv_llava_v1 ("curious human") stays selectable.
     adapter = plugins().adapters.get("llava15-tiny").factory()
-    system = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
-              "detailed, and polite answers to the human's questions.")
-    assert adapter.template_name == "llava_v1"
-    assert adapter.format_prompt("Q?") == system + " USER: <image>\nQ? ASSISTANT:"
+    user = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+            "detailed, and polite answers to the user's questions.")
+    assert adapter.template_name == "vicuna_v1"
+    assert adapter.format_prompt("Q?") == user + " USER: <image>\nQ? ASSISTANT:"
+    adapter.use_template("llava_v1")
+    assert adapter.format_prompt("Q?") == user.replace("user", "human") + " USER: <image>\nQ? ASSISTANT:"
     adapter.use_template("short")
     assert adapter.format_prompt("Q?") == "USER: <image>\nQ? ASSISTANT:"
-    with pytest.raises(BenchmarkError, match="offers llava_v1, short"):
+    with pytest.raises(BenchmarkError, match="offers vicuna_v1, llava_v1, short"):
         adapter.use_template("vicuna")
 
 
@@ -275,7 +279,7 @@ def test_a_run_records_intervals_controls_length_bias_and_dropped_duplicates(tmp
         post = m["probe"]["post_projection"]
         assert post["selectivity"] == pytest.approx(post["macro_f1"] - post["control"]["macro_f1"])
         assert post["stopped_on"] == "loss" and m["probe_config"]["early_stopping"] == "loss"
-        assert m["template"] == "llava_v1" and m["execution"]["num_processes"] == 1
+        assert m["template"] == "vicuna_v1" and m["execution"]["num_processes"] == 1
         assert m["revision"]["kind"] == "local" and len(m["replicate_hash"]) == 16
     assert ft["execution"]["global_batch"] == 64  # the paper scripts' FT-Proj global batch, the default
     assert ft["paired"]["gain"]["delta"] == pytest.approx(ft["metrics"]["macro_f1"] - zs["metrics"]["macro_f1"])

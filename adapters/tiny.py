@@ -198,7 +198,9 @@ def materialise(cache_dir: Path, name: str, build: Callable[[Path], None]) -> Pa
     """
     import json
 
-    target = twin_dir(cache_dir, name, build)
+    from benchmark.storage.confined import confined
+
+    target = confined(twin_dir(cache_dir, name, build), Path(cache_dir), "tiny-twin cache folder")
     if (target / TWIN_MANIFEST).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from benchmark.evaluate.metrics import classification_metrics
+from benchmark.storage.confined import confined
 from benchmark.storage.results import atomic_save_tensors, atomic_write_json, atomic_write_with, read_json
 
 # CLIPs are loaded in one place, shared with composed models; the names stay importable from here.
@@ -137,7 +139,7 @@ def clip_embeddings(clip: LoadedClip, samples, *, cache_dir: Path, task_fingerpr
 
     key = hashlib.sha256(json.dumps({"clip": clip.identity, "task": task_fingerprint, "split": split,
                                      "preprocess": repr(clip.preprocess)}, sort_keys=True).encode()).hexdigest()[:24]
-    path = Path(cache_dir) / "features" / "clip" / f"{key}.safetensors"
+    path = confined(Path(cache_dir) / "features" / "clip" / f"{key}.safetensors", Path(cache_dir), "CLIP cache entry")
     path.parent.mkdir(parents=True, exist_ok=True)
     # One process computes an entry; a second waits for it and reads it (the same lock scheme as features.py).
     with FileLock(str(path) + ".lock"):
@@ -159,8 +161,10 @@ def _clip_embeddings_locked(clip, samples, *, path: Path, split: str, batch_size
         except CorruptFileError as exc:
             print(f"[discard] cached CLIP embeddings: {exc} Recomputing them.")
             path.unlink(missing_ok=True)
-    for stale in path.parent.glob(f".{path.name}*.tmp.*"):  # this entry's, left by a killed write (we hold its lock)
-        stale.unlink(missing_ok=True)
+    own_temp = re.compile(rf"^\.{re.escape(path.name)}(?:\.sha256)?\.tmp\.[0-9a-f]{{8}}$")  # atomic_write_with's
+    for stale in path.parent.iterdir():  # this entry's, left by a killed write (we hold its lock)
+        if own_temp.match(stale.name) and not stale.is_symlink():
+            stale.unlink(missing_ok=True)
     device = next(clip.model.parameters()).device
     projected, pooled = [], []
     for b0 in tqdm(range(0, len(samples), batch_size), desc=f"CLIP image embeddings ({split})",

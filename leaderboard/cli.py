@@ -11,6 +11,7 @@ from pathlib import Path
 from statistics import fmean
 
 from benchmark.schema import Regime, results_root
+from benchmark.storage.confined import confined
 from benchmark.storage.integrity import BenchmarkError
 
 from .collect import Collection, collect
@@ -59,9 +60,12 @@ def write_site(board: Leaderboard, coll: Collection, out: Path, with_reference: 
 
     if out.exists() and not out.is_dir():
         raise BenchmarkError(f"--format html writes a site folder, but {out} is a file; give a folder name.")
+    files = site(board, coll, with_reference)
+    for name in files:  # all checked before any is written: a link there is refused, never written through
+        confined(out / name, out, "site file")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for name, text in site(board, coll, with_reference).items():
+        for name, text in files.items():
             with (out / name).open("w", encoding="utf-8", newline="") as f:
                 f.write(text)
     except OSError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,6 +314,24 @@ def parse_baselines(key: RunKey, text: str) -> BaselineRun:
     )
 
 
+LINK_REASON = ("a symbolic link; not followed (a results tree is read only inside itself): "
+               "copy the runs in, or point --results at the folder it links to")
+
+
+def _run_dirs(root: Path, top: Path) -> tuple[list[Path], list[Skipped]]:
+    """The folders under ``top`` holding a metrics.json or config.json, sorted; and every symbolic link there
+    (folder or file), reported as skipped instead of followed or silently dropped."""
+    found, links = set(), []
+    for here, dirs, files in os.walk(top):  # os.walk does not descend into linked folders (followlinks=False)
+        here = Path(here)
+        for name in dirs + files:
+            if (here / name).is_symlink():
+                links.append(Skipped("/".join((here / name).relative_to(root).parts), LINK_REASON))
+        if any(n in (METRICS, CONFIG) and not (here / n).is_symlink() and (here / n).is_file() for n in files):
+            found.add(here)
+    return sorted(found), links
+
+
 def collect(root: Path, under: str | None = None) -> Collection:
     """Every run under ``root``: finished, unfinished, or skipped with a reason. Sorted, so disk order is moot.
 
@@ -320,8 +339,8 @@ def collect(root: Path, under: str | None = None) -> Collection:
     """
     root = Path(root)
     top = root / under if under else root
-    run_dirs = sorted({p.parent for name in (METRICS, CONFIG) for p in top.rglob(name) if p.is_file()})
-    runs, unfinished, unreadable, skipped, baselines = [], [], [], [], []
+    run_dirs, skipped = _run_dirs(root, top)
+    runs, unfinished, unreadable, baselines = [], [], [], []
     for d in run_dirs:
         rel = d.relative_to(root).parts
         has_metrics = (d / METRICS).is_file()

@@ -19,6 +19,7 @@ from ..config import BASELINES, STAGES, RunConfig
 from ..errors import BenchmarkError
 from ..registry import plugins
 from ..schema import CONFIG, Regime, config_record, digest
+from ..storage.confined import confined
 from ..storage.features import extract, model_revision
 from ..storage.integrity import CorruptFileError, read_finished, seal
 from ..storage.paths import cache_root, results_root
@@ -86,7 +87,8 @@ class Runner:
         return model_problem(self.cfg, self.adapter_spec)
 
     def dir_for(self, regime: str, seed: int) -> Path:
-        return self.cfg.run_key(regime, seed).under(self.results)
+        """The run folder, refused (:class:`OutsideRootError`) if it goes through a symbolic link."""
+        return confined(self.cfg.run_key(regime, seed).under(self.results), self.results, "run folder")
 
     def check_existing(self, d: Path, identity: dict) -> bool:
         return folders.check_existing(d, identity, self.log)

@@ -19,6 +19,7 @@ from filelock import FileLock
 from safetensors import SafetensorError, safe_open
 
 from benchmark import distributed
+from benchmark.storage.confined import confined
 from benchmark.storage.integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
 from benchmark.storage.results import (
     atomic_save_tensors,
@@ -162,7 +163,8 @@ def extract(adapter, samples: list[Sample], *, cache_dir: Path, task_fingerprint
     lock and decides for the group; every rank encodes its share of the images.
     """
     ctx = distributed.current()
-    directory = Path(cache_dir) / "features" / cache_key(adapter, task_fingerprint, split)
+    directory = confined(Path(cache_dir) / "features" / cache_key(adapter, task_fingerprint, split), Path(cache_dir),
+                         "feature-cache entry")
     directory.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory) + ".lock") if ctx.is_main else contextlib.nullcontext():
         ctx.barrier()

@@ -35,7 +35,16 @@ from benchmark.schema import (  # noqa: F401  (re-exported: the file names of a 
     result_problem,
 )
 
-_TEMP = re.compile(r"^\..+\.(tmp\.[A-Za-z0-9_]+|[A-Za-z0-9_]{8})$")  # ours: .<name>.tmp.<rand> (older: .<name>.<rand>)
+# The files projbench writes into a run folder or a feature-cache entry, and nothing else: only these are ever
+# deleted there, so a user's file in a folder (a dot-file such as ``.bashrc.20241201``) is never touched.
+_OWN = (r"(?:" + "|".join(re.escape(n) for n in (CONFIG, METRICS, PREDICTIONS, PROBE_PREDICTIONS, PROJECTOR,
+                                                   CHECKPOINT, TRAINING, TRAIN_PROGRESS, LEGACY_TRAIN_PROGRESS,
+                                                   "index.json", "key.json"))
+        + r"|train_state-step[0-9]+\.safetensors|part-[0-9]{5}\.safetensors(?:\.sha256)?)")
+_OWN_FILE = re.compile(rf"^{_OWN}$")
+# Temporaries: ``.<name>.tmp.<8 hex>`` (:func:`atomic_write_with`); older versions wrote ``.<name>.<8 of
+# [a-z0-9_]>`` (``tempfile``'s names), recognised only for the file names above.
+_TEMP = re.compile(rf"^\.(?:.+\.tmp\.[0-9a-f]{{8}}|{_OWN}\.[a-z0-9_]{{8}})$")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -89,7 +98,7 @@ def remove_stale_temps(directory: Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    stale = [p for p in directory.iterdir() if p.is_file() and _TEMP.match(p.name)]
+    stale = [p for p in directory.iterdir() if _TEMP.match(p.name) and p.is_file() and not p.is_symlink()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
@@ -142,9 +151,10 @@ def has_saved_work(d: Path) -> bool:
 
 
 def clear_run_dir(d: Path) -> None:
-    """Remove the files of an unfinished run (not the lock, which another process may be waiting on)."""
+    """Remove the files of an unfinished run that projbench wrote (its own names and temporaries; not the lock,
+    which another process may be waiting on, nor anything else a user keeps there)."""
     for p in Path(d).iterdir():
-        if p.is_file() and p.name != LOCK:
+        if (_OWN_FILE.match(p.name) or _TEMP.match(p.name)) and (p.is_symlink() or p.is_file()):
             p.unlink()
 
 

@@ -19,6 +19,7 @@ from filelock import FileLock
 from safetensors import SafetensorError, safe_open
 
 from benchmark import distributed
+from benchmark.errors import BenchmarkError
 from benchmark.storage.confined import confined
 from benchmark.storage.integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
 from benchmark.storage.results import (
@@ -132,6 +133,10 @@ class FeatureStore:
         rows = sum(h.get_slice("features").get_shape()[0] for h in self._handles)
         if rows != len(self.uids) or self.shape[0] != rows:
             raise CorruptFileError(directory / "index.json", f"{rows} feature rows for {len(self.uids)} images")
+        for name, handle in zip(meta["parts"], self._handles, strict=True):
+            problem = feature_problem(handle.get_tensor("features"), self.shape[1:])
+            if problem:
+                raise CorruptFileError(directory / name, problem)
 
     def __len__(self):
         return len(self.uids)
@@ -144,13 +149,30 @@ class FeatureStore:
         return torch.cat(rows)
 
 
-def _reusable_part(path: Path) -> str | None:
-    """The SHA-256 of a part finished before an interruption, if it matches the one written after it."""
+def feature_problem(tensor: torch.Tensor, row_shape: tuple) -> str | None:
+    """Why ``tensor`` cannot be a part's features (rows of ``row_shape``, every value finite), or None.
+
+    A NaN or Inf row would reach the probes and the projector as a number and silently lower every score
+    computed from it, so such a part is treated like a damaged file.
+    """
+    if not tensor.is_floating_point() or tuple(tensor.shape[1:]) != tuple(row_shape):
+        return f"features of shape {tuple(tensor.shape)} ({tensor.dtype}), expected rows of {tuple(row_shape)}"
+    bad = (~torch.isfinite(tensor)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+    if bad:
+        return f"{len(bad)} feature row(s) hold NaN or Inf (rows {bad[:5]}{' ...' if len(bad) > 5 else ''})"
+    return None
+
+
+def _reusable_part(path: Path, row_shape: tuple | None) -> str | None:
+    """The SHA-256 of a part finished before an interruption, if it matches the one written after it and its
+    rows are finite and of the shape of the first part's."""
     try:
         sha = path.with_name(path.name + ".sha256").read_text().strip()
         verify_file(path, sha)
-        return sha
-    except (OSError, CorruptFileError):
+        with safe_open(str(path), framework="pt") as f:
+            tensor = f.get_tensor("features")
+        return None if feature_problem(tensor, row_shape or tuple(tensor.shape[1:])) else sha
+    except (OSError, CorruptFileError, SafetensorError):
         return None
 
 
@@ -192,7 +214,7 @@ def _extract_locked(adapter, samples, *, directory: Path, task_fingerprint, spli
         atomic_write_json(directory / "key.json", {"adapter": adapter.name, "checkpoint": str(adapter.checkpoint),
                                                    "task_fingerprint": task_fingerprint, "split": split})
     start = time.perf_counter()
-    parts, shas = [], {}
+    parts, shas, row_shape = [], {}, None  # row_shape: of the first part's rows; every part must match it
     bar = tqdm(total=len(samples), desc=f"vision features ({split})", unit="img",
                disable=not progress or not ctx.is_main)
     for p0 in range(0, len(samples), PART_SIZE):
@@ -201,30 +223,18 @@ def _extract_locked(adapter, samples, *, directory: Path, task_fingerprint, spli
         path = directory / name
         sha = None
         if ctx.is_main and path.exists():
-            sha = _reusable_part(path)
+            sha = _reusable_part(path, row_shape)
             if not sha:
-                log(f"[discard] {path} fails its checksum; recomputing it.")
+                log(f"[discard] {path} fails its checksum, or holds non-finite or misshapen rows; recomputing it.")
                 path.unlink()
-        sha = ctx.broadcast(sha)
-        if sha:  # finished before an interruption
-            parts.append(name)
-            shas[name] = sha
+        if ctx.broadcast(sha):  # finished before an interruption
             bar.update(len(chunk))
-            continue
-        # Each process encodes its block of the part; rank 0 writes the gathered part, the others wait for it.
-        mine = ctx.share(len(chunk))
-        feats = []
-        for b0 in range(mine.start, mine.stop, batch_size):
-            images = [decode_image(s.load_bytes()) for s in chunk[b0: min(b0 + batch_size, mine.stop)]]
-            feats.append(adapter.vision_features(adapter.preprocess(images)).to("cpu").contiguous())
-            bar.update(len(images) * ctx.world_size)
-        feats = ctx.gather(feats)
+        else:
+            sha = _encode_part(adapter, chunk, path, row_shape=row_shape, batch_size=batch_size, bar=bar)
         if ctx.is_main:
-            tensor = torch.cat(feats)
-            atomic_save_tensors(path, {"features": tensor})
-            shas[name] = sha256_file(path)
-            atomic_write_text(path.with_name(name + ".sha256"), shas[name] + "\n")
-        ctx.barrier()
+            shas[name] = sha
+            with safe_open(str(path), framework="pt") as f:
+                row_shape = row_shape or tuple(f.get_slice("features").get_shape()[1:])
         parts.append(name)
     bar.close()
     if ctx.is_main:
@@ -234,6 +244,35 @@ def _extract_locked(adapter, samples, *, directory: Path, task_fingerprint, spli
                                                           "shape": shape, "part_sha256": shas}))
     ctx.barrier()
     return FeatureStore(directory), time.perf_counter() - start
+
+
+def _encode_part(adapter, chunk, path: Path, *, row_shape, batch_size: int, bar) -> str | None:
+    """Encode one part's images; rank 0 checks the gathered rows, writes the part and returns its SHA-256.
+
+    Each process encodes its block of the part; the others wait for rank 0's write.
+    """
+    ctx = distributed.current()
+    mine = ctx.share(len(chunk))
+    feats = []
+    for b0 in range(mine.start, mine.stop, batch_size):
+        images = [decode_image(s.load_bytes()) for s in chunk[b0: min(b0 + batch_size, mine.stop)]]
+        feats.append(adapter.vision_features(adapter.preprocess(images)).to("cpu").contiguous())
+        bar.update(len(images) * ctx.world_size)
+    feats = ctx.gather(feats)
+    sha = None
+    if ctx.is_main:
+        tensor = torch.cat(feats)
+        problem = feature_problem(tensor, row_shape or tuple(tensor.shape[1:]))
+        if problem or len(tensor) != len(chunk):
+            raise BenchmarkError(
+                f"{adapter.name} gave unusable vision features for images {chunk[0].uid} .. {chunk[-1].uid}: "
+                f"{problem or f'{len(tensor)} rows for {len(chunk)} images'}. Nothing was cached. Check the "
+                "checkpoint (--model-path); NaN or Inf often means a dtype that overflows: try --dtype float32.")
+        atomic_save_tensors(path, {"features": tensor})
+        sha = sha256_file(path)
+        atomic_write_text(path.with_name(path.name + ".sha256"), sha + "\n")
+    ctx.barrier()
+    return sha
 
 
 @torch.no_grad()

@@ -281,7 +281,8 @@ def _optimization(adapter, cfg: TrainConfig, total_steps: int) -> Optimization:
 def _resume(run: _Run) -> None:
     """Continue from the saved training state (safetensors + JSON, no pickle)."""
     saved = train_state.load(run.resume_file, run.engine, model=run.adapter.model,
-                             optimizer=run.optimization.optimizer, scheduler=run.optimization.scheduler)
+                             optimizer=run.optimization.optimizer, scheduler=run.optimization.scheduler,
+                             max_step=run.total_steps)
     run.losses, run.supervised, run.step = saved["losses"], saved["supervised"], saved["step"]
     run.resumed_from = run.step
 

@@ -15,6 +15,7 @@ them, and files of earlier versions (without ``optimizer_params``, one process's
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -95,7 +96,46 @@ def read(path: Path) -> tuple[dict, dict]:
     name = state.get("tensors")
     if state.get("format") != FORMAT or not isinstance(name, str) or not _TENSOR_FILE.match(name):
         raise CorruptFileError(path, "not a training state written by this version of projbench")
-    return state, load_safetensors(path.parent / name, state.get("tensors_sha256"))
+    tensors = load_safetensors(path.parent / name, state.get("tensors_sha256"))
+    problem = _counters_problem(state) or next(
+        (f"tensor {k!r} holds NaN or Inf" for k, v in sorted(tensors.items())
+         if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if problem:
+        raise CorruptFileError(path, problem)
+    return state, tensors
+
+
+def _counters_problem(state: dict) -> str | None:
+    """Why the recorded counters and losses cannot be a real training state's, or None."""
+    for key in ("step", "micro", "supervised"):
+        value = state.get(key)
+        if type(value) is not int or value < 0:
+            return f"recorded {key} {value!r} is not a count"
+    losses = state.get("losses")
+    if not isinstance(losses, list) or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in losses):
+        return "recorded losses are not a list of finite numbers"
+    return None
+
+
+def _shape_problem(tensors: dict, params: dict, names: list[str]) -> str | None:
+    """Why saved weights or optimizer moments do not have the shapes of the parameters they belong to, or None.
+    (A tensor of another shape would be broadcast into the parameter, silently.)"""
+    def shape(p):  # DeepSpeed ZeRO-3 keeps the full shape aside; FSDP2's DTensor reports the full one
+        return tuple(getattr(p, "ds_shape", None) or p.shape)
+
+    for key, value in sorted(tensors.items()):
+        if key.startswith("param."):
+            name = key[len("param."):]
+        elif key.startswith("optim.") and value.dim() > 0:  # moments; AdamW's per-parameter step is a scalar
+            index = key.split(".", 2)[1]
+            name = names[int(index)] if index.isdigit() and int(index) < len(names) else None
+            if name is None:
+                return f"optimizer tensor {key!r} belongs to no parameter"
+        else:
+            continue
+        if tuple(value.shape) != shape(params[name]):
+            return f"{key!r} has shape {tuple(value.shape)}, but the parameter {name!r} has {shape(params[name])}"
+    return None
 
 
 def check(path: Path) -> str | None:
@@ -113,17 +153,25 @@ def remove(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def read_full(path: Path, model: torch.nn.Module, names: list[str]) -> tuple[dict, FullState]:
-    """``(info, FullState)`` of the file, checked against ``model``'s trained weights and the optimizer's parameter
-    ``names`` (torch's order); ``info``: step, micro, losses, supervised, scheduler, rng."""
+def read_full(path: Path, model: torch.nn.Module, names: list[str], max_step: int | None = None
+              ) -> tuple[dict, FullState]:
+    """``(info, FullState)`` of the file, checked against ``model``'s trained weights (names and shapes), the
+    optimizer's parameter ``names`` (torch's order) and the run's planned ``max_step``; ``info``: step, micro,
+    losses, supervised, scheduler, rng."""
     path = Path(path)
     state, tensors = read(path)
     weights = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
-    if set(weights) != set(trained_parameters(model)):
+    params = trained_parameters(model)
+    if set(weights) != set(params):
         raise CorruptFileError(path, "its trained weights do not match this model and regime")
     saved_names = state.get("optimizer_params", names)  # absent in files of earlier versions (one layout then)
     if saved_names != names:
         raise CorruptFileError(path, "its optimizer state is for other parameters than this model and regime")
+    problem = _shape_problem(tensors, params, names)
+    if problem:
+        raise CorruptFileError(path, problem)
+    if max_step is not None and state["step"] > max_step:
+        raise CorruptFileError(path, f"it records step {state['step']}, but this run plans {max_step} steps")
     by_index: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -139,12 +187,14 @@ def read_full(path: Path, model: torch.nn.Module, names: list[str]) -> tuple[dic
     return info, FullState(weights, optimizer_state_by_name({"state": by_index, "param_groups": groups}, names))
 
 
-def load(path: Path, engine: Engine, *, model: torch.nn.Module, optimizer, scheduler) -> dict:
+def load(path: Path, engine: Engine, *, model: torch.nn.Module, optimizer, scheduler, max_step: int | None = None
+         ) -> dict:
     """Restore weights, optimizer, schedule and RNG in place; returns step, micro, losses, supervised.
 
-    Every process calls this; ``engine.state_in`` decides which of them read the file.
+    Every process calls this; ``engine.state_in`` decides which of them read the file. A state that records more
+    than the run's ``max_step`` optimizer steps is refused (:class:`CorruptFileError`) before anything is restored.
     """
-    info = engine.state_in(model, optimizer, lambda names: read_full(path, model, names))
+    info = engine.state_in(model, optimizer, lambda names: read_full(path, model, names, max_step))
     scheduler.load_state_dict(info["scheduler"])
     torch.set_rng_state(torch.tensor(info["rng"], dtype=torch.uint8))
     return {k: info[k] for k in ("step", "micro", "losses", "supervised")}

@@ -16,6 +16,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import BenchmarkError, UnknownNameError
+from .names import folder_name_problem
 
 AUTOLOAD_ENV = "PROJBENCH_DISABLE_PLUGIN_AUTOLOAD"
 DISABLE_ENV = "PROJBENCH_DISABLE_PLUGINS"  # comma-separated entry-point or distribution names
@@ -32,6 +33,10 @@ class Registry:
     def add(self, item, origin: str):
         if not getattr(item, "name", None):
             raise BenchmarkError(f"Plugin {origin!r} registered a {self.kind} without a name: {item!r}")
+        problem = folder_name_problem(item.name)  # the name becomes a results folder
+        if problem:
+            raise BenchmarkError(f"Plugin {origin!r} registered the {self.kind} {item.name!r}, which cannot name a "
+                                 f"results folder: {problem}. Rename it in the plugin.")
         if item.name in self._items:
             raise BenchmarkError(
                 f"{self.kind.capitalize()} {item.name!r} is registered twice: by {self._items[item.name].origin!r} "

@@ -20,6 +20,8 @@ import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePath
 
+from .names import folder_name_problem
+
 # 2: run identity hash, revisions, CIs, global batch, checksums; 3: stratified BCa intervals, hierarchical over
 # seeds and probe seeds (metrics.interval: how an interval was made), the control task (see README)
 RESULT_SCHEMA_VERSION = 3
@@ -172,6 +174,9 @@ class RunKey:
             raise SchemaError(f"not in a {LAYOUT} folder")
         model, task_dir, regime, seed_dir = parts
         task, limit = parse_task_dir(task_dir)
+        for what, name in (("model", model), ("task", task)):  # "café" in NFD beside NFC would be a second row
+            if problem := folder_name_problem(name):
+                raise SchemaError(f"{what} folder {name!r}: {problem}")
         if regime not in FOLDER_ORDER:
             raise SchemaError(f"unknown regime folder {regime!r} (expected one of "
                               f"{', '.join(r for r in FOLDER_ORDER)})")

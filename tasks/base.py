@@ -79,7 +79,7 @@ def load_task(
     where = data_dir or source.describe()
     items, excluded = _read_items(spec, source, data_dir=data_dir, where=where)
     if not spec.classes:  # a generic folder task: the label space is the class folders
-        spec = _spec_from_folders(spec, items)
+        spec = _spec_from_folders(spec, items, where)
     _check_label_space(spec, items, where)
 
     train_names = {spec.class_for_key(k) for _, k, _ in items["train"]}
@@ -143,9 +143,14 @@ def _fingerprint(spec: TaskSpec, classes: list[str], splits: dict) -> str:
     return digest.hexdigest()[:16]
 
 
-def _spec_from_folders(spec: TaskSpec, items) -> TaskSpec:
+def _spec_from_folders(spec: TaskSpec, items, where) -> TaskSpec:
     keys = sorted({k for s in SPLITS for _, k, _ in items[s]})
     names = [normalize_class_name(k) for k in keys]
+    empty = [k for k, n in zip(keys, names, strict=True) if not n]
+    if empty:
+        raise DataError(
+            f"Class folder(s) {empty} in {where} give an empty class name (separators and spaces only). "
+            "Rename each to the class it holds, e.g. 'cracked_tile'.")
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         raise DataError(

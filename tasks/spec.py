@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmark.names import nfc
+
 SPLITS = ("train", "test")
 
 
@@ -21,8 +23,10 @@ def normalize_class_name(folder: str) -> str:
     """Folder name -> human-readable class name: separators and CamelCase become spaces, case is folded.
 
     "Bell_pepper leaf" -> "bell pepper leaf"; "AnnualCrop" -> "annual crop"; "polka-dotted" -> "polka dotted".
+    Unicode is normalised to NFC first (:mod:`benchmark.names`). A name of separators only ("___") becomes "",
+    which the task loader refuses.
     """
-    name = re.sub(r"[_\-]+", " ", folder)
+    name = re.sub(r"[_\-]+", " ", nfc(folder))  # one spelling: "café" in NFD and NFC is one class
     name = re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", " ", name)          # AnnualCrop -> Annual Crop
     name = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z]{2,})", " ", name)      # HPVInfection -> HPV Infection, not "ST Ds"
     return re.sub(r"\s+", " ", name).strip().lower()

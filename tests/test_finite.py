@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from test_train_state import SAVED_AT, STEPS, build, data, engine, train
 
 from benchmark.conformance import samples_for
 from benchmark.errors import BenchmarkError
@@ -20,7 +21,6 @@ from benchmark.storage.features import FeatureStore, extract
 from benchmark.storage.integrity import CorruptFileError, read_sealed_json, seal, sha256_file
 from benchmark.storage.results import atomic_write_json
 from benchmark.train import state as train_state
-from test_train_state import SAVED_AT, STEPS, build, data, engine, train
 
 
 @pytest.fixture

@@ -33,12 +33,13 @@ def test_importing_the_leaderboard_loads_neither_torch_nor_the_core():
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('benchmark.')"
             " and not m.startswith('benchmark.leaderboard')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    # The schema and the integrity seal (with the error base it raises), the package's own __init__, and the
-    # intervals (numpy only: the leaderboard's intervals are the runs').
+    # The schema (with the folder-name rule) and the integrity seal (with the error base it raises), the check
+    # that site files are no links, the package's own __init__, and the intervals (numpy only: the
+    # leaderboard's intervals are the runs').
     assert json.loads(out.replace("'", '"')) == ["benchmark.errors", "benchmark.evaluate",
                                                  "benchmark.evaluate.intervals", "benchmark.hookspecs",
-                                                 "benchmark.schema", "benchmark.storage",
-                                                 "benchmark.storage.integrity"]
+                                                 "benchmark.names", "benchmark.schema", "benchmark.storage",
+                                                 "benchmark.storage.confined", "benchmark.storage.integrity"]
 
 
 @pytest.mark.parametrize("key", [RunKey("llava15-tiny", "textile", None, "zero-shot", 0),

@@ -5,6 +5,8 @@ Nothing here reads files, clocks or the environment, so the same leaderboard alw
 
 from __future__ import annotations
 
+import html
+
 from tabulate import tabulate
 
 from benchmark.schema import Regime
@@ -29,9 +31,20 @@ from .columns import (
 from .table import OLDER_CONTROL, Leaderboard, Row, SummaryRow
 
 
+def md_text(text: str) -> str:
+    """Text from folder names or files as Markdown shows it: raw HTML escaped (Markdown renderers pass it through,
+    so ``<img onerror=...>`` in a model folder's name would otherwise be markup), "|" escaped (it splits a cell)."""
+    return html.escape(text, quote=False).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """``text`` as an inline code span (HTML is not interpreted there); a backtick inside cannot end it."""
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+
+
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
-    # Names come from folder names: a "|" in one would otherwise split the cell.
-    rows = [[c.replace("|", "\\|") for c in r] for r in rows]
+    rows = [[md_text(c) for c in r] for r in rows]
     # disable_numparse: cells are already formatted; tabulate must not re-round or re-align them as numbers.
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
@@ -160,12 +173,12 @@ def markdown(board: Leaderboard, with_reference: bool = False) -> str:
             "Run with `--max-per-class k`: at most k images per class and split. Never read these as results.",
             limited, [s for s in board.summary if s.limit is not None])
     out += ["## Incomplete runs", ""]
-    out += [f"- `{i.path}`: {i.reason}" for i in board.incomplete] or ["None."]
+    out += [f"- {_code(i.path)}: {md_text(i.reason)}" for i in board.incomplete] or ["None."]
     out += ["", "## Skipped files", ""]
-    out += [f"- `{s.path}`: {s.reason}" for s in board.skipped] or ["None."]
+    out += [f"- {_code(s.path)}: {md_text(s.reason)}" for s in board.skipped] or ["None."]
     out += [""]
     if board.warnings:
-        out += ["## Warnings", ""] + [f"- {w}" for w in board.warnings] + [""]
+        out += ["## Warnings", ""] + [f"- {md_text(w)}" for w in board.warnings] + [""]
     if with_reference:
         out += _reference_md()
     return "\n".join(out).rstrip("\n") + "\n"

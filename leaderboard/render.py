@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
 
 from . import reference
@@ -33,10 +34,28 @@ def _csv_stat(s: Stat | Ratio | None) -> list:
     return [repr(s.mean), "" if s.std is None else repr(s.std), s.n, *ci]
 
 
+# OWASP's CSV-injection guidance (owasp.org/www-community/attacks/CSV_Injection): a cell beginning with one of
+# these is read by spreadsheets as a formula (=HYPERLINK(...), @SUM(...), -2+3+cmd|...), so a text cell that does
+# is prefixed with a single quote, which spreadsheets show as text. Numbers are written by repr() and stay numbers:
+# only text cells (names from folders, tags) are neutralised, and a text cell that is a plain decimal number
+# ("-0.0123") is left alone, since no spreadsheet evaluates it as anything but that number.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+
+
+def csv_safe(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet executes (see ``_FORMULA_START``)."""
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.match(text):
+        return "'" + text
+    return text
+
+
 def _csv_value(value) -> object:
-    """A plain value in a CSV cell: lists joined with ";", None empty."""
+    """A plain value in a CSV cell: lists joined with ";", None empty, text neutralised (:func:`csv_safe`)."""
     if isinstance(value, tuple):
-        return ";".join(map(str, value))
+        value = ";".join(map(str, value))
+    if isinstance(value, str):
+        return csv_safe(value)
     return "" if value is None else value
 
 
@@ -51,7 +70,7 @@ _REFERENCE_IDS = {"section": "reference", "model": reference.MODEL, "limited": F
 
 def _reference_cells(col: Column, r: reference.ReferenceRow) -> list:
     if not col.measured:
-        return [r.task if col.key == "task" else _REFERENCE_IDS.get(col.key, "")]
+        return [_csv_value(r.task if col.key == "task" else _REFERENCE_IDS.get(col.key, ""))]
     x = col.ref(r)
     return ["", "", "", "", ""] if x is None else [repr(x), "", "", "", ""]
 

@@ -7,13 +7,13 @@ import unicodedata
 from dataclasses import replace
 
 import pytest
+from test_tasks import write_tree
 
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.leaderboard.collect import collect
 from benchmark.registry import Plugins, Registry
 from benchmark.schema import RunKey, SchemaError
 from benchmark.tasks import load_task, normalize_class_name
-from test_tasks import write_tree
 
 NFC, NFD = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
 

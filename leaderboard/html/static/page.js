@@ -89,11 +89,16 @@
       try { history.replaceState(null, "", h || location.pathname + location.search); } catch (e) { /* some browsers refuse it for local files */ }
     }
   }
+  function decode(text) {
+    // A malformed %-escape (e.g. "%E0%A4%A") makes decodeURIComponent throw: that pair is ignored, not the page.
+    try { return decodeURIComponent(text); } catch (e) { return null; }
+  }
   function readHash() {
-    var p = {};
+    var p = Object.create(null);
     location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
       if (!kv) return; var i = kv.indexOf("=");
-      p[decodeURIComponent(i < 0 ? kv : kv.slice(0, i))] = i < 0 ? "" : decodeURIComponent(kv.slice(i + 1));
+      var k = decode(i < 0 ? kv : kv.slice(0, i)), v = i < 0 ? "" : decode(kv.slice(i + 1));
+      if (k !== null && v !== null) p[k] = v;
     });
     if (p.sort !== undefined && heads[+p.sort]) { state.col = +p.sort; state.dir = p.dir === "desc" ? -1 : 1; }
     filters.forEach(function (f) {
@@ -102,8 +107,9 @@
     });
     if (p.q !== undefined) search.value = p.q;
     if (p.ref !== undefined) showRef.checked = p.ref === "1";
-    if (p.size !== undefined && pageSize.querySelector('option[value="' + p.size + '"]')) pageSize.value = p.size;
-    state.page = p.page ? (parseInt(p.page, 10) || 1) - 1 : 0;
+    // Compared with each option, never put into a selector: '#size="]' would be a selector syntax error.
+    if (p.size !== undefined && Array.prototype.some.call(pageSize.options, function (o) { return o.value === p.size; })) pageSize.value = p.size;
+    state.page = p.page ? Math.max(0, (parseInt(p.page, 10) || 1) - 1) : 0;
   }
   function openProvenance(btn) {
     var tr = btn.closest("tr"), open = btn.getAttribute("aria-expanded") === "true";

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.errors import BenchmarkError, ModelLoadError
 from benchmark.refs import Ref, resolve
 
 # The tiny open_clip twin (benchmark/backbones.py) that tiny adapters declare, so their baselines run offline.
@@ -98,8 +99,21 @@ class TinyFactory:
         from .tiny import materialise
 
         path = source or materialise(Path(cache_dir) if cache_dir else cache_root(), self.name, resolve(self.build))
-        return resolve(self.adapter)(self.name, path, device=device, dtype=dtype or "float32", local_files_only=True,
-                                     **{**self.options, **kwargs})
+        try:
+            return resolve(self.adapter)(self.name, path, device=device, dtype=dtype or "float32",
+                                         local_files_only=True, **{**self.options, **kwargs})
+        except BenchmarkError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (whatever a damaged file makes transformers raise)
+            if source:
+                raise
+            # The twin's folder is a cache projbench wrote: a damaged file there (truncated, a pickle in place
+            # of the safetensors weights) is the cache's fault, not the adapter's, and rebuilding fixes it.
+            reason = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise ModelLoadError(
+                f"The cached tiny twin {path} cannot be loaded ({type(exc).__name__}: {reason}); it is damaged. "
+                f"It is a cache: delete that folder (rm -r '{path}') and run the same command again to rebuild it."
+            ) from None
 
 
 def hub_factory(adapter, name: str, default_source: str | None, **options) -> HubFactory:

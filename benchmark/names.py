@@ -16,16 +16,17 @@ def nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name).strip()
 
 
-def folder_name_problem(name) -> str | None:
+def folder_name_problem(name, portable: bool = True) -> str | None:
     """Why ``name`` cannot be a model's or task's folder name in a results tree, or None.
 
     It must be text already in NFC without surrounding space (else two spellings make two folders), and one
-    plain path component (no separator, not ``.``/``..``, no control characters).
+    plain path component (no separator, not ``.``/``..``, no control characters). ``portable``: a backslash
+    (a separator on Windows) is refused too; a folder already on disk (not portable) may have one.
     """
     if not isinstance(name, str) or not name.strip():
         return "it is empty"
     if nfc(name) != name:
         return f"it is not in Unicode NFC form or has surrounding spaces (use {nfc(name)!r})"
-    if name in (".", "..") or "/" in name or "\\" in name or any(unicodedata.category(c) == "Cc" for c in name):
+    if name in (".", "..") or "/" in name or (portable and "\\" in name) or any(unicodedata.category(c) == "Cc" for c in name):
         return "it is not a plain folder name (a separator, '.', '..' or a control character)"
     return None

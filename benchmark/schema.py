@@ -175,7 +175,7 @@ class RunKey:
         model, task_dir, regime, seed_dir = parts
         task, limit = parse_task_dir(task_dir)
         for what, name in (("model", model), ("task", task)):  # "café" in NFD beside NFC would be a second row
-            if problem := folder_name_problem(name):
+            if problem := folder_name_problem(name, portable=False):
                 raise SchemaError(f"{what} folder {name!r}: {problem}")
         if regime not in FOLDER_ORDER:
             raise SchemaError(f"unknown regime folder {regime!r} (expected one of "

@@ -16,6 +16,8 @@ from pathlib import Path
 from benchmark.schema import ANALYSES_DIR, ANALYSIS_RESULT, FOLDER_ORDER, Regime, migrate, parse_task_dir
 from benchmark.storage.integrity import CorruptFileError, read_sealed_json
 
+from .markdown import code_span, md_text
+
 
 def state_label(regime: str) -> str:
     """The model state an analysis of a regime's folder looked at (zero-shot: the original weights)."""
@@ -50,15 +52,37 @@ def collect_analyses(results: Path, model: str | None = None, task_dir: str | No
         rel = path.relative_to(results).parts
         try:
             data = migrate(read_sealed_json(path), "analysis")
-            result = data["result"]
-            if not isinstance(result.get("curves"), dict) or not isinstance(result.get("x"), list):
-                raise ValueError("no curves")
+            problem = _result_problem(data.get("result"))
+            if problem:
+                raise ValueError(problem)
             seed = int(rel[5].removeprefix("seed"))
         except (CorruptFileError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             skipped.append((str(path.relative_to(results)), f"unreadable: {exc}"))
             continue
         records.append(Record(rel[0], rel[1], rel[3], rel[4], seed, data))
     return records, skipped
+
+
+def _number(v) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def _result_problem(result) -> str | None:
+    """Why an analysis.json's ``result`` cannot be shown (its fields of the wrong type), or None."""
+    if not isinstance(result, dict):
+        return "field 'result' is not an object"
+    curves, x, summary = result.get("curves"), result.get("x"), result.get("summary", {})
+    if not isinstance(curves, dict) or not curves or not isinstance(x, list):
+        return "no curves"
+    bad = sorted(str(k) for k, c in curves.items() if not isinstance(c, list) or not all(map(_number, c)))
+    if bad:
+        return f"curve(s) {bad} are not lists of numbers"
+    if not isinstance(summary, dict):
+        return f"field 'result.summary' is a {type(summary).__name__}, not an object"
+    for key in ("primary", "secondary", "x_label"):
+        if result.get(key) is not None and not isinstance(result[key], str):
+            return f"field 'result.{key}' is not text"
+    return None
 
 
 def _groups(records):
@@ -94,37 +118,43 @@ def draw_curves(results: Path, model: str | None = None, task_dir: str | None = 
     from matplotlib.ticker import MaxNLocator
 
     records, _ = collect_analyses(results, model, task_dir)
-    written = []
-    for (m, t, folder), by_regime in sorted(_groups(records).items()):
-        first = next(iter(by_regime.values()))[0]
-        res = first.data["result"]
-        primary, secondary = res.get("primary") or sorted(res["curves"])[0], res.get("secondary")
-        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-        for i, regime in enumerate(sorted(by_regime, key=_regime_key)):
-            recs = by_regime[regime]
-            x = recs[0].data["result"]["x"]
-            label = f"{state_label(regime)} (n={len(recs)} seed{'s' if len(recs) > 1 else ''})"
-            y = _mean_curve(recs, primary)
-            if y:
-                ax.plot(x[: len(y)], y, marker="o", ms=3, color=f"C{i}", label=label)
-            y2 = _mean_curve(recs, secondary) if secondary else None
-            if y2:
-                ax.plot(x[: len(y2)], y2, ls="--", color=f"C{i}", alpha=0.6, label=f"{label}: {secondary}")
-        limited = f" (limited run: {first.limit}/class)" if first.limit else ""
-        ax.set_title(f"{folder}: {m} on {parse_task_dir(t)[0]}{limited}", fontsize=10)
-        ax.set_xlabel(res.get("x_label", "layer"))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
-        ax.set_ylabel(primary)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = (Path(out_dir) / f"{m}__{t}__{folder}.png" if out_dir
-                else Path(results) / m / t / ANALYSES_DIR / f"{folder}.png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
-    return written
+    with matplotlib.rc_context({"text.parse_math": False}):  # names drawn as they are: "$" starts no mathtext
+        return [_draw_curve(plt, group, locator=MaxNLocator, results=results, out_dir=out_dir)
+                for group in sorted(_groups(records).items())]
+
+
+def _draw_curve(plt, group, *, locator, results, out_dir) -> Path:
+    """One analysis's curves of one (model, task) as a PNG; its path. ``group``: ((model, task folder, analysis
+    folder), {regime: records})."""
+    (m, t, folder), by_regime = group
+    first = next(iter(by_regime.values()))[0]
+    res = first.data["result"]
+    primary, secondary = res.get("primary") or sorted(res["curves"])[0], res.get("secondary")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for i, regime in enumerate(sorted(by_regime, key=_regime_key)):
+        recs = by_regime[regime]
+        x = recs[0].data["result"]["x"]
+        label = f"{state_label(regime)} (n={len(recs)} seed{'s' if len(recs) > 1 else ''})"
+        y = _mean_curve(recs, primary)
+        if y:
+            ax.plot(x[: len(y)], y, marker="o", ms=3, color=f"C{i}", label=label)
+        y2 = _mean_curve(recs, secondary) if secondary else None
+        if y2:
+            ax.plot(x[: len(y2)], y2, ls="--", color=f"C{i}", alpha=0.6, label=f"{label}: {secondary}")
+    limited = f" (limited run: {first.limit}/class)" if first.limit else ""
+    ax.set_title(f"{folder}: {m} on {parse_task_dir(t)[0]}{limited}", fontsize=10)
+    ax.set_xlabel(res.get("x_label", "layer"))
+    ax.xaxis.set_major_locator(locator(integer=True))  # layers are whole numbers
+    ax.set_ylabel(primary)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = (Path(out_dir) / f"{m}__{t}__{folder}.png" if out_dir
+            else Path(results) / m / t / ANALYSES_DIR / f"{folder}.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 # What the results of an analysis's older definitions (identity version below the current one) measured: they
@@ -183,12 +213,12 @@ def markdown_section(records, skipped=()) -> str:
     rows = summary_rows(records)
     for analysis in sorted({r["analysis"] for r in rows}):
         sub = [r for r in rows if r["analysis"] == analysis]
-        lines += [f"### {analysis}", "", f"{sub[0]['citation']}", ""]
-        table = [[r["model"], r["task"], r["state"], len(r["seeds"]),
-                  "; ".join(f"{k} {_fmt(v)}" for k, v in r["summary"].items())] for r in sub]
+        lines += [f"### {md_text(analysis)}", "", md_text(str(sub[0]["citation"])), ""]
+        table = [[md_text(r["model"]), md_text(r["task"]), r["state"], len(r["seeds"]),
+                  md_text("; ".join(f"{k} {_fmt(v)}" for k, v in r["summary"].items()))] for r in sub]
         lines += [tabulate(table, headers=["model", "task", "state", "seeds", "summary"], tablefmt="github"), ""]
     if skipped:
-        lines += ["Skipped analysis files:", ""] + [f"- `{p}`: {why}" for p, why in skipped] + [""]
+        lines += ["Skipped analysis files:", ""] + [f"- {code_span(p)}: {md_text(why)}" for p, why in skipped] + [""]
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ def md_text(text: str) -> str:
     return html.escape(text, quote=False).replace("|", "\\|")
 
 
-def _code(text: str) -> str:
+def code_span(text: str) -> str:
     """``text`` as an inline code span (HTML is not interpreted there); a backtick inside cannot end it."""
     fence = "``" if "`" in text else "`"
     return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
@@ -173,9 +173,9 @@ def markdown(board: Leaderboard, with_reference: bool = False) -> str:
             "Run with `--max-per-class k`: at most k images per class and split. Never read these as results.",
             limited, [s for s in board.summary if s.limit is not None])
     out += ["## Incomplete runs", ""]
-    out += [f"- {_code(i.path)}: {md_text(i.reason)}" for i in board.incomplete] or ["None."]
+    out += [f"- {code_span(i.path)}: {md_text(i.reason)}" for i in board.incomplete] or ["None."]
     out += ["", "## Skipped files", ""]
-    out += [f"- {_code(s.path)}: {md_text(s.reason)}" for s in board.skipped] or ["None."]
+    out += [f"- {code_span(s.path)}: {md_text(s.reason)}" for s in board.skipped] or ["None."]
     out += [""]
     if board.warnings:
         out += ["## Warnings", ""] + [f"- {md_text(w)}" for w in board.warnings] + [""]

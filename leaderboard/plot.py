@@ -47,6 +47,9 @@ LABEL_SIZE = 8.0           # points
 MAX_LABELS_PER_PANEL = 80  # beyond this a panel is a cloud (numbers unreadable); numbering it only costs time
 LABEL_GID = "point-label"  # tests find the labels by this id
 GAP = 3.0                  # pixels kept free between two labels
+# matplotlib's default style, whatever the user's matplotlibrc says; and text drawn as it is: a "$" in a model
+# folder's name would otherwise start mathtext, and "a$\\x$" is a parse error that kills the plot.
+STYLE = ["default", {"text.parse_math": False}]
 GREY = "0.3"               # legend entries that have no regime colour
 AXIS_PAD = 0.12            # room around the points for their numbers
 
@@ -120,7 +123,7 @@ def figure(board: Leaderboard):
     panels = panels_of(points)
     key_text = key_texts(points)
     # The default style, whatever the user's matplotlibrc says, so the same results give the same picture.
-    with matplotlib.style.context("default"):
+    with matplotlib.style.context(STYLE):
         lay = _measured_layout(len(panels), key_text, len(legend_of(points)))
         w, h = lay.size
         fig = Figure(figsize=(w, h), dpi=DPI)
@@ -317,7 +320,7 @@ def draw(board: Leaderboard, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Saved under the default style too: a user's savefig.bbox = tight or savefig.dpi would change the picture.
-    with matplotlib.style.context("default"):
+    with matplotlib.style.context(STYLE):
         fig = figure(board)
         # No "Software" entry (it names the matplotlib version); PNG output has no timestamp otherwise.
         fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})

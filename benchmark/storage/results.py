@@ -9,6 +9,7 @@ A run folder (its place: :class:`benchmark.schema.RunKey`) holds ``config.json``
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from benchmark.errors import BenchmarkError
 from benchmark.schema import (  # noqa: F401  (re-exported: the file names of a run folder)
     CHECKPOINT,
     CONFIG,
@@ -81,9 +83,30 @@ def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except Exception as exc:
+        if _disk_full(exc):  # the old file (if any) is intact: a rerun after freeing space gives the same result
+            raise DiskFullError(
+                f"No space left to write {path.name} in {path.parent} ({exc.__class__.__name__}). Nothing was "
+                "damaged: free some space there (or use another --results-dir / --cache-dir) and run the same "
+                "command again.") from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+class DiskFullError(BenchmarkError):
+    """A write failed because the file system is full (or the user's quota is used up)."""
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk or quota is full: an OSError's errno, or the message a Rust writer such as
+    safetensors' gives (``IoError(Os { code: 28, kind: StorageFull, ... })``)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return any(sign in text for sign in ("StorageFull", "QuotaExceeded", os.strerror(errno.ENOSPC),
+                                         os.strerror(errno.EDQUOT)))
 
 
 def atomic_save_tensors(path: Path, tensors: dict) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import BenchmarkError, ModelLoadError
+from benchmark.errors import ModelLoadError
 from benchmark.refs import Ref, resolve
 
 # The tiny open_clip twin (benchmark/backbones.py) that tiny adapters declare, so their baselines run offline.
@@ -102,18 +102,35 @@ class TinyFactory:
         try:
             return resolve(self.adapter)(self.name, path, device=device, dtype=dtype or "float32",
                                          local_files_only=True, **{**self.options, **kwargs})
-        except BenchmarkError:
-            raise
-        except Exception as exc:  # noqa: BLE001  (whatever a damaged file makes transformers raise)
-            if source:
+        except Exception as exc:
+            damage = None if source else twin_damage(Path(path))
+            if damage is None:  # the twin's files are intact: the error is not the cache's
                 raise
-            # The twin's folder is a cache projbench wrote: a damaged file there (truncated, a pickle in place
-            # of the safetensors weights) is the cache's fault, not the adapter's, and rebuilding fixes it.
-            reason = (str(exc).strip().splitlines() or [""])[0][:200]
             raise ModelLoadError(
-                f"The cached tiny twin {path} cannot be loaded ({type(exc).__name__}: {reason}); it is damaged. "
+                f"The cached tiny twin {path} is damaged ({damage}; loading it raised {type(exc).__name__}). "
                 f"It is a cache: delete that folder (rm -r '{path}') and run the same command again to rebuild it."
             ) from None
+
+
+def twin_damage(folder: Path) -> str | None:
+    """What is wrong with the files of a cached tiny twin, or None: a weight file that is not a readable
+    safetensors file, a JSON file that does not parse, or a pickle (a twin is written without any)."""
+    import json
+
+    from safetensors import safe_open
+
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle"):
+            return f"{path.name} is a pickle file, which a twin never holds"
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as f:
+                    f.keys()
+            elif path.suffix == ".json":
+                json.loads(path.read_bytes())
+        except Exception as exc:  # noqa: BLE001  (any failure to read it back is damage)
+            return f"{path.name} does not read back: {(str(exc).strip().splitlines() or [''])[0][:160]}"
+    return None
 
 
 def hub_factory(adapter, name: str, default_source: str | None, **options) -> HubFactory:

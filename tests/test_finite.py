@@ -130,3 +130,13 @@ def test_a_training_state_that_is_not_real_is_refused(tmp_path, edit, message):
     _edit(path, **edit)
     with pytest.raises(CorruptFileError, match=message):
         _load(path)
+
+
+def test_a_projector_giving_nan_is_refused_as_probe_input(cached):
+    adapter, _, store, want = cached
+    clean = features.pooled(store, adapter)
+    torch.testing.assert_close(clean, adapter.project(want).float().mean(dim=1), atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        next(adapter.projector_module().parameters()).view(-1)[0] = float("inf")  # one weight overflowed
+    with pytest.raises(BenchmarkError, match="projector of llava15-tiny gave NaN or Inf for 4 image"):
+        features.pooled(store, adapter)

@@ -277,11 +277,20 @@ def _encode_part(adapter, chunk, path: Path, *, row_shape, batch_size: int, bar)
 
 @torch.no_grad()
 def pooled(store: FeatureStore, adapter=None, batch_size: int = 64) -> torch.Tensor:
-    """Mean over tokens of the pre-projection features, or of ``adapter.project(features)`` if given."""
+    """Mean over tokens of the pre-projection features, or of ``adapter.project(features)`` if given: the probes'
+    inputs, refused (:class:`BenchmarkError`) where any is NaN or Inf."""
     out = []
     for b0 in range(0, len(store), batch_size):
         x = store.get(range(b0, min(b0 + batch_size, len(store)))).to(adapter.device if adapter else "cpu")
         if adapter is not None:
             x = adapter.project(x)
         out.append(x.float().mean(dim=1).cpu())
-    return torch.cat(out)
+    pooled_rows = torch.cat(out)
+    bad = (~torch.isfinite(pooled_rows)).any(dim=1).nonzero().flatten().tolist()
+    if bad:  # a probe input: it would be trained on, or scored on, a number that is not one
+        where = f"the projector of {adapter.name}" if adapter is not None else f"the cached features in {store.directory}"
+        raise BenchmarkError(
+            f"{where} gave NaN or Inf for {len(bad)} image(s) (uids {[store.uids[i] for i in bad[:3]]}"
+            f"{' ...' if len(bad) > 3 else ''}); the probes cannot use them. Check the checkpoint (--model-path) "
+            "or the trained projector; NaN or Inf often means a dtype that overflows: try --dtype float32.")
+    return pooled_rows

@@ -140,3 +140,14 @@ def test_a_projector_giving_nan_is_refused_as_probe_input(cached):
         next(adapter.projector_module().parameters()).view(-1)[0] = float("inf")  # one weight overflowed
     with pytest.raises(BenchmarkError, match="projector of llava15-tiny gave NaN or Inf for 4 image"):
         features.pooled(store, adapter)
+
+
+def test_a_diverged_training_state_is_never_written(tmp_path):
+    net, opt, sched = build()
+    train(net, opt, sched, data()[:SAVED_AT], [])
+    with torch.no_grad():
+        net.head.bias[1] = float("nan")
+    with pytest.raises(BenchmarkError, match=r"diverged before step 2: param.head.bias hold NaN or Inf"):
+        train_state.save(tmp_path / "train_state.json", engine("plain").state_out(net, opt), scheduler=sched,
+                         losses=[1.0, 0.9], supervised=12, step=SAVED_AT)
+    assert not list(tmp_path.iterdir())

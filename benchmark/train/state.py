@@ -23,6 +23,7 @@ import torch
 
 from benchmark.distributed.engines import Engine, FullState
 from benchmark.distributed.tensors import trained_parameters
+from benchmark.errors import BenchmarkError
 from benchmark.storage.integrity import (
     CorruptFileError,
     load_safetensors,
@@ -72,6 +73,11 @@ def save(path: Path, state: FullState | None, *, scheduler, losses, supervised: 
             else:
                 scalars.setdefault(str(idx), {})[key] = value
     tensors["rng.torch"] = torch.get_rng_state()
+    diverged = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if diverged:  # never written: it would be refused on resume, and the results of such weights mean nothing
+        raise BenchmarkError(
+            f"Training diverged before step {step}: {', '.join(diverged[:3])} hold NaN or Inf. Nothing was saved; "
+            "lower the learning rate (--lr-proj, --lr-e2e) or train in float32 (--dtype float32), and run again.")
     name = f"train_state-step{step:08d}.safetensors"
     atomic_save_tensors(path.parent / name, tensors)
     record = {

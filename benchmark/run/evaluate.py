@@ -2,8 +2,8 @@
 
 Evaluation scores the task on the test split from the cached features (log-likelihood of each class, or
 generation); the probes train a linear classifier on pooled features, before the projector (zero-shot only) and
-after it, each with its control. Their predictions are kept beside the run, so that later runs of the same seed
-can be paired with them.
+after it, each with several probe seeds and its control task. Their predictions (per probe seed) are kept beside the
+run, so that later runs of the same seed can be paired with them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from ..evaluate.generation import evaluate_generate
 from ..evaluate.loglik import EvalSet, evaluate_loglik
 from ..evaluate.metrics import paired_bootstrap
-from ..evaluate.probe import probe_with_control
+from ..evaluate.probe import paired_probe_change, probe_seeds, probe_with_control
 from ..schema import PREDICTIONS, PROBE_PREDICTIONS, Regime
 from ..storage.features import pooled
 from ..storage.integrity import CorruptFileError, read_finished
@@ -31,7 +31,8 @@ def evaluation_stage(run: ResolvedRun, adapter) -> dict:
 
 
 def probe_stage(run: ResolvedRun, adapter, pre=None) -> tuple[dict, dict]:
-    """The record's ``probe`` part and the probes' test predictions (``{"uids": [...], name: [...]}``).
+    """The record's ``probe`` part and the probes' test predictions: ``{"uids": [...], "probe_seeds": [...],
+    name: [[...] per probe seed]}``.
 
     ``pre``: the pooled pre-projection features (train, test), probed in the zero-shot run only.
     """
@@ -47,7 +48,8 @@ def probe_stage(run: ResolvedRun, adapter, pre=None) -> tuple[dict, dict]:
                                                             desc="probe (pre-projection)")
     # Probes are independent: with several processes each trains its share, and all get every result.
     order = sorted(jobs, key=lambda k: k != "pre_projection")  # pre-projection first, as before
-    probes, predictions = {}, {"uids": [s.uid for s in test]}
+    probes = {}
+    predictions = {"uids": [s.uid for s in test], "probe_seeds": probe_seeds(run.seed, cfg.probe.seeds)}
     for name, (summary, preds) in zip(order, run.dist.run_split([jobs[k] for k in order]), strict=True):
         probes[name], predictions[name] = summary, preds
     return probes, predictions
@@ -60,7 +62,10 @@ def pre_projection_features(stores) -> tuple:
 
 def paired_stage(run: ResolvedRun, task_pred: list, probe_pred: list) -> dict | None:
     """Gain and richness change against the zero-shot run of the same seed, on the same test images, with
-    paired bootstrap intervals; None (with the reason logged) if that run's predictions are not there."""
+    paired bootstrap intervals; None (with the reason logged) if that run's predictions are not there.
+
+    ``probe_pred``: the post-projection probe's test predictions per probe seed (or one list: one seed), as are
+    the zero-shot run's (an older run stored one list)."""
     zs = run.folder_of(Regime.ZERO_SHOT)
     seed, test, classes = run.seed, run.data.splits["test"], run.data.classes
     try:
@@ -79,5 +84,5 @@ def paired_stage(run: ResolvedRun, task_pred: list, probe_pred: list) -> dict | 
     index = {c: i for i, c in enumerate(classes)}
     zs_task = [index.get(r["prediction"], -1) for r in zs_rows]  # unmatched (generate) -> -1, wrong for all
     return {"gain": paired_bootstrap(y_test, task_pred, zs_task, num_classes=len(classes)),
-            "richness": paired_bootstrap(y_test, probe_pred, zs_probe["post_projection"],
-                                         num_classes=len(classes))}
+            "richness": paired_probe_change(y_test, probe_pred, zs_probe["post_projection"],
+                                            num_classes=len(classes))}

@@ -83,6 +83,7 @@ def option(default=None, *, section: str, help: str | None = None, flags: tuple[
 
 
 PROBE_PATIENCE = 5
+PROBE_SEEDS = 2
 
 
 @dataclass(frozen=True)
@@ -100,11 +101,15 @@ class ProbeConfig:
         help=f"stop the probe on validation loss (default, as the paper) or macro-F1; patience {PROBE_PATIENCE} "
              "epochs")
     val_fraction: float = 0.1        # of each training class, held out for early stopping
+    # probes per feature set, trained together from seeds derived from the run seed; their mean is reported
+    seeds: int = option(PROBE_SEEDS, section="probe", flags=("--probe-seeds",), type=int,
+                        help=f"probe seeds per feature set (default {PROBE_SEEDS}): the score is their mean, and "
+                             "its interval resamples them with the test images")
     standardize: bool = True         # z-score inputs with training statistics: measure information, not scale
-    # also train a control probe on shuffled labels (Hewitt & Liang, 2019)
+    # also train the probe on a control task (Hewitt & Liang, 2019; benchmark/evaluate/control.py)
     control: bool = option(True, section="probe", flags=("--no-control-probe",), cli_kind="negated",
-                           help="skip the control probes on shuffled labels (halves probe time; no selectivity "
-                                "reported)")
+                           help="skip the control task (a random label per feature cluster; halves probe time; no "
+                                "selectivity reported)")
 
     def to_dict(self):
         return asdict(self)

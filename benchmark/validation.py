@@ -174,6 +174,7 @@ def _check_numbers(cfg: RunConfig) -> None:
 
 def _check_probe(p: ProbeConfig) -> None:
     check_int("max_epochs", p.max_epochs, 1, flag="--probe-max-epochs")
+    check_int("seeds", p.seeds, 1, flag="--probe-seeds")
     check_int("batch_size", p.batch_size, 1, flag="probe batch_size")
     check_int("patience", p.patience, 1, flag="probe patience")
     check_rate("lr", p.lr, flag="probe lr")

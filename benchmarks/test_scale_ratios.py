@@ -112,12 +112,12 @@ def _probe_throughput() -> dict:
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(512, 256, generator=g), torch.randint(0, 4, (512,), generator=g).tolist()
     uids = [f"u{i}" for i in range(512)]
-    cfg = ProbeConfig(max_epochs=5, patience=100)
+    cfg = ProbeConfig(max_epochs=5, patience=100, seeds=1)
     start = time.perf_counter()
     res = train_probe(x, y, uids_train=uids, x_test=x[:64], y_test=y[:64], num_classes=4, seed=0, cfg=cfg)
     seconds = time.perf_counter() - start
-    return {"examples_per_s": res["n_train"] * res["epochs_run"] / seconds, "epochs": res["epochs_run"],
-            "input_dim": 256}
+    epochs = res["per_seed"][0]["epochs_run"]
+    return {"examples_per_s": res["n_train"] * epochs / seconds, "epochs": epochs, "input_dim": 256}
 
 
 # llava15-tiny on textile, 32 images per class (96 training images) for 10 epochs: 60 optimizer steps of the global

@@ -62,7 +62,7 @@ class Run:
     probe_pre_ci: tuple[float, float] | None = None
     gain_ci: tuple[float, float] | None = None       # paired bootstrap vs. the zero-shot run of the seed
     richness_ci: tuple[float, float] | None = None
-    control_post: float | None = None   # control probe (shuffled training labels) on the same features
+    control_post: float | None = None   # control task score on the same features (shuffled labels before schema 3)
     control_pre: float | None = None
     accuracy: float | None = None       # task accuracy (absent in early files)
     unmatched_rate: float | None = None  # generate mode: share of answers that named no class

@@ -77,7 +77,7 @@ def _runs_section_md(title: str, blurb: str, rows: list[Row], summary: list[Summ
     out += ["### Task gain and richness change (vs. zero-shot and the original projector)", "",
             _changes_md(rows), ""]
     if has_controls(rows):
-        out += ["### Control probes (training labels shuffled; selectivity = probe − control)", "",
+        out += ["### Control task (Hewitt & Liang: a fixed random label per cluster of the features; selectivity = probe − control)", "",
                 _control_md(rows), ""]
     out += ["### Summary per model (mean over tasks of the per-task means)", "", _summary_md(summary), ""]
     with_baselines = [r for r in rows if r.baselines is not None]

@@ -491,8 +491,8 @@ def test_control_probes_and_selectivity(results):
     assert r.control["zero-shot"].mean == pytest.approx(0.01)
     assert r.selectivity["pre"].values == pytest.approx(
         tuple(m["probe"]["pre_projection"]["macro_f1"] - 0.01 for m in z))
-    assert "### Control probes" in render(board, "markdown")
-    assert "### Control probes" not in rendered(RESULTS)  # schema-1 fixtures have none
+    assert "### Control task" in render(board, "markdown")
+    assert "### Control task" not in rendered(RESULTS)  # schema-1 fixtures have none
 
 
 def test_paper_table2_percentages_follow_from_table1(tmp_path):

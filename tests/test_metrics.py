@@ -201,14 +201,12 @@ def test_macro_f1_of_many_rows_at_once():
 def test_bootstrap_interval():
     # The run's one-score interval is the stratified BCa one (tests/test_intervals.py checks it against scipy).
     from benchmark.evaluate.intervals import score_interval
-    from benchmark.evaluate.metrics import bootstrap_ci
 
-    got = bootstrap_ci(Y30, P30, 4)
-    assert got["ci95"] == score_interval(Y30, P30, 4)["ci95"]
+    got = score_interval(Y30, P30, 4)
     assert got["ci95"][0] < classification_metrics(Y30, P30, 4)["macro_f1"] < got["ci95"][1]
     # Known answers: every image right, every image wrong (no resample can change either).
-    assert bootstrap_ci(Y30, Y30, 4)["ci95"] == [1.0, 1.0]
-    assert bootstrap_ci(Y30, [(y + 1) % 4 for y in Y30], 4)["ci95"] == [0.0, 0.0]
+    assert score_interval(Y30, Y30, 4)["ci95"] == [1.0, 1.0]
+    assert score_interval(Y30, [(y + 1) % 4 for y in Y30], 4)["ci95"] == [0.0, 0.0]
 
 
 def test_paired_change():

@@ -25,6 +25,7 @@ from test_metrics import reference_macro_f1, reference_scores
 from benchmark import protocol
 from benchmark.config import ProbeConfig, RunConfig
 from benchmark.evaluate import probe
+from benchmark.evaluate.control import control_task
 from benchmark.registry import Plugins
 from benchmark.run import train as train_stage
 from benchmark.tasks import load_task
@@ -42,7 +43,7 @@ def watched_run(tmp_path_factory, hermetic_cache):
     """Run the protocol once, recording what fine-tuning and the probes receive."""
     out = tmp_path_factory.mktemp("watched")
     seen = {"finetune": [], "probe": []}
-    real_finetune, real_probe = train_stage.finetune, probe.train_probe
+    real_finetune, real_probe = train_stage.finetune, probe.fit_label_sets
 
     def finetune(adapter, regime, **kwargs):
         store, samples = kwargs["store"], kwargs["samples"]
@@ -64,16 +65,16 @@ def watched_run(tmp_path_factory, hermetic_cache):
                                  "projected": projected})
         return result
 
-    def train_probe(x_train, y_train, **kwargs):
-        result = real_probe(x_train, y_train, **kwargs)
-        seen["probe"].append({"x_train": x_train.clone(), "y_train": list(y_train), "uids": list(kwargs["uids_train"]),
-                              "x_test": kwargs["x_test"].clone(), "y_test": list(kwargs["y_test"]),
-                              "result": dict(result)})
-        return result
+    def fit_label_sets(x_train, labels, **kwargs):
+        facts, preds, info = real_probe(x_train, labels, **kwargs)
+        seen["probe"].append({"x_train": x_train.clone(), "labels": labels.tolist(),
+                              "uids": list(kwargs["uids_train"]), "x_test": kwargs["x_test"].clone(),
+                              "facts": facts, "preds": preds.tolist(), "info": info})
+        return facts, preds, info
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train_stage, "finetune", finetune)
-        mp.setattr(probe, "train_probe", train_probe)
+        mp.setattr(probe, "fit_label_sets", fit_label_sets)
         results = protocol.Runner(RunConfig(**CFG, results_dir=str(out)), log=lambda *a: None).run()
     return {"dir": out, "results": {m["regime"]: m for m in results}, **seen}
 
@@ -165,23 +166,25 @@ def test_each_probe_trains_on_the_training_split_of_its_own_features(watched_run
     y_train = [s.label for s in data.splits["train"]]
     y_test = [s.label for s in data.splits["test"]]
     uids = [s.uid for s in data.splits["train"]]
-    calls = [c for c in watched_run["probe"] if c["y_train"] == y_train]  # (a control probe shuffles labels)
     for (regime, name), feats in expected.items():
-        match = [c for c in calls if c["x_train"].shape == feats["train"].shape
+        match = [c for c in watched_run["probe"] if c["x_train"].shape == feats["train"].shape
                  and torch.allclose(c["x_train"], feats["train"], rtol=1e-4, atol=1e-5)]
         assert match, f"no probe was trained on the {name} features of {regime}"
         call = match[0]
-        assert call["uids"] == uids and call["y_test"] == y_test
-        assert torch.allclose(call["x_test"], feats["test"], rtol=1e-4, atol=1e-5)
         recorded = watched_run["results"][regime]["probe"][name]
-        scores = {k: v for k, v in call["result"].items() if k != "predictions"}
-        assert {k: recorded[k] for k in scores} == scores, (regime, name)
-        controls = [c for c in watched_run["probe"] if c["x_train"] is not call["x_train"]
-                    and torch.equal(c["x_train"], call["x_train"]) and c["y_train"] != y_train]
-        if "control" in recorded:  # same features, the training labels shuffled (same class counts)
-            (control,) = controls
-            assert sorted(control["y_train"]) == sorted(y_train) and control["y_test"] == y_test
-            assert recorded["control"]["macro_f1"] == control["result"]["macro_f1"]
+        seeds = len(recorded["probe_seeds"])
+        assert call["uids"] == uids and call["labels"][:seeds] == [y_train] * seeds
+        assert torch.allclose(call["x_test"], feats["test"], rtol=1e-4, atol=1e-5)
+        # The recorded scores follow from the predictions of this training: each seed's against the test labels.
+        f1 = [reference_macro_f1(y_test, p) for p in call["preds"][:seeds]]
+        assert [s["macro_f1"] for s in recorded["per_seed"]] == pytest.approx(f1, abs=1e-12)
+        assert recorded["macro_f1"] == pytest.approx(sum(f1) / seeds, abs=1e-12)
+        assert [s["epochs_run"] for s in recorded["per_seed"]] == call["facts"]["epochs_run"][:seeds]
+        if "control" in recorded:  # the same features, with the control task's labels, scored on its test labels
+            ctl = control_task(call["x_train"], call["x_test"], num_classes=len(data.classes), seed=0)
+            assert call["labels"][seeds:] == [ctl.train] * seeds
+            f1 = [reference_macro_f1(ctl.test, p) for p in call["preds"][seeds:]]
+            assert recorded["control"]["macro_f1"] == pytest.approx(sum(f1) / seeds, abs=1e-12)
             assert recorded["selectivity"] == pytest.approx(recorded["macro_f1"] - recorded["control"]["macro_f1"])
 
 

@@ -20,8 +20,9 @@ from sklearn.metrics import f1_score
 
 from benchmark.config import ProbeConfig, RunConfig
 from benchmark.errors import BenchmarkError
+from benchmark.evaluate.control import cluster_count, control_task
 from benchmark.evaluate.intervals import score_interval
-from benchmark.evaluate.probe import control_labels, probe_with_control
+from benchmark.evaluate.probe import probe_with_control
 from benchmark.registry import plugins
 from benchmark.storage.features import (
     checkpoint_identity,
@@ -96,10 +97,13 @@ def test_richness_known_answers_on_real_images(eurosat_features):
         assert none["ci95"][0] <= none["macro_f1"] <= none["ci95"][1]
     finally:
         adapter.model.model.multi_modal_projector = original
-    # The features carry information here (else the test could not fail), and the control probe on shuffled
-    # labels is not above chance (1/k): what the probe finds is in the features, not memorised labels.
+    # The features carry information here (else the test could not fail). The control task is a random label
+    # per cluster of these features (4 clusters per class at most, one per 4 training images), scored on the test
+    # images' control labels; selectivity is the gap on the same test images.
     assert pre["ci95"][0] > 1 / k
-    assert pre["control"]["ci95"][0] <= 1 / k
+    n_train = len(data.splits["train"])
+    assert pre["control"]["clusters"] == cluster_count(k, n_train) > k
+    assert 0.0 <= pre["control"]["macro_f1"] <= 1.0 and len(pre["control"]["per_seed"]) == SMALL_PROBE.seeds
     assert pre["selectivity"] == pytest.approx(pre["macro_f1"] - pre["control"]["macro_f1"])
 
 
@@ -111,24 +115,32 @@ def test_early_stopping_keeps_the_epoch_with_the_lowest_validation_loss():
     x = torch.randn(60, 8, generator=g) + torch.tensor(y)[:, None] * 0.5
     uids = [f"u{i}" for i in range(60)]
     # Patience as long as the run: both criteria see the same 25 epochs and only choose differently among them.
-    cfg = ProbeConfig(hidden=(16,), lr=1e-2, max_epochs=25, patience=25)
-    by_loss = train_probe(x, y, uids_train=uids, x_test=x[:30], y_test=y[:30], num_classes=3, seed=0, cfg=cfg)
-    by_f1 = train_probe(x, y, uids_train=uids, x_test=x[:30], y_test=y[:30], num_classes=3, seed=0,
-                        cfg=replace(cfg, early_stopping="f1"))
-    assert by_loss["stopped_on"] == "loss" and by_f1["stopped_on"] == "f1"
+    # A quarter held out: 5 validation images per class, so the split is stopped on (not cross-validation).
+    cfg = ProbeConfig(hidden=(16,), lr=1e-2, max_epochs=25, patience=25, seeds=1, val_fraction=0.25)
+    loss_run = train_probe(x, y, uids_train=uids, x_test=x[:30], y_test=y[:30], num_classes=3, seed=0, cfg=cfg)
+    f1_run = train_probe(x, y, uids_train=uids, x_test=x[:30], y_test=y[:30], num_classes=3, seed=0,
+                         cfg=replace(cfg, early_stopping="f1"))
+    assert loss_run["stopped_on"] == "loss" and f1_run["stopped_on"] == "f1"
+    assert loss_run["stopping"]["method"] == f1_run["stopping"]["method"] == "validation split"
+    (by_loss,), (by_f1,) = loss_run["per_seed"], f1_run["per_seed"]
     assert by_loss["epochs_run"] == by_f1["epochs_run"] == 25
     assert by_loss["val_loss"] <= by_f1["val_loss"] and by_f1["val_macro_f1"] >= by_loss["val_macro_f1"]
     # Rerunning up to the chosen epoch reproduces it: the kept weights are that epoch's, not the last ones.
-    again = train_probe(x, y, uids_train=uids, x_test=x[:30], y_test=y[:30], num_classes=3, seed=0,
-                        cfg=replace(cfg, max_epochs=by_loss["best_epoch"] + 1))
+    (again,) = train_probe(x, y, uids_train=uids, x_test=x[:30], y_test=y[:30], num_classes=3, seed=0,
+                           cfg=replace(cfg, max_epochs=by_loss["best_epoch"] + 1))["per_seed"]
     assert again["val_loss"] == by_loss["val_loss"] and again["macro_f1"] == by_loss["macro_f1"]
 
 
-def test_control_labels_are_a_fixed_permutation_of_the_training_labels():
-    y = [0] * 5 + [1] * 5 + [2] * 5
-    shuffled = control_labels(y, seed=0)
-    assert sorted(shuffled) == y and shuffled != y
-    assert control_labels(y, seed=0) == shuffled and control_labels(y, seed=1) != shuffled
+def test_control_labels_are_a_fixed_function_of_the_training_features():
+    g = torch.Generator().manual_seed(0)
+    x_train, x_test = torch.randn(30, 4, generator=g), torch.randn(10, 4, generator=g)
+    ctl = control_task(x_train, x_test, num_classes=3, seed=0)
+    assert sorted(set(ctl.train)) == [0, 1, 2] and set(ctl.test) <= {0, 1, 2}
+    assert control_task(x_train, x_test, num_classes=3, seed=0) == ctl
+    assert control_task(x_train, x_test, num_classes=3, seed=1).train != ctl.train
+    # A test image identical to a training image carries that image's control label.
+    again = control_task(x_train, x_train[:10], num_classes=3, seed=0)
+    assert again.test == ctl.train[:10]
 
 
 # --- pinned revisions -----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ LAYER_PROBE = AnalysisSpec(
     citation="Verma et al., ACL 2024 (arXiv 2402.16832), probe A.2; layer-wise as in Venhoff et al. 2025; "
              "control task: Hewitt & Liang, EMNLP 2019",
     description="richness probe (macro-F1) on mean-pooled image-token states at every LLM layer, with a "
-                "shuffled-label control probe",
+                "control task (a random label per feature cluster, as the run's probe)",
     options=("probe_max_epochs", "tokens_per_image"),
     requires=HIDDEN_STATES,
 )

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from .intervals import score_interval
-
 
 def classification_metrics(y_true, y_pred, num_classes: int, class_names: list[str] | None = None) -> dict:
     labels = list(range(num_classes))
@@ -25,8 +23,3 @@ def classification_metrics(y_true, y_pred, num_classes: int, class_names: list[s
         }
         out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels).tolist()
     return out
-
-
-def bootstrap_ci(y_true, y_pred, num_classes: int) -> dict:
-    """The stratified BCa 95% interval of one prediction list's macro-F1 (:func:`.intervals.score_interval`)."""
-    return score_interval(y_true, y_pred, num_classes)

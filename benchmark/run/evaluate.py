@@ -2,8 +2,8 @@
 
 Evaluation scores the task on the test split from the cached features (log-likelihood of each class, or
 generation); the probes train a linear classifier on pooled features, before the projector (zero-shot only) and
-after it, each with its control. Their predictions are kept beside the run, so that later runs of the same seed
-can be paired with them.
+after it, each with several probe seeds and its control task. Their predictions (per probe seed) are kept beside the
+run, so that later runs of the same seed can be paired with them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from ..evaluate.generation import evaluate_generate
 from ..evaluate.intervals import record_change
 from ..evaluate.loglik import EvalSet, evaluate_loglik
-from ..evaluate.probe import probe_with_control
+from ..evaluate.probe import probe_seeds, probe_with_control
 from ..schema import PREDICTIONS, PROBE_PREDICTIONS, Regime
 from ..storage.features import pooled
 from ..storage.integrity import CorruptFileError, read_finished
@@ -31,7 +31,8 @@ def evaluation_stage(run: ResolvedRun, adapter) -> dict:
 
 
 def probe_stage(run: ResolvedRun, adapter, pre=None) -> tuple[dict, dict]:
-    """The record's ``probe`` part and the probes' test predictions (``{"uids": [...], name: [...]}``).
+    """The record's ``probe`` part and the probes' test predictions: ``{"uids": [...], "probe_seeds": [...],
+    name: [[...] per probe seed]}``.
 
     ``pre``: the pooled pre-projection features (train, test), probed in the zero-shot run only.
     """
@@ -47,7 +48,8 @@ def probe_stage(run: ResolvedRun, adapter, pre=None) -> tuple[dict, dict]:
                                                             desc="probe (pre-projection)")
     # Probes are independent: with several processes each trains its share, and all get every result.
     order = sorted(jobs, key=lambda k: k != "pre_projection")  # pre-projection first, as before
-    probes, predictions = {}, {"uids": [s.uid for s in test]}
+    probes = {}
+    predictions = {"uids": [s.uid for s in test], "probe_seeds": probe_seeds(run.seed, cfg.probe.seeds)}
     for name, (summary, preds) in zip(order, run.dist.run_split([jobs[k] for k in order]), strict=True):
         probes[name], predictions[name] = summary, preds
     return probes, predictions

@@ -204,8 +204,10 @@ def more_tables(board: Leaderboard) -> str:
         rows = [r for r in board.rows if (r.limit is not None) == limited]
         if has_controls(rows):
             out.append(f"<h3>Control probes, {title}</h3>"
-                       "<p>The same probe trained on shuffled labels (a probe that memorises scores well on it "
-                       "too); selectivity = probe − control.</p>"
+                       "<p>The same probe and seeds trained and scored on a control task (Hewitt &amp; Liang 2019): a "
+                       "fixed random label per cluster of the probed features, so only memorising the clusters "
+                       "scores well; selectivity = probe − control (§: the shuffled-label control of results "
+                       "before schema 3).</p>"
                        + static_table(*control_table(rows), numeric_from=2))
     for limited, title in _KINDS:
         rows = [r for r in board.rows if (r.limit is not None) == limited and getattr(r, "baselines", None)]

@@ -27,7 +27,7 @@ $(DS_STAMP): $(STAMP)
 install-deepspeed: $(DS_STAMP)
 
 demo: install
-	$(PY) -m benchmark run --model llava15-tiny --task textile
+	$(PY) -m benchmark run --model llava15-tiny --task textile --max-per-class 100
 
 test: install
 	$(PY) -m pytest -q

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 FIXTURE = Path(__file__).parent / "fixtures" / "golden_run.json"
 ARGS = ["run", "--model", "llava15-tiny", "--task", "textile", "--max-per-class", "8", "--seeds", "0",
-        "--probe-max-epochs", "20", "--baselines", "--global-batch", "8", "--epochs", "3",
+        "--probe-max-epochs", "20", "--probe-seeds", "1", "--baselines", "--global-batch", "8", "--epochs", "3",
         "--lr-proj", "0.01", "--lr-e2e", "0.001", "--no-progress"]
 REGIMES = ("zero-shot", "ft-proj", "ft-e2e", "baselines")
 # Fields of metrics.json that carry science numbers or identity; everything else (timing, provenance, paths) is not.

@@ -56,3 +56,14 @@ def _write(root: Path, model, task, regime, seed, family, f1, probe) -> None:
     if regime == "zero-shot":
         m["probe"]["pre_projection"] = {"macro_f1": round(min(1.0, probe + 0.05), 4)}
     (d / "metrics.json").write_text(json.dumps(m))
+
+
+def copy_runs_as(source_model: Path, root: Path, name: str) -> None:
+    """Copy every ``metrics.json`` under one model's folder to ``root/<name>/...``, with ``model`` set to ``name``:
+    a model folder named as a hostile user might name it, holding real runs."""
+    for p in source_model.rglob("metrics.json"):
+        dest = root / name / p.relative_to(source_model)
+        dest.parent.mkdir(parents=True)
+        m = json.loads(p.read_text())
+        m["model"] = name
+        dest.write_text(json.dumps(m))

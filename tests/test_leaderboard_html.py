@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from browser import Chromium, find_chromium
+from synthetic_results import copy_runs_as
 
 from benchmark.cli import main as cli_main
 from benchmark.leaderboard.collect import collect
@@ -231,12 +232,7 @@ def test_cli_html_needs_a_folder(tmp_path, capsys):
 def test_names_from_folders_are_escaped(tmp_path):
     root = tmp_path / "results"
     evil = 'x<img src=x onerror=alert(1)>&"y'
-    for p in (RESULTS / "blip2-tiny").rglob("metrics.json"):
-        dest = root / evil / p.relative_to(RESULTS / "blip2-tiny")
-        dest.parent.mkdir(parents=True)
-        m = json.loads(p.read_text())
-        m["model"] = evil
-        dest.write_text(json.dumps(m))
+    copy_runs_as(RESULTS / "blip2-tiny", root, evil)
     coll = collect(root)
     text = site(build(coll), coll)[INDEX]
     assert evil not in text and "x&lt;img src=x onerror=alert(1)&gt;&amp;&quot;y" in text

@@ -9,7 +9,6 @@ import base64
 import csv
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from browser import Chromium, find_chromium
+from synthetic_results import copy_runs_as
 
 from benchmark.cli import main as cli_main
 from benchmark.leaderboard.collect import collect
@@ -34,12 +34,7 @@ def hostile(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     shutil.copytree(RESULTS, root, dirs_exist_ok=True)  # plain runs beside them: negative changes among them
     for evil in EVIL:
-        for p in (RESULTS / "blip2-tiny").rglob("metrics.json"):
-            dest = root / evil / p.relative_to(RESULTS / "blip2-tiny")
-            dest.parent.mkdir(parents=True)
-            m = json.loads(p.read_text())
-            m["model"] = evil
-            dest.write_text(json.dumps(m))
+        copy_runs_as(RESULTS / "blip2-tiny", root, evil)
     coll = collect(root)
     assert set(EVIL) <= {r.key.model for r in coll.runs}
     return build(coll), coll

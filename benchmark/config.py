@@ -178,7 +178,7 @@ class RunConfig:
              "accelerate (both shard parameters, gradients, optimizer; both also on CPU). Results do not depend on "
              "it")
     # ``micro_batch`` only splits the global batch: the loss is token-weighted over the whole global batch, so the
-    # gradient does not depend on it (tests/test_global_batch.py).
+    # gradient does not depend on it (tests/train/test_global_batch.py).
     micro_batch: int | None = option(
         section="execution", flags=("--micro-batch", "--batch-size"), type=int,
         help="examples per process and forward (default: the largest divisor of the process's share of the global "
@@ -201,7 +201,7 @@ class RunConfig:
     lora_dropout: float = option(0.05, section="training", type=float, regimes=(Regime.FT_E2E.value,),
                                  only_if="lora", help="dropout on the LoRA branch (LLaVA-1.5's finetune_lora.sh: 0.05)")
     gradient_checkpointing: bool = option(False, section="training", cli_kind="flag")
-    # A resumed run equals an uninterrupted one (tests/test_protocol.py), so it is an execution setting.
+    # A resumed run equals an uninterrupted one (tests/run/test_protocol.py), so it is an execution setting.
     checkpoint_every: int | None = option(
         section="execution", type=int,
         help="optimizer steps between resumable training checkpoints (default: 10 per run when the trained weights "
@@ -283,7 +283,7 @@ class RunConfig:
         return RunKey(self.model, self.task, self.max_per_class, self.regime_dir_name(regime), seed)
 
 
-# The fields that do not change results, and so are left out of every identity (reviewed in tests/test_identity.py).
+# The fields that do not change results, and so are left out of every identity (reviewed in tests/run/test_identity.py).
 RunConfig._NOT_IDENTITY = RunConfig.fields_of(*OUTSIDE_IDENTITY)
 
 

@@ -6,7 +6,7 @@ runs from 0.1 to 0.5, errors spread uniformly over the other classes, population
 trial draws k test images per class, predicts them, and asks whether the interval holds the population value.
 k = 4 (the small derm subsets) and k = 9 (PlantDoc's test images per class). The new method (stratified, widened
 BCa, benchmark/evaluate/intervals.py) against the old one (percentile over unstratified test images). The
-default suite runs a 300-trial version (tests/test_intervals.py).
+default suite runs a 300-trial version (tests/evaluate/test_intervals.py).
 """
 
 from __future__ import annotations

@@ -35,19 +35,19 @@ STATE = ROOT / ".mutation"
 
 # module -> (source file, the fast tests that check its numbers)
 MODULES = {
-    "metrics": ("benchmark/evaluate/metrics.py", ["tests/test_metrics.py"]),
-    "probe": ("benchmark/evaluate/probe.py", ["tests/test_probe.py"]),
-    "config": ("benchmark/config.py", ["tests/test_identity.py", "tests/test_paper_defaults.py"]),
-    "features": ("benchmark/storage/features.py", ["tests/test_identity.py", "tests/test_probe.py"]),
-    "batching": ("benchmark/evaluate/batching.py", ["tests/test_generate_logits.py", "tests/test_generation.py"]),
-    "generation": ("benchmark/evaluate/generation.py", ["tests/test_generate_logits.py", "tests/test_generation.py"]),
-    "evaluation": ("benchmark/evaluate/loglik.py", ["tests/test_run_numbers.py", "tests/test_generation.py"]),
-    "training": ("benchmark/train/loop.py", ["tests/test_run_numbers.py", "tests/test_lora.py"]),
-    "protocol": ("benchmark/run/runner.py", ["tests/test_run_numbers.py"]),
-    "protocol-train": ("benchmark/run/train.py", ["tests/test_run_numbers.py"]),
-    "protocol-evaluate": ("benchmark/run/evaluate.py", ["tests/test_run_numbers.py"]),
-    "leaderboard": ("leaderboard/table.py", ["tests/test_leaderboard.py", "tests/test_metrics.py"]),
-    "leaderboard-stats": ("leaderboard/stats.py", ["tests/test_leaderboard.py", "tests/test_metrics.py"]),
+    "metrics": ("benchmark/evaluate/metrics.py", ["tests/evaluate/test_metrics.py"]),
+    "probe": ("benchmark/evaluate/probe.py", ["tests/evaluate/test_probe.py"]),
+    "config": ("benchmark/config.py", ["tests/run/test_identity.py", "tests/run/test_paper_defaults.py"]),
+    "features": ("benchmark/storage/features.py", ["tests/run/test_identity.py", "tests/evaluate/test_probe.py"]),
+    "batching": ("benchmark/evaluate/batching.py", ["tests/evaluate/test_generate_logits.py", "tests/evaluate/test_generation.py"]),
+    "generation": ("benchmark/evaluate/generation.py", ["tests/evaluate/test_generate_logits.py", "tests/evaluate/test_generation.py"]),
+    "evaluation": ("benchmark/evaluate/loglik.py", ["tests/run/test_run_numbers.py", "tests/evaluate/test_generation.py"]),
+    "training": ("benchmark/train/loop.py", ["tests/run/test_run_numbers.py", "tests/train/test_lora.py"]),
+    "protocol": ("benchmark/run/runner.py", ["tests/run/test_run_numbers.py"]),
+    "protocol-train": ("benchmark/run/train.py", ["tests/run/test_run_numbers.py"]),
+    "protocol-evaluate": ("benchmark/run/evaluate.py", ["tests/run/test_run_numbers.py"]),
+    "leaderboard": ("leaderboard/table.py", ["tests/leaderboard/test_leaderboard.py", "tests/evaluate/test_metrics.py"]),
+    "leaderboard-stats": ("leaderboard/stats.py", ["tests/leaderboard/test_leaderboard.py", "tests/evaluate/test_metrics.py"]),
 }
 
 

@@ -4,7 +4,7 @@ Each member is exactly one probe: its own initial weights (``probe_mlp`` built u
 order (a generator seeded with its seed), its own labels (the task's, or a control task's), its own early
 stopping. The members share nothing but the input rows: the loss is the *sum* of the members' mean
 cross-entropies, so each member's gradient is that of its own loss, and Adam's update is elementwise, so a member
-trains as it would alone (tests/test_probe.py checks this against separate one-member trainings). One batched
+trains as it would alone (tests/evaluate/test_probe.py checks this against separate one-member trainings). One batched
 matrix product per layer (``torch.baddbmm``) replaces a Python loop over probes; on CPU it is at least as fast
 as training them one after another and faster for several members.
 

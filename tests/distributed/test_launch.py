@@ -20,7 +20,7 @@ from benchmark import distributed, launch
 from benchmark.cli import main
 from benchmark.errors import BenchmarkError
 
-SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs" / "accelerate").glob("*.yaml"))
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "configs" / "accelerate").glob("*.yaml"))
 RUN = ["run", "--model", "llava15-tiny", "--task", "textile", "--max-per-class", "2"]
 
 

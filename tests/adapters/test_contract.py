@@ -125,7 +125,7 @@ def test_the_documented_plugin_path_registers_without_torch():
     """The BakLLaVA example registers through `from benchmark import ...` and names its adapter as a string."""
     from pathlib import Path
 
-    example = Path(__file__).resolve().parents[1] / "examples" / "projbench-bakllava"
+    example = Path(__file__).resolve().parents[2] / "examples" / "projbench-bakllava"
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from projbench_bakllava import plugin; "
             "names = []; plugin.register_adapters(register=lambda s: names.append(s.name)); "
             "print(names, 'torch' in sys.modules)")

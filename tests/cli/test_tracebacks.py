@@ -22,7 +22,7 @@ from benchmark.schema import RESULT_SCHEMA_VERSION
 from benchmark.storage.integrity import seal
 from benchmark.storage.results import DiskFullError, atomic_write_with
 
-RESULTS = Path(__file__).parent / "fixtures" / "results"
+RESULTS = Path(__file__).parents[1] / "fixtures" / "results"
 DOLLARS = "a$\\x$"  # matplotlib's mathtext cannot parse "$\x$"
 
 

@@ -33,7 +33,7 @@ ARGS = ["--model", "llava15-tiny", "--task", "textile", "--max-per-class", "6", 
         "--global-batch", "8", "--micro-batch", "2", "--no-progress"]
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def torchrun(nproc: int, args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
@@ -308,7 +308,7 @@ def test_shipped_accelerate_configs_load_with_accelerate():
     """The configs in configs/accelerate are read by accelerate's own loader and describe the documented setups."""
     from accelerate.commands.config.config_args import load_config_from_file
 
-    root = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
+    root = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
     got = {p.name: load_config_from_file(str(p)) for p in sorted(root.glob("*.yaml"))}
     assert {k: (v.distributed_type.value, v.num_processes) for k, v in got.items()} == {
         "1gpu-lora.yaml": ("NO", 1), "2x80gb-fsdp.yaml": ("FSDP", 2), "2x80gb-zero3.yaml": ("DEEPSPEED", 2),

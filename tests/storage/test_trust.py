@@ -34,7 +34,7 @@ from benchmark.storage.features import (
 from conftest import make_image_folder, shared_data
 
 
-# --- bootstrap intervals (their numbers: tests/test_intervals.py) ------------------------------------------------
+# --- bootstrap intervals (their numbers: tests/evaluate/test_intervals.py) ------------------------------------------------
 def test_unmatched_answers_are_wrong_for_every_class():
     # --eval generate marks unmatched answers -1: they must lower recall and no class's precision.
     y, p = [0, 0, 1, 1], [0, -1, 1, -1]

@@ -24,7 +24,7 @@ from benchmark.leaderboard.html import INDEX, site
 from benchmark.leaderboard.render import csv_safe, render
 from benchmark.leaderboard.table import build
 
-RESULTS = Path(__file__).parent / "fixtures" / "results"
+RESULTS = Path(__file__).parents[1] / "fixtures" / "results"
 EVIL = ['=HYPERLINK("http:evil","x")', "@SUM(A1)", "+cmd", "-2+3+cmd!A0", "x<img src=x onerror=alert(1)>"]
 
 

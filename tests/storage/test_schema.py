@@ -24,7 +24,7 @@ from benchmark.schema import (
     record_of,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "results"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "results"
 
 
 def test_importing_the_leaderboard_loads_neither_torch_nor_the_core():

@@ -39,7 +39,7 @@ ALSO_BASELINES = {"data_dir", "max_per_class", "probe"}
 HOW_TO_CLASSIFY = (
     "Classify every RunConfig field: if it can change any number in metrics.json, keep it in "
     "RunConfig.identity() (and, if it affects only some regimes, list it in TRAINING_ONLY or ONE_REGIME in "
-    "tests/test_identity.py); if it cannot, add it to RunConfig._NOT_IDENTITY in benchmark/config.py with a "
+    "tests/run/test_identity.py); if it cannot, add it to RunConfig._NOT_IDENTITY in benchmark/config.py with a "
     "comment saying why."
 )
 
@@ -67,7 +67,7 @@ def altered(cls, name: str, value):
         kind = next((a for a in args if a is not type(None)), None)
         value = {str: "x", int: 0, float: 0.0, bool: False}.get(kind)
         if value is None:
-            raise AssertionError(f"tests/test_identity.py cannot make a value for {cls.__name__}.{name} ({hint}): "
+            raise AssertionError(f"tests/run/test_identity.py cannot make a value for {cls.__name__}.{name} ({hint}): "
                                  "teach altered() this type.")
         return value if kind is not int else 5
     if isinstance(value, bool):
@@ -80,7 +80,7 @@ def altered(cls, name: str, value):
         return value + "-other"
     if isinstance(value, tuple):
         return (*value, value[-1] if value else 1)
-    raise AssertionError(f"tests/test_identity.py cannot make a value for {cls.__name__}.{name} ({hint}): "
+    raise AssertionError(f"tests/run/test_identity.py cannot make a value for {cls.__name__}.{name} ({hint}): "
                          "teach altered() this type.")
 
 
@@ -101,11 +101,11 @@ REVIEWED_NOT_IDENTITY = {
     "regimes": "which run folders are produced; each folder has its own identity",
     "seeds": "idem; the seed of each folder is part of its identity",
     "device": "the same computation on another device (recorded in provenance)",
-    "checkpoint_every": "mid-training saves; a resumed run equals an uninterrupted one (tests/test_protocol.py)",
+    "checkpoint_every": "mid-training saves; a resumed run equals an uninterrupted one (tests/run/test_protocol.py)",
     "score_rows": "memory bound of loglik scoring; scores do not depend on the chunking",
-    "engine": "how processes hold the weights (DDP, FSDP2); same gradient, tests/test_distributed.py",
+    "engine": "how processes hold the weights (DDP, FSDP2); same gradient, tests/distributed/test_distributed.py",
     "micro_batch": "splits the global batch; the token-weighted loss gives the same gradient for any split "
-                   "(tests/test_global_batch.py)",
+                   "(tests/train/test_global_batch.py)",
 }
 
 
@@ -116,11 +116,11 @@ def test_not_identity_is_the_reviewed_list():
     unreviewed = not_identity() - set(REVIEWED_NOT_IDENTITY)
     assert not unreviewed, (
         f"RunConfig._NOT_IDENTITY claims that {sorted(unreviewed)} cannot change results. If that is so, add each to "
-        "REVIEWED_NOT_IDENTITY in tests/test_identity.py with the reason (ideally a test showing the results do not "
+        "REVIEWED_NOT_IDENTITY in tests/run/test_identity.py with the reason (ideally a test showing the results do not "
         "change); otherwise take it out of _NOT_IDENTITY so that it is part of the run identity.")
     gone = set(REVIEWED_NOT_IDENTITY) - not_identity()
     assert not gone, (f"{sorted(gone)} left RunConfig._NOT_IDENTITY: remove them from REVIEWED_NOT_IDENTITY in "
-                      "tests/test_identity.py too.")
+                      "tests/run/test_identity.py too.")
 
 
 @pytest.mark.parametrize("name", RUN_FIELDS)

@@ -21,7 +21,7 @@ from benchmark.adapters.llava import LlavaAdapter, build_tiny_llava
 from benchmark.adapters.paligemma import PaliGemmaAdapter, build_tiny_paligemma
 from benchmark.adapters.qwen2vl import TINY_IMAGE_SIZE, Qwen2VLAdapter, build_tiny_qwen2vl
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "projbench-gemma3"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "projbench-gemma3"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from benchmark.leaderboard.collect import collect
 from benchmark.storage.confined import OutsideRootError, confined
 from benchmark.storage.results import clear_run_dir, remove_stale_temps
 
-FIXTURES = Path(__file__).parent / "fixtures" / "results"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "results"
 
 
 def _victim(tmp_path: Path) -> Path:

@@ -2,7 +2,7 @@
 run that was never interrupted; the optimizer layouts match torch's own conversion.
 
 FSDP2 runs here on a one-process gloo group: its parameters are DTensors and the state goes through torch's
-distributed-checkpoint gather/broadcast, the code a 2-process run uses (tests/test_distributed.py runs that one).
+distributed-checkpoint gather/broadcast, the code a 2-process run uses (tests/distributed/test_distributed.py runs that one).
 """
 
 from __future__ import annotations

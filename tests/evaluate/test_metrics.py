@@ -199,7 +199,7 @@ def test_macro_f1_of_many_rows_at_once():
 
 
 def test_bootstrap_interval():
-    # The run's one-score interval is the stratified BCa one (tests/test_intervals.py checks it against scipy).
+    # The run's one-score interval is the stratified BCa one (tests/evaluate/test_intervals.py checks it against scipy).
     from benchmark.evaluate.intervals import score_interval
 
     got = score_interval(Y30, P30, 4)

@@ -111,7 +111,7 @@ def install_example(name: str, tmp_path) -> Path:
     """pip-install ``examples/<name>`` into a fresh target directory, as a contributor would; returns it."""
     import shutil
 
-    example = Path(__file__).resolve().parents[1] / "examples" / name
+    example = Path(__file__).resolve().parents[2] / "examples" / name
     src, target = tmp_path / "src", tmp_path / "site"
     shutil.copytree(example, src)
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",

@@ -18,7 +18,7 @@ from benchmark.leaderboard.collect import collect
 from benchmark.leaderboard.plot import LABEL_GID, MARKER_SIZE, figure
 from benchmark.leaderboard.table import build
 
-RESULTS = Path(__file__).parent / "fixtures" / "results"
+RESULTS = Path(__file__).parents[1] / "fixtures" / "results"
 
 
 def drawn(board):

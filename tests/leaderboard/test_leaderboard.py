@@ -1,7 +1,7 @@
 """The leaderboard: a pure, deterministic function of result files that never hides a missing or broken run.
 
 The fixtures under tests/fixtures/results/ are config.json + metrics.json of real tiny runs (see the README
-there). Regenerate the golden Markdown after an intended change with ``UPDATE_GOLDEN=1 pytest tests/test_leaderboard.py``.
+there). Regenerate the golden Markdown after an intended change with ``UPDATE_GOLDEN=1 pytest tests/leaderboard/test_leaderboard.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from benchmark.leaderboard.collect import collect
 from benchmark.leaderboard.render import render
 from benchmark.leaderboard.table import build
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 RESULTS = FIXTURES / "results"
 GOLDEN = FIXTURES / "leaderboard.md"
 FORMATS = ("markdown", "csv", "json")

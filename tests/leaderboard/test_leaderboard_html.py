@@ -25,8 +25,8 @@ from benchmark.leaderboard.html import CSV_NAME, INDEX, JSON_NAME, site
 from benchmark.leaderboard.render import render
 from benchmark.leaderboard.table import build
 
-RESULTS = Path(__file__).parent / "fixtures" / "results"
-SCREENSHOT = Path(__file__).parent.parent / "docs" / "leaderboard.png"
+RESULTS = Path(__file__).parents[1] / "fixtures" / "results"
+SCREENSHOT = Path(__file__).parents[2] / "docs" / "leaderboard.png"
 REGIME_LABEL = {"zero-shot": "ZS", "ft-proj": "FT-Proj", "ft-e2e": "FT-E2E", "ft-e2e-lora": "FT-E2E (LoRA)"}
 HEADERS = ["Model", "Task", "Projector", "Regime", "Eval", "Data", "Seeds", "Task F1", "Probe", "Pre-proj. probe",
            "Gain", "Gain %", "Richness", "Richness %", "Runs"]
@@ -193,12 +193,12 @@ def test_stylesheet_and_script_are_package_files_inlined_whole(page_text):
     import tomllib
     from fnmatch import fnmatch
 
-    static = Path(__file__).parent.parent / "leaderboard" / "html" / "static"
+    static = Path(__file__).parents[2] / "leaderboard" / "html" / "static"
     css, js = (static / "page.css").read_text(encoding="utf-8"), (static / "page.js").read_text(encoding="utf-8")
     assert f"<style>\n{css}</style>" in page_text and f"<script>\n{js}</script>" in page_text
     assert "getElementById(\"rows\")" in js and "tr.hl{" in css
     # a wheel carries them: every file of static/ matches the package data that pyproject.toml declares
-    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
     globs = project["tool"]["setuptools"]["package-data"]["benchmark.leaderboard.html"]
     assert "benchmark.leaderboard.html" in project["tool"]["setuptools"]["packages"]
     for f in static.iterdir():

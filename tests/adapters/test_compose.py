@@ -1,6 +1,6 @@
 """Composed MLLMs (adapters/compose.py): projectors by name, specs, trained projectors, and bad input.
 
-The two tiny compositions also run the whole conformance suite (tests/test_conformance.py covers every tiny twin).
+The two tiny compositions also run the whole conformance suite (tests/conformance/test_conformance.py covers every tiny twin).
 """
 
 from __future__ import annotations

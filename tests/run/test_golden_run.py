@@ -9,7 +9,7 @@ another configuration). Timings, paths, versions and provenance are not pinned.
 
 If a number has to change on purpose, regenerate the fixture and say in the change which number and why:
 
-    PROJBENCH_REGENERATE_GOLDEN=1 pytest tests/test_golden_run.py
+    PROJBENCH_REGENERATE_GOLDEN=1 pytest tests/run/test_golden_run.py
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from benchmark.cli import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
-FIXTURE = Path(__file__).parent / "fixtures" / "golden_run.json"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "golden_run.json"
 ARGS = ["run", "--model", "llava15-tiny", "--task", "textile", "--max-per-class", "8", "--seeds", "0",
         "--probe-max-epochs", "20", "--probe-seeds", "1", "--baselines", "--global-batch", "8", "--epochs", "3",
         "--lr-proj", "0.01", "--lr-e2e", "0.001", "--no-progress"]

@@ -3,7 +3,7 @@ and the older methods only where predictions are missing, marked; schema-2 recor
 rows that do not count another configuration's seeds as missing.
 
 Expected intervals are computed here from the predictions written to disk, with the seeds stacked in order
-(benchmark.evaluate.intervals is checked against scipy in tests/test_intervals.py).
+(benchmark.evaluate.intervals is checked against scipy in tests/evaluate/test_intervals.py).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The static HTML leaderboard: parsed structurally, then opened in headless Chromium.
 
 Expected values are computed here from the raw metrics.json files of the fixtures (tests/fixtures/results), not
-from the leaderboard code. The browser test drives the page through the DevTools protocol (tests/browser.py):
-it clicks headers, sets filters and reads the DOM. Without Chromium it skips, except under CI=true where it fails.
+from the leaderboard code. The browser test drives the page with Selenium and chromedriver (tests/browser.py):
+it clicks headers, sets filters and reads the DOM. Without them it skips, except under CI=true where it fails.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from browser import Chromium, find_chromium
+from browser import INSTALL, Chromium, find_chromium
 from synthetic_results import copy_runs_as
 
 from benchmark.cli import main as cli_main
@@ -260,9 +260,8 @@ def browser():
     exe = find_chromium()
     if exe is None:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Chromium is required under CI=true: install it (apt-get install chromium) or set "
-                        "PROJBENCH_CHROMIUM to a Chromium/Chrome executable.")
-        pytest.skip("no Chromium found (apt-get install chromium, or set PROJBENCH_CHROMIUM)")
+            pytest.fail(f"Chromium, its driver and Selenium are required under CI=true: {INSTALL}.")
+        pytest.skip(f"no Chromium with its driver and Selenium: {INSTALL}")
     with Chromium(exe) as b:
         yield b
 

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser import Chromium, find_chromium
+from browser import INSTALL, Chromium, find_chromium
 from synthetic_results import copy_runs_as
 
 from benchmark.cli import main as cli_main
@@ -89,8 +89,8 @@ def browser():
     exe = find_chromium()
     if exe is None:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Chromium is required under CI=true (apt-get install chromium, or set PROJBENCH_CHROMIUM).")
-        pytest.skip("no Chromium found (apt-get install chromium, or set PROJBENCH_CHROMIUM)")
+            pytest.fail(f"Chromium, its driver and Selenium are required under CI=true: {INSTALL}.")
+        pytest.skip(f"no Chromium with its driver and Selenium: {INSTALL}")
     with Chromium(exe) as b:
         yield b
 

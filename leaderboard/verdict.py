@@ -123,10 +123,9 @@ def row_lines(row) -> list[str]:
     return [v.text for v in row_verdicts(row)]
 
 
-ABOUT = ("One line per fine-tuned regime: the task gain (F1 − zero-shot F1) and the richness change (probe after "
-         "the regime's projector − probe after the original one) with their 95% intervals, then what they answer. "
-         f"A direction is read only where the interval excludes 0; {NOT_SIGNIFICANT}: it includes 0. The paper's "
-         "finding is a task gain with a richness loss: the LLM, not the projector, learns the domain.")
+ABOUT = ("One line per fine-tuned regime: task gain and richness change with their 95% intervals, then what they "
+         f"answer. A direction is read only where the interval excludes 0; {NOT_SIGNIFICANT}: it includes 0. The "
+         "paper's finding: a task gain with a richness loss (the LLM, not the projector, learns the domain).")
 LIMITED = "Limited runs (--max-per-class: quick checks, not results)"
 
 

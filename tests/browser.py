@@ -45,6 +45,18 @@ class BrowserError(RuntimeError):
     pass
 
 
+def launched(width: int = 1600, height: int = 1000) -> Chromium:
+    """A started browser for a test; without one the test skips, except under CI=true where it fails."""
+    import pytest
+
+    exe = find_chromium()
+    if exe is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Chromium, its driver and Selenium are required under CI=true: {INSTALL}.")
+        pytest.skip(f"no Chromium with its driver and Selenium: {INSTALL}")
+    return Chromium(exe, width, height)
+
+
 class Chromium:
     """One headless browser with one page whose viewport is exactly ``width`` x ``height`` CSS pixels."""
 

@@ -126,6 +126,8 @@ def row_lines(row) -> list[str]:
 ABOUT = ("One line per fine-tuned regime: task gain and richness change with their 95% intervals, then what they "
          f"answer. A direction is read only where the interval excludes 0; {NOT_SIGNIFICANT}: it includes 0. The "
          "paper's finding: a task gain with a richness loss (the LLM, not the projector, learns the domain).")
+RUN_HEAD = (f"Verdict (95% intervals; a direction is read only where the interval excludes 0, {NOT_SIGNIFICANT} "
+            "where it includes 0):")
 LIMITED = "Limited runs (--max-per-class: quick checks, not results)"
 
 
@@ -138,7 +140,7 @@ def groups(board) -> list[tuple[str, list]]:
 
 def run_verdict(board) -> str:
     """What ``python -m benchmark run`` prints after its table: per row, its title and its verdict lines."""
-    out = ["Verdict (" + ABOUT + ")"]
+    out = [RUN_HEAD]
     for row in board.rows:
         out += ["", title(row)] + [f"  {line}" for line in row_lines(row)]
-    return "\n".join(out) + "\n"
+    return "\n".join(out)

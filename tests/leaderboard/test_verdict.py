@@ -148,5 +148,5 @@ def test_run_prints_its_table_with_the_marks_then_the_verdict():
     assert "## Verdict" not in table and "(n.s.)" in table and "| llava15-tiny |" in table
     row = next(r for r in build(collect(RESULTS)).rows if (r.model, r.task, r.limit) == ("llava15-tiny", "textile",
                                                                                           None))
-    assert verdict.split("\n\n", 1)[1] == "llava15-tiny · textile\n" + "".join(f"  {x}\n" for x in row_lines(row))
+    assert verdict.split("\n\n", 1)[1] == "\n".join(["llava15-tiny · textile"] + [f"  {x}" for x in row_lines(row)])
     assert row_lines(row)[0].startswith("FT-Proj: task gain +0.1000 [-0.3065, +0.5064] (n.s.), richness -0.0258")

@@ -89,13 +89,17 @@ def _header(board: Leaderboard, lines: list[Line], n_runs: int) -> str:
     return f"""<header>
 <h1>projbench leaderboard</h1>
 <p>Does the projector learn a domain's visual attributes when fine-tuned, or does the LLM?
-{len(board.rows)} rows, {len(lines)} table lines, {n_runs} finished runs.
+{_count(len(board.rows), "row")}, {_count(len(lines), "table line")}, {_count(n_runs, "finished run")}.
 Data: <a href="{JSON_NAME}">{JSON_NAME}</a> · <a href="{CSV_NAME}">{CSV_NAME}</a>.</p>
 <details><summary>How to read the numbers</summary>{legend_html()}
 <p>Each table line is one regime of a leaderboard row; the same numbers as the Markdown leaderboard.
 Limited runs are quick checks, not results. Click a column header to sort (again to reverse); missing values
 always sort last.</p></details>
 </header>"""
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _controls(lines: list[Line], with_reference: bool) -> str:

@@ -10,6 +10,8 @@ resumes from its own saved state (finished folders are skipped, training continu
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -66,10 +68,10 @@ def check_sbatch() -> None:
 
 
 def _scheduler_line(exc: Exception) -> str:
-    """The scheduler's own message, one line (sbatch prints `sbatch: error: …`)."""
+    """The scheduler's own message on one line (sbatch's `sbatch: error: …` lines, joined)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "error" in ln.lower()]
-    return (errors or lines or [type(exc).__name__])[-1]
+    errors = [ln.removeprefix("sbatch: error: ") for ln in lines if "error" in ln.lower()]
+    return "; ".join(dict.fromkeys(errors or lines[-1:] or [type(exc).__name__]))
 
 
 def slurm_parameters(cell, res, options: dict) -> dict:
@@ -98,7 +100,8 @@ def submit_slurm(cell, results: Path, params: dict, *, max_requeues: int = 3) ->
     try:
         ex = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=max_requeues)
         ex.update_parameters(**params)
-        job = ex.submit(RunCommand(cell.command(), verbose=True, cwd=os.getcwd()))
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's refusal: said once, below
+            job = ex.submit(RunCommand(cell.command(), verbose=True, cwd=os.getcwd()))
     except (FailedJobError, subprocess.CalledProcessError) as exc:
         raise BenchmarkError(f"the scheduler refused the job of {cell.name}: {_scheduler_line(exc)}") from None
     except ValueError as exc:  # submitit's check of a parameter

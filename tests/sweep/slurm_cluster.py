@@ -57,7 +57,8 @@ def write_config(root: Path) -> Path:
     conf.write_text("\n".join([
         "ClusterName=projbench-test", f"SlurmctldHost={host}(127.0.0.1)", "SlurmUser=root", "SlurmdUser=root",
         f"SlurmctldPort={_free_port()}", f"SlurmdPort={_free_port()}",
-        "AuthType=auth/munge", f"AuthInfo=socket={root / 'munge' / 'munge.socket'}",
+        # cred_expire: a requeued job may start again after this many seconds (default 120).
+        "AuthType=auth/munge", f"AuthInfo=socket={root / 'munge' / 'munge.socket'},cred_expire=5",
         f"StateSaveLocation={root / 'state'}", f"SlurmdSpoolDir={root / 'spool'}",
         f"SlurmctldPidFile={root / 'slurmctld.pid'}", f"SlurmdPidFile={root / 'slurmd.pid'}",
         f"SlurmctldLogFile={root / 'slurmctld.log'}", f"SlurmdLogFile={root / 'slurmd.log'}",

@@ -3,7 +3,9 @@ x 2 seeds give the numbers of the same cells run here, a job cancelled part way 
 it with the same numbers, and the scheduler's refusal is one line with no manifest.
 
 The two jobs ask for more than half the node's memory, so they run one after the other: the second is seen
-pending while the first runs, and the first is cancelled after its first seed while the second still waits."""
+pending while the first runs, the first is cancelled after its first seed, and the second is pre-empted after its
+first seed (the USR2 signal SLURM sends before a time limit, as submitit's own tests do): submitit requeues it
+and the run resumes from its saved state."""
 
 from __future__ import annotations
 
@@ -74,6 +76,12 @@ def numbers(results: Path) -> dict:
     return out
 
 
+def requeued(results: Path, job: str) -> bool:
+    """Whether submitit requeued ``job`` (its log says so: slurmstepd's "DUE TO JOB REQUEUE")."""
+    return any("DUE TO JOB REQUEUE" in p.read_text(errors="replace")
+               for p in (results / "sweep-logs" / job).glob("*_log.err"))
+
+
 def job_ids() -> list[str]:
     return subprocess.run(["squeue", "-h", "--states=all", "-o", "%i"], capture_output=True, text=True,
                           check=True).stdout.split()
@@ -102,13 +110,22 @@ def test_slurm_sweep_equals_local_and_resumes_a_cancelled_job(slurm, tmp_path, c
     assert row[1] == "1/2" and "CANCELLED" in " ".join(row[3:])
     assert not (remote / CELLS[0] / "zero-shot" / "seed1" / "metrics.json").exists()
 
-    # --resume re-submits only the cancelled cell (the other one is queued or running: not submitted twice).
+    # Pre-empt the second job after its first seed: requeued under the same job id, it finishes by itself.
+    half = remote / CELLS[1] / "zero-shot" / "seed0" / "metrics.json"
+    wait_until("the first seed of the second job is finished", half.exists)
+    subprocess.run(["scancel", "--signal=USR2", second], check=True)
+    wait_until("the pre-empted job is requeued", lambda: requeued(remote, second))
+    assert states(remote, capsys)[CELLS[1]][0] in ("pending", "running")
+
+    # --resume re-submits only the cancelled cell (the requeued one is not submitted twice).
     capsys.readouterr()
     assert main(["sweep", "--resume", "--results-dir", str(remote)]) == 0
     out = capsys.readouterr().out
     assert out.count("[submitted]") == 1 and f"[submitted] {CELLS[0]}" in out and f"[skip] {CELLS[1]}" in out
     wait_until("every cell is finished",
                 lambda: [r[0] for r in states(remote, capsys).values()] == ["finished", "finished"])
+    cells = json.loads((remote / "sweep.json").read_text())["cells"]
+    assert [len(c["attempts"]) for c in cells] == [2, 1] and cells[1]["job_id"] == second
     slurm_s = time.perf_counter() - t
     assert numbers(remote) == numbers(local)
 
@@ -116,7 +133,8 @@ def test_slurm_sweep_equals_local_and_resumes_a_cancelled_job(slurm, tmp_path, c
     before = job_ids()
     assert sweep(remote, "--executor", "slurm") == 0
     assert "nothing to do: 2 cell(s) finished" in capsys.readouterr().out and job_ids() == before
-    print(f"\nlocal, one after another: {local_s:.0f} s; SLURM with one job cancelled and resumed: {slurm_s:.0f} s")
+    print(f"\nlocal, one after another: {local_s:.0f} s; SLURM, one job cancelled and resumed, one pre-empted and "
+          f"requeued: {slurm_s:.0f} s")
 
 
 def test_a_partition_the_scheduler_rejects_is_one_line_and_no_manifest(slurm, tmp_path, capsys):

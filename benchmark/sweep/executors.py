@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import BenchmarkError
 from . import manifest
+from .grid import problem_of
 
 NO_SBATCH = ("--executor slurm: `sbatch` is not on the PATH, so there is no SLURM cluster to submit to from here. "
              "Run the sweep on the cluster's login node, or use --executor local to run the cells on this machine.")
@@ -46,14 +47,17 @@ def run_local(cells, results: Path, *, jobs: int = 1, log=print) -> dict[str, in
             code = proc.wait()
         codes[cell.key] = code
 
+        done, total, _problem = problem_of(cell, results)  # finished means: in the results tree
+
         def ended(m):
             e = manifest.entry(m, cell.key)
-            e.update(exit_code=code, finished_at=manifest.now(), state="finished" if code == 0 else "failed")
+            e.update(exit_code=code, finished_at=manifest.now(), state="finished" if done == total else "failed")
 
         manifest.update(results, ended)
         with lock:
-            log(f"[{'done' if code == 0 else 'failed'}] {cell.name}" + (f": exit code {code}, see {log_path}"
-                                                                        if code else ""))
+            ok = code == 0 and done == total
+        log(f"[{'done' if ok else 'failed'}] {cell.name}" + ("" if ok else f": exit code {code}, {done}/{total} "
+                                                                         f"runs finished, see {log_path}"))
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for future in [pool.submit(one, c) for c in cells]:

@@ -6,6 +6,7 @@ config_hash is the digest of RunConfig.identity), so the sweep's skip rule is ch
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,39 @@ def test_manifest_is_refused_when_damaged_never_replaced(tmp_path, capsys):
 @pytest.mark.parametrize(("text", "minutes"), [("90", 90), ("1:30:00", 90), ("0:00:30", 1), ("1-00:00:00", 1440)])
 def test_slurm_time_forms(text, minutes):
     assert resources.parse_time(text) == minutes
+
+
+def test_local_cells_run_jobs_at_a_time_and_their_exit_codes_are_kept(tmp_path, monkeypatch, capsys):
+    from benchmark.sweep import grid
+
+    cells = grid.expand(("llava15-tiny", "paligemma-tiny"), ("textile",), [*FLAGS, "--results-dir", str(tmp_path)],
+                        lambda f: (run_config(build_parser().parse_args(["run", *f])), None))
+    # Each cell's command, replaced by a process that notes when it starts and ends; the second one fails.
+    script = ("import sys, time; open(sys.argv[1], 'a').write(f'{time.time()} '); time.sleep(1.5); "
+              "open(sys.argv[1], 'a').write(f'{time.time()}\\n'); print('error: no such thing'); sys.exit(int(sys.argv[2]))")
+    commands = {c.key: [sys.executable, "-c", script, str(tmp_path / f"t{i}"), str(3 * i)] for i, c in enumerate(cells)}
+    monkeypatch.setattr(grid.Cell, "command", lambda self, python=None: commands[self.key])
+    said = []
+    codes = executors.run_local(cells, tmp_path, jobs=2, log=said.append)
+    assert [codes[c.key] for c in cells] == [0, 3]
+    assert sum(s.startswith("[failed]") for s in said) == 2 and "exit code 3, 0/4 runs finished" in " ".join(said)
+    (s0, e0), (s1, e1) = ([float(x) for x in (tmp_path / f"t{i}").read_text().split()] for i in (0, 1))
+    assert s1 < e0 and s0 < e1  # they overlapped: two at a time
+    m = manifest.read(tmp_path)
+    # Exit code 0 is not "finished": only the results tree says that, and these runs wrote nothing.
+    assert sorted((e["model"], e["state"], e["exit_code"], e["pid"] > 0) for e in m["cells"]) == [
+        ("llava15-tiny", "failed", 0, True), ("paligemma-tiny", "failed", 3, True)]
+    capsys.readouterr()
+    assert main(["sweep", "--status", "--results-dir", str(tmp_path)]) == 0
+    rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("llava", "pali"))}
+    # The runs never wrote results: the cell that exited 0 is not finished either, and says so.
+    assert rows["paligemma-tiny/textile@max2"].split()[2] == "failed"
+    assert "exit code 3; error: no such thing" in rows["paligemma-tiny/textile@max2"]
+    assert "exit code 0" in rows["llava15-tiny/textile@max2"]
+
+
+def test_cells_never_submitted_are_missing(tmp_path, capsys):
+    assert main(["sweep", "--status", "--models", "llava15-tiny", "--tasks", "textile", *FLAGS,
+                 "--results-dir", str(tmp_path)]) == 0
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("llava15-tiny"))
+    assert row.split()[2:4] == ["missing", "0/4"]

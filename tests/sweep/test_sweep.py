@@ -171,3 +171,34 @@ def test_cells_never_submitted_are_missing(tmp_path, capsys):
                  "--results-dir", str(tmp_path)]) == 0
     row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("llava15-tiny"))
     assert row.split()[2:4] == ["missing", "0/4"]
+
+
+def test_job_resources_come_from_plan(tmp_path, monkeypatch):
+    """LLaVA-1.5-7B on derm: plan's hours and parameters give the job's time and memory; full FT-E2E, which does
+    not fit one 80 GB GPU (tests/plan/test_plan.py), is refused before submission, naming the config that fits."""
+    import functools
+    import math
+
+    import benchmark.plan
+    from benchmark.sweep import grid
+
+    real = functools.lru_cache(benchmark.plan.plan)  # the real plan, computed once for both cells below
+    monkeypatch.setattr(benchmark.plan, "plan", lambda *a, **k: real(*a, **k))
+
+    def cell(*flags):
+        return grid.cell_of(["--model", "llava15", "--task", "derm", "--seeds", "0,1", "--results-dir",
+                             str(tmp_path), *flags], lambda f: (run_config(build_parser().parse_args(["run", *f])), None))
+
+    with pytest.raises(Exception, match=r"ft-e2e does not fit 1xA100-80GB.*2x80gb-fsdp\.yaml"):
+        resources.resources_for(cell(), gpu_type="A100-80GB", has_gpus=True)
+    res = resources.resources_for(cell("--lora"), gpu_type="A100-80GB", has_gpus=True)
+    p = real("llava15", "derm", gpus="1xA100-80GB", model_path=None).to_json()
+    single = {r: p["regimes"][r]["engines"]["single"] for r in ("zero-shot", "ft-proj", "ft-e2e-lora")}
+    assert all(row["fits"] for row in single.values()) and not p["regimes"]["ft-e2e"]["engines"]["single"]["fits"]
+    hours = p["hours_feature_extraction"] + 2 * sum(row["hours"] for row in single.values())
+    assert res.gpus_per_node == 1 and res.source == "plan on 1xA100-80GB"
+    assert res.time_min == math.ceil(90 * hours + 30) and res.time_min > 60
+    assert res.mem_gb == math.ceil(2 * 2 * p["parameters"]["total"] / 1e9 + 16) == 45  # 7.06 B parameters
+    # A CPU-only cluster: no GPU asked for, and the defaults say why.
+    cpu = resources.resources_for(cell("--lora"), gpu_type=None, has_gpus=False)
+    assert cpu.gpus_per_node is None and "no GPU" in cpu.source

@@ -3,7 +3,8 @@
 Plugins are found through the ``projbench`` entry-point group (set ``PROJBENCH_DISABLE_PLUGIN_AUTOLOAD=1``
 to skip them all, ``PROJBENCH_DISABLE_PLUGINS=a,b`` to skip single ones). Built-ins are registered through the
 very same hooks. Each plugin is loaded and called on its own, so one broken plugin is reported and skipped
-instead of breaking every command.
+instead of breaking every command; a plugin met for the first time is tried in a time-limited child process
+first (``benchmark.plugin_probe``), so one whose import ends the process or hangs is skipped too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pluggy
 from . import hookspecs
 from .errors import BenchmarkError, UnknownNameError
 from .names import folder_name_problem
+from .plugin_probe import trial_problem
 
 AUTOLOAD_ENV = "PROJBENCH_DISABLE_PLUGIN_AUTOLOAD"
 DISABLE_ENV = "PROJBENCH_DISABLE_PLUGINS"  # comma-separated entry-point or distribution names
@@ -117,6 +119,12 @@ class Plugins:
             dist_name = ep.dist.name.lower() if ep.dist is not None else ""
             if ep.name.lower() in off or dist_name in off:
                 self.disabled.append((dist, label))
+                continue
+            problem = trial_problem(dist, ep.name, ep.value)  # exits and hangs, once per installed version
+            if problem:
+                fix = (f"fix the plugin, or uninstall it (pip uninstall {ep.dist.name})" if ep.dist is not None
+                       else "fix or remove the plugin") + f", or turn it off with {DISABLE_ENV}={ep.name}"
+                self.problems.append(PluginProblem(dist, label, f"{problem}; {fix}"))
                 continue
             try:
                 plugin = ep.load()

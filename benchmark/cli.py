@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered models, tasks, analyses or plugins")
     ls.add_argument("what", choices=["models", "tasks", "analyses", "plugins"])
-    ls.add_argument("--verbose", "-v", action="store_true")
+    ls.add_argument("--verbose", "-v", action="store_true",
+                    help="every detail of each entry (projector modules, sources, citations), one block per entry")
 
     ck = sub.add_parser("check-adapter", help="run the adapter conformance suite on registered adapters")
     ck.add_argument("names", nargs="*", help="adapter names (normally tiny twins), e.g. my-model-tiny")
@@ -194,13 +195,24 @@ def run_config(a):
 
 
 def cmd_run(a) -> int:
+    cfg = run_config(a)
+    if a.accelerate_config:
+        return launch_run(a, cfg)
+    import os
+
+    from .registry import plugins
+    from .validation import resolve
+
+    # The flags and names, as Runner checks them, before torch is imported (benchmark.distributed imports it, hence
+    # WORLD_SIZE read here as distributed.launched_world_size reads it): a typo costs a fraction of a second.
+    resolve(cfg, processes=int(os.environ.get("WORLD_SIZE", "1")))
+    plugins().adapters.get(cfg.model)
+    plugins().tasks.get(cfg.task)
+
     from .leaderboard.cli import run_table
     from .protocol import Runner
     from .schema import task_dir_name
 
-    cfg = run_config(a)
-    if a.accelerate_config:
-        return launch_run(a, cfg)
     runner = Runner(cfg)
     try:
         runner.run()
@@ -285,29 +297,14 @@ def cmd_plan(a) -> int:
 
 
 def cmd_list(a) -> int:
-    from tabulate import tabulate
+    import os
 
-    from .registry import plugins
+    from .listing import list_command
 
-    reg = plugins()
-    if a.what == "models":
-        rows = [[s.name, s.projector_family, s.projector_modules, s.checkpoint, s.origin] for s in reg.adapters]
-        print(tabulate(rows, headers=["model", "projector", "projector modules", "checkpoint", "from"]))
-    elif a.what == "tasks":
-        rows = []
-        for t in reg.tasks:
-            row = [t.name, t.version, t.domain, len(t.classes) or "from folders", t.source.describe(), t.origin]
-            if a.verbose:
-                row += [t.citation, t.license]
-            rows.append(row)
-        headers = ["task", "version", "domain", "classes", "source", "from"] + (["citation", "licence"] if a.verbose else [])
-        print(tabulate(rows, headers=headers, disable_numparse=True))
-    elif a.what == "analyses":
-        rows = [[s.name, s.description, ", ".join(s.requires) or "-", s.citation, s.origin] for s in reg.analyses]
-        print(tabulate(rows, headers=["analysis", "what", "requires", "citation", "from"],
-                       maxcolwidths=[None, 50, 24, 50, None]))
-    else:
-        print(tabulate(reg.list_plugins(), headers=["plugin", "module", "status"]))
+    try:
+        print(list_command(a.what, a.verbose), flush=True)
+    except BrokenPipeError:  # `list models | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark run | analyze | list | check-adapter | leaderboard``."""
+"""Command line: ``python -m benchmark run | analyze | plan | list | cache | check-adapter | leaderboard``."""
 
 from __future__ import annotations
 
@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", choices=["models", "tasks", "analyses", "plugins"])
     ls.add_argument("--verbose", "-v", action="store_true",
                     help="every detail of each entry (projector modules, sources, citations), one block per entry")
+
+    ca = sub.add_parser("cache", help="list the cache (tiny twins, vision features, plugin verdicts), or clean it")
+    ca.add_argument("action", choices=["list", "clean"])
+    ca.add_argument("--all", dest="everything", action="store_true",
+                    help="clean: every entry projbench made, not only stale tiny twins")
+    ca.add_argument("--dry-run", action="store_true", help="clean: print what would be removed, remove nothing")
+    ca.add_argument("--cache-dir", help="the cache (default ~/.cache/projbench or $PROJBENCH_CACHE)")
 
     ck = sub.add_parser("check-adapter", help="run the adapter conformance suite on registered adapters")
     ck.add_argument("names", nargs="*", help="adapter names (normally tiny twins), e.g. my-model-tiny")
@@ -308,6 +315,12 @@ def cmd_list(a) -> int:
     return 0
 
 
+def cmd_cache(a) -> int:
+    from .cache_command import cache_command
+
+    return cache_command(a.action, cache_dir=a.cache_dir, everything=a.everything, dry_run=a.dry_run)
+
+
 def cmd_check_adapter(a) -> int:
     import os
 
@@ -346,7 +359,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # as typed: `run --accelerate-config` hands the same flags on
     try:
-        return {"run": cmd_run, "plan": cmd_plan, "analyze": cmd_analyze, "list": cmd_list, "check-adapter": cmd_check_adapter,
+        return {"run": cmd_run, "plan": cmd_plan, "analyze": cmd_analyze, "list": cmd_list, "cache": cmd_cache,
+                "check-adapter": cmd_check_adapter,
                 "leaderboard": cmd_leaderboard}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -78,10 +78,14 @@ def _models(reg, verbose: bool):
     return rows, ["model", "projector", "checkpoint", "from"], [False, False, True, True]
 
 
+def _source(task) -> str:
+    return task.source if isinstance(task.source, str) else task.source.describe()  # a trial's record: a string
+
+
 def _tasks(reg, verbose: bool):
     if verbose:
         return [(t.name, [("version", t.version), ("domain", t.domain),
-                          ("classes", ", ".join(f"\"{c}\"" for c in t.classes) or "from the data folders"), ("source", t.source.describe()),
+                          ("classes", ", ".join(f"\"{c}\"" for c in t.classes) or "from the data folders"), ("source", _source(t)),
                           ("citation", t.citation or "-"), ("licence", t.license or "-"), ("from", t.origin)])
                 for t in reg.tasks]
     rows = [[t.name, t.version, t.domain, len(t.classes) or "from folders", t.origin] for t in reg.tasks]
@@ -107,5 +111,6 @@ def list_command(what: str, verbose: bool, width: int | None = None) -> str:
     """The table ``python -m benchmark list <what> [-v]`` prints."""
     from .registry import plugins
 
-    listed = {"models": _models, "tasks": _tasks, "analyses": _analyses, "plugins": _plugins}[what](plugins(), verbose)
+    reg = plugins(listing=what != "plugins")  # tried plugins are listed from their trial's record, not imported
+    listed = {"models": _models, "tasks": _tasks, "analyses": _analyses, "plugins": _plugins}[what](reg, verbose)
     return details(listed, width) if verbose else render(*listed, width=width)

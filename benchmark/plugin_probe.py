@@ -7,7 +7,9 @@ imports it and calls its hooks in a child process (``python -m benchmark.plugin_
 ``$PROJBENCH_PLUGIN_TIMEOUT`` seconds (default 60); only a plugin whose trial came back is imported in-process.
 The verdict is kept in ``<cache>/plugins/<key>.json``, keyed by the distribution's name and version, the entry
 point, the entry module's file (size and modification time: an edited editable install is tried again), this
-projbench version and this environment, so the cost is paid once per installed version.
+projbench version and this environment, so the cost is paid once per installed version. The verdict also keeps
+what a cleanly behaving plugin registered, as ``list`` shows it, so that ``list`` never imports a plugin it has
+tried (a plugin that imports torch at import time would otherwise cost every ``list`` seconds).
 
 This guards against accidents, not against malice: a plugin is code you installed, and it runs with your rights
 in the trial as in every command (docs/plugins.md).
@@ -26,6 +28,7 @@ from pathlib import Path
 TIMEOUT_ENV = "PROJBENCH_PLUGIN_TIMEOUT"
 PROBE_ENV = "PROJBENCH_PLUGIN_PROBE"  # set in the child: a plugin may look at it, the child loads no plugins
 IMPORTED, DONE = "projbench-probe: imported", "projbench-probe: hooks returned"
+LISTING = "projbench-probe: listing "  # + JSON of what the hooks registered
 RECORD_PREFIX = "probe-"  # <cache>/plugins/probe-<sha256>.json
 
 
@@ -77,7 +80,9 @@ def _read_record(key: str) -> dict | None:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and isinstance(record.get("problem"), (str, type(None))) else None
+    ok = (isinstance(record, dict) and isinstance(record.get("problem"), (str, type(None)))
+          and isinstance(record.get("listing"), (dict, type(None))))
+    return record if ok else None
 
 
 def _write_record(key: str, record: dict) -> None:
@@ -116,12 +121,13 @@ def _run_child(value: str, limit: float) -> tuple[int | None, str, str]:
         return None, out, err
 
 
-def trial_problem(dist: str, entry: str, value: str) -> str | None:
-    """Why the entry point ``entry = value`` of ``dist`` must not be imported here, or None when it may be."""
+def trial(dist: str, entry: str, value: str) -> dict:
+    """The verdict on the entry point ``entry = value`` of ``dist``: ``problem`` (why it must not be imported here,
+    or None) and ``listing`` (what its hooks registered, as ``list`` shows it; None unless every hook ran cleanly)."""
     key = probe_key(dist, entry, value)
     record = _read_record(key)
     if record is not None:
-        return record["problem"]
+        return record
     limit = timeout_s()
     code, out, err = _run_child(value, limit)
     stage = "its hooks" if IMPORTED in out else "its import"
@@ -133,8 +139,52 @@ def trial_problem(dist: str, entry: str, value: str) -> str | None:
         problem = f"{stage} ended the process (exit status {code}){tail}"
     else:
         problem = None
-    _write_record(key, {"distribution": dist, "entry_point": f"{entry} = {value}", "problem": problem})
-    return problem
+    listing = None
+    for line in out.splitlines():
+        if line.startswith(LISTING) and problem is None:
+            try:
+                listing = json.loads(line[len(LISTING):])
+            except ValueError:
+                listing = None
+    record = {"distribution": dist, "entry_point": f"{entry} = {value}", "problem": problem,
+              "listing": listing if isinstance(listing, dict) else None}
+    _write_record(key, record)
+    return record
+
+
+def describe(hook: str, item) -> dict:
+    """The fields ``list`` shows of a registered item (``benchmark.listing``), as plain data."""
+    names = {"register_adapters": ("projector_family", "projector_modules", "checkpoint", "description", "tiny"),
+             "register_tasks": ("version", "domain", "citation", "license"),
+             "register_analyses": ("description", "citation")}[hook]
+    fields = {n: getattr(item, n) for n in names}
+    if hook == "register_tasks":
+        fields.update(classes=[str(c) for c in item.classes], source=item.source.describe())
+    if hook == "register_analyses":
+        fields["requires"] = [str(r) for r in item.requires]
+    if not isinstance(item.name, str) or not all(isinstance(v, (str, bool, list)) for v in fields.values()):
+        raise TypeError(f"{item!r} has fields list cannot show")
+    return {"name": item.name, **fields}
+
+
+def _hooks_listing(pm, plugin) -> dict | None:
+    """Call each hook of ``plugin``; what they registered (by hook), or None if any raised or is unknown."""
+    listing = {hook: [] for hook in ("register_adapters", "register_tasks", "register_analyses")}
+    clean = True
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.spec is None:
+            clean = False
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            items = []
+            try:
+                impl.function(register=items.append)
+                listing[caller.name] += [describe(caller.name, item) for item in items]
+            except BaseException:  # noqa: BLE001  (reported in-process, where the plugin is then imported)
+                clean = False
+    return listing if clean else None
 
 
 def _child(value: str) -> int:
@@ -158,15 +208,11 @@ def _child(value: str) -> int:
     pm.add_hookspecs(hookspecs)
     try:
         pm.register(plugin)
-        for caller in pm.get_hookcallers(plugin) or []:
-            for impl in caller.get_hookimpls():
-                if impl.plugin is plugin:
-                    try:
-                        impl.function(register=lambda item: None)
-                    except BaseException:  # noqa: BLE001
-                        pass
+        listing = _hooks_listing(pm, plugin)
     except BaseException:  # noqa: BLE001
-        pass
+        listing = None
+    if listing is not None:
+        print(LISTING + json.dumps(listing), flush=True)
     print(DONE, flush=True)
     return 0
 

@@ -293,3 +293,26 @@ def test_a_good_plugin_is_tried_once_per_installed_version(plugin_path, own_cach
     (plugin_path / "logs.py").write_text(LOGS + "# edited\n")  # an edited (editable) install is tried again
     cli(plugin_path, "list", "plugins", PROJBENCH_CACHE=own_cache, PB_IMPORT_LOG=str(log))
     assert log.read_text().split() == ["trial", "command", "command", "trial", "command"]
+
+
+def test_list_shows_a_tried_plugin_from_its_record_without_importing_it(plugin_path, own_cache, tmp_path):
+    """The plugin above imports torch (through benchmark.adapters.llava) at import time: after its trial, `list`
+    shows its model and task from the recorded verdict, importing neither the plugin nor torch."""
+    log = tmp_path / "imports.log"
+    add_dist(plugin_path, "logs", LOGS, "pb-logs")
+    code = ("import sys\nfrom benchmark.cli import main\nmain(['list', sys.argv[1]])\n"
+            "print('heavy:', [m for m in ('torch', 'my_projbench_plugin') if m in sys.modules])")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]),
+           "PROJBENCH_CACHE": own_cache, "PB_IMPORT_LOG": str(log), "COLUMNS": "200"}
+    env.pop("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", None)
+    for what, shown in [("models", "my-mlp-tiny"), ("models", "my-mlp-tiny"), ("tasks", "fabric")]:
+        out = subprocess.run([sys.executable, "-c", code, what], capture_output=True, text=True, env=env, timeout=600)
+        assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+        row = next(line for line in out.stdout.splitlines() if line.startswith(shown + " "))
+        assert "my-projbench-plugin 1.2 (mine)" in row
+        assert out.stdout.splitlines()[-1] == "heavy: []"
+    assert log.read_text().split() == ["trial"]  # tried once, never imported by `list`
+    # Everything else imports it as before (and the same name clash is found either way).
+    assert "my_projbench_plugin" in cli(plugin_path, "list", "plugins", PROJBENCH_CACHE=own_cache,
+                                        PB_IMPORT_LOG=str(log)).stdout
+    assert log.read_text().split() == ["trial", "command"]

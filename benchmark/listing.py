@@ -3,8 +3,8 @@
 The registries hold specs as data (their code is named as ``module:function`` and imported only when it runs),
 so listing imports neither torch nor scikit-learn. Tables are wrapped to the terminal's width
 (``shutil.get_terminal_size``; 100 columns when the output is not a terminal and ``COLUMNS`` is unset): the name
-column is never wrapped, so ``list models | grep tiny`` keeps working; ``-v`` prints every detail of each entry as
-a block of ``field  value`` lines.
+and "from" columns are never wrapped, so ``list models | grep tiny`` keeps working; ``-v`` prints every detail of
+each entry as a block of ``field  value`` lines.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _models(reg, verbose: bool):
                           ("checkpoint", s.checkpoint), ("tiny twin", "yes" if s.tiny else "no"),
                           ("description", s.description or "-"), ("from", s.origin)]) for s in reg.adapters]
     rows = [[s.name, s.projector_family, s.checkpoint, s.origin] for s in reg.adapters]
-    return rows, ["model", "projector", "checkpoint", "from"], [False, False, True, True]
+    return rows, ["model", "projector", "checkpoint", "from"], [False, False, True, False]
 
 
 def _source(task) -> str:
@@ -89,22 +89,22 @@ def _tasks(reg, verbose: bool):
                           ("citation", t.citation or "-"), ("licence", t.license or "-"), ("from", t.origin)])
                 for t in reg.tasks]
     rows = [[t.name, t.version, t.domain, len(t.classes) or "from folders", t.origin] for t in reg.tasks]
-    return rows, ["task", "version", "domain", "classes", "from"], [False, False, True, False, True]
+    return rows, ["task", "version", "domain", "classes", "from"], [False, False, True, False, False]
 
 
 def _analyses(reg, verbose: bool):
     if verbose:
         return [(s.name, [("what", s.description), ("requires", ", ".join(s.requires) or "-"),
                           ("citation", s.citation or "-"), ("from", s.origin)]) for s in reg.analyses]
-    rows = [[s.name, s.description, s.origin] for s in reg.analyses]
-    return rows, ["analysis", "what", "from"], [False, True, True]
+    rows = [[s.name, s.description, ", ".join(s.requires) or "-", s.citation, s.origin] for s in reg.analyses]
+    return rows, ["analysis", "what", "requires", "citation", "from"], [False, True, True, True, False]
 
 
 def _plugins(reg, verbose: bool):
     rows = [list(row) for row in reg.list_plugins()]
     if verbose:
         return [(plugin, [("module", module), ("status", status)]) for plugin, module, status in rows]
-    return rows, ["plugin", "module", "status"], [True, True, True]
+    return rows, ["plugin", "module", "status"], [False, True, True]
 
 
 def list_command(what: str, verbose: bool, width: int | None = None) -> str:

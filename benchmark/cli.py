@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark run | sweep | analyze | list | check-adapter | leaderboard``."""
+"""Command line: ``python -m benchmark run | sweep | analyze | plan | list | cache | check-adapter | leaderboard``."""
 
 from __future__ import annotations
 
@@ -88,7 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered models, tasks, analyses or plugins")
     ls.add_argument("what", choices=["models", "tasks", "analyses", "plugins"])
-    ls.add_argument("--verbose", "-v", action="store_true")
+    ls.add_argument("--verbose", "-v", action="store_true",
+                    help="every detail of each entry (projector modules, sources, citations), one block per entry")
+
+    ca = sub.add_parser("cache", help="list the cache (tiny twins, vision features, plugin verdicts), or clean it")
+    ca.add_argument("action", choices=["list", "clean"])
+    ca.add_argument("--all", dest="everything", action="store_true",
+                    help="clean: every entry projbench made, not only stale tiny twins")
+    ca.add_argument("--dry-run", action="store_true", help="clean: print what would be removed, remove nothing")
+    ca.add_argument("--cache-dir", help="the cache (default ~/.cache/projbench or $PROJBENCH_CACHE)")
 
     ck = sub.add_parser("check-adapter", help="run the adapter conformance suite on registered adapters")
     ck.add_argument("names", nargs="*", help="adapter names (normally tiny twins), e.g. my-model-tiny")
@@ -225,13 +233,24 @@ def run_config(a):
 
 
 def cmd_run(a) -> int:
+    cfg = run_config(a)
+    if a.accelerate_config:
+        return launch_run(a, cfg)
+    import os
+
+    from .registry import plugins
+    from .validation import resolve
+
+    # The flags and names, as Runner checks them, before torch is imported (benchmark.distributed imports it, hence
+    # WORLD_SIZE read here as distributed.launched_world_size reads it): a typo costs a fraction of a second.
+    resolve(cfg, processes=int(os.environ.get("WORLD_SIZE", "1")))
+    plugins().adapters.get(cfg.model)
+    plugins().tasks.get(cfg.task)
+
     from .leaderboard.cli import run_table
     from .protocol import Runner
     from .schema import task_dir_name
 
-    cfg = run_config(a)
-    if a.accelerate_config:
-        return launch_run(a, cfg)
     runner = Runner(cfg)
     try:
         runner.run()
@@ -326,30 +345,21 @@ def cmd_plan(a) -> int:
 
 
 def cmd_list(a) -> int:
-    from tabulate import tabulate
+    import os
 
-    from .registry import plugins
+    from .listing import list_command
 
-    reg = plugins()
-    if a.what == "models":
-        rows = [[s.name, s.projector_family, s.projector_modules, s.checkpoint, s.origin] for s in reg.adapters]
-        print(tabulate(rows, headers=["model", "projector", "projector modules", "checkpoint", "from"]))
-    elif a.what == "tasks":
-        rows = []
-        for t in reg.tasks:
-            row = [t.name, t.version, t.domain, len(t.classes) or "from folders", t.source.describe(), t.origin]
-            if a.verbose:
-                row += [t.citation, t.license]
-            rows.append(row)
-        headers = ["task", "version", "domain", "classes", "source", "from"] + (["citation", "licence"] if a.verbose else [])
-        print(tabulate(rows, headers=headers, disable_numparse=True))
-    elif a.what == "analyses":
-        rows = [[s.name, s.description, ", ".join(s.requires) or "-", s.citation, s.origin] for s in reg.analyses]
-        print(tabulate(rows, headers=["analysis", "what", "requires", "citation", "from"],
-                       maxcolwidths=[None, 50, 24, 50, None]))
-    else:
-        print(tabulate(reg.list_plugins(), headers=["plugin", "module", "status"]))
+    try:
+        print(list_command(a.what, a.verbose), flush=True)
+    except BrokenPipeError:  # `list models | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def cmd_cache(a) -> int:
+    from .cache_command import cache_command
+
+    return cache_command(a.action, cache_dir=a.cache_dir, everything=a.everything, dry_run=a.dry_run)
 
 
 def cmd_check_adapter(a) -> int:
@@ -393,7 +403,8 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.argv, args.run_flags = argv, rest  # as typed: `run --accelerate-config` hands the same flags on
     try:
-        return {"run": cmd_run, "sweep": cmd_sweep, "plan": cmd_plan, "analyze": cmd_analyze, "list": cmd_list, "check-adapter": cmd_check_adapter,
+        return {"run": cmd_run, "sweep": cmd_sweep, "plan": cmd_plan, "analyze": cmd_analyze, "list": cmd_list,
+                "cache": cmd_cache, "check-adapter": cmd_check_adapter,
                 "leaderboard": cmd_leaderboard}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)

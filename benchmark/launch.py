@@ -1,6 +1,7 @@
 """Starting a multi-process job from an accelerate config file, checked before any work.
 
-``python -m benchmark run ... --accelerate-config F`` reads ``F`` with accelerate's own loader and checks what
+``python -m benchmark run ... --accelerate-config F`` reads ``F`` within limits (size, no YAML aliases, the type of
+every value: ``benchmark.launch_yaml``), builds accelerate's own ``ClusterConfig`` from it and checks what
 projbench needs of it (a local launch, a distributed type projbench drives, no more processes per machine than
 visible GPUs, a precision its training loop handles, FSDP / DeepSpeed settings that ``accelerate launch`` knows),
 checks the run's own flags for that many processes, and only then hands over to
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from . import distributed
 from .distributed.environment import PRECISIONS, LaunchConfigError, check_environment, under_accelerate
+from .launch_yaml import short
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "accelerate"  # in a source checkout
 # What projbench's training drives (benchmark.distributed.engines): one process, DDP on GPUs, accelerate's FSDP,
@@ -68,8 +70,10 @@ def read_config(path: str) -> LaunchConfig:
     file = Path(path).expanduser()
     if not file.is_file():
         raise LaunchConfigError(f"{where}: no such file; give the path of an accelerate config YAML{_shipped()}.")
-    raw = _read_yaml(file, where)
-    cfg = _load_with_accelerate(file, where, raw)
+    from .launch_yaml import read_settings
+
+    raw = read_settings(file, where, _shipped())
+    cfg = _load_with_accelerate(where, raw)
     kind = cfg.distributed_type.value
     n, machines, precision = _check_counts_and_precision(cfg, kind, where)
     _check_sections(cfg, kind, where)
@@ -77,51 +81,27 @@ def read_config(path: str) -> LaunchConfig:
                         mixed_precision=precision, use_cpu=bool(cfg.use_cpu))
 
 
-def _read_yaml(file: Path, where: str) -> dict:
-    """The file as a mapping of settings for the local machine."""
-    import yaml
+def _load_with_accelerate(where: str, raw: dict):
+    """accelerate's own config class built from the checked mapping (no second read of the file), every error of
+    its as one line naming the key and the values it accepts."""
+    from accelerate.commands.config.config_args import ClusterConfig
 
+    from .launch_yaml import check_types
+
+    if "distributed_type" not in raw:
+        raise LaunchConfigError(f"{where}: no distributed_type; set it to one of {', '.join(DRIVEN)}.")
+    check_types(raw, ClusterConfig, where, DRIVEN)
+    settings = ClusterConfig.process_config(dict(raw))  # accelerate's defaults, and its renames of older keys
+    unknown = sorted(set(settings) - set(ClusterConfig.__dataclass_fields__))
+    if unknown:
+        known = sorted(ClusterConfig.__dataclass_fields__)
+        raise LaunchConfigError(f"{where}: unknown key(s) {short(unknown)} for accelerate's config; fix or remove "
+                                f"them (known keys: {', '.join(known)}).")
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise LaunchConfigError(f"{where}: not valid YAML{at} ({problem}); fix the syntax, or start from a "
-                                f"shipped config{_shipped()}.") from None
-    except UnicodeDecodeError:
-        raise LaunchConfigError(f"{where}: not a text file; give an accelerate config YAML.") from None
-    if not isinstance(raw, dict):
-        raise LaunchConfigError(f"{where}: holds {type(raw).__name__}, not a mapping of accelerate settings "
-                                "(distributed_type: ..., num_processes: ...); write `accelerate config` or copy a "
-                                f"shipped config{_shipped()}.")
-    if str(raw.get("compute_environment", "LOCAL_MACHINE")) != "LOCAL_MACHINE":
-        raise LaunchConfigError(f"{where}: compute_environment {raw['compute_environment']!r}: projbench launches "
-                                "on your own machines only; set compute_environment: LOCAL_MACHINE.")
-    return raw
-
-
-def _load_with_accelerate(file: Path, where: str, raw: dict):
-    """accelerate's own reading of the file (unknown keys, enum values), its errors as one line each."""
-    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
-
-    try:
-        cfg = load_config_from_file(str(file))
-    except ValueError as exc:
-        text = " ".join(str(exc).split())
-        if "unknown keys" in text:
-            known = sorted(ClusterConfig.__dataclass_fields__)
-            unknown = text.split("unknown keys (", 1)[1].split(")", 1)[0]
-            raise LaunchConfigError(f"{where}: unknown key(s) {unknown} for accelerate's config; fix or remove "
-                                    f"them (known keys: {', '.join(known)}).") from None
-        if "DistributedType" in text or "distributed_type" in text:
-            raise LaunchConfigError(f"{where}: distributed_type {raw.get('distributed_type')!r} is not one "
-                                    f"accelerate knows; projbench drives {', '.join(DRIVEN)}.") from None
-        raise LaunchConfigError(f"{where}: accelerate cannot read it: {text}") from None
-    except (TypeError, AttributeError) as exc:
-        raise LaunchConfigError(f"{where}: accelerate cannot read it ({' '.join(str(exc).split())}); compare "
-                                f"with a shipped config{_shipped()}.") from None
-    return cfg
+        return ClusterConfig(**settings)
+    except Exception as exc:  # noqa: BLE001  (whatever accelerate objects to, as the one line)
+        raise LaunchConfigError(f"{where}: accelerate cannot read it ({' '.join(str(exc).split())[:200]}); "
+                                f"compare with a shipped config{_shipped()}.") from None
 
 
 def _check_counts_and_precision(cfg, kind: str, where: str) -> tuple[int, int, str]:
@@ -134,7 +114,7 @@ def _check_counts_and_precision(cfg, kind: str, where: str) -> tuple[int, int, s
     n, machines = cfg.num_processes, cfg.num_machines
     for key, value in (("num_processes", n), ("num_machines", machines)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise LaunchConfigError(f"{where}: {key} is {value!r}; set it to the number of "
+            raise LaunchConfigError(f"{where}: {key} is {short(value)}; set it to the number of "
                                     f"{'processes (one per GPU)' if key == 'num_processes' else 'machines'}.")
     if n % machines:
         raise LaunchConfigError(f"{where}: num_processes {n} does not split over num_machines {machines}; give "
@@ -143,7 +123,7 @@ def _check_counts_and_precision(cfg, kind: str, where: str) -> tuple[int, int, s
     if precision not in PRECISIONS:
         known = precision in ("fp16", "fp8")
         raise LaunchConfigError(
-            f"{where}: mixed_precision {precision!r} " + (
+            f"{where}: mixed_precision {short(precision)} " + (
                 "is not supported by projbench's training loop (no loss scaler / fp8 recipe); "
                 if known else "is not a precision accelerate knows; ")
             + "set mixed_precision: 'no' (projbench runs the model in bf16 on GPUs itself, --dtype) or 'bf16'.")
@@ -169,14 +149,14 @@ def _check_sections(cfg, kind: str, where: str) -> None:
             raise LaunchConfigError(f"{where}: has {section} but distributed_type {kind}: it would be ignored; set "
                                     f"distributed_type: {section.split('_')[0].upper()} or remove {section}.")
     if kind == "FSDP" and str((cfg.fsdp_config or {}).get("fsdp_version", 1)) != "2":
-        raise LaunchConfigError(f"{where}: FSDP version {(cfg.fsdp_config or {}).get('fsdp_version', 1)} (accelerate's "
+        raise LaunchConfigError(f"{where}: FSDP version {short((cfg.fsdp_config or {}).get('fsdp_version', 1))} (accelerate's "
                                 f"default is 1); projbench drives FSDP2 only (it saves and gathers the trained weights "
                                 "as FSDP2's DTensors); set `fsdp_version: 2` under fsdp_config, as "
                                 "configs/accelerate/2x80gb-fsdp.yaml does.")
     if kind == "DEEPSPEED":
         ds_file = (cfg.deepspeed_config or {}).get("deepspeed_config_file")
         if ds_file and ds_file != "none" and not Path(ds_file).expanduser().is_file():
-            raise LaunchConfigError(f"{where}: deepspeed_config_file {ds_file!r} does not exist (relative paths are "
+            raise LaunchConfigError(f"{where}: deepspeed_config_file {short(ds_file)} does not exist (relative paths are "
                                     "read from the directory you launch in); fix the path.")
 
 

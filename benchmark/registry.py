@@ -3,13 +3,14 @@
 Plugins are found through the ``projbench`` entry-point group (set ``PROJBENCH_DISABLE_PLUGIN_AUTOLOAD=1``
 to skip them all, ``PROJBENCH_DISABLE_PLUGINS=a,b`` to skip single ones). Built-ins are registered through the
 very same hooks. Each plugin is loaded and called on its own, so one broken plugin is reported and skipped
-instead of breaking every command.
+instead of breaking every command; a plugin met for the first time is tried in a time-limited child process
+first (``benchmark.plugin_probe``), so one whose import ends the process or hangs is skipped too.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import pluggy
@@ -17,6 +18,7 @@ import pluggy
 from . import hookspecs
 from .errors import BenchmarkError, UnknownNameError
 from .names import folder_name_problem
+from .plugin_probe import trial
 
 AUTOLOAD_ENV = "PROJBENCH_DISABLE_PLUGIN_AUTOLOAD"
 DISABLE_ENV = "PROJBENCH_DISABLE_PLUGINS"  # comma-separated entry-point or distribution names
@@ -72,6 +74,22 @@ class PluginProblem:
         return f"plugin {where} skipped: {self.error}"
 
 
+@dataclass(frozen=True, eq=False)
+class Listed:
+    """A plugin's registry entry as its trial recorded it (``benchmark.plugin_probe.describe``): the fields ``list``
+    shows, read as attributes, and nothing to run."""
+
+    name: str
+    fields: dict = field(default_factory=dict)
+    origin: str = ""
+
+    def __getattr__(self, key):
+        fields = self.__dict__.get("fields") or {}
+        if key in fields:
+            return fields[key]
+        raise AttributeError(key)
+
+
 def _error_text(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:400]  # one line, whatever the message
 
@@ -85,7 +103,7 @@ class Plugins:
     turned off with ``PROJBENCH_DISABLE_PLUGINS=name,name`` (entry-point or distribution names).
     """
 
-    def __init__(self, autoload: bool | None = None):
+    def __init__(self, autoload: bool | None = None, listing: bool = False):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         from . import builtins
@@ -94,6 +112,8 @@ class Plugins:
         self.problems: list[PluginProblem] = []
         self.disabled: list[tuple[str, str]] = []   # (distribution, entry point)
         self._dist: dict[int, tuple[str, str]] = {}  # id(plugin) -> (distribution, entry point)
+        self.listing = listing  # entries for `list` only: tried plugins are not imported (their trial recorded them)
+        self._listed: list[tuple[str, str, str, dict]] = []  # (distribution, entry point, origin, recorded entries)
         if autoload is None:
             autoload = os.environ.get(AUTOLOAD_ENV, "").lower() not in ("1", "true", "yes")
         if autoload:
@@ -117,6 +137,16 @@ class Plugins:
             dist_name = ep.dist.name.lower() if ep.dist is not None else ""
             if ep.name.lower() in off or dist_name in off:
                 self.disabled.append((dist, label))
+                continue
+            verdict = trial(dist, ep.name, ep.value)  # exits and hangs, once per installed version
+            problem = verdict["problem"]
+            if problem:
+                fix = (f"fix the plugin, or uninstall it (pip uninstall {ep.dist.name})" if ep.dist is not None
+                       else "fix or remove the plugin") + f", or turn it off with {DISABLE_ENV}={ep.name}"
+                self.problems.append(PluginProblem(dist, label, f"{problem}; {fix}"))
+                continue
+            if self.listing and verdict.get("listing") is not None:  # `list`: what the trial recorded, no import
+                self._listed.append((dist, label, f"{dist} ({ep.name})" if dist else ep.name, verdict["listing"]))
                 continue
             try:
                 plugin = ep.load()
@@ -170,6 +200,16 @@ class Plugins:
                         if impl.plugin is builtin:
                             raise
                         self._problem(impl.plugin, f"{kind}: {exc}")
+            self._collect_listed(kind, registry)
+
+    def _collect_listed(self, kind: str, registry: Registry) -> None:
+        """The entries tried plugins registered in their trial, as :class:`Listed` (``listing`` mode)."""
+        for dist, label, origin, recorded in self._listed:
+            for fields in recorded.get(kind) or []:
+                try:
+                    registry.add(Listed(name=fields.get("name"), fields=fields), origin)
+                except (BenchmarkError, TypeError, AttributeError) as exc:
+                    self.problems.append(PluginProblem(dist, label, f"{kind}: {exc}"))
 
     def _problem(self, plugin, error: str) -> None:
         dist, label = self._dist.get(id(plugin), ("", self.pm.get_name(plugin) or repr(plugin)))
@@ -186,12 +226,13 @@ class Plugins:
         return out
 
 
-@lru_cache(maxsize=1)
-def plugins() -> Plugins:
-    """The process's plugins; problems with third-party plugins are reported on stderr once."""
+@lru_cache(maxsize=2)
+def plugins(listing: bool = False) -> Plugins:
+    """The process's plugins; problems with third-party plugins are reported on stderr once. ``listing``: for
+    ``list`` only, with tried plugins' entries as their trial recorded them (:class:`Listed`), nothing imported."""
     import sys
 
-    reg = Plugins()
+    reg = Plugins(listing=listing)
     for problem in reg.problems:
         print(f"warning: {problem}", file=sys.stderr)
     return reg

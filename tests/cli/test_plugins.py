@@ -49,8 +49,9 @@ def plugin_path(tmp_path):
     return tmp_path
 
 
-def cli(plugin_path, *args, autoload=True):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")])}
+def cli(plugin_path, *args, autoload=True, **extra_env):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]),
+           **extra_env}
     env.pop("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", None)
     if not autoload:
         env["PROJBENCH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
@@ -219,3 +220,99 @@ def test_commands_keep_working_with_broken_plugins(broken_plugins):
     assert len(warnings) == len(BROKEN), out.stderr
     assert any("pb-import-fails 0.1 (entry point import_fails = import_fails) skipped: failed to import" in w
                for w in warnings)
+
+
+# -- plugins that end the process or hang: tried once in a time-limited child, skipped with one line -------------
+
+EXITS = "import os\nos._exit(3)\n"
+HANGS = "import time\ntime.sleep(3600)\n"
+HOOK_EXITS = ("import os\nfrom benchmark import hookimpl\n\n@hookimpl\ndef register_tasks(register):\n"
+              "    os._exit(0)\n")
+LIGHT = ("from benchmark import hookimpl\nfrom benchmark.tasks import TaskSpec\n"
+         "from benchmark.tasks.sources import PackageFolderSource\n\n@hookimpl\ndef register_tasks(register):\n"
+         "    register(TaskSpec(name='weave', version='0.1', domain='weaves', classes=('a', 'b'),\n"
+         "                      source=PackageFolderSource('conformal-clip-data', 'textile_simulated_root', extra='demo')))\n")
+LOGS = ("import os\nwith open(os.environ['PB_IMPORT_LOG'], 'a') as f:\n"
+        "    f.write(('trial' if os.environ.get('PROJBENCH_PLUGIN_PROBE') else 'command') + '\\n')\n")
+
+
+@pytest.fixture
+def own_cache(tmp_path):
+    """A fresh cache (the trials' verdicts live there) for one test."""
+    path = tmp_path / "cache"
+    path.mkdir()
+    return str(path)
+
+
+def test_a_plugin_that_exits_at_import_leaves_the_commands_working(plugin_path, own_cache):
+    add_dist(plugin_path, "exits", EXITS, "pb-exits")
+    add_dist(plugin_path, "hook_exits", HOOK_EXITS, "pb-hook-exits", "2.0")
+    for _ in range(2):  # the second time from the cached verdict
+        out = cli(plugin_path, "list", "models", PROJBENCH_CACHE=own_cache)
+        assert out.returncode == 0, out.stderr
+        assert "llava15-tiny" in out.stdout and "my-mlp-tiny" in out.stdout
+        warnings = [line for line in out.stderr.splitlines() if line.startswith("warning: plugin")]
+        assert warnings == [
+            "warning: plugin pb-exits 0.1 (entry point exits = exits) skipped: its import ended the process (exit "
+            "status 3); fix the plugin, or uninstall it (pip uninstall pb-exits), or turn it off with "
+            "PROJBENCH_DISABLE_PLUGINS=exits",
+            "warning: plugin pb-hook-exits 2.0 (entry point hook_exits = hook_exits) skipped: its hooks ended the "
+            "process (exit status 0); fix the plugin, or uninstall it (pip uninstall pb-hook-exits), or turn it off "
+            "with PROJBENCH_DISABLE_PLUGINS=hook_exits"], out.stderr
+    status = cli(plugin_path, "list", "plugins", PROJBENCH_CACHE=own_cache).stdout
+    assert "exits = exits" in status and "skipped: its import ended the process" in status
+
+
+def test_a_hanging_plugin_is_skipped_within_the_time_limit(own_cache, tmp_path):
+    import time
+
+    site = tmp_path / "site"
+    site.mkdir()
+    add_dist(site, "hangs", HANGS, "pb-hangs")
+    add_dist(site, "weaves", LIGHT, "pb-weaves")  # a good plugin beside it (light: well within the limit)
+    start = time.monotonic()
+    out = cli(site, "list", "tasks", PROJBENCH_CACHE=own_cache, PROJBENCH_PLUGIN_TIMEOUT="5")
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - start < 300  # not the plugin's hour (the limit is 5 s; the rest is a loaded machine)
+    assert "textile" in out.stdout and "weave" in out.stdout
+    assert out.stderr.splitlines() == [
+        "warning: plugin pb-hangs 0.1 (entry point hangs = hangs) skipped: its import did not finish within 5 s "
+        "($PROJBENCH_PLUGIN_TIMEOUT); fix the plugin, or uninstall it (pip uninstall pb-hangs), or turn it off "
+        "with PROJBENCH_DISABLE_PLUGINS=hangs"]
+    records = sorted((tmp_path / "cache" / "plugins").glob("probe-*.json"))
+    assert len(records) == 2  # the hanging plugin's verdict and the good one's: neither is tried again
+
+
+def test_a_good_plugin_is_tried_once_per_installed_version(plugin_path, own_cache, tmp_path):
+    log = tmp_path / "imports.log"
+    add_dist(plugin_path, "logs", LOGS, "pb-logs")
+    for _ in range(2):
+        out = cli(plugin_path, "list", "plugins", PROJBENCH_CACHE=own_cache, PB_IMPORT_LOG=str(log))
+        assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+    assert log.read_text().split() == ["trial", "command", "command"]  # the second command: no trial
+    (plugin_path / "logs.py").write_text(LOGS + "# edited\n")  # an edited (editable) install is tried again
+    cli(plugin_path, "list", "plugins", PROJBENCH_CACHE=own_cache, PB_IMPORT_LOG=str(log))
+    assert log.read_text().split() == ["trial", "command", "command", "trial", "command"]
+
+
+def test_list_shows_a_tried_plugin_from_its_record_without_importing_it(plugin_path, own_cache, tmp_path):
+    """The plugin above imports torch (through benchmark.adapters.llava) at import time: after its trial, `list`
+    shows its model and task from the recorded verdict, importing neither the plugin nor torch."""
+    log = tmp_path / "imports.log"
+    add_dist(plugin_path, "logs", LOGS, "pb-logs")
+    code = ("import sys\nfrom benchmark.cli import main\nmain(['list', sys.argv[1]])\n"
+            "print('heavy:', [m for m in ('torch', 'my_projbench_plugin') if m in sys.modules])")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]),
+           "PROJBENCH_CACHE": own_cache, "PB_IMPORT_LOG": str(log), "COLUMNS": "200"}
+    env.pop("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", None)
+    for what, shown in [("models", "my-mlp-tiny"), ("models", "my-mlp-tiny"), ("tasks", "fabric")]:
+        out = subprocess.run([sys.executable, "-c", code, what], capture_output=True, text=True, env=env, timeout=600)
+        assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+        row = next(line for line in out.stdout.splitlines() if line.startswith(shown + " "))
+        assert "my-projbench-plugin 1.2 (mine)" in row
+        assert out.stdout.splitlines()[-1] == "heavy: []"
+    assert log.read_text().split() == ["trial"]  # tried once, never imported by `list`
+    # Everything else imports it as before (and the same name clash is found either way).
+    assert "my_projbench_plugin" in cli(plugin_path, "list", "plugins", PROJBENCH_CACHE=own_cache,
+                                        PB_IMPORT_LOG=str(log)).stdout
+    assert log.read_text().split() == ["trial", "command"]

@@ -26,7 +26,7 @@ from benchmark.schema import (  # noqa: F401  (RunKey, the file names: re-export
     SchemaError,
     migrate,
 )
-from benchmark.storage.integrity import SEAL, seal_matches
+from benchmark.storage.integrity import SEAL, record_seal_problem
 
 # Folder names of the regimes, and the optional baselines stage's folder beside them.
 REGIME_DIRS = tuple(r.value for r in FOLDER_ORDER if r is not Regime.BASELINES)
@@ -217,10 +217,9 @@ def _load(text: str, kind: str) -> dict:
         raise _Invalid("JSON nested too deeply to be a metrics.json") from None
     if not isinstance(m, dict):
         raise _Invalid("not a JSON object")
-    claimed = m.pop(SEAL, None)
-    if claimed is not None and not seal_matches(m, claimed):
-        raise _Invalid("corrupt: its content does not match its recorded SHA-256; delete the run folder and run "
-                       "the same command again to recompute it")
+    problem = record_seal_problem(m, m.pop(SEAL, None))
+    if problem:
+        raise _Invalid(f"corrupt: {problem}; delete the run folder and run the same command again to recompute it")
     return migrate(m, kind)
 
 

@@ -70,6 +70,7 @@ class Run:
     classes: tuple[str, ...] = ()       # the label space, in the order of the probe predictions' indices
     min_class_n: int | None = None      # test images of the smallest class (schema 3)
     folder: Path | None = None          # the run folder: its predictions give the leaderboard's intervals
+    artifacts: tuple[tuple[str, str], ...] = ()  # (file, SHA-256) the record gives for the files beside it
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,13 @@ def _load(text: str, kind: str) -> dict:
     return migrate(m, kind)
 
 
+def _artifacts(recorded) -> tuple[tuple[str, str], ...]:
+    """The record's (file, SHA-256) pairs; anything else there is left for the checks to find missing."""
+    if not isinstance(recorded, dict):
+        return ()
+    return tuple(sorted((k, v) for k, v in recorded.items() if isinstance(k, str) and isinstance(v, str)))
+
+
 def parse_metrics(key: RunKey, text: str, folder: Path | None = None) -> Run:
     """Validate one metrics.json against the folder it sits in (``folder``: where it is, for its predictions)."""
     m = _load(text, RunRecord.KIND)
@@ -231,8 +239,7 @@ def parse_metrics(key: RunKey, text: str, folder: Path | None = None) -> Run:
     regime = _field(m, "regime", str)
     lora = _field(m, "lora", bool)
     seed = _field(m, "seed", int)
-    limit = m.get("limit", "absent")
-    if limit == "absent":
+    if (limit := m.get("limit", "absent")) == "absent":
         raise _Invalid("missing field 'limit'")
     run = Run(
         key=key,
@@ -263,6 +270,7 @@ def parse_metrics(key: RunKey, text: str, folder: Path | None = None) -> Run:
         classes=tuple(c for c in (_optional(m, "data.classes", list) or []) if isinstance(c, str)),
         min_class_n=_optional(m, "metrics.interval.min_class_n", int),
         folder=folder,
+        artifacts=_artifacts(m.get("artifacts")),
     )
     # The folder decides where a run is shown, so it must agree with what the run says it is: a limited run in
     # a full-run folder would otherwise be shown as a full run.

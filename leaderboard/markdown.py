@@ -28,7 +28,7 @@ from .columns import (
     summary_table,
     table,
 )
-from .table import OLDER_CONTROL, Leaderboard, Row, SummaryRow
+from .table import OLDER_CONTROL, UNVERIFIED, Leaderboard, Row, SummaryRow
 
 
 def md_text(text: str) -> str:
@@ -160,11 +160,16 @@ LEGEND = [
     "\"X − CLIP ZS\" = the model's F1 in regime X minus CLIP zero-shot F1.",
 ]
 
+UNVERIFIED_NOTE = (f"- {UNVERIFIED}: a number of this row does not follow from its runs' stored predictions (edited, "
+                   "or its predictions are missing or fail their checksums): not a result. The Warnings name each "
+                   "run and number; `python -m benchmark verify` checks every number of a run.")
+
 
 def markdown(board: Leaderboard, with_reference: bool = False) -> str:
     full = [r for r in board.rows if r.limit is None]
     limited = [r for r in board.rows if r.limit is not None]
-    out = ["# projbench leaderboard", "", *LEGEND, ""]
+    marked = [UNVERIFIED_NOTE] if any(r.unverified for r in board.rows) else []
+    out = ["# projbench leaderboard", "", *LEGEND, *marked, ""]
     out += _runs_section_md("Full runs", "Every image of each task's splits.", full,
                             [s for s in board.summary if s.limit is None])
     if limited:

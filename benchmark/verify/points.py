@@ -60,7 +60,17 @@ def agrees(stored, recomputed) -> bool:
 
 
 def compare(out: list[Mismatch], field: str, stored, recomputed) -> None:
-    """Append a :class:`Mismatch` to ``out`` unless the stored value agrees with the recomputed one."""
+    """Append a :class:`Mismatch` to ``out`` unless the stored value agrees with the recomputed one; inside
+    objects and lists of the recomputed shape, one per differing entry, named by its path."""
+    if isinstance(recomputed, dict) and isinstance(stored, dict) and stored.keys() == recomputed.keys():
+        for k in recomputed:
+            compare(out, f"{field}.{k}", stored[k], recomputed[k])
+        return
+    if (isinstance(recomputed, list) and isinstance(stored, list) and len(stored) == len(recomputed)
+            and any(isinstance(r, list | dict) for r in recomputed)):
+        for i, (s, r) in enumerate(zip(stored, recomputed, strict=True)):
+            compare(out, f"{field}[{i}]", s, r)
+        return
     if not agrees(stored, recomputed):
         out.append(Mismatch(field, "absent" if stored is None else show(stored), show(recomputed)))
 

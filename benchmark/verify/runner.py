@@ -54,9 +54,9 @@ def verify_tree(top: Path, shown: str) -> list[Report]:
     return reports
 
 
-def print_reports(reports: list, out=sys.stdout) -> tuple[int, int, int]:
+def print_reports(reports: list, out=None) -> tuple[int, int, int]:
     """Print the lines of ``reports``; (runs consistent, runs with mismatches, runs with unchecked parts)."""
-    ok = bad = partial = 0
+    out, ok, bad, partial = out or sys.stdout, 0, 0, 0
     for r in reports:
         for m in r.mismatches:
             print(f"{r.folder}: {m.text()}", file=out)

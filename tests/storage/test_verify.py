@@ -208,3 +208,14 @@ def test_schema_1_results_are_listed_as_not_checkable(capsys):
     out = capsys.readouterr()
     assert out.out.count("not checked: every number (no predictions.jsonl recorded: schema 1)") == 6
     assert "6 run folder(s)" in out.err
+
+
+def test_export_refuses_a_symbolic_link_and_writes_nothing(made, tmp_path, capsys):
+    root = Path(shutil.copytree(made, tmp_path / "results", ignore=shutil.ignore_patterns(".lock")))
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not a result")
+    (root / "llava15-tiny" / "linked").symlink_to(outside)
+    bundle = tmp_path / "runs.tar.gz"
+    assert main(["export", "--results", str(root), "-o", str(bundle)]) == 2
+    assert "is a symbolic link" in capsys.readouterr().err and not bundle.exists()

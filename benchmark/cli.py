@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark run | analyze | list | check-adapter | leaderboard | verify | export``."""
+"""Command line: ``python -m benchmark run | sweep | analyze | list | check-adapter | leaderboard | verify | export``."""
 
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the protocol (zero-shot, FT-Proj, FT-E2E, probes) for one model and task")
     _add_run_options(r)
 
+    _add_sweep_options(sub)
+
     an = sub.add_parser("analyze", help="layer-wise analyses of a finished run's model states (see `list analyses`)")
     _add_analyze_options(an)
 
@@ -106,6 +108,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub)
     return p
+
+
+def _add_sweep_options(sub) -> None:
+    """``sweep``: its own options; every other flag is a ``run`` flag, handed to each cell's run unchanged."""
+    sw = sub.add_parser("sweep", allow_abbrev=False,
+                        help="run a grid of models x tasks (all seeds in one run per cell) here or as SLURM jobs",
+                        description="Every flag not listed here is a `run` flag (see `run --help`), given to the run "
+                                    "of every cell; e.g. --seeds 0,1,2 --max-per-class 100. Docs: docs/sweeps.md")
+    sw.add_argument("--models", type=_str_list, default=(), help="comma-separated models (see `list models`)")
+    sw.add_argument("--tasks", type=_str_list, default=(), help="comma-separated tasks (see `list tasks`)")
+    sw.add_argument("--executor", choices=["local", "slurm"],
+                    help="local: run the cells on this machine; slurm: one job per cell (default: local, or what "
+                         "sweep.json recorded)")
+    sw.add_argument("--jobs", type=int, default=1, help="local: cells run at the same time (default 1)")
+    sw.add_argument("--status", action="store_true", help="show every cell's state and exit")
+    sw.add_argument("--resume", action="store_true",
+                    help="re-submit the failed and missing cells recorded in sweep.json (no grid needed)")
+    sl = sw.add_argument_group("SLURM (default: from `plan` for each model and task)")
+    sl.add_argument("--slurm-partition")
+    sl.add_argument("--slurm-account")
+    sl.add_argument("--slurm-qos")
+    sl.add_argument("--slurm-constraint")
+    sl.add_argument("--slurm-gpus-per-node", type=int, help="GPUs per job (0: none)")
+    sl.add_argument("--slurm-gpu-type", help="the nodes' GPU as `plan` names it, for sizing jobs (default A100-80GB)")
+    sl.add_argument("--slurm-time", help="time limit: minutes, H:MM:SS or D-HH:MM:SS")
+    sl.add_argument("--slurm-mem-gb", type=int, help="host memory per job")
+    sl.add_argument("--slurm-cpus-per-task", type=int)
+    sl.add_argument("--slurm-max-requeues", type=int, default=3,
+                    help="requeues after pre-emption or time limit (the run resumes from its saved state)")
 
 
 def _config_options(cls, dest_prefix: str = ""):
@@ -232,6 +263,16 @@ def launch_run(a, cfg) -> int:
     launch.check_run(cfg, lc.num_processes)
     launch.hand_over(launch.launch_command(a.accelerate_config, a.argv))
     return 0  # not reached: the launcher replaced this process
+
+
+def cmd_sweep(a) -> int:
+    from .sweep.command import sweep_main
+
+    def parse_run(flags: list[str]):
+        r = build_parser().parse_args(["run", *flags])  # a bad run flag: run's own one-line error
+        return run_config(r), r.accelerate_config
+
+    return sweep_main(a, parse_run)
 
 
 def cmd_analyze(a) -> int:
@@ -361,10 +402,13 @@ def cmd_export(a) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv  # as typed: `run --accelerate-config` hands the same flags on
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "sweep":  # only sweep takes flags it does not define: they are run flags
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.argv, args.run_flags = argv, rest  # as typed: `run --accelerate-config` hands the same flags on
     try:
-        return {"run": cmd_run, "plan": cmd_plan, "analyze": cmd_analyze, "list": cmd_list, "check-adapter": cmd_check_adapter,
+        return {"run": cmd_run, "sweep": cmd_sweep, "plan": cmd_plan, "analyze": cmd_analyze, "list": cmd_list, "check-adapter": cmd_check_adapter,
                 "leaderboard": cmd_leaderboard, "verify": cmd_verify, "export": cmd_export}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)

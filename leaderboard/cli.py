@@ -16,8 +16,10 @@ from benchmark.storage.confined import confined
 from benchmark.storage.integrity import BenchmarkError
 
 from .collect import Collection, collect
+from .markdown import markdown
 from .render import FORMATS, render
 from .table import Leaderboard, build
+from .verdict import run_verdict
 
 
 def collection_for(results: Path) -> Collection:
@@ -39,7 +41,7 @@ def leaderboard_for(results: Path) -> Leaderboard:
 def run_table(results: Path, model: str, task_dir: str) -> str:
     """The leaderboard (Markdown) of the runs of one model in one task folder: what `run` prints for the folders
     it wrote, with the leaderboard's own estimators; then the task accuracy of each regime, which the leaderboard
-    does not show."""
+    does not show, and the verdict of each fine-tuned regime (:mod:`.verdict`)."""
     coll = collect(results, under=f"{model}/{task_dir}")
     by_folder: dict[str, list] = {}
     for run in coll.runs:
@@ -52,7 +54,8 @@ def run_table(results: Path, model: str, task_dir: str) -> str:
             parts.append(f"{Regime(folder).label} {fmean(accuracy):.4f}"
                          + (f" (unmatched {fmean(unmatched):.1%})" if unmatched else ""))
     note = f"Task accuracy (mean over seeds): {', '.join(parts)}.\n" if parts else ""
-    return render(build(coll), "markdown") + ("\n" + note if note else "")
+    board = build(coll)
+    return markdown(board, verdict=False) + ("\n" + note if note else "") + "\n" + run_verdict(board)
 
 
 def write_site(board: Leaderboard, coll: Collection, out: Path, with_reference: bool) -> Path:

@@ -29,6 +29,7 @@ from .columns import (
     table,
 )
 from .table import OLDER_CONTROL, UNVERIFIED, Leaderboard, Row, SummaryRow
+from .verdict import ABOUT, groups, row_verdicts, title
 
 
 def md_text(text: str) -> str:
@@ -165,11 +166,25 @@ UNVERIFIED_NOTE = (f"- {UNVERIFIED}: a number of this row does not follow from i
                    "run and number; `python -m benchmark verify` checks every number of a run.")
 
 
-def markdown(board: Leaderboard, with_reference: bool = False) -> str:
+def _verdict_md(board: Leaderboard) -> list[str]:
+    """The answer first: per model and task, the verdict of each fine-tuned regime (:mod:`.verdict`)."""
+    out = ["## Verdict", "", md_text(ABOUT), ""]
+    for heading, rows in groups(board):
+        out += [f"{md_text(heading)}:", ""] if heading else []
+        for row in rows:
+            out.append(f"- **{md_text(title(row))}**")
+            out += [f"  - {md_text(v.text)}" for v in row_verdicts(row)]
+        out.append("")
+    return out
+
+
+def markdown(board: Leaderboard, with_reference: bool = False, *, verdict: bool = True) -> str:
+    """The Markdown leaderboard; ``verdict=False`` leaves out the leading verdict (``run`` prints it after)."""
     full = [r for r in board.rows if r.limit is None]
     limited = [r for r in board.rows if r.limit is not None]
     marked = [UNVERIFIED_NOTE] if any(r.unverified for r in board.rows) else []
-    out = ["# projbench leaderboard", "", *LEGEND, *marked, ""]
+    out = ["# projbench leaderboard", ""] + (_verdict_md(board) if verdict and board.rows else [])
+    out += ["## How to read the tables", "", *LEGEND, *marked, ""]
     out += _runs_section_md("Full runs", "Every image of each task's splits.", full,
                             [s for s in board.summary if s.limit is None])
     if limited:

@@ -39,6 +39,7 @@ DPI = 100
 # Layout in inches, fixed before any label is placed (a later tight_layout would move the panels).
 PANEL_W, PANEL_H = 4.0, 3.2
 LEFT, RIGHT, TITLE_H, WSPACE, HSPACE = 0.8, 0.3, 0.55, 0.8, 0.75
+TITLE_SIZE, TITLE_ROW, TITLE_MARGIN = 12.0, 0.22, 0.15   # points; inches per further title line; inches each side
 LEGEND_ROW = 0.24
 KEY_ROW, KEY_PAD = 0.2, 0.55
 MAX_COLS = 3
@@ -62,10 +63,16 @@ class Layout:
     key_cols: int
     key_col_w: float   # inches
     legend_rows: int
+    title: tuple[str, ...] = (TITLE,)   # the title's lines, wrapped to the figure's width
 
     @property
     def top(self) -> float:
-        return TITLE_H + self.legend_rows * LEGEND_ROW + 0.35
+        return self.title_h + self.legend_rows * LEGEND_ROW + 0.35
+
+    @property
+    def title_h(self) -> float:
+        """Inches from the figure's top edge down to the legend: the title's lines."""
+        return TITLE_H + (len(self.title) - 1) * TITLE_ROW
 
     @property
     def size(self) -> tuple[float, float]:
@@ -87,14 +94,35 @@ class Layout:
         return self.size[1] - self.top - self.rows * PANEL_H - (self.rows - 1) * HSPACE - HSPACE
 
 
-def _layout(n_panels: int, key_widths: list[float], n_handles: int) -> Layout:
+def figure_width(n_panels: int) -> float:
+    """Inches: the panels side by side (at most MAX_COLS) with their margins."""
+    cols = max(1, min(MAX_COLS, n_panels))
+    return LEFT + cols * PANEL_W + (cols - 1) * WSPACE + RIGHT
+
+
+def _layout(n_panels: int, key_widths: list[float], n_handles: int, title: tuple[str, ...] = (TITLE,)) -> Layout:
     cols = max(1, min(MAX_COLS, n_panels))
     rows = max(1, math.ceil(n_panels / cols))
-    width = LEFT + cols * PANEL_W + (cols - 1) * WSPACE + RIGHT
+    width = figure_width(n_panels)
     col_w = (max(key_widths) + 0.35) if key_widths else 1.0
     key_cols = max(1, min(len(key_widths) or 1, int((width - LEFT - RIGHT) // col_w)))
     key_rows = math.ceil(len(key_widths) / key_cols) if key_widths else 0
-    return Layout(cols, rows, key_rows, key_cols, col_w, math.ceil(n_handles / _legend_cols(cols, n_handles)))
+    return Layout(cols, rows, key_rows, key_cols, col_w, math.ceil(n_handles / _legend_cols(cols, n_handles)),
+                  title)
+
+
+def wrap(text: str, width: float, measure) -> tuple[str, ...]:
+    """``text`` in lines no wider than ``width`` (as ``measure`` gives a line's width), broken between words; a
+    single word wider than that keeps a line of its own."""
+    lines, current = [], ""
+    for word in text.split():
+        trial = f"{current} {word}" if current else word
+        if current and measure(trial) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = trial
+    return (*lines, current)
 
 
 def _legend_cols(cols: int, n_handles: int) -> int:
@@ -110,7 +138,10 @@ def _measured_layout(n_panels: int, key_text: list[str], n_handles: int) -> Layo
     FigureCanvasAgg(probe)
     renderer = probe.canvas.get_renderer()
     key_widths = [_text_size(probe, renderer, t, 8.5)[0] / DPI for t in key_text]
-    return _layout(n_panels, key_widths, n_handles)
+    # The title fits the figure's width (one panel is narrower than the title's one line).
+    room = (figure_width(n_panels) - 2 * TITLE_MARGIN) * DPI
+    title = wrap(TITLE, room, lambda line: _text_size(probe, renderer, line, TITLE_SIZE)[0])
+    return _layout(n_panels, key_widths, n_handles, title)
 
 
 def figure(board: Leaderboard):
@@ -128,7 +159,7 @@ def figure(board: Leaderboard):
         w, h = lay.size
         fig = Figure(figsize=(w, h), dpi=DPI)
         FigureCanvasAgg(fig)
-        fig.suptitle(TITLE, y=1 - 0.22 / h, fontsize=12)
+        fig.suptitle("\n".join(lay.title), y=1 - 0.22 / h, fontsize=TITLE_SIZE)
         _legend(fig, points, lay)
         if not panels:
             _empty_panel(fig, lay)
@@ -147,7 +178,7 @@ def _legend(fig, points: list[Point], lay: Layout) -> None:
                       label=f"projector: {e.text}" if e.family else e.text) for e in legend_of(points)]
     if handles:
         h = lay.size[1]
-        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.4 / h),
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - (lay.title_h - 0.15) / h),
                    ncol=_legend_cols(lay.cols, len(handles)), fontsize=8.5, frameon=False)
 
 

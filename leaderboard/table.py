@@ -74,6 +74,7 @@ class Row:
     revisions: tuple[str, ...] = ()         # model revisions of the row's runs; more than one is warned about
     # by regime: the row's seeds whose run in that regime is another configuration's (shown in that row)
     elsewhere: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    checkpoints: tuple[str, ...] = ()       # what the row's runs loaded (a tiny twin: its cache folder)
     # runs of the row whose numbers do not follow from their stored predictions: "path: what differs"
     unverified: tuple[str, ...] = ()
 
@@ -327,6 +328,7 @@ def _row(model, task, *, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: 
         gain=gain, gain_pct=gain_pct, richness=rich, richness_pct=rich_pct, control=control,
         selectivity=selectivity,
         revisions=tuple(sorted({r.revision for r in mine if r.revision is not None})),
+        checkpoints=tuple(sorted({r.checkpoint for r in mine})),
     )
 
 

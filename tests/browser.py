@@ -1,8 +1,13 @@
-"""A minimal headless-Chromium driver for tests: the DevTools protocol over ``--remote-debugging-pipe``.
+"""Headless Chromium for tests, driven by Selenium WebDriver through Debian's ``chromedriver``.
 
-No downloads and no Python dependency: Chromium (Debian's ``chromium`` package) reads NUL-terminated JSON
-commands from fd 3 and writes replies and events to fd 4. ``find_chromium`` returns None when no browser is
-installed; the tests skip then, except under ``CI=true`` where they fail.
+Selenium (https://www.selenium.dev/documentation/webdriver/browsers/chrome/) talks to the ``chromedriver`` of
+Debian's ``chromium-driver`` package, which matches the installed ``chromium`` (both from one source package, so
+their versions never drift apart). The driver and the browser are named explicitly, so Selenium Manager never
+looks for (or downloads) a driver of its own. ``find_chromium`` returns None when either is missing or Selenium is
+not installed; the tests skip then, except under ``CI=true`` where they fail.
+
+``requests`` lists every URL the page asked the network stack for, read from Chromium's performance log
+(DevTools ``Network.requestWillBeSent`` events, which ChromeDriver forwards when ``goog:loggingPrefs`` asks).
 """
 
 from __future__ import annotations
@@ -10,154 +15,126 @@ from __future__ import annotations
 import base64
 import json
 import os
-import select
 import shutil
-import subprocess
 import tempfile
-import time
+from dataclasses import dataclass
 
-CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+INSTALL = ("apt-get install -y chromium-driver (it brings chromium), and pip install selenium (the test extra); or "
+           "set PROJBENCH_CHROMIUM and PROJBENCH_CHROMEDRIVER to a browser and its matching driver")
 
 
-def find_chromium() -> str | None:
-    explicit = os.environ.get("PROJBENCH_CHROMIUM")
-    if explicit:
-        return explicit
-    for name in CANDIDATES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
+@dataclass(frozen=True)
+class Executables:
+    browser: str
+    driver: str
+
+
+def find_chromium() -> Executables | None:
+    """The browser and its driver, if both are installed and Selenium is importable; else None."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return None
+    browser = os.environ.get("PROJBENCH_CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
+    driver = os.environ.get("PROJBENCH_CHROMEDRIVER") or shutil.which("chromedriver")
+    return Executables(browser, driver) if browser and driver else None
 
 
 class BrowserError(RuntimeError):
     pass
 
 
+def launched(width: int = 1600, height: int = 1000) -> Chromium:
+    """A started browser for a test; without one the test skips, except under CI=true where it fails."""
+    import pytest
+
+    exe = find_chromium()
+    if exe is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Chromium, its driver and Selenium are required under CI=true: {INSTALL}.")
+        pytest.skip(f"no Chromium with its driver and Selenium: {INSTALL}")
+    return Chromium(exe, width, height)
+
+
 class Chromium:
-    """One headless browser with one page. ``requests`` lists every URL the page asked the network stack for."""
+    """One headless browser with one page whose viewport is exactly ``width`` x ``height`` CSS pixels."""
 
-    def __init__(self, executable: str, width: int = 1600, height: int = 1000, timeout: float = 60.0):
-        self.timeout = timeout
+    def __init__(self, exe: Executables, width: int = 1600, height: int = 1000, timeout: float = 60.0):
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
         self.profile = tempfile.TemporaryDirectory(prefix="projbench-chromium-")
-        cmd_r, self._cmd_w = os.pipe()     # we write commands, the browser reads fd 3
-        self._ev_r, ev_w = os.pipe()       # the browser writes fd 4, we read
-
-        def wire_fds():  # in the child, before exec: the browser expects exactly fds 3 and 4
-            os.dup2(cmd_r, 3)
-            os.dup2(ev_w, 4)
-
-        args = [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-                "--disable-default-apps", "--mute-audio", "--remote-debugging-pipe",
-                f"--user-data-dir={self.profile.name}", f"--window-size={width},{height}", "about:blank"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, pass_fds=(3, 4), preexec_fn=wire_fds)
-        os.close(cmd_r)
-        os.close(ev_w)
-        self._buf = b""
-        self._next_id = 0
-        self.events: list[dict] = []
-        self.requests: list[str] = []
-        target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Network"):
-            self.call(f"{domain}.enable")
-        self.call("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
-
-    # -- protocol ---------------------------------------------------------------------------------------------
-    def _send(self, method: str, params: dict | None, session: str | None) -> int:
-        self._next_id += 1
-        msg = {"id": self._next_id, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
-        return self._next_id
-
-    def _read(self, deadline: float) -> dict:
-        while b"\0" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._ev_r], [], [], left)[0]:
-                raise BrowserError("Chromium did not answer in time")
-            chunk = os.read(self._ev_r, 1 << 16)
-            if not chunk:
-                raise BrowserError("Chromium closed the DevTools pipe (did it crash?)")
-            self._buf += chunk
-        raw, self._buf = self._buf.split(b"\0", 1)
-        msg = json.loads(raw)
-        if msg.get("method") == "Network.requestWillBeSent":
-            self.requests.append(msg["params"]["request"]["url"])
-        if "method" in msg:
-            self.events.append(msg)
-        return msg
-
-    def _call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
-        want = self._send(method, params, session)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            msg = self._read(deadline)
-            if msg.get("id") == want:
-                if "error" in msg:
-                    raise BrowserError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-
-    def call(self, method: str, params: dict | None = None) -> dict:
-        """A command on the page's session."""
-        return self._call(method, params, self.session)
-
-    def wait_event(self, method: str, seen_before: int = 0) -> dict:
-        deadline = time.monotonic() + self.timeout
-        for ev in self.events[seen_before:]:
-            if ev["method"] == method:
-                return ev
-        while True:
-            msg = self._read(deadline)
-            if msg.get("method") == method:
-                return msg
+        options = webdriver.ChromeOptions()
+        options.binary_location = exe.browser
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+                    "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
+                    f"--user-data-dir={self.profile.name}", f"--window-size={width},{height}"):
+            options.add_argument(arg)
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+        try:
+            self.driver = webdriver.Chrome(options=options, service=Service(executable_path=exe.driver))
+        except Exception as exc:  # the driver's own message says what is wrong (e.g. versions that differ)
+            self.profile.cleanup()
+            raise BrowserError(f"Chromium did not start through {exe.driver}: {exc}") from exc
+        self.driver.set_script_timeout(timeout)
+        self.driver.set_page_load_timeout(timeout)
+        # The window's outer size includes no browser chrome in headless mode, but the override makes the
+        # viewport exact whatever the platform does with --window-size.
+        self.cdp("Emulation.setDeviceMetricsOverride",
+                 {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        self._requests: list[str] | None = None   # None until the first open(): the start-up page is not ours
 
     # -- page helpers -----------------------------------------------------------------------------------------
+    def cdp(self, method: str, params: dict | None = None) -> dict:
+        """A DevTools command on the page (what WebDriver itself does not offer: exact viewport, full-page shots)."""
+        return self.driver.execute_cdp_cmd(method, params or {})
+
     def open(self, url: str) -> None:
-        mark = len(self.events)
-        self.call("Page.navigate", {"url": url})
-        self.wait_event("Page.loadEventFired", mark)
+        if self._requests is None:
+            self.driver.get_log("performance")   # drained: what the browser's own start-up page fetched
+            self._requests = []
+        self.driver.get(url)   # returns once the load event fired
 
     def reload(self) -> None:
-        mark = len(self.events)
-        self.call("Page.reload", {"ignoreCache": True})
-        self.wait_event("Page.loadEventFired", mark)
+        self.driver.refresh()
 
     def js(self, expression: str):
-        """Evaluate in the page and return the JSON value; a thrown exception fails loudly."""
-        res = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                             "awaitPromise": True})
-        if "exceptionDetails" in res:
-            details = res["exceptionDetails"]
-            raise BrowserError(f"JS error: {details.get('exception', {}).get('description') or details}")
-        return res["result"].get("value")
+        """Evaluate an expression in the page and return its JSON value; a thrown exception fails loudly."""
+        from selenium.common.exceptions import JavascriptException
+
+        try:
+            return self.driver.execute_script(f"return ({expression});")
+        except JavascriptException as exc:
+            raise BrowserError(f"JS error: {exc.msg}") from None
 
     def screenshot(self, full_page: bool = True) -> bytes:
-        params = {"format": "png"}
-        if full_page:
-            size = self.call("Page.getLayoutMetrics")["cssContentSize"]
-            params |= {"captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": size["width"],
-                                                                  "height": size["height"], "scale": 1}}
-        res = self.call("Page.captureScreenshot", params)
+        """PNG of the viewport, or of the whole page (``captureBeyondViewport``) with ``full_page``."""
+        if not full_page:
+            return self.driver.get_screenshot_as_png()
+        size = self.cdp("Page.getLayoutMetrics")["cssContentSize"]
+        res = self.cdp("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
         return base64.b64decode(res["data"])
+
+    @property
+    def requests(self) -> list[str]:
+        """Every URL requested since the first :meth:`open` (the log is drained into this list on each read)."""
+        if self._requests is None:
+            return []
+        for entry in self.driver.get_log("performance"):
+            msg = json.loads(entry["message"])["message"]
+            if msg.get("method") == "Network.requestWillBeSent":
+                self._requests.append(msg["params"]["request"]["url"])
+        return self._requests
 
     def close(self) -> None:
         try:
-            self._call("Browser.close")
-        except (BrowserError, OSError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self._cmd_w)
-        os.close(self._ev_r)
-        self.profile.cleanup()
+            self.driver.quit()
+        finally:
+            self.profile.cleanup()
 
     def __enter__(self):
         return self

@@ -1,5 +1,8 @@
-"""Assemble the page: head, header, filters, the long-form board, the smaller tables, the plots, the lists of
-incomplete runs, skipped files and warnings, and the provenance the script opens on demand."""
+"""Assemble the page: head, header, the verdict, the plots, filters, the long-form board, the smaller tables, the
+lists of incomplete runs, skipped files and warnings, and the provenance the script opens on demand.
+
+The first screen (1280 x 900) answers the question: the verdict per model and task (the Markdown's, from
+:mod:`..verdict`), the richness-vs-gain plot, and the board's header with its gain and richness columns."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from .tables import (
     more_tables,
     reference_trs,
 )
+from .verdict import verdict_html
 
 INDEX, JSON_NAME, CSV_NAME = "index.html", "leaderboard.json", "leaderboard.csv"
 PAGE_SIZES = (25, 100, 500, 0)  # 0 = all
@@ -47,9 +51,11 @@ def page(board: Leaderboard, coll: Collection, with_reference: bool = False) -> 
 <body>
 {_header(board, lines, len(coll.runs))}
 <main>
+{verdict_html(board)}
+{_plots_section(lines)}
 {_controls(lines, with_reference)}
 {_board(lines)}
-{_sections(board, lines)}
+{_sections(board)}
 </main>
 <script type="application/json" id="provenance">{_script_json(_provenance(lines, board, coll))}</script>
 <script>{script_text()}</script>
@@ -82,14 +88,18 @@ def csp() -> str:
 def _header(board: Leaderboard, lines: list[Line], n_runs: int) -> str:
     return f"""<header>
 <h1>projbench leaderboard</h1>
-<p>Does the cross-modal projector learn a domain's visual attributes when fine-tuned, or does the LLM?
-{len(board.rows)} leaderboard rows ({len(lines)} table lines) from {n_runs} finished runs.
+<p>Does the projector learn a domain's visual attributes when fine-tuned, or does the LLM?
+{_count(len(board.rows), "row")}, {_count(len(lines), "table line")}, {_count(n_runs, "finished run")}.
 Data: <a href="{JSON_NAME}">{JSON_NAME}</a> · <a href="{CSV_NAME}">{CSV_NAME}</a>.</p>
 <details><summary>How to read the numbers</summary>{legend_html()}
 <p>Each table line is one regime of a leaderboard row; the same numbers as the Markdown leaderboard.
 Limited runs are quick checks, not results. Click a column header to sort (again to reverse); missing values
 always sort last.</p></details>
 </header>"""
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _controls(lines: list[Line], with_reference: bool) -> str:
@@ -134,20 +144,22 @@ def _plots(lines: list[Line]) -> str:
     return plots_html(points, line_ids)
 
 
-def _sections(board: Leaderboard, lines: list[Line]) -> str:
+def _plots_section(lines: list[Line]) -> str:
+    return f"""<section id="plots">
+<h2>Richness change vs. task gain, per task</h2>
+<p class="about">Mean over seeds; error bars: 95% interval (else ± std). Lower right: the task improved while the
+projector's output lost domain information (the paper's finding).</p>
+{_plots(lines)}
+</section>"""
+
+
+def _sections(board: Leaderboard) -> str:
     incomplete = "".join(f"<li><code>{esc(i.path)}</code>: {esc(i.reason)}</li>" for i in board.incomplete)
     skipped = "".join(f"<li><code>{esc(s.path)}</code>: {esc(s.reason)}</li>" for s in board.skipped)
     warnings = "".join(f"<li>{esc(w)}</li>" for w in board.warnings)
     return f"""<section id="summary">
 <h2>Per model</h2>
 {more_tables(board) or "<p>No summary yet.</p>"}
-</section>
-<section id="plots">
-<h2>Richness change vs. task gain, per task</h2>
-<p>Mean over seeds; error bars: the 95% interval where the results carry one, else ± std (a bar much wider
-than the points' spread is cut at the panel's edge). Right of 0: the task improved; below 0: the projector's output lost domain
-information (the paper's finding for FT-E2E is the lower right).</p>
-{_plots(lines)}
 </section>
 <section id="incomplete"><h2>Incomplete runs</h2><ul>{incomplete or "<li>None.</li>"}</ul></section>
 <section id="skipped"><h2>Skipped files</h2><ul>{skipped or "<li>None.</li>"}</ul></section>

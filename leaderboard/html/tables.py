@@ -71,7 +71,12 @@ def lines_of(board: Leaderboard) -> list[Line]:
 
 
 TEXT_COLUMNS = [c for c in LINE_COLUMNS if not c.per_regime]
-STAT_COLUMNS = [c for c in LINE_COLUMNS if c.per_regime]
+# The page's column order: what a line is (model, task, regime), then the two changes that answer the question,
+# then the scores behind them, then the rest; so gain and richness are on screen at 1280 px without scrolling.
+BOARD_ORDER = ("model", "task", "regime", "gain", "richness", "f1", "probe", "gain_pct", "richness_pct",
+               "probe_pre", "family", "eval", "data", "seeds")
+BOARD_COLUMNS = sorted(LINE_COLUMNS, key=lambda c: BOARD_ORDER.index(c.key) if c.key in BOARD_ORDER
+                       else len(BOARD_ORDER))   # a column not named here goes last, never missing
 
 
 def text_cells(line: Line) -> dict[str, str]:
@@ -118,8 +123,11 @@ def _filter_attrs(text: dict[str, str]) -> str:
 
 def line_tr(line: Line) -> str:
     text = text_cells(line)
-    tds = [td(text[c.key], text[c.key] if c.kind == "count" else None, c.numeric) for c in TEXT_COLUMNS]
-    for c in STAT_COLUMNS:
+    tds = []
+    for c in BOARD_COLUMNS:
+        if not c.per_regime:
+            tds.append(td(text[c.key], text[c.key] if c.kind == "count" else None, c.numeric))
+            continue
         col = behind(c, line.regime)
         if col is None:
             tds.append(td("", None, True, "na"))
@@ -139,11 +147,14 @@ def reference_trs() -> list[str]:
         for regime in REGIMES:
             text = {"model": reference.MODEL, "task": r.task, "family": reference.PROJECTOR_FAMILY,
                     "regime": REGIME_LABELS[regime], "eval": "generate (paper)", "data": "paper", "seeds": ""}
-            tds = [td(text[c.key], None, c.numeric) for c in TEXT_COLUMNS]
-            for c in STAT_COLUMNS:
-                col = behind(c, regime)
+            tds = []
+            for c in BOARD_COLUMNS:
+                col = behind(c, regime) if c.per_regime else None
                 x = None if col is None else col.ref(r)
-                tds.append(td("", None, True, "na") if x is None else td(number(x, col.kind), sort_key(x), True))
+                if not c.per_regime:
+                    tds.append(td(text[c.key], None, c.numeric))
+                else:
+                    tds.append(td("", None, True, "na") if x is None else td(number(x, col.kind), sort_key(x), True))
             tds.append("<td></td>")
             out.append(f'<tr class="ref" data-ref="1"{_filter_attrs(text)}>' + "".join(tds) + "</tr>")
     return out
@@ -154,7 +165,7 @@ def board_heads() -> str:
     return "".join(
         f'<th scope="col" data-col="{i}" data-type="{"num" if c.numeric else "text"}" aria-sort="none" '
         f'title="{esc(c.title)}"><button type="button">{esc(c.header)}</button></th>'
-        for i, c in enumerate(LINE_COLUMNS)) + '<th scope="col" title="the runs behind the line, with their provenance">Runs</th>'
+        for i, c in enumerate(BOARD_COLUMNS)) + '<th scope="col" title="the runs behind the line, with their provenance">Runs</th>'
 
 
 def filter_selects(lines: list[Line]) -> str:

@@ -52,6 +52,7 @@ def test_an_edited_shown_number_marks_every_number_of_its_row(results, field, ch
     assert others and all(o.unverified == () for o in others)
     md = render(board, "markdown")
     assert f"- ✗ {why}" in md and "- ✗: a number of this row does not follow" in md
+    assert md.count("✗ (numbers that do not follow from their stored predictions: not a result)**") == 1  # verdict
     csv_line = next(line for line in render(board, "csv").splitlines() if "digits" in line and ",10," in line)
     assert f"{RUN.as_posix()}: numbers do not follow" in csv_line
     [json_row] = [x for x in json.loads(render(board, "json"))["rows"] if x["task"] == "digits" and x["max_per_class"]]

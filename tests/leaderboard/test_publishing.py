@@ -9,13 +9,12 @@ import base64
 import csv
 import hashlib
 import io
-import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
-from browser import Chromium, find_chromium
+from browser import launched
 from synthetic_results import copy_runs_as
 
 from benchmark.cli import main as cli_main
@@ -86,12 +85,7 @@ def test_the_csp_allows_only_the_pages_own_script_and_style_by_hash(hostile):
 
 @pytest.fixture(scope="module")
 def browser():
-    exe = find_chromium()
-    if exe is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Chromium is required under CI=true (apt-get install chromium, or set PROJBENCH_CHROMIUM).")
-        pytest.skip("no Chromium found (apt-get install chromium, or set PROJBENCH_CHROMIUM)")
-    with Chromium(exe) as b:
+    with launched() as b:
         yield b
 
 

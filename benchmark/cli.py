@@ -1,4 +1,5 @@
-"""Command line: ``python -m benchmark run | sweep | analyze | plan | list | cache | check-adapter | leaderboard``."""
+"""Command line: ``python -m benchmark run | sweep | analyze | plan | list | cache | check-adapter | leaderboard |
+verify | export``."""
 
 from __future__ import annotations
 
@@ -112,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--reference", action="store_true", help="include the paper's LLaVA-1.5-7B reference rows")
     lb.add_argument("--analysis-plots", metavar="DIR",
                     help="also draw the per-layer curves of every analysis (one PNG per model, task, analysis) here")
+    from .verify.runner import add_parsers
+
+    add_parsers(sub)
     return p
 
 
@@ -395,6 +399,18 @@ def cmd_leaderboard(a) -> int:
     return leaderboard_main(a)
 
 
+def cmd_verify(a) -> int:
+    from .verify.runner import cmd_verify as verify
+
+    return verify(a)
+
+
+def cmd_export(a) -> int:
+    from .verify.runner import cmd_export as export
+
+    return export(a)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -404,8 +420,8 @@ def main(argv=None) -> int:
     args.argv, args.run_flags = argv, rest  # as typed: `run --accelerate-config` hands the same flags on
     try:
         return {"run": cmd_run, "sweep": cmd_sweep, "plan": cmd_plan, "analyze": cmd_analyze, "list": cmd_list,
-                "cache": cmd_cache, "check-adapter": cmd_check_adapter,
-                "leaderboard": cmd_leaderboard}[args.command](args)
+                "cache": cmd_cache, "check-adapter": cmd_check_adapter, "leaderboard": cmd_leaderboard,
+                "verify": cmd_verify, "export": cmd_export}[args.command](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

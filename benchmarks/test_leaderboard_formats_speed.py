@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from synthetic_results import write_results  # noqa: E402
 
 from benchmark.cli import main as cli_main  # noqa: E402
+from benchmark.storage.integrity import seal  # noqa: E402
 
 LIMIT_S = 30.0
 HOSTILE = {"nested": "[" * 200_000 + "]" * 200_000, "huge": None, "range": None}
@@ -29,6 +30,7 @@ def results(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("results10k")
     write_results(root, models=56, tasks=10, seeds=6, still=4)
     base = json.loads((root / "model-000/task0/zero-shot/seed0/metrics.json").read_text())
+    base.pop("_sha256")   # sealed again below, as an editor would
     for name in HOSTILE:
         d = root / f"hostile-{name}/task0/zero-shot/seed0"
         d.mkdir(parents=True)
@@ -37,7 +39,7 @@ def results(tmp_path_factory) -> Path:
         elif name == "huge":
             text = json.dumps({**base, "model": f"hostile-{name}", "padding": "x" * (70 * 1024 * 1024)})
         else:
-            text = json.dumps({**base, "model": f"hostile-{name}", "metrics": {**base["metrics"], "macro_f1": 7.5}})
+            text = json.dumps(seal({**base, "model": f"hostile-{name}", "metrics": {**base["metrics"], "macro_f1": 7.5}}))
         (d / "metrics.json").write_text(text)
     return root
 

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from synthetic_results import write_results  # noqa: E402
 
 from benchmark.cli import main as cli_main  # noqa: E402
+from benchmark.storage.integrity import seal  # noqa: E402
 
 CLASSES, PER_CLASS, PROBE_SEEDS = 23, 20, 3
 ROWS = 20
@@ -36,7 +37,7 @@ def _with_predictions(root: Path) -> None:
         d = m.parent
         record = json.loads(m.read_text())
         record.update(schema_version=3, data={"classes": names})
-        m.write_text(json.dumps(record))
+        m.write_text(json.dumps(seal(record)))
         task = np.where(rng.random(y.size) < 0.4, y, rng.integers(0, CLASSES, y.size))
         (d / "predictions.jsonl").write_text("".join(
             json.dumps({"uid": u, "label": names[t], "prediction": names[p]}) + "\n"

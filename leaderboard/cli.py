@@ -11,6 +11,7 @@ from pathlib import Path
 from statistics import fmean
 
 from benchmark.schema import Regime, results_root
+from benchmark.storage.bundle import opened
 from benchmark.storage.confined import confined
 from benchmark.storage.integrity import BenchmarkError
 
@@ -102,7 +103,13 @@ def main(args) -> int:
         # Checked first, so that a typo fails before anything is written.
         raise BenchmarkError(f"--plot writes a PNG; give a file name ending in .png (got {plot_path}).")
     results = Path(args.results) if getattr(args, "results", None) else results_root()
-    coll = collection_for(results)
+    with opened(results) as root:   # a bundle (`export`) is read from its checked contents
+        return _publish(args, fmt, results, root, plot_path)
+
+
+def _publish(args, fmt: str, results: Path, root: Path, plot_path: Path | None) -> int:
+    """Build and write the leaderboard of the runs under ``root`` (``results``: how messages name it)."""
+    coll = collection_for(root)
     board = build(coll)
 
     # Problems go to stderr as well as into the output: CSV has no room for them, and a shell user should see
@@ -124,7 +131,7 @@ def main(args) -> int:
         index = write_site(board, coll, Path(args.output), with_reference)
         print(f"leaderboard (html): {index}", file=sys.stderr)
     else:
-        text = with_analyses(render(board, fmt, with_reference=with_reference), fmt, results)
+        text = with_analyses(render(board, fmt, with_reference=with_reference), fmt, root)
         _write_text(text, fmt, getattr(args, "output", None))
     if plot_path is not None:
         from .plot import draw
@@ -135,6 +142,6 @@ def main(args) -> int:
             raise BenchmarkError(f"Cannot write the plot to {plot_path}: {exc.strerror}.") from None
         print(f"plot: {plot_path}", file=sys.stderr)
     if getattr(args, "analysis_plots", None):
-        for png in draw_curves(results, out_dir=Path(args.analysis_plots)):
+        for png in draw_curves(root, out_dir=Path(args.analysis_plots)):
             print(f"analysis curves: {png}", file=sys.stderr)
     return 0

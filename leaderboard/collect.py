@@ -26,7 +26,7 @@ from benchmark.schema import (  # noqa: F401  (RunKey, the file names: re-export
     SchemaError,
     migrate,
 )
-from benchmark.storage.integrity import SEAL, seal_matches
+from benchmark.storage.integrity import SEAL, record_seal_problem
 
 # Folder names of the regimes, and the optional baselines stage's folder beside them.
 REGIME_DIRS = tuple(r.value for r in FOLDER_ORDER if r is not Regime.BASELINES)
@@ -70,6 +70,7 @@ class Run:
     classes: tuple[str, ...] = ()       # the label space, in the order of the probe predictions' indices
     min_class_n: int | None = None      # test images of the smallest class (schema 3)
     folder: Path | None = None          # the run folder: its predictions give the leaderboard's intervals
+    artifacts: tuple[tuple[str, str], ...] = ()  # (file, SHA-256) the record gives for the files beside it
 
 
 @dataclass(frozen=True)
@@ -217,11 +218,17 @@ def _load(text: str, kind: str) -> dict:
         raise _Invalid("JSON nested too deeply to be a metrics.json") from None
     if not isinstance(m, dict):
         raise _Invalid("not a JSON object")
-    claimed = m.pop(SEAL, None)
-    if claimed is not None and not seal_matches(m, claimed):
-        raise _Invalid("corrupt: its content does not match its recorded SHA-256; delete the run folder and run "
-                       "the same command again to recompute it")
+    problem = record_seal_problem(m, m.pop(SEAL, None))
+    if problem:
+        raise _Invalid(f"corrupt: {problem}; delete the run folder and run the same command again to recompute it")
     return migrate(m, kind)
+
+
+def _artifacts(recorded) -> tuple[tuple[str, str], ...]:
+    """The record's (file, SHA-256) pairs; anything else there is left for the checks to find missing."""
+    if not isinstance(recorded, dict):
+        return ()
+    return tuple(sorted((k, v) for k, v in recorded.items() if isinstance(k, str) and isinstance(v, str)))
 
 
 def parse_metrics(key: RunKey, text: str, folder: Path | None = None) -> Run:
@@ -232,8 +239,7 @@ def parse_metrics(key: RunKey, text: str, folder: Path | None = None) -> Run:
     regime = _field(m, "regime", str)
     lora = _field(m, "lora", bool)
     seed = _field(m, "seed", int)
-    limit = m.get("limit", "absent")
-    if limit == "absent":
+    if (limit := m.get("limit", "absent")) == "absent":
         raise _Invalid("missing field 'limit'")
     run = Run(
         key=key,
@@ -264,6 +270,7 @@ def parse_metrics(key: RunKey, text: str, folder: Path | None = None) -> Run:
         classes=tuple(c for c in (_optional(m, "data.classes", list) or []) if isinstance(c, str)),
         min_class_n=_optional(m, "metrics.interval.min_class_n", int),
         folder=folder,
+        artifacts=_artifacts(m.get("artifacts")),
     )
     # The folder decides where a run is shown, so it must agree with what the run says it is: a limited run in
     # a full-run folder would otherwise be shown as a full run.

@@ -222,8 +222,10 @@ IDENTITY_COLUMNS = [
     Column("revisions", "", lambda r: r.revisions, formats=DATA),
 ]
 MISSING_COLUMN = Column("missing", "", lambda r: r.missing, formats=DATA)
+# Runs whose numbers do not follow from their stored predictions (their cells carry the ✗ mark in the tables).
+UNVERIFIED_COLUMN = Column("unverified", "", lambda r: r.unverified, formats=DATA)
 # Every per-row column in the CSV's order (JSON sorts its keys).
-ROW_COLUMNS = IDENTITY_COLUMNS + COLUMNS + [MISSING_COLUMN]
+ROW_COLUMNS = IDENTITY_COLUMNS + COLUMNS + [MISSING_COLUMN, UNVERIFIED_COLUMN]
 
 # What the Markdown (and HTML) tables show of a row besides its numbers.
 MODEL = Column("model_label", "Model", model_label, formats=TABLE)

@@ -28,7 +28,7 @@ from .columns import (
     summary_table,
     table,
 )
-from .table import OLDER_CONTROL, Leaderboard, Row, SummaryRow
+from .table import OLDER_CONTROL, UNVERIFIED, Leaderboard, Row, SummaryRow
 from .verdict import ABOUT, groups, row_verdicts, title
 
 
@@ -161,6 +161,10 @@ LEGEND = [
     "\"X − CLIP ZS\" = the model's F1 in regime X minus CLIP zero-shot F1.",
 ]
 
+UNVERIFIED_NOTE = (f"- {UNVERIFIED}: a number of this row does not follow from its runs' stored predictions (edited, "
+                   "or its predictions are missing or fail their checksums): not a result. The Warnings name each "
+                   "run and number; `python -m benchmark verify` checks every number of a run.")
+
 
 def _verdict_md(board: Leaderboard) -> list[str]:
     """The answer first: per model and task, the verdict of each fine-tuned regime (:mod:`.verdict`)."""
@@ -178,8 +182,9 @@ def markdown(board: Leaderboard, with_reference: bool = False, *, verdict: bool 
     """The Markdown leaderboard; ``verdict=False`` leaves out the leading verdict (``run`` prints it after)."""
     full = [r for r in board.rows if r.limit is None]
     limited = [r for r in board.rows if r.limit is not None]
+    marked = [UNVERIFIED_NOTE] if any(r.unverified for r in board.rows) else []
     out = ["# projbench leaderboard", ""] + (_verdict_md(board) if verdict and board.rows else [])
-    out += ["## How to read the tables", "", *LEGEND, ""]
+    out += ["## How to read the tables", "", *LEGEND, *marked, ""]
     out += _runs_section_md("Full runs", "Every image of each task's splits.", full,
                             [s for s in board.summary if s.limit is None])
     if limited:

@@ -104,6 +104,7 @@ class Ratio:
     seeds: tuple[int, ...]
     new_mean: float
     base_mean: float
+    mark: str = ""                      # a note on the value itself, as :attr:`Stat.mark`
     ci = None
     ci_method = None
     p_value = None

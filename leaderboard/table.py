@@ -24,6 +24,7 @@ from .resample import POST, PRE, TASK, Predictions, change_source, score_source
 from .stats import Interval, Ratio, Stat, recorded
 from .stats import ratio_of as _ratio  # short names: the row builder calls them dozens of times
 from .stats import stat_of as _stat
+from .verified import run_problems
 
 FINETUNED = (Regime.FT_PROJ.value, Regime.FT_E2E.value)  # the regimes of a row that are compared with zero-shot
 E2E_DIRS = (Regime.FT_E2E.value, Regime.FT_E2E_LORA.value)  # the folders that can fill a row's FT-E2E slot
@@ -74,6 +75,8 @@ class Row:
     # by regime: the row's seeds whose run in that regime is another configuration's (shown in that row)
     elsewhere: dict[str, tuple[int, ...]] = field(default_factory=dict)
     checkpoints: tuple[str, ...] = ()       # what the row's runs loaded (a tiny twin: its cache folder)
+    # runs of the row whose numbers do not follow from their stored predictions: "path: what differs"
+    unverified: tuple[str, ...] = ()
 
     @property
     def lora(self) -> bool:
@@ -147,7 +150,7 @@ def build(coll: Collection) -> Leaderboard:
 
     unfinished, unreadable = set(coll.unfinished), set(coll.unreadable)
     rows, incomplete, warnings = [], {}, []
-    store = Predictions()   # the runs' test predictions, read only when an interval is asked for
+    store = Predictions()   # the runs' test predictions, read once, for the checks and the intervals
     for g in sorted(names):
         model, task, limit = names[g]
         # Both a full and a LoRA FT-E2E may exist for one model and task: each gets its own row rather than one
@@ -171,7 +174,7 @@ def build(coll: Collection) -> Leaderboard:
                 if base_runs.get(g):
                     row = _with_baselines(row, base_runs[g], done)
                     warnings += _baseline_warnings(row)
-                rows.append(row)
+                rows.append(row := _with_unverified(row, done, store))
                 warnings += _consistency_warnings(label + (f" [{variant}]" if variant else ""), row, done)
     return Leaderboard(
         rows=tuple(rows),
@@ -329,6 +332,31 @@ def _row(model, task, *, limit, e2e_dir, done: dict[str, dict[int, Run]], seen: 
     )
 
 
+UNVERIFIED = "✗"   # a number that does not follow from its runs' stored predictions (see the legend)
+
+
+def _with_unverified(row: Row, done: dict[str, dict[int, Run]], store: Predictions) -> Row:
+    """The row with every measured cell marked if any of its runs' numbers do not follow from their stored
+    predictions (:mod:`.verified`): such a row is never shown as a plain result."""
+    checked = [(r.key.path, run_problems(store, r)) for by_seed in done.values() for r in by_seed.values()]
+    bad = sorted((path, why) for path, why in checked if why)
+    if not bad:
+        return row
+
+    def marked(s):
+        return None if s is None else replace(s, mark=s.mark + UNVERIFIED)
+
+    def each(d: dict) -> dict:
+        return {k: marked(v) for k, v in d.items()}
+
+    return replace(row, f1=each(row.f1), probe=each(row.probe), probe_pre=marked(row.probe_pre),
+                   gain=each(row.gain), gain_pct=each(row.gain_pct), richness=each(row.richness),
+                   richness_pct=each(row.richness_pct), control=each(row.control),
+                   selectivity=each(row.selectivity), gain_vs_clip=each(row.gain_vs_clip),
+                   unverified=tuple(f"{path}: numbers do not follow from its stored predictions: {'; '.join(why)}"
+                                    for path, why in bad))
+
+
 def _with_baselines(row: Row, runs: list[BaselineRun], done: dict[str, dict[int, Run]]) -> Row:
     b = Baselines(
         clips=tuple(sorted({r.clip for r in runs})),
@@ -360,7 +388,7 @@ def _baseline_warnings(row: Row) -> list[str]:
 def _consistency_warnings(label: str, row: Row, done: dict[str, dict[int, Run]]) -> list[str]:
     """Runs averaged into one row must measure the same thing; say so when they do not."""
     runs = [r for folder in (Regime.ZERO_SHOT, Regime.FT_PROJ, row.e2e_dir) for r in done.get(folder, {}).values()]
-    out = []
+    out = [f"{UNVERIFIED} {u}" for u in row.unverified]
     for what, attr in (("task versions", "task_version"), ("task data (fingerprints)", "task_fingerprint"),
                        ("projector families", "projector_family"), ("evaluation modes", "eval_mode"),
                        ("checkpoints", "checkpoint"), ("model revisions", "revision")):

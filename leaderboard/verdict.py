@@ -106,8 +106,10 @@ def twin_verdict(model: str) -> Verdict:
 
 
 def title(row) -> str:
-    """``model · task`` (with the row's configuration and the limit where there are), as the tables name it."""
-    return f"{model_label(row)} · {task_label(row.task, row.limit)}"
+    """``model · task`` (with the row's configuration and the limit where there are), as the tables name it; ✗
+    where the row's numbers do not follow from its runs' stored predictions (:mod:`.verified`)."""
+    mark = " ✗ (numbers that do not follow from their stored predictions: not a result)" if row.unverified else ""
+    return f"{model_label(row)} · {task_label(row.task, row.limit)}{mark}"
 
 
 def row_verdicts(row) -> list[Verdict]:

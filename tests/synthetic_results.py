@@ -11,6 +11,8 @@ import random
 import zlib
 from pathlib import Path
 
+from benchmark.storage.integrity import seal
+
 FAMILIES = ("mlp", "linear", "q-former", "pixel-shuffle", "patch-merger", "resampler", "perceiver", "c-abstractor")
 REGIMES = ("zero-shot", "ft-proj", "ft-e2e")
 
@@ -55,7 +57,7 @@ def _write(root: Path, model, task, regime, seed, family, f1, probe) -> None:
     }
     if regime == "zero-shot":
         m["probe"]["pre_projection"] = {"macro_f1": round(min(1.0, probe + 0.05), 4)}
-    (d / "metrics.json").write_text(json.dumps(m))
+    (d / "metrics.json").write_text(json.dumps(seal(m)))   # sealed, as projbench writes every schema-2 file
 
 
 def copy_runs_as(source_model: Path, root: Path, name: str) -> None:
@@ -66,4 +68,4 @@ def copy_runs_as(source_model: Path, root: Path, name: str) -> None:
         dest.parent.mkdir(parents=True)
         m = json.loads(p.read_text())
         m["model"] = name
-        dest.write_text(json.dumps(m))
+        dest.write_text(json.dumps(seal(m) if m.get("schema_version", 1) >= 2 else m))

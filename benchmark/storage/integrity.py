@@ -75,6 +75,26 @@ def seal_matches(obj: dict, claimed: str) -> bool:
     return hashlib.sha256(_canonical(obj)).hexdigest() == claimed
 
 
+SEALED_FROM = 2  # every metrics.json projbench writes from schema 2 on carries its seal
+
+
+def record_seal_problem(obj: dict, claimed) -> str | None:
+    """Why a parsed ``metrics.json`` (``obj``, its seal ``claimed`` taken out) cannot be read; None if it can.
+
+    From schema 2 on projbench seals every record, so one without its seal was edited (deleting the seal would
+    otherwise make an edited file read as an older, unsealed one): it is refused, never read as schema 1.
+    """
+    if claimed is None:
+        version = obj.get("schema_version")
+        if isinstance(version, int) and not isinstance(version, bool) and version >= SEALED_FROM:
+            return (f"schema {version} without its seal ({SEAL!r}): projbench seals every record from schema "
+                    f"{SEALED_FROM} on, so this one was edited; not read as an older file")
+        return None
+    if not isinstance(claimed, str) or not seal_matches(obj, claimed):
+        return "its content does not match its recorded SHA-256"
+    return None
+
+
 def read_sealed_json(path: Path) -> dict:
     """Parse a JSON object and check its own checksum if it has one (files written before checksums have none)."""
     obj = parse_json(path)
@@ -104,7 +124,12 @@ def read_finished(d: Path) -> dict:
     d = Path(d)
     fix = f"Delete the folder {d} and run the same command again to recompute this run."
     try:
-        m = read_sealed_json(d / METRICS)
+        m = parse_json(d / METRICS)
+        if not isinstance(m, dict):
+            raise CorruptFileError(d / METRICS, f"expected a JSON object, found {type(m).__name__}")
+        sealed = record_seal_problem(m, m.pop(SEAL, None))
+        if sealed:
+            raise CorruptFileError(d / METRICS, sealed)
         problem = result_problem(m)
         if problem:
             raise CorruptFileError(d / METRICS, f"not a valid result: {problem}")

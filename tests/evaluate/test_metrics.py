@@ -108,6 +108,7 @@ def run_metrics(regime: str, seed: int, f1: float, probe: float, acc: float = 0.
 def write_runs(root, results) -> None:
     """The runs as the protocol writes them: one record per (regime, seed) folder of one model on one task."""
     from benchmark.schema import RunKey
+    from benchmark.storage.integrity import seal
 
     for m in results:
         record = {"schema_version": 2, "projbench_version": "0", "model": "m", "task": "t", "limit": None,
@@ -115,7 +116,7 @@ def write_runs(root, results) -> None:
                   "checkpoint": "org/m", **m}
         d = RunKey("m", "t", None, m["regime"], m["seed"]).under(root)
         d.mkdir(parents=True)
-        (d / "metrics.json").write_text(json.dumps(record))
+        (d / "metrics.json").write_text(json.dumps(seal(record)))   # sealed, as every schema-2 record is
 
 
 def summary_row(root, results):

@@ -20,6 +20,7 @@ from benchmark.cli import main as cli_main
 from benchmark.leaderboard.collect import collect
 from benchmark.leaderboard.render import render
 from benchmark.leaderboard.table import build
+from benchmark.storage.integrity import seal
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 RESULTS = FIXTURES / "results"
@@ -48,7 +49,7 @@ def results(tmp_path) -> Path:
 def edit_metrics(path: Path, edit) -> None:
     m = json.loads(path.read_text())
     edit(m)
-    path.write_text(json.dumps(m, indent=2))
+    path.write_text(json.dumps(seal(m), indent=2))   # resealed: a file of schema 2 on is refused without its seal
 
 
 TINY_ADAPTERS = {"llava15-tiny", "blip2-tiny", "instructblip-tiny", "paligemma-tiny", "limber-gemma2-tiny",

@@ -29,7 +29,7 @@ def edit(results, **fields):
         for part in head:
             cur = cur[part]
         cur[last] = value
-    path.write_text(json.dumps(m))
+    path.write_text(json.dumps(seal(m)))   # resealed, as an editor who knows the seal would
 
 
 def reason(results) -> str:

@@ -8,6 +8,7 @@ Expected intervals are computed here from the predictions written to disk, with 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -64,13 +65,17 @@ def write_predictions(results: Path, *, schema: int = 3, same_seeds: bool = Fals
             if regime == "zero-shot":
                 probe["pre_projection"] = draw(k, 0.5, 200 + s).tolist()
             (d / "probe_predictions.json").write_text(json.dumps(probe))
-            f1 = float(np.mean(macro_f1_rows(np.broadcast_to(y, post.reshape(-1, y.size).shape),
-                                             post.reshape(-1, y.size), k)))
+            def f1_of(p):
+                p = np.asarray(p).reshape(-1, y.size)
+                return float(np.mean(macro_f1_rows(np.broadcast_to(y, p.shape), p, k)))
 
-            def update(m, task=task, f1=f1):   # the recorded scores are the predictions' (as a run writes them)
-                m.update(schema_version=schema)
-                m["metrics"]["macro_f1"] = float(macro_f1_rows(y[None], task[None], k)[0])
-                m["probe"]["post_projection"]["macro_f1"] = f1
+            def update(m, task=task, post=post, probe=probe, d=d):   # the recorded scores are the predictions'
+                m.update(schema_version=schema, artifacts={n: hashlib.sha256((d / n).read_bytes()).hexdigest()
+                                                           for n in ("predictions.jsonl", "probe_predictions.json")})
+                m["metrics"].update(macro_f1=f1_of(task), accuracy=float(np.mean(task == y)))
+                m["probe"]["post_projection"]["macro_f1"] = f1_of(post)
+                if "pre_projection" in probe:
+                    m["probe"]["pre_projection"]["macro_f1"] = f1_of(probe["pre_projection"])
             edit_metrics(d / "metrics.json", update)
             out.update({(regime, seed, "task"): task, (regime, seed, "post"): post})
             if regime == "zero-shot":

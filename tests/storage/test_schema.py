@@ -34,12 +34,15 @@ def test_importing_the_leaderboard_loads_neither_torch_nor_the_core():
             " and not m.startswith('benchmark.leaderboard')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     # The schema (with the folder-name rule) and the integrity seal (with the error base it raises), the check
-    # that site files are no links, the package's own __init__, and the intervals (numpy only: the
-    # leaderboard's intervals are the runs').
+    # that site files are no links, the package's own __init__, the intervals (numpy only: the
+    # leaderboard's intervals are the runs'), the bundle reader (standard library) and verify's checks of the
+    # numbers it shows (numpy only).
     assert json.loads(out.replace("'", '"')) == ["benchmark.errors", "benchmark.evaluate",
                                                  "benchmark.evaluate.intervals", "benchmark.hookspecs",
                                                  "benchmark.names", "benchmark.schema", "benchmark.storage",
-                                                 "benchmark.storage.confined", "benchmark.storage.integrity"]
+                                                 "benchmark.storage.bundle", "benchmark.storage.confined",
+                                                 "benchmark.storage.integrity", "benchmark.verify",
+                                                 "benchmark.verify.points"]
 
 
 @pytest.mark.parametrize("key", [RunKey("llava15-tiny", "textile", None, "zero-shot", 0),

@@ -27,4 +27,63 @@ def load(name):
     return registry().adapters.get(name).factory(device="cpu")
 
 
-__all__ = ["MODELS_ENV", "adapters_under_test", "load", "registry"]
+class Broken:
+    """What a fixture holds when building or loading an adapter (or encoding its photos) failed: the error, shown
+    once, by the first check that asks; every later check that needs it skips, pointing there."""
+
+    def __init__(self, what: str, error: BaseException):
+        self.what, self.error, self.shown_by = what, error, None
+
+    def raise_or_skip(self, nodeid: str):
+        import pytest
+
+        if self.shown_by is None:
+            self.shown_by = nodeid
+            raise self.error
+        pytest.skip(f"{self.what} failed, see {self.shown_by}")
+
+
+# Adapters that failed to build or load in this session, by name: every later fixture skips instead of building
+# them again and printing the same traceback once per check.
+_BROKEN: dict[str, Broken] = {}
+
+
+def attempt(name: str, what, *args, doing: str = "building or loading"):
+    """``what(*args)``, or a :class:`Broken` holding the failure (loading failures are recorded under ``name``)."""
+    from .report import ConformanceFailure
+
+    try:
+        return what(*args)
+    except Exception as exc:  # noqa: BLE001  (reported once, by the first check that needs it)
+        if doing != "building or loading":
+            return Broken(f"{doing} {name!r}", exc)
+        if not isinstance(exc, ConformanceFailure):
+            exc = load_failure(name, exc)
+        return _BROKEN.setdefault(name, Broken(f"{doing} {name!r}", exc))
+
+
+def load_failure(name: str, exc: BaseException):
+    """A failure naming the adapter's factory (its tiny twin's build, or the adapter's __init__) and the error."""
+    import traceback
+
+    from .report import ConformanceFailure
+
+    stack = traceback.extract_tb(exc.__traceback__)
+    where = "\n             ".join(f"{f.filename}:{f.lineno} in {f.name}" for f in stack[-4:])
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines()[:3])[:400]
+    return ConformanceFailure(f"factory: building or loading {name!r} (its tiny twin's build(), or the adapter's "
+                              f"__init__) raised {type(exc).__name__}: {text}\n  raised at: {where}\n  (every other check of {name!r} "
+                              "skips, pointing here)")
+
+
+def load_once(name: str, nodeid: str):
+    """A fresh adapter ``name``; if it failed to build before in this session, skip, pointing to where it did."""
+    if name in _BROKEN:
+        _BROKEN[name].raise_or_skip(nodeid)
+    got = attempt(name, load, name)
+    if isinstance(got, Broken):
+        got.raise_or_skip(nodeid)
+    return got
+
+
+__all__ = ["MODELS_ENV", "Broken", "adapters_under_test", "attempt", "load", "load_failure", "load_once", "registry"]

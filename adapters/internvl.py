@@ -124,7 +124,8 @@ NAMED_TOKENS = {"context_image_token": "<IMG_CONTEXT>", "start_image_token": "<i
 TINY_IMAGE_SIZE, TINY_PATCH = 32, 4  # 8x8 patches, pixel-shuffled 2x2 -> 16 image tokens
 
 
-def build_tiny_internvl(out: Path) -> None:
+def build_tiny_internvl(out: Path, bos: str | None = BOS_BY_TOKENIZER["qwen"]) -> None:
+    """The twin; ``bos`` is the tokenizer's (none, as Qwen2's), a parameter only to build a wrong twin on purpose."""
     from transformers import (
         GotOcr2ImageProcessor,
         InternVLConfig,
@@ -134,7 +135,7 @@ def build_tiny_internvl(out: Path) -> None:
     )
 
     tokenizer = build_tokenizer(extra_special=("<|im_start|>", TURN_END), named_special=NAMED_TOKENS,
-                                bos=BOS_BY_TOKENIZER["qwen"])
+                                bos=bos)
     tokenizer.eos_token = TURN_END  # as in InternVL3-hf's tokenizer
     tokens = (TINY_IMAGE_SIZE // TINY_PATCH) ** 2 // 4
     config = InternVLConfig(

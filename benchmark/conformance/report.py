@@ -75,9 +75,9 @@ def position_text(adapter, native: list[int], mine: list[int], at: int) -> str:
 # Hints for errors that say more than their text: the rule of docs/adding-an-adapter.md they usually break.
 _HINTS = (
     ("'list' object has no attribute", "this model's forward takes pooler_output as ONE stacked (B, T, D) tensor, "
-     "not the default list of per-image (T, D) tensors: override lm_forward() to pass "
-     "BaseModelOutputWithPooling(pooler_output=image_embeds) (docs/adding-an-adapter.md, 'a stacked "
-     "pooler_output')"),
+     "not the default list of per-image (T, D) tensors: set stacked_image_embeds = True on the adapter class "
+     "(or, in an lm_forward of your own, pass BaseModelOutputWithPooling(pooler_output=image_embeds)); "
+     "docs/adding-an-adapter.md, 'A stacked or a list pooler_output'"),
     ("image tokens do not match", "the number of image placeholders in the ids is not the number of image tokens "
      "project() gives: num_image_tokens, format_prompt() or the processor's image-token count (tiling, "
      "crop_to_patches) is off"),
@@ -106,8 +106,11 @@ def blame(adapter, exc: BaseException) -> ConformanceFailure | None:
     text = " ".join(line.strip() for line in str(exc).strip().splitlines()[:3])[:400]
     hints = [h for key, h in _HINTS if key in str(exc)]
     stack = traceback.extract_tb(exc.__traceback__)
-    where = [f"{f.filename}:{f.lineno} in {f.name}" for f in stack[-3:]]
-    method = f"{owner.__name__}.{name}()"
+    mine = traceback.extract_tb(entry, limit=1)[0]  # the adapter method's own line, then where it was raised
+    where = [f"{f.filename}:{f.lineno} in {f.name}" for f in [mine, *[f for f in stack[-2:] if f != mine]]]
+    method = f"{type(adapter).__name__}.{name}()"
+    if owner is not type(adapter):
+        method += f" (inherited from {owner.__name__})"
     return ConformanceFailure(
         f"{method}: raised {type(exc).__name__}: {text}" + "".join(f"\n  hint: {h}" for h in hints)
         + "\n  raised at: " + "\n             ".join(where))

@@ -265,9 +265,9 @@ class ModelAdapter:
         The default hands the projected tokens to the model's ``mm_encoder_outputs`` hook (transformers 5), which
         puts them where the model itself would put the output of its own projector. It passes them as a *list*
         of per-image ``(T, D)`` tensors as ``pooler_output`` (LLaVA's ``get_image_features`` returns a list), or as
-        one stacked ``(B, T, D)`` tensor when ``stacked_image_embeds`` is set (InternVL's forward needs that). Override it when the model needs
-        inputs that cannot be derived from the ids alone (``token_type_ids``, M-RoPE positions, a Q-Former's
-        text); see docs/adding-an-adapter.md.
+        one stacked ``(B, T, D)`` tensor when ``stacked_image_embeds`` is set (InternVL's forward needs that).
+        Override it when the model needs inputs that cannot be derived from the ids alone (``token_type_ids``,
+        M-RoPE positions, a Q-Former's text); see docs/adding-an-adapter.md.
         """
         from transformers.modeling_outputs import BaseModelOutputWithPooling  # lazy: `list models` stays fast
 

@@ -169,3 +169,16 @@ def test_an_unknown_projector_family_is_refused_with_a_suggestion():
     finally:
         del PROJECTOR_FAMILIES["hyper-net"]
     assert {s.projector_family for s in Plugins(autoload=False).adapters} <= set(PROJECTOR_FAMILIES)
+
+
+def test_the_guide_documents_every_spec_field_and_projector_family():
+    import dataclasses
+    from pathlib import Path
+
+    from benchmark.adapters.spec import PROJECTOR_FAMILIES
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "adding-an-adapter.md").read_text()
+    rows = {line.split("|")[1].strip() for line in guide.splitlines() if line.startswith("| `")}
+    assert {f"`{f.name}`" for f in dataclasses.fields(AdapterSpec)} <= rows
+    assert {f"`{name}`" for name in PROJECTOR_FAMILIES} <= rows
+    assert {"`expects_bos`", "`stacked_image_embeds`"} <= rows

@@ -48,18 +48,26 @@ class Broken:
 _BROKEN: dict[str, Broken] = {}
 
 
-def attempt(name: str, what, *args, doing: str = "building or loading"):
-    """``what(*args)``, or a :class:`Broken` holding the failure (loading failures are recorded under ``name``)."""
+def attempt(what: str, fn, *args):
+    """``fn(*args)``, or a :class:`Broken` holding its failure (``what``: what was being done, for the skips)."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001  (reported once, by the first check that needs it)
+        return Broken(what, exc)
+
+
+def attempt_load(name: str):
+    """A fresh adapter ``name``, or the session's one :class:`Broken` record of its failure to build or load."""
     from .report import ConformanceFailure
 
-    try:
-        return what(*args)
-    except Exception as exc:  # noqa: BLE001  (reported once, by the first check that needs it)
-        if doing != "building or loading":
-            return Broken(f"{doing} {name!r}", exc)
-        if not isinstance(exc, ConformanceFailure):
-            exc = load_failure(name, exc)
-        return _BROKEN.setdefault(name, Broken(f"{doing} {name!r}", exc))
+    if name in _BROKEN:
+        return _BROKEN[name]
+    got = attempt(f"building or loading {name!r}", load, name)
+    if isinstance(got, Broken):
+        if not isinstance(got.error, ConformanceFailure):
+            got.error = load_failure(name, got.error)
+        _BROKEN[name] = got
+    return got
 
 
 def load_failure(name: str, exc: BaseException):
@@ -71,19 +79,17 @@ def load_failure(name: str, exc: BaseException):
     stack = traceback.extract_tb(exc.__traceback__)
     where = "\n             ".join(f"{f.filename}:{f.lineno} in {f.name}" for f in stack[-4:])
     text = " ".join(line.strip() for line in str(exc).strip().splitlines()[:3])[:400]
-    return ConformanceFailure(f"factory: building or loading {name!r} (its tiny twin's build(), or the adapter's "
-                              f"__init__) raised {type(exc).__name__}: {text}\n  raised at: {where}\n  (every other check of {name!r} "
-                              "skips, pointing here)")
+    return ConformanceFailure(
+        f"factory: building or loading {name!r} (its tiny twin's build(), or the adapter's __init__) raised "
+        f"{type(exc).__name__}: {text}\n  raised at: {where}\n  (every other check of {name!r} skips, pointing here)")
 
 
 def load_once(name: str, nodeid: str):
     """A fresh adapter ``name``; if it failed to build before in this session, skip, pointing to where it did."""
-    if name in _BROKEN:
-        _BROKEN[name].raise_or_skip(nodeid)
-    got = attempt(name, load, name)
+    got = attempt_load(name)
     if isinstance(got, Broken):
         got.raise_or_skip(nodeid)
     return got
 
 
-__all__ = ["MODELS_ENV", "Broken", "adapters_under_test", "attempt", "load", "load_failure", "load_once", "registry"]
+__all__ = ["MODELS_ENV", "Broken", "adapters_under_test", "attempt", "attempt_load", "load", "load_failure", "load_once", "registry"]

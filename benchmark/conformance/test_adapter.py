@@ -16,7 +16,7 @@ from .language_model import (
     check_saved_projector_reloads,
     check_scores_do_not_depend_on_batch_size,
 )
-from .models import Broken, adapters_under_test, attempt, load, load_once
+from .models import Broken, adapters_under_test, attempt, attempt_load, load_once
 from .native import check_answer_end, check_answer_ids, check_cached_path_equals_native, check_prompt_ids
 from .parts import (
     check_freezing,
@@ -52,7 +52,7 @@ def loaded_adapter(request):
     """One adapter per model for the checks that leave it as it was (they are most checks: loading is not free),
     or the :class:`Broken` failure to build it. Not raised here: pytest would repeat a module fixture's error in
     every check of the module."""
-    return attempt(request.param, load, request.param)
+    return attempt_load(request.param)
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def loaded_encoded(loaded_adapter, photos):
     """The shared adapter's photos encoded once, or the :class:`Broken` failure to encode them."""
     if isinstance(loaded_adapter, Broken):
         return loaded_adapter
-    return attempt(loaded_adapter.name, _encode_blaming, loaded_adapter, photos, doing="encoding the photos with")
+    return attempt(f"encoding the photos with {loaded_adapter.name!r}", _encode_blaming, loaded_adapter, photos)
 
 
 def _encode_blaming(adapter, photos):

@@ -256,7 +256,8 @@ def qwen2vl_2b(image_size: int = 448) -> Architecture:
 
 def internvl3_1b() -> Architecture:
     """InternVL3-1B-hf: InternViT-300M-448px (24 layers, width 1024) -> pixel shuffle 0.5 -> LayerNorm-MLP ->
-    Qwen2.5-0.5B (24 layers, width 896, 14 heads, 2 KV heads), one 448-pixel tile: 256 image tokens."""
+    Qwen2.5-0.5B (24 layers, width 896, 14 heads, 2 KV heads), one 448-pixel tile: 256 image tokens. The LM head
+    is tied to the input embeddings, as in Qwen2.5-0.5B and InternVLConfig's default."""
     from transformers import InternVLConfig, InternVLForConditionalGeneration
 
     config = InternVLConfig(

@@ -218,6 +218,11 @@ class ModelAdapter:
 
     answer_prefix: str = " "
 
+    # Whether the real checkpoint's tokenizer starts every text with its BOS (Llama/Vicuna: True; Qwen, InternVL and
+    # other ChatML models: False); None leaves it unchecked. The conformance suite fails a twin whose prompt ids
+    # disagree (a twin built with build_tokenizer's default BOS for a model whose tokenizer adds none).
+    expects_bos: bool | None = None
+
     @property
     def answer_end_id(self) -> int:
         """The token that ends an answer: supervised in training, the stop token of generation.
@@ -259,19 +264,25 @@ class ModelAdapter:
 
         The default hands the projected tokens to the model's ``mm_encoder_outputs`` hook (transformers 5), which
         puts them where the model itself would put the output of its own projector. It passes them as a *list*
-        of per-image ``(T, D)`` tensors as ``pooler_output`` (LLaVA's ``get_image_features`` returns a list;
-        models that return one stacked tensor, e.g. PaliGemma, accept both). Override it when the model needs
-        inputs that cannot be derived from the ids alone (``token_type_ids``, M-RoPE positions, a Q-Former's
-        text); see docs/adding-an-adapter.md.
+        of per-image ``(T, D)`` tensors as ``pooler_output`` (LLaVA's ``get_image_features`` returns a list), or as
+        one stacked ``(B, T, D)`` tensor when ``stacked_image_embeds`` is set (InternVL's forward needs that).
+        Override it when the model needs inputs that cannot be derived from the ids alone (``token_type_ids``,
+        M-RoPE positions, a Q-Former's text); see docs/adding-an-adapter.md.
         """
         from transformers.modeling_outputs import BaseModelOutputWithPooling  # lazy: `list models` stays fast
 
         mm = None
         if image_embeds is not None:
-            mm = {"image": BaseModelOutputWithPooling(pooler_output=list(image_embeds))}
+            pooled = image_embeds if self.stacked_image_embeds else list(image_embeds)
+            mm = {"image": BaseModelOutputWithPooling(pooler_output=pooled)}
         return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                           mm_encoder_outputs=mm, cache=past_key_values, use_cache=use_cache,
                           return_dict=True)
+
+    # How the default lm_forward hands the image tokens to the model's ``mm_encoder_outputs["image"].pooler_output``:
+    # a list of per-image (T, D) tensors (False: LLaVA, Qwen2-VL, whose get_image_features return lists) or one
+    # stacked (B, T, D) tensor (True: InternVL, PaliGemma, Gemma 3, whose forwards read ``.shape``/``.to`` of it).
+    stacked_image_embeds: bool = False
 
     def full_forward(self, input_ids, attention_mask, position_ids, pixel_values) -> Any:
         """The model's forward from pixels, untouched: the reference the cached path must equal."""

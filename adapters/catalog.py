@@ -121,6 +121,19 @@ QWEN2VL = model_family(
                     checkpoint=_TINY.format("Qwen2VLForConditionalGeneration"), options={"image_size": 32})],
 )
 
+INTERNVL = model_family(
+    _A + "internvl:InternVLAdapter", projector_family="pixel-shuffle-mlp",
+    projector_modules="model.multi_modal_projector (after a 2x2 pixel shuffle: LayerNorm, linear-GELU-linear)",
+    checkpoints=[Checkpoint("internvl3", "OpenGVLab/InternVL3-1B-hf",
+                            "InternVL3-1B: InternViT-300M/14-448 + 2x2 pixel shuffle + MLP + Qwen2.5-0.5B "
+                            "(one 448px tile, tiling off: 256 image tokens)",
+                            architecture=_A + "configs:internvl3_1b")],
+    # 32 px: 8x8 patches of 4 px, pixel-shuffled 2x2 -> 16 LLM tokens (internvl.TINY_IMAGE_SIZE)
+    twins=[TinyTwin("internvl3-tiny", _A + "internvl:build_tiny_internvl",
+                    "Tiny twin of internvl3: same class, tiling switch and template, tiny config, for tests and the demo",
+                    checkpoint=_TINY.format("InternVLForConditionalGeneration"))],
+)
+
 COMPOSE = model_family(
     _A + "compose:ComposeAdapter", projector_family="composed",
     projector_modules="multi_modal_projector of ComposedModel (linear, mlp2x_gelu, qformer or perceiver)",
@@ -148,4 +161,4 @@ COMPOSE += model_family(
 )
 
 # In the order `list models` showed them before (it sorts by name anyway).
-ADAPTERS = [*LLAVA, *BLIP2, *INSTRUCTBLIP, *PALIGEMMA, *LIMBER, *IDEFICS3, *QWEN2VL, *COMPOSE]
+ADAPTERS = [*LLAVA, *BLIP2, *INSTRUCTBLIP, *PALIGEMMA, *LIMBER, *IDEFICS3, *QWEN2VL, *INTERNVL, *COMPOSE]

@@ -252,3 +252,29 @@ def qwen2vl_2b(image_size: int = 448) -> Architecture:
                         vision=vision,
                         project=lambda m, f: m.model.visual.merger(f.reshape(-1, f.shape[-1])).reshape(
                             f.shape[0], -1, config.text_config.hidden_size))
+
+
+def internvl3_1b() -> Architecture:
+    """InternVL3-1B-hf: InternViT-300M-448px (24 layers, width 1024) -> pixel shuffle 0.5 -> LayerNorm-MLP ->
+    Qwen2.5-0.5B (24 layers, width 896, 14 heads, 2 KV heads), one 448-pixel tile: 256 image tokens. The LM head
+    is tied to the input embeddings, as in Qwen2.5-0.5B and InternVLConfig's default."""
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+
+    config = InternVLConfig(
+        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                           image_size=448, patch_size=14, attention_bias=True, norm_type="layer_norm"),
+        text_config=dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                         num_attention_heads=14, num_key_value_heads=2, vocab_size=151674, rope_theta=1e6,
+                         max_position_embeddings=32768, tie_word_embeddings=True),
+        image_token_id=151667, image_seq_length=256, downsample_ratio=0.5, tie_word_embeddings=True)
+
+    def vision(m, pixels):
+        """The vision tower, then the parameter-free pixel shuffle: what enters the projector."""
+        h = m.model.vision_tower(pixel_values=pixels).last_hidden_state[:, 1:]
+        b, n, d = h.shape
+        side = int(n**0.5)
+        return m.model.pixel_shuffle(h.reshape(b, side, side, d), scale_factor=0.5).reshape(b, n // 4, d * 4)
+
+    return Architecture(build=lambda: InternVLForConditionalGeneration(config), parts=_hf_parts, image_size=448,
+                        feature_shape=(256, 4096), image_tokens=256, llm_config=config.text_config,
+                        source="OpenGVLab/InternVL3-1B-hf config.json", vision=vision)

@@ -50,6 +50,7 @@ _TINY_CHAT_TEMPLATE = (
 
 class LlavaAdapter(HFAdapter):
     projector_family = "mlp"
+    expects_bos = True  # Llama's tokenizer prepends <s>
     model_class = "LlavaForConditionalGeneration"  # parts at HFAdapter's default paths (model.multi_modal_projector)
     prompt_templates = {"vicuna_v1": VICUNA_V1_TEMPLATE, "llava_v1": LLAVA_V1_TEMPLATE, "short": LLAVA_TEMPLATE}
 

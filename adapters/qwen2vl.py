@@ -36,7 +36,7 @@ import torch
 from . import catalog
 from .hf import HFAdapter
 from .idefics3 import chat_template_around
-from .tiny import build_tokenizer
+from .tiny import BOS_BY_TOKENIZER, build_tokenizer
 
 ROPE_DELTAS = "projbench_rope_deltas"  # attribute of a returned cache: the prompt's M-RoPE deltas, (B, 1)
 TURN_END = "<|im_end|>"
@@ -47,6 +47,7 @@ class Qwen2VLAdapter(HFAdapter):
     model_class = "Qwen2VLForConditionalGeneration"
     projector_path = "model.visual.merger"  # the decoder and LM head at HFAdapter's default paths
     answer_prefix = ""  # the template ends in "<|im_start|>assistant\n"; the answer follows directly
+    expects_bos = False  # Qwen2's tokenizer prepends nothing
 
     def __init__(self, name: str, source: str, device="cpu", dtype=None, local_files_only: bool = False, *,
                  image_size: int = 448):
@@ -205,7 +206,6 @@ TINY_IMAGE_SIZE = 32  # 8x8 patches of 4 px -> 16 LLM tokens (4x4 grid: M-RoPE d
 
 
 def build_tiny_qwen2vl(out: Path) -> None:
-    from tokenizers import processors
     from transformers import (
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
@@ -215,9 +215,8 @@ def build_tiny_qwen2vl(out: Path) -> None:
     )
 
     specials = ("<|im_start|>", TURN_END, "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
-    tokenizer = build_tokenizer(extra_special=specials)
-    tokenizer.eos_token = TURN_END  # as in Qwen2-VL-Instruct's tokenizer, which also adds no BOS:
-    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(single="$A")
+    tokenizer = build_tokenizer(extra_special=specials, bos=BOS_BY_TOKENIZER["qwen"])  # Qwen's adds no BOS
+    tokenizer.eos_token = TURN_END  # as in Qwen2-VL-Instruct's tokenizer
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
     patch, merge, temporal = 4, 2, 2
     config = Qwen2VLConfig(

@@ -27,6 +27,40 @@ from benchmark.refs import Ref, resolve
 # The tiny open_clip twin (benchmark/backbones.py) that tiny adapters declare, so their baselines run offline.
 TINY_CLIP = ("tiny-clip", None)
 
+# The projector families a spec may name (the leaderboard groups and compares models by them), with what each
+# is. A family projbench does not list yet is added with register_projector_family() before its specs are made.
+PROJECTOR_FAMILIES: dict[str, str] = {
+    "linear": "one linear layer (LiMBeR, PaliGemma)",
+    "mlp": "a small MLP, e.g. linear-GELU-linear (LLaVA-1.5)",
+    "pooled-linear": "pooling, a norm, then one linear map (Gemma 3)",
+    "pixel-shuffle": "a pixel shuffle folding s x s patches into one token, then a linear layer (Idefics3, SmolVLM)",
+    "pixel-shuffle-mlp": "a pixel shuffle, then a LayerNorm-MLP (InternVL)",
+    "patch-merger": "a norm and 2x2 patch concatenation, then an MLP (Qwen2-VL)",
+    "q-former": "learned queries cross-attending to the image (BLIP-2, InstructBLIP)",
+    "resampler": "a Perceiver-style resampler of learned latents (Flamingo, Idefics2)",
+    "composed": "chosen by a composed model's spec (compose)",
+}
+
+
+def register_projector_family(name: str, description: str) -> None:
+    """Add a projector family to :data:`PROJECTOR_FAMILIES` (for a genuinely new kind of projector)."""
+    PROJECTOR_FAMILIES.setdefault(name, description)
+
+
+def check_projector_family(family: str, model: str = "") -> str:
+    """``family`` if it is a known projector family; else a one-line error naming the closest known one."""
+    import difflib
+
+    if family in PROJECTOR_FAMILIES:
+        return family
+    close = difflib.get_close_matches(family, PROJECTOR_FAMILIES, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    from benchmark.errors import BenchmarkError
+
+    raise BenchmarkError(
+        f"{model or 'AdapterSpec'}: unknown projector_family {family!r}; {hint}known: {', '.join(PROJECTOR_FAMILIES)} "
+        "(a new kind of projector: benchmark.adapters.spec.register_projector_family(name, description) first)")
+
 
 def _ref(obj):
     """Strings become :class:`Ref` (callable, lazy); anything else is kept as it is."""
@@ -42,7 +76,7 @@ class AdapterSpec:
     # a Ref or "module:function" string is imported when called.
     factory: Callable[..., Any]
     checkpoint: str                 # hub id or description of the default checkpoint
-    projector_family: str           # "mlp", "linear", "q-former", "resampler", "patch-merger", ...
+    projector_family: str           # one of PROJECTOR_FAMILIES ("mlp", "linear", "q-former", "pixel-shuffle", ...)
     projector_modules: str          # what counts as the projector, in the model's own attribute names
     description: str = ""
     tiny: bool = False              # a tiny random-init twin for tests and the demo
@@ -57,6 +91,7 @@ class AdapterSpec:
     origin: str = "builtin"         # filled in by the registry: the plugin that registered it
 
     def __post_init__(self):
+        check_projector_family(self.projector_family, self.name)
         for name in ("factory", "architecture"):
             object.__setattr__(self, name, _ref(getattr(self, name)))
         if not isinstance(self.clip, tuple):
@@ -184,5 +219,5 @@ def model_family(adapter, *, projector_family: str, projector_modules: str, chec
     return specs
 
 
-__all__ = ["TINY_CLIP", "AdapterSpec", "Checkpoint", "HubFactory", "Ref", "TinyFactory", "TinyTwin", "hub_factory",
+__all__ = ["PROJECTOR_FAMILIES", "TINY_CLIP", "AdapterSpec", "check_projector_family", "register_projector_family", "Checkpoint", "HubFactory", "Ref", "TinyFactory", "TinyTwin", "hub_factory",
            "model_family", "resolve", "tiny_factory"]

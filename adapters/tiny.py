@@ -42,12 +42,33 @@ pasture permanent residential river sea lake
 """
 
 
-def build_tokenizer(vocab_size: int = 768, extra_special: tuple[str, ...] = ("<image>",)):
-    """Train a small byte-level BPE tokenizer offline and wrap it as a transformers fast tokenizer."""
+# The BOS a tiny twin's tokenizer prepends to every text, by the family of the real checkpoint's tokenizer. Llama-1/2
+# (Vicuna, LLaVA), OPT and Gemma tokenizers prepend one; Qwen's (Qwen2-VL, InternVL's Qwen2 LLM) and other
+# ChatML-style tokenizers prepend none: their chat template writes every marker itself. A twin whose tokenizer
+# prepends a BOS that the real one does not would train and score a token the real model never sees.
+BOS_BY_TOKENIZER = {"llama": "<s>", "opt": "<s>", "gemma": "<s>", "qwen": None, "chatml": None}
+
+
+def build_tokenizer(vocab_size: int = 768, extra_special: tuple[str, ...] = ("<image>",), *, bos: str | None = "<s>",
+                    named_special: dict[str, str] | None = None):
+    """Train a small byte-level BPE tokenizer offline and wrap it as a transformers fast tokenizer.
+
+    ``bos``: the token prepended to every text the tokenizer encodes with special tokens, as the real checkpoint's
+    tokenizer does: ``"<s>"`` (the default: Llama/Vicuna, OPT, Gemma) or ``None`` for tokenizers that prepend
+    nothing (Qwen, InternVL, ChatML models; see :data:`BOS_BY_TOKENIZER`). ``<s>`` stays in the vocabulary and is
+    the tokenizer's ``bos_token`` either way, so the vocabulary does not depend on it. ``named_special``:
+    special tokens a processor reads by attribute name (``{"start_image_token": "<img>"}`` gives
+    ``tokenizer.start_image_token`` and ``tokenizer.start_image_token_id``); they join the vocabulary after
+    ``extra_special``.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    special = ["<unk>", "<s>", "</s>", "<pad>", *extra_special]
+    named = dict(named_special or {})
+    extra = (*extra_special, *[t for t in named.values() if t not in extra_special])
+    special = ["<unk>", "<s>", "</s>", "<pad>", *extra]
+    if bos is not None and bos not in special:
+        raise ValueError(f"build_tokenizer(bos={bos!r}): the BOS must be one of its special tokens {special}")
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -58,16 +79,22 @@ def build_tokenizer(vocab_size: int = 768, extra_special: tuple[str, ...] = ("<i
         show_progress=False,
     )
     tok.train_from_iterator([line for line in _CORPUS.splitlines() if line.strip()] * 4, trainer=trainer)
-    bos = tok.token_to_id("<s>")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    if bos is None:
+        tok.post_processor = processors.TemplateProcessing(single="$A")
+    else:
+        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A",
+                                                           special_tokens=[(bos, tok.token_to_id(bos))])
+    listed = [t for t in extra if t not in named.values()]
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<s>",
         eos_token="</s>",
         unk_token="<unk>",
         pad_token="<pad>",
-        extra_special_tokens=list(extra_special),
+        extra_special_tokens=named or listed,
     )
+    if named and listed:  # both kinds: the unnamed ones are added as special tokens too (already in the vocabulary)
+        fast.add_special_tokens({"additional_special_tokens": listed})
     return fast
 
 

@@ -41,6 +41,7 @@ from .native import (
     QUESTION,
     check_answer_end,
     check_answer_ids,
+    check_bos,
     check_cached_path_equals_native,
     check_prompt_ids,
     native_end_id,
@@ -57,11 +58,23 @@ from .parts import (
 )
 from .photos import CLASSES, DOMAIN, MemoryStore, encode_photos, real_photos, samples_for
 from .projection import check_projector_is_informative, check_shapes
-from .report import ConformanceFailure, close, fail, first_difference, ids_text
+from .report import (
+    ConformanceFailure,
+    blame,
+    blames_adapter,
+    blaming,
+    close,
+    fail,
+    first_difference,
+    ids_text,
+    position_text,
+)
 from .test_adapter import (
     adapter,
     encoded,
     list_checks,
+    loaded_adapter,
+    loaded_encoded,
     photos,
     shared_adapter,
     shared_encoded,
@@ -85,12 +98,12 @@ from .test_adapter import (
 
 __all__ = [
     "ANSWER", "CLASSES", "DOMAIN", "MODELS_ENV", "QUESTION", "ConformanceFailure", "MemoryStore", "adapter",
-    "adapters_under_test", "changed", "check_answer_end", "check_answer_ids", "check_cached_features_equal_full_forward",
+    "adapters_under_test", "changed", "blame", "blames_adapter", "blaming", "check_answer_end", "check_answer_ids", "check_bos", "check_cached_features_equal_full_forward",
     "check_cached_path_equals_native", "check_freezing", "check_full_protocol", "check_loads_from_saved_directory",
     "check_only_answer_tokens_are_supervised", "check_parts_cover_model", "check_projector_gradients",
     "check_projector_is_informative", "check_prompt_ids", "check_provides_the_contract", "check_saved_projector_reloads",
     "check_scores_do_not_depend_on_batch_size", "check_shapes", "close", "contract", "encode_photos", "encoded", "fail",
-    "first_difference", "ids_text", "list_checks", "load", "native_end_id", "native_or_skip", "photos", "real_photos",
+    "first_difference", "ids_text", "list_checks", "load", "loaded_adapter", "loaded_encoded", "native_end_id", "native_or_skip", "photos", "position_text", "real_photos",
     "registry", "samples_for", "shared_adapter", "shared_encoded", "snapshot",
     # the pytest entry points, in the order they run (a star import hands them to pytest with the fixtures above)
     "test_loads_from_saved_directory", "test_provides_the_contract", "test_parts_are_disjoint_and_cover_the_model",

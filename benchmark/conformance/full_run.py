@@ -4,9 +4,10 @@ the result schema (what the leaderboard reads)."""
 from __future__ import annotations
 
 from .models import registry
-from .report import fail
+from .report import blames_adapter, fail
 
 
+@blames_adapter
 def check_full_protocol(adapter, tmp_path) -> None:
     """`run` on the textile task, every regime, at a reduced size; its records name the adapter and its projector
     family, in the folders the schema gives them (what the leaderboard reads)."""

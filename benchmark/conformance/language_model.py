@@ -15,9 +15,10 @@ from benchmark.train.loop import finetune, projector_state, training_batch
 
 from .models import load
 from .photos import CLASSES, DOMAIN
-from .report import close, fail
+from .report import blames_adapter, close, fail
 
 
+@blames_adapter
 def check_cached_features_equal_full_forward(adapter, encoded) -> None:
     """lm_forward(project(cached features)) equals the adapter's full_forward from pixels, on a padded batch."""
     px, store, samples = encoded
@@ -35,6 +36,7 @@ def check_cached_features_equal_full_forward(adapter, encoded) -> None:
              f"norm {float(cached[real].norm()):.6g}, max |difference| {err:.3g}")
 
 
+@blames_adapter
 def check_only_answer_tokens_are_supervised(adapter, samples) -> None:
     """Only the answer tokens and the end-of-answer token are supervised."""
     batch = training_batch(adapter, samples, indices=[0, 5, 9], classes=CLASSES, domain=DOMAIN, seed=0)
@@ -46,6 +48,7 @@ def check_only_answer_tokens_are_supervised(adapter, samples) -> None:
                  f"({adapter.answer_end_id})", answer, supervised)
 
 
+@blames_adapter
 def check_scores_do_not_depend_on_batch_size(adapter, store, samples) -> None:
     """Class scores are the same at batch size 1 and 8 (left padding) and with the classes scored in chunks."""
     answers = class_answer_ids(adapter, CLASSES)
@@ -60,6 +63,7 @@ def check_scores_do_not_depend_on_batch_size(adapter, store, samples) -> None:
           "at a time (does a continuation over the cache depend on the cache's batch size?)")
 
 
+@blames_adapter
 def check_saved_projector_reloads(adapter, encoded, folder) -> None:
     """A saved, reloaded fine-tuned projector gives identical scores (``folder``: where to save it)."""
     _, store, samples = encoded

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .report import fail, first_difference, ids_text
+from .report import blames_adapter, fail, first_difference, ids_text, position_text
 
 QUESTION = "Classify this image into one of the following categories relating to textile surface defects: " \
            "'nominal', 'global defect', 'local defect'. Only output a single final classification label and NOTHING ELSE."
@@ -24,15 +24,48 @@ def native_or_skip(adapter, question, image, answer=None) -> dict:
         pytest.skip(f"no native reference to compare with: {exc}")
 
 
+@blames_adapter
 def check_prompt_ids(adapter, image) -> None:
-    """``encode(q).prompt_ids`` equal the model's own processor + chat template on the same question and image."""
+    """``encode(q).prompt_ids`` equal the model's own processor + chat template on the same question and image,
+    and start with a BOS exactly when the adapter declares that the real tokenizer prepends one (``expects_bos``)."""
     native = native_or_skip(adapter, QUESTION, image)["input_ids"][0].tolist()
     mine = adapter.encode(QUESTION).prompt_ids
     at = first_difference(native, mine)
     if at is not None:
         fail("format_prompt()/encode()", f"prompt ids differ from the model's processor and chat template "
-             f"(native_inputs) at position {at} of {len(native)} (lengths {len(native)} vs {len(mine)})",
+             f"(native_inputs) at {position_text(adapter, native, mine, at)} of {len(native)} (lengths "
+             f"{len(native)} vs {len(mine)}){_bos_hint(adapter, native, mine, at)}",
              ids_text(adapter, native, at), ids_text(adapter, mine, at))
+    check_bos(adapter, mine)
+
+
+def _bos_hint(adapter, native: list[int], mine: list[int], at: int) -> str:
+    bos = adapter.tokenizer.bos_token_id
+    if at != 0 or bos is None or (native[:1] == [bos]) == (mine[:1] == [bos]):
+        return ""
+    who, other = ("the model's processor", "encode()") if native[:1] == [bos] else ("encode()", "the model's processor")
+    return (f"; {who} starts with the BOS {adapter.tokenizer.bos_token!r} and {other} does not. If the real "
+            "checkpoint's tokenizer prepends no BOS (Qwen, InternVL, ChatML models), the twin's must not either "
+            "(benchmark.adapters.tiny.build_tokenizer(bos=None)); if it does, encode() must keep it "
+            "(_tokenize(first=True) adds special tokens)")
+
+
+def check_bos(adapter, prompt_ids: list[int]) -> None:
+    """The prompt holds the tokenizer's BOS iff the adapter declares that the real tokenizer prepends one."""
+    expects = getattr(adapter, "expects_bos", None)
+    bos = adapter.tokenizer.bos_token_id
+    if expects is None:
+        return
+    has = bos is not None and bos in prompt_ids
+    if has != expects:
+        said = "prepends a BOS" if expects else "prepends no BOS"
+        fix = ("build the twin's tokenizer with build_tokenizer(bos=None)" if has else
+               "build the twin's tokenizer with its BOS (build_tokenizer(bos='<s>')) and keep special tokens in "
+               "encode()")
+        fail("expects_bos", f"{type(adapter).__name__} declares that the real checkpoint's tokenizer {said}, "
+             f"but the twin's prompt ids {'hold' if has else 'lack'} the BOS: {fix}",
+             f"BOS {'present' if expects else 'absent'}",
+             f"{adapter.tokenizer.bos_token!r} (id {bos}) {'at position ' + str(prompt_ids.index(bos)) if has else 'absent'}")
 
 
 def native_end_id(adapter, image) -> tuple[int | list[int], str]:
@@ -53,6 +86,7 @@ def native_end_id(adapter, image) -> tuple[int | list[int], str]:
     return eos, "the template ends no turn with a special token: the EOS of the model's generation config"
 
 
+@blames_adapter
 def check_answer_end(adapter, image) -> None:
     """``answer_end_id`` is the token the model's template ends an assistant turn with (else its EOS)."""
     expected, source = native_end_id(adapter, image)
@@ -68,6 +102,7 @@ def check_answer_end(adapter, image) -> None:
              show(answer[-1]) if answer else "no answer ids")
 
 
+@blames_adapter
 def check_answer_ids(adapter, image) -> None:
     """Prompt + answer ids (end token aside) equal the processor's rendering of the same assistant turn."""
     native = native_or_skip(adapter, QUESTION, image, ANSWER)["input_ids"][0].tolist()
@@ -77,9 +112,11 @@ def check_answer_ids(adapter, image) -> None:
     if at is not None:
         where = "prompt" if at < len(enc.prompt_ids) else "answer (check answer_prefix)"
         fail("encode()", f"ids of prompt + answer {ANSWER!r} differ from the model's processor and chat template "
-             f"in the {where} at position {at}", ids_text(adapter, native, at), ids_text(adapter, mine, at))
+             f"in the {where} at {position_text(adapter, native, mine, at)}", ids_text(adapter, native, at),
+             ids_text(adapter, mine, at))
 
 
+@blames_adapter
 def check_cached_path_equals_native(adapter, image, atol: float = 1e-4) -> None:
     """project(vision_features(preprocess(img))) -> lm_forward gives the model's native logits on the processor's
     outputs (token types, positions and masks included), and vision_features is what the model feeds its projector."""
@@ -131,5 +168,5 @@ def _check_projector_input(seen: list, feats: torch.Tensor, atol: float) -> None
              f"{tuple(seen[0].shape)} ({seen[0].numel()} values)", f"{tuple(feats.shape)} ({feats.numel()} values)")
 
 
-__all__ = ["ANSWER", "QUESTION", "check_answer_end", "check_answer_ids", "check_cached_path_equals_native",
+__all__ = ["ANSWER", "QUESTION", "check_answer_end", "check_bos", "check_answer_ids", "check_cached_path_equals_native",
            "check_prompt_ids", "native_end_id", "native_or_skip"]

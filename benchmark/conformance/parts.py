@@ -14,9 +14,10 @@ from benchmark.config import TrainConfig
 from benchmark.train.loop import finetune, training_batch
 
 from .photos import CLASSES, DOMAIN
-from .report import fail
+from .report import blames_adapter, fail
 
 
+@blames_adapter
 def check_loads_from_saved_directory(adapter) -> None:
     """Loads through from_pretrained from a saved directory; each of the three parts has parameters."""
     ckpt = Path(adapter.checkpoint)
@@ -30,6 +31,7 @@ def check_loads_from_saved_directory(adapter) -> None:
             fail(f"{part}_module()", "the part has no parameters", "> 0 parameters", 0)
 
 
+@blames_adapter
 def check_provides_the_contract(adapter) -> None:
     """Provides every required protocol of the adapter contract (parts, projection, prompting, language model)."""
     gaps = contract.missing(adapter, contract.REQUIRED)
@@ -39,6 +41,7 @@ def check_provides_the_contract(adapter) -> None:
              "(benchmark.adapters.contract)", "every member implemented", f"missing {members}")
 
 
+@blames_adapter
 def check_parts_cover_model(adapter) -> None:
     """vision, projector and LLM share no parameter and, with ``other_modules()``, cover every parameter."""
     parts = {**adapter.parts(), **{f"other:{k}": m for k, m in adapter.other_modules().items()}}
@@ -56,6 +59,7 @@ def check_parts_cover_model(adapter) -> None:
              "every parameter in a part", f"unassigned: {missing[:6]}")
 
 
+@blames_adapter
 def check_projector_gradients(adapter, samples, store) -> None:
     """Under FT-Proj every projector parameter (bar declared unused ones) gets a non-zero gradient, and only they do."""
     from benchmark.evaluate.batching import answer_loss
@@ -97,6 +101,7 @@ def changed(before, module):
     return [k for k, v in module.named_parameters() if not torch.equal(before[k], v.detach())]
 
 
+@blames_adapter
 def check_freezing(adapter, encoded, regime: str) -> None:
     """One training step changes only the regime's trainable modules (FT-Proj: projector; FT-E2E: + LLM)."""
     _, store, samples = encoded

@@ -5,21 +5,56 @@ from __future__ import annotations
 
 import torch
 
-from .report import fail
+from .report import blames_adapter, fail
 
 
-def check_shapes(adapter, store) -> None:
-    """vision_features is (B, N, D); project gives (B, num_image_tokens, LLM width)."""
+@blames_adapter
+def check_shapes(adapter, store, image=None) -> None:
+    """vision_features is (B, N, D); project gives (B, num_image_tokens, LLM width); ``num_image_tokens`` is the
+    number of image tokens the model's own processor writes for ``image`` (if given and the adapter has a
+    native reference)."""
     feats = store.get(range(2))
     if feats.dim() != 3 or feats.shape[0] != 2:
         fail("vision_features()", "must return (B, N, D) for B images", "(2, N, D)", tuple(feats.shape))
     tokens = adapter.project(feats)
     width = adapter.model.get_input_embeddings().embedding_dim
-    if tuple(tokens.shape) != (2, adapter.num_image_tokens, width):
-        fail("project()", "must return (B, num_image_tokens, LLM embedding width)",
-             (2, adapter.num_image_tokens, width), tuple(tokens.shape))
+    declared = adapter.num_image_tokens
+    native = _native_image_tokens(adapter, image)
+    if tokens.dim() == 3 and tokens.shape[0] == 2 and tokens.shape[2] == width and tokens.shape[1] != declared:
+        _blame_token_count(int(tokens.shape[1]), declared, native)
+    if tuple(tokens.shape) != (2, declared, width):
+        fail("project()", "must return (B, num_image_tokens, LLM embedding width)", (2, declared, width),
+             tuple(tokens.shape))
+    if native is not None and native != declared:
+        fail("num_image_tokens", "is not the number of image tokens the model's own processor writes for one image "
+             "(dynamic tiling such as crop_to_patches or image splitting left on?)", native, declared)
 
 
+def _native_image_tokens(adapter, image) -> int | None:
+    """How many image tokens the model's processor writes for one image, or None (no image, no native reference)."""
+    if image is None:
+        return None
+    try:
+        ids = adapter.native_inputs("Describe it.", image)["input_ids"][0].tolist()
+    except NotImplementedError:
+        return None
+    return ids.count(adapter.image_token_id)
+
+
+def _blame_token_count(made: int, declared: int, native: int | None) -> None:
+    """project() makes ``made`` tokens per image, num_image_tokens says ``declared``: fail naming the wrong one."""
+    if native == made:
+        fail("num_image_tokens", f"says {declared} image tokens per image, but project() gives {made} and the "
+             f"model's own processor writes {native}: num_image_tokens is wrong", made, declared)
+    if native == declared:
+        fail("project()", f"gives {made} image tokens per image; num_image_tokens and the model's processor both "
+             f"say {declared}", declared, made)
+    seen = "" if native is None else f", the model's processor writes {native}"
+    fail("project()/num_image_tokens", f"project() gives {made} image tokens per image but num_image_tokens says "
+         f"{declared}{seen}: one of them is wrong", declared, made)
+
+
+@blames_adapter
 def check_projector_is_informative(adapter, features: torch.Tensor) -> None:
     """``project()`` output is not all zeros and differs between images (else every comparison is vacuous)."""
     spread = float((features.float() - features.float().mean(0, keepdim=True)).abs().max())

@@ -16,7 +16,7 @@ from .language_model import (
     check_saved_projector_reloads,
     check_scores_do_not_depend_on_batch_size,
 )
-from .models import adapters_under_test, load
+from .models import Broken, adapters_under_test, attempt, attempt_load, load_once
 from .native import check_answer_end, check_answer_ids, check_cached_path_equals_native, check_prompt_ids
 from .parts import (
     check_freezing,
@@ -27,6 +27,7 @@ from .parts import (
 )
 from .photos import encode_photos, real_photos
 from .projection import check_projector_is_informative, check_shapes
+from .report import blaming
 
 
 def list_checks() -> list[tuple[str, str]]:
@@ -43,13 +44,22 @@ def list_checks() -> list[tuple[str, str]]:
 @pytest.fixture(params=adapters_under_test())
 def adapter(request):
     """A fresh adapter, for checks that train it."""
-    return load(request.param)
+    return load_once(request.param, request.node.nodeid)
 
 
 @pytest.fixture(scope="module", params=adapters_under_test())
-def shared_adapter(request):
-    """One adapter per model for the checks that leave it as it was (they are most checks: loading is not free)."""
-    return load(request.param)
+def loaded_adapter(request):
+    """One adapter per model for the checks that leave it as it was (they are most checks: loading is not free),
+    or the :class:`Broken` failure to build it. Not raised here: pytest would repeat a module fixture's error in
+    every check of the module."""
+    return attempt_load(request.param)
+
+
+@pytest.fixture
+def shared_adapter(loaded_adapter, request):
+    if isinstance(loaded_adapter, Broken):
+        loaded_adapter.raise_or_skip(request.node.nodeid)  # the first check shows the error; the others skip
+    return loaded_adapter
 
 
 @pytest.fixture(scope="session")
@@ -60,12 +70,28 @@ def photos():
 @pytest.fixture
 def encoded(adapter, photos):
     """Real images through the adapter's own processor and frozen vision encoder, kept in memory."""
-    return encode_photos(adapter, photos)
+    with blaming(adapter):
+        return encode_photos(adapter, photos)
 
 
 @pytest.fixture(scope="module")
-def shared_encoded(shared_adapter, photos):
-    return encode_photos(shared_adapter, photos)
+def loaded_encoded(loaded_adapter, photos):
+    """The shared adapter's photos encoded once, or the :class:`Broken` failure to encode them."""
+    if isinstance(loaded_adapter, Broken):
+        return loaded_adapter
+    return attempt(f"encoding the photos with {loaded_adapter.name!r}", _encode_blaming, loaded_adapter, photos)
+
+
+def _encode_blaming(adapter, photos):
+    with blaming(adapter):
+        return encode_photos(adapter, photos)
+
+
+@pytest.fixture
+def shared_encoded(shared_adapter, loaded_encoded, request):
+    if isinstance(loaded_encoded, Broken):
+        loaded_encoded.raise_or_skip(request.node.nodeid)
+    return loaded_encoded
 
 
 # --- pytest entry points: the order here is the order of `check-adapter --list` -----------------------------
@@ -85,9 +111,10 @@ def test_parts_are_disjoint_and_cover_the_model(shared_adapter):
     check_parts_cover_model(shared_adapter)
 
 
-def test_shapes(shared_adapter, shared_encoded):
-    """vision_features is (B, N, D); project gives (B, num_image_tokens, LLM width)."""
-    check_shapes(shared_adapter, shared_encoded[1])
+def test_shapes(shared_adapter, shared_encoded, photos):
+    """vision_features is (B, N, D); project gives (B, num_image_tokens, LLM width), num_image_tokens being the
+    count the model's own processor writes for one image."""
+    check_shapes(shared_adapter, shared_encoded[1], photos[0][0])
 
 
 def test_projector_output_is_informative(shared_adapter, shared_encoded):

@@ -154,3 +154,31 @@ def test_the_conformance_suite_fails_an_adapter_missing_a_required_protocol():
     with pytest.raises(C.ConformanceFailure, match=r"'projection' protocol[\s\S]*vision_features"):
         C.test_provides_the_contract(_bare(NoProjection))
     C.test_provides_the_contract(_bare(LlavaAdapter))
+
+
+def test_an_unknown_projector_family_is_refused_with_a_suggestion():
+    from benchmark.adapters.spec import PROJECTOR_FAMILIES, AdapterSpec, register_projector_family
+    from benchmark.errors import BenchmarkError
+
+    with pytest.raises(BenchmarkError, match=r"x: unknown projector_family 'pixel_shufle'; did you mean 'pixel-shuffle'\?"):
+        AdapterSpec(name="x", factory="a:b", checkpoint="-", projector_family="pixel_shufle", projector_modules="-")
+    register_projector_family("hyper-net", "a projector whose weights another network writes")
+    try:
+        assert AdapterSpec(name="y", factory="a:b", checkpoint="-", projector_family="hyper-net",
+                           projector_modules="-").projector_family == "hyper-net"
+    finally:
+        del PROJECTOR_FAMILIES["hyper-net"]
+    assert {s.projector_family for s in Plugins(autoload=False).adapters} <= set(PROJECTOR_FAMILIES)
+
+
+def test_the_guide_documents_every_spec_field_and_projector_family():
+    import dataclasses
+    from pathlib import Path
+
+    from benchmark.adapters.spec import PROJECTOR_FAMILIES
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "adding-an-adapter.md").read_text()
+    rows = {line.split("|")[1].strip() for line in guide.splitlines() if line.startswith("| `")}
+    assert {f"`{f.name}`" for f in dataclasses.fields(AdapterSpec)} <= rows
+    assert {f"`{name}`" for name in PROJECTOR_FAMILIES} <= rows
+    assert {"`expects_bos`", "`stacked_image_embeds`"} <= rows

@@ -7,6 +7,7 @@ import json
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from benchmark.adapters.idefics3 import build_tiny_idefics3, build_tiny_smolvlm
@@ -130,3 +131,18 @@ def test_a_skipped_or_repeated_final_norm_changes_the_logits(real_images):
     assert torch.allclose(once, logits, atol=1e-5)
     assert (skipped - logits).abs().max() > 1e-2
     assert (twice - logits).abs().max() > 1e-2  # would be ~0 with unit norm weights (RMSNorm is idempotent then)
+
+
+def test_build_tokenizer_prepends_the_bos_it_is_given_and_nothing_else():
+    from benchmark.adapters.tiny import build_tokenizer
+
+    llama, qwen = build_tokenizer(), build_tokenizer(bos=None)
+    text = "Classify this image"
+    assert llama(text)["input_ids"] == [llama.bos_token_id, *qwen(text)["input_ids"]]
+    assert qwen(text)["input_ids"] == qwen(text, add_special_tokens=False)["input_ids"]
+    assert llama.get_vocab() == qwen.get_vocab()  # the option changes no id
+    named = build_tokenizer(named_special={"start_image_token": "<img>"}, bos=None)
+    assert named.convert_ids_to_tokens(named.start_image_token_id) == named.start_image_token == "<img>"
+    assert named("<img><image>")["input_ids"] == [named.start_image_token_id, named.convert_tokens_to_ids("<image>")]
+    with pytest.raises(ValueError, match="the BOS must be one of its special tokens"):
+        build_tokenizer(bos="<|begin_of_text|>")

@@ -88,8 +88,6 @@ def fit_members(x_train: torch.Tensor, y_train: torch.Tensor, *, seeds: list[int
     Exactly one of ``validation`` (x_val (v, d), y_val (members, v)): early stopping per member, or ``budget``:
     epochs per member.
     """
-    from tqdm.auto import tqdm
-
     if (validation is None) == (budget is None):
         raise ValueError("fit_members needs either validation rows or an epoch budget per member, not both")
     m, n = y_train.shape
@@ -97,7 +95,8 @@ def fit_members(x_train: torch.Tensor, y_train: torch.Tensor, *, seeds: list[int
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     track = _Tracker(model, m, cfg, budget)
-    for epoch in tqdm(range(track.limit), desc=desc, leave=False, disable=not progress):
+    bar = epoch_bar(track.limit, early_stopping=validation is not None, desc=desc, progress=progress)
+    for epoch in range(track.limit):
         model.train()
         order = torch.stack([torch.randperm(n, generator=g) for g in gens])   # each member's own batch order
         # Members that are done (their state kept) are left out of the computation: they no longer matter.
@@ -111,10 +110,29 @@ def fit_members(x_train: torch.Tensor, y_train: torch.Tensor, *, seeds: list[int
             opt.zero_grad()
             loss.backward()
             opt.step()
-        if track.after_epoch(epoch, validation, num_classes):
+        stop = track.after_epoch(epoch, validation, num_classes)
+        bar.set_postfix_str(track.describe(), refresh=False)
+        bar.update()
+        if stop:
             break
+    bar.close()
     model.load_state_dict(track.state)
     return Fitted(model, track.best_epoch, track.epochs_run, track.val_loss, track.val_f1)
+
+
+# Early stopping ends a probe long before its epoch maximum (about 10 of 100 epochs on the demo), so a bar counting
+# to the maximum would fill to 10% and promise minutes for epochs that never run: with early stopping the bar
+# shows the epoch, the maximum as a bound, the time spent and the stopping state, never a time remaining.
+EARLY_STOPPING_BAR = "{desc}: epoch {n_fmt} (at most {total_fmt}) [{elapsed}, {rate_fmt}{postfix}]"
+
+
+def epoch_bar(limit: int, *, early_stopping: bool, desc: str, progress: bool):
+    """The probe's progress bar over epochs: with ``early_stopping``, no ETA (see EARLY_STOPPING_BAR); with a fixed
+    epoch budget (every epoch up to ``limit`` runs), tqdm's usual bar and time remaining."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=limit, desc=desc, unit="epoch", leave=False, disable=not progress,
+                bar_format=EARLY_STOPPING_BAR if early_stopping else None)
 
 
 class _Tracker:
@@ -158,6 +176,20 @@ class _Tracker:
                 if self.bad[r] >= self.cfg.patience:
                     self.done[r], self.epochs_run[r] = True, epoch + 1
         return all(self.done)
+
+    def describe(self) -> str:
+        """The stopping state for the progress bar: the latest best epoch (1-based) and the fewest epochs without a
+        better score among the members still training (training ends no sooner than ``patience`` minus that), and
+        how many members have stopped; with an epoch budget, how many members reached theirs."""
+        m, active = len(self.done), [r for r, d in enumerate(self.done) if not d]
+        if self.budget is not None:
+            return f"done {m - len(active)}/{m}"
+        stopped = f"stopped {m - len(active)}/{m}" if m > 1 else ""
+        if not active:
+            return stopped or "stopped"
+        best = max(self.best_epoch[r] for r in active) + 1
+        state = f"best epoch {best}, patience {min(self.bad[r] for r in active)}/{self.cfg.patience}"
+        return f"{state}, {stopped}" if stopped else state
 
 
 @torch.no_grad()

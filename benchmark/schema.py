@@ -23,7 +23,7 @@ from pathlib import Path, PurePath
 from .names import folder_name_problem
 
 # 2: run identity hash, revisions, CIs, global batch, checksums; 3: stratified BCa intervals, hierarchical over
-# seeds and probe seeds (metrics.interval: how an interval was made), the control task (see README)
+# seeds and probe seeds (metrics.interval: how an interval was made), the control task (see docs/statistics.md)
 RESULT_SCHEMA_VERSION = 3
 # Older versions read as before: the fields added since read as absent. Their intervals (unstratified percentile
 # bootstrap; Student t over seeds) and controls (shuffled training labels) are the older methods, and the

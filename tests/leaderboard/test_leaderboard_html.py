@@ -287,7 +287,7 @@ def test_page_in_chromium_renders_sorts_filters_and_fetches_nothing(browser, tmp
     assert b.js("document.body.getAttribute('data-ready')") == "1"  # the script ran without an error
     want = expected_lines(RESULTS)
     shot = b.screenshot()
-    if os.environ.get("UPDATE_SCREENSHOT"):  # the README's picture: UPDATE_SCREENSHOT=1 pytest -k chromium
+    if os.environ.get("UPDATE_SCREENSHOT"):  # docs/publishing.md's picture: UPDATE_SCREENSHOT=1 pytest -k chromium
         SCREENSHOT.write_bytes(shot)
 
     # every line renders, reference rows start hidden

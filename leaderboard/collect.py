@@ -217,6 +217,9 @@ def _load(text: str, kind: str) -> dict:
         raise _Invalid("JSON nested too deeply to be a metrics.json") from None
     if not isinstance(m, dict):
         raise _Invalid("not a JSON object")
+    if m.get("random_init") is not False and "random_init" in m:  # `plan --measure` and its GPU check write these
+        raise _Invalid("a measurement on random weights (random_init: plan --measure), speed and memory only: "
+                       "never a result; keep it out of the results folder")
     claimed = m.pop(SEAL, None)
     if claimed is not None and not seal_matches(m, claimed):
         raise _Invalid("corrupt: its content does not match its recorded SHA-256; delete the run folder and run "

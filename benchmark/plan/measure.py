@@ -164,8 +164,14 @@ def run_measurements(measured, plan, task, *, meter: DeviceMeter, s: Settings) -
         if not row.fits:
             rows[regime] = {"skipped": row.instead or "does not fit this device"}
             continue
-        rows[regime] = train_row(adapter, regime, row=row, feats=feats, classes=classes, domain=task.domain,
-                                 meter=meter, s=s)
+        try:
+            rows[regime] = train_row(adapter, regime, row=row, feats=feats, classes=classes, domain=task.domain,
+                                     meter=meter, s=s)
+        except torch.OutOfMemoryError:  # the plan said it fits and it did not: that is the finding, not a crash
+            peak = meter.peak()
+            meter.release()
+            rows[regime] = {"skipped": f"out of memory although the plan predicted {row.peak_gb:.1f} GB "
+                                       f"(peak {peak['allocated'] or peak['rss_delta'] or 0:.1f} GB reached)"}
     return {"scoring": scoring, "training": rows}
 
 

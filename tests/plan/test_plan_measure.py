@@ -87,8 +87,9 @@ def test_random_init_records_stay_out_of_results_and_the_leaderboard_refuses_the
 
 @pytest.mark.slow
 def test_the_real_width_llava_slice_measures_like_the_plan(tmp_path):
-    """Two of LLaVA-1.5-7B's 32 decoder layers (and two CLIP layers) at full width and vocabulary, fp32."""
-    record, plan = measure("llava15", "derm", out=tmp_path / "l2.json", layers=2, device="cpu",
+    """Two of LLaVA-1.5-7B's 32 decoder layers (and two CLIP layers) at full width and vocabulary, fp32; FT-Proj
+    and the scoring of textile's 3 classes (minutes on 2 cores: each forward is ~1.4 TFLOP)."""
+    record, plan = measure("llava15", "textile", out=tmp_path / "l2.json", layers=2, device="cpu",
                            settings=Settings(steps=1, warmup=1, micro_batch=1, eval_images=1,
                                              regimes=("ft-proj",)))
     p = plan.parameters
@@ -98,5 +99,6 @@ def test_the_real_width_llava_slice_measures_like_the_plan(tmp_path):
     assert p["llm"] == llm
     assert p["projector"] == 1024 * 4096 + 4096 + 4096 * 4096 + 4096
     r = record["training"]["ft-proj"]
-    assert 0.5 < r["memory_ratio"] < 2.0
-    assert record["scoring"]["same_predictions"] and record["scoring"]["speedup"] > 3
+    # Measured: 1.10 (an upper bound: the resident set); before weights were taken out of the activations, 0.72.
+    assert 0.9 < r["memory_ratio"] < 1.3
+    assert record["scoring"]["same_predictions"] and record["scoring"]["speedup"] > 1.5

@@ -37,8 +37,9 @@ def _measure(model: str, out: Path, *, cpu: bool, layers: int | None) -> tuple[d
     from benchmark.plan.measure_report import render_measured
     from benchmark.plan.measuring import measure
 
+    # Full FT-E2E with activation checkpointing (the plan's micro-batch that way), as a 7B run on one GPU trains.
     settings = Settings(steps=2 if cpu else 3, warmup=1, micro_batch=1 if cpu else None,
-                        eval_images=1 if cpu else 4)
+                        eval_images=1 if cpu else 4, checkpointed=("ft-e2e",))
     record, _ = measure(model, "derm", out=out, layers=layers, device="cpu" if cpu else None, settings=settings)
     return record, render_measured(record)
 

@@ -50,6 +50,7 @@ class Settings:
     peak_tflops: float | None = None
     mfu: float = 0.35
     regimes: tuple[str, ...] = tuple(r.value for r in TRAINED)  # which trained regimes to measure (if they fit)
+    checkpointed: tuple[str, ...] = ()  # regimes measured with activation checkpointing even where not needed
 
 
 def synthetic_features(adapter, n: int, seed: int = 0) -> torch.Tensor:
@@ -87,6 +88,8 @@ class StepClock:
 def train_row(adapter, regime: str, *, row, feats, classes, domain, meter: DeviceMeter, s: Settings) -> dict:
     """Warm-up and measured optimizer steps of ``regime`` at the plan row's micro-batch and checkpointing."""
     rec = row.recommended
+    if regime in s.checkpointed and not rec.gradient_checkpointing:
+        rec = checkpointed_recommendation(row, regime) or rec
     # On a CPU the plan's micro-batch (sized to the RAM) would take minutes per step: one sample unless asked.
     mb = s.micro_batch or (rec.micro_batch if meter.cuda else 1)
     ckpt = bool(rec.gradient_checkpointing)
@@ -107,6 +110,17 @@ def train_row(adapter, regime: str, *, row, feats, classes, domain, meter: Devic
            "step_seconds": seconds, "tokens_per_sample": sum(tokens) / len(tokens), "peak_gb": meter.peak()}
     meter.release()
     return out
+
+
+def checkpointed_recommendation(row, regime: str):
+    """The plan's micro-batch for ``row`` under activation checkpointing (the largest that fits that way)."""
+    from .hardware import GB, USABLE
+    from .memory import Activations
+    from .micro_batch import recommend
+
+    act = row.memory.activations
+    return recommend(row.gpu_gb * GB * USABLE - row.memory.state, Activations(float("inf"), act.checkpointed),
+                     regime=Regime(regime).recorded, n_gpus=1)
 
 
 @torch.no_grad()

@@ -21,11 +21,10 @@ def local_hardware(device, gpus: str | None, peak_tflops: float | None) -> tuple
     if device.type == "cuda":
         name = gpus or torch.cuda.get_device_name(device)
         hw = Gpus.parse(name, peak_tflops) if (gpus or canonical_gpu(name)) else None
-        if hw is None:
+        if hw is None:  # a GPU the table does not know: its memory from the driver, its peak only if given
             total = torch.cuda.get_device_properties(device).total_memory / 1e9
-            hw = Gpus(1, name, total, peak_tflops or 0.0)
-        hw = Gpus(1, hw.name, hw.memory_gb, hw.peak_tflops)
-        return hw, hw.peak_tflops or None
+            return Gpus(1, name, total, peak_tflops or 1.0), peak_tflops
+        return Gpus(1, hw.name, hw.memory_gb, hw.peak_tflops), hw.peak_tflops
     from .measure_device import available_memory_gb
 
     return Gpus(1, "CPU", available_memory_gb(), peak_tflops or 1.0), peak_tflops

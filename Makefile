@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install install-deepspeed demo readme-demo test test-multiprocess bench fuzz lint clean
+.PHONY: install install-deepspeed demo readme-demo test test-multiprocess bench fuzz lint clean gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,15 @@ fuzz: install
 mutate: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[mutate]'
 	nice -n 19 $(PY) mutation/mutate.py $(MODULES) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(CHANGED),--changed $(CHANGED))
+
+# LLaVA-1.5-7B at real size with random weights on one GPU (benchmarks/gpu_check.py), on a machine that cannot
+# download: first, where an index is reachable, `bash benchmarks/gpu_wheels.sh download` fills wheels/; the target
+# installs them and projbench (--no-deps) into that machine's Python, then writes GPU_CHECK_OUT.{json,md}.
+GPU_PY ?= python3
+GPU_CHECK_OUT ?= benchmarks/results/gpu_check
+gpu-check:
+	bash benchmarks/gpu_wheels.sh install
+	$(GPU_PY) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)
 
 lint: install
 	$(PY) -m ruff check .

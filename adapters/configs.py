@@ -26,9 +26,12 @@ def llm_forward(parts: dict, embeds: torch.Tensor):
     decoder, head = _decoder_and_head(parts["llm"])
     # An explicit 4-D additive mask: transformers then uses it as is, instead of inspecting a 2-D mask or the
     # positions with ``.item()``, which meta tensors cannot answer.
+    # Explicit positions too: OPT derives them from the mask by a cumulative sum, which a 4-D mask would garble.
     b, n = embeds.shape[:2]
     mask = torch.zeros((b, 1, n, n), device=embeds.device, dtype=embeds.dtype)
-    hidden = decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
+    positions = torch.arange(n, device=embeds.device).expand(b, n)
+    hidden = decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                     use_cache=False).last_hidden_state
     return head(hidden)
 
 
@@ -188,7 +191,17 @@ def _idefics3(vision_kw: dict, text, *, scale: int, image_size: int, patch: int,
         parts=lambda m: {"vision": m.model.vision_model, "projector": m.model.connector,
                          "llm": nn.ModuleDict({"text_model": m.model.text_model, "lm_head": m.lm_head})},
         feature_shape=(patches, vision.hidden_size), image_tokens=patches // scale**2, llm_config=text,
-        source=source, vision=lambda m, px: m.model.vision_model(px).last_hidden_state)
+        source=source, vision=_idefics3_vision)
+
+
+def _idefics3_vision(model, pixels):
+    """The SigLIP encoder on whole images (every patch real), without the forward's padding-mask inspection
+    (``create_bidirectional_mask`` asks ``.all()`` of it, which a meta tensor cannot answer)."""
+    vm = model.model.vision_model
+    side = pixels.shape[-1] // vm.config.patch_size
+    patches = torch.ones((pixels.shape[0], side, side), dtype=torch.bool, device=pixels.device)
+    hidden = vm.embeddings(pixel_values=pixels, patch_attention_mask=patches)
+    return vm.post_layernorm(vm.encoder(inputs_embeds=hidden, attention_mask=None).last_hidden_state)
 
 
 def smolvlm_256m() -> Architecture:

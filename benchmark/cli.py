@@ -75,17 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="memory, FLOPs and time of a run on given GPUs, from the real architecture "
                                      "built without weights")
-    pl.add_argument("--model", required=True)
-    pl.add_argument("--task", required=True)
-    pl.add_argument("--gpus", required=True, help="COUNTxNAME, e.g. 2xA100-80GB, 1xH100-80GB, 8xA100-40GB")
-    pl.add_argument("--model-path", help="a folder with config.json, for models whose config does not ship")
-    pl.add_argument("--micro-batch", type=int, help="force this micro-batch (default: the largest that fits)")
-    pl.add_argument("--mfu", type=float, default=0.35, help="model FLOP utilisation for time estimates")
-    pl.add_argument("--peak-tflops", type=float, help="bf16 peak of a GPU not in the built-in table")
-    pl.add_argument("--n-train", type=int, help="training images (default: the task's published size)")
-    pl.add_argument("--n-test", type=int, help="test images (default: the task's published size)")
-    pl.add_argument("--tokens", type=int, help="tokens per training sample (default: the task's real prompt)")
-    pl.add_argument("--json", action="store_true", help="print JSON (keys: docs/plan.md)")
+    from .plan.command import add_options as add_plan_options  # torch-free: plan checks its flags first
+
+    add_plan_options(pl)
 
     ls = sub.add_parser("list", help="list registered models, tasks, analyses or plugins")
     ls.add_argument("what", choices=["models", "tasks", "analyses", "plugins"])
@@ -338,14 +330,9 @@ def cmd_analyze(a) -> int:
 
 
 def cmd_plan(a) -> int:
-    import json
+    from .plan.command import run
 
-    from .plan import plan, render
-
-    p = plan(a.model, a.task, gpus=a.gpus, model_path=a.model_path, micro_batch=a.micro_batch, mfu=a.mfu,
-             peak_tflops=a.peak_tflops, n_train=a.n_train, n_test=a.n_test, train_tokens=a.tokens)
-    print(json.dumps(p.to_json(), indent=2) if a.json else render(p))
-    return 0
+    return run(a)
 
 
 def cmd_list(a) -> int:

@@ -218,6 +218,9 @@ def _load(text: str, kind: str) -> dict:
         raise _Invalid("JSON nested too deeply to be a metrics.json") from None
     if not isinstance(m, dict):
         raise _Invalid("not a JSON object")
+    if m.get("random_init") is not False and "random_init" in m:  # `plan --measure` and its GPU check write these
+        raise _Invalid("a measurement on random weights (random_init: plan --measure), speed and memory only: "
+                       "never a result; keep it out of the results folder")
     problem = record_seal_problem(m, m.pop(SEAL, None))
     if problem:
         raise _Invalid(f"corrupt: {problem}; delete the run folder and run the same command again to recompute it")

@@ -11,14 +11,27 @@ The room, one job per file:
 - ``result``: the typed answer (:class:`Plan`, JSON keys in docs/plan.md); ``render``: the answer as text;
 - ``estimate``: :func:`plan`, the orchestration of the above.
 
-A measurement on real devices (issue 25's ``--measure``) belongs beside ``estimate`` as a module of its own that
-returns its own record next to :class:`Plan`.
+- ``measure``, ``measure_model``, ``measure_report``: ``--measure``, the plan held against the real-size model
+  with random weights on the local device (docs/plan.md, "Measured").
+
+Importing the package imports neither torch nor transformers (names resolve on first use), so ``plan``'s
+arguments are checked before the heavy imports.
 """
 
-from .estimate import plan
-from .hardware import GPUS, Gpus
+from __future__ import annotations
+
+from importlib import import_module
+
+from .hardware import GPUS, Gpus  # torch-free, like the two below
 from .render import render
 from .result import Plan
-from .tokens import prompt_tokens
+
+_WHERE = {"plan": "estimate", "prompt_tokens": "tokens"}  # these import torch: on first use
 
 __all__ = ["GPUS", "Gpus", "Plan", "plan", "prompt_tokens", "render"]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

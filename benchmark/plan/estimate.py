@@ -38,19 +38,23 @@ def count_workings(meta: MetaModel, tokens: TokenLengths, *, dtype_bytes: int, s
 def plan(model: str, task_name: str, *, gpus: str, model_path: str | None = None, micro_batch: int | None = None,
          mfu: float = DEFAULT_MFU, peak_tflops: float | None = None, n_train: int | None = None,
          n_test: int | None = None, dtype_bytes: int = 2, score_rows: int = DEFAULT_SCORE_ROWS,
-         train_tokens: int | None = None) -> Plan:
+         train_tokens: int | None = None, architecture=None, hardware: Gpus | None = None,
+         tokenizer_source: str | None = None) -> Plan:
     """Plan ``model`` on ``task_name`` with ``gpus`` (``COUNTxNAME``); ``Plan.to_json()`` gives docs/plan.md's keys.
 
-    ``train_tokens`` replaces the task's real prompt length (e.g. to compare with a published count)."""
+    ``train_tokens`` replaces the task's real prompt length (e.g. to compare with a published count);
+    ``architecture``, ``hardware`` and ``tokenizer_source`` replace the spec's config, ``gpus`` and the tokenizer
+    (``--measure`` plans exactly the model and device it measures)."""
     from ..registry import plugins
 
     reg = plugins()
     spec, task = reg.adapters.get(model), reg.tasks.get(task_name)
-    hw = Gpus.parse(gpus, peak_tflops)
+    hw = hardware or Gpus.parse(gpus, peak_tflops)
     clock = Clock(hw, mfu)
-    arch = resolve_architecture(spec, model_path)
+    arch = architecture or resolve_architecture(spec, model_path)
     meta = MetaModel(arch, dtype_bytes)
-    tokens = prompt_tokens(spec, task, image_tokens=arch.image_tokens, tokenizer_source=model_path)
+    tokens = prompt_tokens(spec, task, image_tokens=arch.image_tokens,
+                           tokenizer_source=tokenizer_source or model_path)
     if train_tokens is not None:
         tokens = tokens.with_train_tokens(train_tokens)
     workings, flops = count_workings(meta, tokens, dtype_bytes=dtype_bytes, score_rows=score_rows,

@@ -3,7 +3,8 @@ memory per GPU, whether it fits, the recommended micro-batch and the wall hours.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from ..schema import Regime
 from .hardware import GB, Gpus
@@ -67,5 +68,42 @@ def regime_row(regime: str, w: Workings, *, hw: Gpus, clock: Clock, work: Worklo
                      hours_eval=seconds_eval / SECONDS_PER_HOUR, engines=engines)
 
 
+def sharded_gpus_needed(e: EngineRow, act: Activations | None, hw: Gpus) -> int | None:
+    """GPUs of ``hw``'s kind over which a sharded engine (FSDP / ZeRO-3) fits one checkpointed sample of this row;
+    None if no count would (the activations alone overflow one GPU)."""
+    per_sample = act.checkpointed if act is not None else e.memory.kv_cache_scoring
+    room = hw.usable_bytes - per_sample
+    if room <= 0:
+        return None
+    return max(2, math.ceil(e.memory.state / room))
+
+
+def advice(regime: str, rows: dict[str, RegimeRow], *, hw: Gpus, w: Workings) -> dict[str, str]:
+    """For each engine of ``regime`` that does not fit, one line saying what would (sharding, LoRA)."""
+    out = {}
+    base = Regime(regime).recorded
+    act = None if regime == Regime.ZERO_SHOT else w.activations[base]
+    single = rows[regime].engines["single"]
+    fitting = [e for e, row in rows[regime].engines.items() if row.fits]
+    for engine, row in rows[regime].engines.items():
+        if row.fits:
+            continue
+        if fitting:
+            ways = ["/".join(fitting) + " here"]
+        else:
+            n = sharded_gpus_needed(single, act, hw)
+            ways = [f"{n}x{hw.name} fsdp/zero3 + checkpointing"] if n else []
+        if regime == Regime.FT_E2E and rows[Regime.FT_E2E_LORA].engines[engine].fits:
+            ways.append("LoRA (--lora)")
+        out[engine] = "would fit: " + (", or ".join(ways) if ways else "a GPU with more memory")
+    return out
+
+
 def regime_table(w: Workings, *, hw: Gpus, clock: Clock, work: Workload) -> dict[str, RegimeRow]:
-    return {r: regime_row(r, w, hw=hw, clock=clock, work=work) for r in REGIMES}
+    rows = {r: regime_row(r, w, hw=hw, clock=clock, work=work) for r in REGIMES}
+    for r in REGIMES:
+        lines = advice(r, rows, hw=hw, w=w)
+        if lines:
+            rows[r] = replace(rows[r], engines={e: replace(row, instead=lines.get(e))
+                                                for e, row in rows[r].engines.items()})
+    return rows

@@ -37,7 +37,8 @@ def _row(engine: str, e: EngineRow, *, regime: str, trained: int) -> list[str]:
                    f"{m.get('activations_per_sample_checkpointed', 0):.2f}")
     return [regime, engine, f"{trained / 1e6:,.1f}M", f"{m['weights']:.1f}", f"{m['gradients']:.1f}",
             f"{m['optimizer']:.1f}", activations, f"{m['kv_cache_scoring']:.1f}", f"{e.peak_gb:.1f}",
-            "yes" if e.fits else "NO", _recommended(e), f"{e.hours:.2f}"]
+            "yes" if e.fits else "NO", _recommended(e) if e.fits else e.instead or "-",
+            f"{e.hours:.2f}" if e.fits else "-"]
 
 
 def render(p: Plan) -> str:
@@ -45,4 +46,4 @@ def render(p: Plan) -> str:
 
     rows = [_row(engine, e, regime=regime, trained=r.trainable_parameters)
             for regime, r in p.regimes.items() for engine, e in r.engines.items()]
-    return "\n".join([*_header(p), tabulate(rows, headers=HEADERS)])
+    return "\n".join([*_header(p), tabulate(rows, headers=HEADERS, maxcolwidths=[None] * 10 + [64, None])])

@@ -20,10 +20,12 @@ class EngineRow:
     gpu_gb: float
     recommended: Recommendation | None
     hours: float
+    instead: str | None = None  # where it does not fit: what would, in one line
 
     def to_json(self) -> dict:
         return {"memory_gb": self.memory.to_gb(), "peak_gb": self.peak_gb, "fits": self.fits, "gpu_gb": self.gpu_gb,
-                "recommended": self.recommended.to_json() if self.recommended else None, "hours": self.hours}
+                "recommended": self.recommended.to_json() if self.recommended else None, "hours": self.hours,
+                "instead": self.instead}
 
 
 @dataclass(frozen=True)

@@ -149,9 +149,12 @@ def test_the_json_has_the_documented_keys(llava):
     ft = llava["regimes"]["ft-e2e"]
     assert list(ft) == ["trainable_parameters", "flops_per_train_sample", "flops_per_eval_sample", "hours_train",
                         "hours_eval", "engines"]
-    assert list(ft["engines"]["fsdp"]) == ["memory_gb", "peak_gb", "fits", "gpu_gb", "recommended", "hours"]
+    assert list(ft["engines"]["fsdp"]) == ["memory_gb", "peak_gb", "fits", "gpu_gb", "recommended", "hours",
+                                          "instead"]
     assert set(ft["engines"]["fsdp"]["recommended"]) == {"micro_batch", "accumulation_steps", "gradient_checkpointing",
                                                          "global_batch", "activations_at_micro_batch"}
     assert ft["engines"]["single"]["recommended"] is None
+    assert ft["engines"]["single"]["instead"].startswith("would fit: fsdp/zero3 here")
+    assert ft["engines"]["fsdp"]["instead"] is None
     zero = llava["regimes"]["zero-shot"]
     assert zero["flops_per_train_sample"] is None and zero["hours_train"] is None

@@ -64,3 +64,18 @@ def test_gpus_by_name_or_by_memory_with_a_peak():
     assert Gpus.parse("2xMI300-192GB", 1300.0) == Gpus(2, "MI300-192GB", 192.0, 1300.0)
     with pytest.raises(BenchmarkError, match="unknown GPU"):
         Gpus.parse("2xMI300-192GB")
+
+
+def test_saved_activations_leave_out_the_weights_autograd_keeps():
+    """A frozen Linear(8, 16) -> ReLU -> Linear(16, 4) on a batch of 4 that needs input gradients keeps both
+    weights (to pass gradients to their inputs) and the ReLU's output (4 x 16 fp32 = 256 bytes): only the latter
+    is activation memory; the weights are counted as weights."""
+    import torch
+
+    from benchmark.plan.counting import saved_bytes
+
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).requires_grad_(False)
+    x = torch.randn(4, 8, requires_grad=True)
+    weights = frozenset(id(p) for p in net.parameters())
+    assert saved_bytes(lambda: net(x), weights) == 4 * 16 * 4
+    assert saved_bytes(lambda: net(x)) == 4 * 16 * 4 + (16 * 8 + 4 * 16) * 4  # what plan counted before

@@ -6,7 +6,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install install-deepspeed demo readme-demo test test-multiprocess bench fuzz lint clean gpu-check
+.PHONY: install install-deepspeed demo readme-demo test test-slow test-all test-multiprocess bench fuzz lint clean \
+        gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +37,16 @@ demo: install
 readme-demo: install
 	$(PY) scripts/readme_demo.py $(if $(FROM),--from $(FROM))
 
+# `make test` is the quick suite: everything but whole-protocol runs (marked `slow` by tests/conftest.py), the
+# multi-process and the stress tests. `make test-slow` runs the whole-protocol runs (the golden run, every adapter's
+# full run, the SLURM sweep); `make test-all` both. CI runs test, test-slow and test-multiprocess.
 test: install
+	$(PY) -m pytest -q -m 'not slow and not stress and not multiprocess'
+
+test-slow: install
+	$(PY) -m pytest -q -m 'slow and not stress and not multiprocess'
+
+test-all: install
 	$(PY) -m pytest -q
 
 # Tests that start several real processes: multi-process equivalence (torchrun, gloo on CPU: 2 processes give

@@ -16,7 +16,7 @@ os.environ.setdefault("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
 # A test that runs the whole protocol (in its body or through a fixture it uses; the conformance suite's full run
 # included) is marked `slow`: `make test` leaves them out, `make test-slow` runs only them, CI runs both.
 _RUNS_PROTOCOL = re.compile(
-    r"\bRunner\(|\bprotocol\.run\(|\bcheck_full_protocol\(|\[\s*[\"']run[\"'],\s*[\"']--model[\"']")
+    r"\bRunner\(|\bprotocol\.run\(|\bcheck_full_protocol\(|[\"']run[\"'],\s*(?:\*\w+|[\"']--model[\"'])")
 
 
 def _runs_protocol(item) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmark.cli import main
@@ -40,6 +41,7 @@ def test_the_payload_does_run_when_unpickled(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.slow  # a whole run (RUN), then every file it wrote is replaced by a pickle
 def test_no_file_in_a_results_folder_or_cache_is_unpickled(tmp_path, capsys):
     results, cache, marker = tmp_path / "results", tmp_path / "cache", tmp_path / "marker"
     argv = RUN + ["--results-dir", str(results), "--cache-dir", str(cache)]

@@ -91,7 +91,7 @@ def _header(board: Leaderboard, lines: list[Line], n_runs: int) -> str:
 <p>Does the projector learn a domain's visual attributes when fine-tuned, or does the LLM?
 {_count(len(board.rows), "row")}, {_count(len(lines), "table line")}, {_count(n_runs, "finished run")}.
 Data: <a href="{JSON_NAME}">{JSON_NAME}</a> · <a href="{CSV_NAME}">{CSV_NAME}</a>.</p>
-<details><summary>How to read the numbers</summary>{legend_html()}
+<details><summary>How to read the numbers</summary>{legend_html(any(r.unverified for r in board.rows))}
 <p>Each table line is one regime of a leaderboard row; the same numbers as the Markdown leaderboard.
 Limited runs are quick checks, not results. Click a column header to sort (again to reverse); missing values
 always sort last.</p></details>

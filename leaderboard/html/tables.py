@@ -25,7 +25,7 @@ from ..columns import (
     number,
     summary_table,
 )
-from ..markdown import LEGEND
+from ..markdown import LEGEND, UNVERIFIED_NOTE
 from ..table import FINETUNED, Leaderboard, Row
 
 REGIMES = (Regime.ZERO_SHOT,) + FINETUNED
@@ -180,9 +180,10 @@ def filter_selects(lines: list[Line]) -> str:
     return "".join(out)
 
 
-def legend_html() -> str:
+def legend_html(marked: bool = False) -> str:
+    """The Markdown's legend as a list; ``marked`` adds the ✗ line (a row whose numbers do not verify is shown)."""
     items = []
-    for item in LEGEND:
+    for item in LEGEND + ([UNVERIFIED_NOTE] if marked else []):
         text = esc(item.removeprefix("- "))
         parts = text.split("**")
         items.append("<li>" + "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts)) + "</li>")

@@ -98,10 +98,9 @@ class Point:
 
 def point_of(row: Row, regime: str) -> Point | None:
     """A row's point in a fine-tuned regime; None without both a gain and a richness change (missing runs are
-    listed in the leaderboard, there is nothing to place), and None for a row whose numbers do not follow from its
-    stored predictions (✗): it is not a result, so no plot places it (its Warnings line names the run)."""
+    listed in the leaderboard, there is nothing to place)."""
     gain, rich = row.gain[regime], row.richness[regime]
-    if gain is None or rich is None or row.unverified:
+    if gain is None or rich is None:
         return None
     return Point(row.model, row.task, row.limit, row.folder(regime), gain, rich,
                  "+".join(row.projector_families) or "unknown")

@@ -59,16 +59,6 @@ def test_an_edited_shown_number_marks_every_number_of_its_row(results, field, ch
     assert json_row["unverified"] == [why]
 
 
-def test_a_row_that_does_not_verify_is_on_no_plot(results):
-    from benchmark.leaderboard.scatter import points_of
-
-    before = {p.key for p in points_of(board_of(results))}
-    edit_metrics(results / RUN / "metrics.json", lambda m: m["metrics"].update(accuracy=0.99))
-    after = {p.key for p in points_of(board_of(results))}
-    gone = before - after
-    assert gone and after < before and {(k[1], k[2]) for k in gone} == {("digits", 10)}
-
-
 def test_the_pages_legend_explains_the_mark_only_when_a_row_carries_it(results):
     from benchmark.leaderboard.html.tables import legend_html
 

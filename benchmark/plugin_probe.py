@@ -89,17 +89,14 @@ def _write_record(key: str, record: dict) -> None:
     """Atomically, never through a link; a cache that cannot be written only means the trial runs again."""
     from .storage.confined import OutsideRootError, confined
     from .storage.paths import cache_root
+    from .storage.results import DiskFullError, atomic_write_text
 
     path = _record_path(key)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        confined(tmp, cache_root(), "plugin trial record")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(record), encoding="utf-8")
-        os.replace(tmp, path)
-    except (OSError, OutsideRootError):
-        if tmp.is_file() and not tmp.is_symlink():
-            tmp.unlink()
+        confined(path.parent, cache_root(), "plugin trial records")
+        atomic_write_text(path, json.dumps(record))
+    except (OSError, OutsideRootError, DiskFullError):
+        pass
 
 
 def _run_child(value: str, limit: float) -> tuple[int | None, str, str]:

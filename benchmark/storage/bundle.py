@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from benchmark.errors import BenchmarkError
-from benchmark.storage.integrity import SEAL, seal, seal_matches
+from benchmark.storage.integrity import SEAL, seal, seal_matches, sha256_file
 
 MANIFEST = "projbench-bundle.json"
 FORMAT = "projbench-bundle"
@@ -74,14 +74,6 @@ def bundle_files(root: Path, folders: list[Path]) -> list[str]:
     return sorted(found)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _info(name: str, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = size, 0o644, 0, 0, 0, "", ""
@@ -94,7 +86,7 @@ def write_bundle(root: Path, names: list[str], out: Path) -> dict:
 
     root = Path(root)
     manifest = seal({"format": FORMAT, "format_version": FORMAT_VERSION,
-                     "files": {n: {"sha256": _sha256(root / n), "size": (root / n).stat().st_size} for n in names}})
+                     "files": {n: {"sha256": sha256_file(root / n), "size": (root / n).stat().st_size} for n in names}})
     body = json.dumps(manifest, indent=2, sort_keys=True).encode()
 
     def write(tmp: Path) -> None:

@@ -247,7 +247,8 @@ def qwen2vl_2b(image_size: int = 448) -> Architecture:
         """
         from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids
 
-        visual, vc = m.model.visual, config.vision_config
+        visual, vc = m.model.visual, m.config.vision_config  # the built model's: a sliced or twin config too
+        side = pixels.shape[-1] // vc.patch_size
         grid = torch.tensor([[1, side, side]] * pixels.shape[0])
         flat = pixels.new_empty((pixels.shape[0] * side * side,
                                  vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2))
@@ -264,7 +265,7 @@ def qwen2vl_2b(image_size: int = 448) -> Architecture:
                         llm_config=config.text_config, source="Qwen/Qwen2-VL-2B-Instruct config.json",
                         vision=vision,
                         project=lambda m, f: m.model.visual.merger(f.reshape(-1, f.shape[-1])).reshape(
-                            f.shape[0], -1, config.text_config.hidden_size))
+                            f.shape[0], -1, m.config.text_config.hidden_size))
 
 
 def internvl3_1b() -> Architecture:
@@ -286,7 +287,9 @@ def internvl3_1b() -> Architecture:
         h = m.model.vision_tower(pixel_values=pixels).last_hidden_state[:, 1:]
         b, n, d = h.shape
         side = int(n**0.5)
-        return m.model.pixel_shuffle(h.reshape(b, side, side, d), scale_factor=0.5).reshape(b, n // 4, d * 4)
+        r = m.config.downsample_ratio
+        return m.model.pixel_shuffle(h.reshape(b, side, side, d), scale_factor=r).reshape(
+            b, int(n * r * r), int(d / (r * r)))
 
     return Architecture(build=lambda: InternVLForConditionalGeneration(config), parts=_hf_parts, image_size=448,
                         feature_shape=(256, 4096), image_tokens=256, llm_config=config.text_config,

@@ -128,12 +128,16 @@ class TinyFactory:
         object.__setattr__(self, "adapter", _ref(self.adapter))
         object.__setattr__(self, "build", _ref(self.build))
 
-    def __call__(self, source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False, **kwargs):
+    def folder(self, cache_dir=None) -> Path:
+        """The twin's checkpoint folder in the cache (``cache_dir``, else projbench's), built first if absent."""
         from benchmark.storage.paths import cache_root
 
         from .tiny import materialise
 
-        path = source or materialise(Path(cache_dir) if cache_dir else cache_root(), self.name, resolve(self.build))
+        return materialise(Path(cache_dir) if cache_dir else cache_root(), self.name, resolve(self.build))
+
+    def __call__(self, source=None, device="cpu", dtype=None, cache_dir=None, local_files_only=False, **kwargs):
+        path = source or self.folder(cache_dir)
         try:
             return resolve(self.adapter)(self.name, path, device=device, dtype=dtype or "float32",
                                          local_files_only=True, **{**self.options, **kwargs})

@@ -221,6 +221,9 @@ def _load(text: str, kind: str) -> dict:
     if m.get("random_init") is not False and "random_init" in m:  # `plan --measure` and its GPU check write these
         raise _Invalid("a measurement on random weights (random_init: plan --measure), speed and memory only: "
                        "never a result; keep it out of the results folder")
+    if isinstance(m.get("revision"), dict) and m["revision"].get("random_init"):  # a run of a skeleton checkpoint
+        raise _Invalid("a run of a random-init skeleton checkpoint (revision.random_init: its weights were drawn "
+                       "at load by plan --measure's skeleton), speed only: never a result; delete this run folder")
     problem = record_seal_problem(m, m.pop(SEAL, None))
     if problem:
         raise _Invalid(f"corrupt: {problem}; delete the run folder and run the same command again to recompute it")

@@ -27,6 +27,7 @@ from ..train.loop import finetune
 from .measure_device import DeviceMeter
 
 TRAINED = (Regime.FT_PROJ, Regime.FT_E2E, Regime.FT_E2E_LORA)  # LoRA last: it adds modules to the LLM
+NOISE_SIDE = 384  # pixels of a synthetic image: above every built-in model's input size, so each one resizes down
 LR = {Regime.FT_PROJ: 1e-3, Regime.FT_E2E: 2e-5, Regime.FT_E2E_LORA: 2e-5}
 
 
@@ -54,14 +55,13 @@ class Settings:
 
 
 def synthetic_features(adapter, n: int, seed: int = 0) -> torch.Tensor:
-    """Vision features of ``n`` seeded noise images at the processor's size, through the real vision path."""
+    """Vision features of ``n`` seeded noise images (``NOISE_SIDE`` pixels square; the adapter's preprocessing
+    resizes them to its model's size), through the real vision path."""
     import numpy as np
     from PIL import Image
 
-    size = adapter.processor.image_processor.crop_size
     rng = np.random.default_rng(seed)
-    images = [Image.fromarray(rng.integers(0, 256, (size["height"], size["width"], 3), dtype=np.uint8))
-              for _ in range(n)]
+    images = [Image.fromarray(rng.integers(0, 256, (NOISE_SIDE, NOISE_SIDE, 3), dtype=np.uint8)) for _ in range(n)]
     with torch.no_grad():
         return adapter.vision_features(adapter.preprocess(images)).cpu()
 

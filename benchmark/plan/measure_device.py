@@ -26,12 +26,30 @@ def _status_kb(field: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``), so that the resident set counts
+    live memory: without it, memory freed earlier in the process (a previous model, another measurement) stays
+    resident, and new tensors reuse it without the resident set growing, so the peak reads low."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:  # not glibc: nothing to trim with
+        pass
+
+
 class DeviceMeter:
     """Synchronise and read peak memory on ``device`` (CUDA: allocator peaks; CPU: resident-set high-water)."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.cuda = device.type == "cuda"
+        if not self.cuda:
+            _trim_heap()
         self.baseline = 0 if self.cuda else (_status_kb("VmRSS") or 0) * 1024
 
     @property
@@ -50,7 +68,9 @@ class DeviceMeter:
         self.sync()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
-        elif CLEAR_REFS.exists():
+            return
+        _trim_heap()
+        if CLEAR_REFS.exists():
             try:
                 CLEAR_REFS.write_text("5")
             except OSError:  # not permitted here: the peak then runs from the process's start

@@ -1,29 +1,25 @@
 """The model ``plan --measure`` runs: the real architecture with random weights, loaded through the adapter's own
 loading path, nothing downloaded.
 
-For a shipped config (``AdapterSpec.architecture``) a *skeleton checkpoint* is written to a scratch folder: the
-published ``config.json`` (with ``--layers K``: the first K decoder layers of the LLM and of the vision tower, at
-full width and vocabulary), a stand-in tokenizer padded to the real vocabulary size (the offline byte-level BPE of
-the tiny twins, so prompts have realistic lengths), the family's processor at the real image size, and a weight
-file holding no tensor: ``from_pretrained`` then initialises every weight at random (the model's own
-``_init_weights``), in the run's dtype, and the adapter is built by its registered factory. A tiny twin is loaded
-as it always is (it is random-init already).
+For a shipped config (``AdapterSpec.architecture``) a skeleton checkpoint is written to a scratch folder
+(:mod:`benchmark.plan.skeleton`), its processor and tokenizer taken from the family's tiny twin, and the adapter
+is built from it by its registered factory. A tiny twin is loaded as it always is (it is random-init already).
 
-The skeleton is written for the LLaVA family (LLaVA-1.5 7B and 13B); other families are refused with the list.
-The :class:`~benchmark.adapters.base.Architecture` that ``plan`` counts is derived from the same config, so the
-plan and the measurement describe one model.
+Every family whose model is one transformers class with a tiny twin is measured: LLaVA-1.5, BLIP-2,
+InstructBLIP, PaliGemma, Idefics3 / SmolVLM, Qwen2-VL and InternVL3. Models built from parts (LiMBeR, composed
+models) are refused with that list. The :class:`~benchmark.adapters.base.Architecture` that ``plan`` counts is the
+family's published one with the loaded model's config and shapes (:func:`measured_architecture`), so the plan and
+the measurement describe one model.
 """
 
 from __future__ import annotations
 
-import json
+import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BenchmarkError
-
-SKELETON_MARKER = "projbench-random-init.json"  # in every skeleton folder: these weights are not a model
-MEASURABLE = ("LlavaForConditionalGeneration",)
 
 
 @dataclass
@@ -36,98 +32,107 @@ class Measured:
     layers: int | None
 
 
-def _meta_config(spec):
-    """The shipped config of ``spec`` (built on the meta device: no memory, no weights)."""
+def _adapter_class(spec):
+    return getattr(spec.factory, "adapter", None)
+
+
+def _same_family(reg, spec, *, tiny: bool) -> list:
+    cls = _adapter_class(spec)
+    return [s for s in (reg.adapters.get(n) for n in reg.adapters.names())
+            if s.tiny == tiny and cls is not None and _adapter_class(s) == cls
+            and (tiny or s.architecture is not None)]
+
+
+def measurable(reg) -> list[str]:
+    """The models ``--measure`` can build: one transformers class, a shipped config and a tiny twin in the family."""
+    return [n for n in reg.adapters.names() if _partner(reg, reg.adapters.get(n)) is not None]
+
+
+def _partner(reg, spec):
+    """For a real checkpoint its family's tiny twin (``<name>-tiny`` first), for a twin its real checkpoint: the
+    other half ``--measure`` needs (a processor to stand in, or the published architecture to count)."""
+    if not spec.tiny and spec.architecture is None:
+        return None
+    others = _same_family(reg, spec, tiny=not spec.tiny)
+    name = spec.name.removesuffix("-tiny") if spec.tiny else spec.name + "-tiny"
+    found = next((s for s in others if s.name == name), others[0] if others else None)
+    return found if found is not None and _is_one_class(found if spec.tiny else spec) else None
+
+
+def _is_one_class(real_spec) -> bool:
     import torch
 
-    arch = spec.architecture()
     with torch.device("meta"):
-        net = arch.build()
-    if type(net).__name__ not in MEASURABLE:
-        raise BenchmarkError(f"--measure builds {spec.name!r} ({type(net).__name__}) not yet: it measures the "
-                             f"{', '.join(MEASURABLE)} family (llava15, llava15-13b, llava15-tiny).")
-    return net.config
+        net = real_spec.architecture().build()
+    return hasattr(getattr(net, "config", None), "text_config")
 
 
-def sliced_config(config, layers: int | None):
-    """``config`` with the first ``layers`` LLM layers and as many vision layers (at least 2: LLaVA takes the
-    penultimate layer's features); unchanged when ``layers`` is None."""
-    if layers is None:
-        return config
-    if layers < 1 or layers > config.text_config.num_hidden_layers:
-        raise BenchmarkError(f"--layers {layers}: between 1 and the model's "
-                             f"{config.text_config.num_hidden_layers} decoder layers.")
-    config.text_config.num_hidden_layers = layers
-    config.vision_config.num_hidden_layers = max(2, min(layers, config.vision_config.num_hidden_layers))
-    return config
+def _refuse(reg, spec) -> None:
+    raise BenchmarkError(
+        f"--measure cannot build {spec.name!r}: it measures models that are one transformers class with a shipped "
+        f"config and a tiny twin in their family ({', '.join(measurable(reg))}); {spec.name!r} is built from parts "
+        "or ships no config.")
 
 
-def llava_architecture(config, source: str):
-    """The :class:`Architecture` ``plan`` counts, from a LLaVA config (shipped, sliced or a tiny twin's)."""
-    from transformers import LlavaForConditionalGeneration
+def measured_architecture(adapter, real_arch, *, feats, source: str):
+    """``real_arch`` (the family's published architecture: how to run its parts) with the loaded model's config
+    and the shapes measured on it: image size, features entering the projector, image tokens leaving it."""
+    import torch
 
-    from ..adapters.base import Architecture
-    from ..adapters.configs import _hf_parts
-
-    vc = config.vision_config
-    tokens = (vc.image_size // vc.patch_size) ** 2
-    return Architecture(build=lambda: LlavaForConditionalGeneration(config), parts=_hf_parts,
-                        image_size=vc.image_size, feature_shape=(tokens, vc.hidden_size), image_tokens=tokens,
-                        llm_config=config.text_config, source=source,
-                        vision=lambda m, px: m.model.vision_tower(px).last_hidden_state)
+    model = adapter.model
+    cls, config = type(model), copy.deepcopy(model.config)
+    with torch.no_grad():
+        tokens = adapter.project(feats[:1].to(adapter.device)).shape[1]
+    side = getattr(adapter, "image_size", None) or _pixel_side(adapter)
+    return dataclasses.replace(real_arch, build=lambda: cls(config), llm_config=config.text_config, source=source,
+                               image_size=int(side), feature_shape=tuple(feats.shape[1:]), image_tokens=int(tokens))
 
 
-def write_skeleton(config, folder: Path) -> None:
-    """config.json, the stand-in tokenizer and processor, and a weight file without tensors, into ``folder``."""
-    from safetensors.torch import save_file
-    from transformers import CLIPImageProcessor, LlavaProcessor
+def _pixel_side(adapter) -> int:
+    from PIL import Image
 
-    from ..adapters.llava import _TINY_CHAT_TEMPLATE
-    from ..adapters.tiny import build_tokenizer
+    return int(adapter.preprocess([Image.new("RGB", (40, 30))]).shape[-1])
 
-    # Merges up to the corpus's saturation (about 1,000 tokens: whole prompt words), then unused tokens up to the
-    # real vocabulary, so that ids and the embedding have the real size and prompts a realistic length.
-    tok = build_tokenizer(vocab_size=config.text_config.vocab_size)
-    tok.add_tokens([f"<unused{i}>" for i in range(config.text_config.vocab_size - len(tok))])
-    config.image_token_id = tok.convert_tokens_to_ids("<image>")
-    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        setattr(config.text_config, key, getattr(tok, key))
-    folder.mkdir(parents=True, exist_ok=True)
-    config.save_pretrained(folder)
-    size = config.vision_config.image_size
-    images = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-    LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=config.vision_config.patch_size,
-                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
-                   chat_template=_TINY_CHAT_TEMPLATE).save_pretrained(folder)
-    save_file({}, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / SKELETON_MARKER).write_text(json.dumps({
-        "random_init": True, "why": "projbench plan --measure: the published architecture with random weights, for "
-                                    "speed and memory only; never a model to evaluate"}, indent=2) + "\n")
+
+def _load_skeleton(spec, folder: Path, *, device: str):
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report would list every weight as missing: all are, on purpose
+    try:
+        return spec.factory(source=str(folder), device=device, dtype=dtype)
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def load_measured(spec, *, layers: int | None, device: str, scratch: Path, cache_dir: str | None = None) -> Measured:
     """The adapter of ``spec`` at real size with random weights (or its tiny twin), and its architecture."""
     import torch
 
+    from ..registry import plugins
+    from .measure import synthetic_features
+    from .skeleton import sliced_config, write_skeleton
+
+    reg = plugins()
+    partner = _partner(reg, spec)
+    if partner is None:
+        _refuse(reg, spec)
     if spec.tiny:
         if layers is not None:
             raise BenchmarkError(f"--layers slices a real-size config; {spec.name!r} is a tiny twin already.")
         adapter = spec.factory(device=device, cache_dir=cache_dir)
-        if type(adapter.model).__name__ not in MEASURABLE:
-            raise BenchmarkError(f"--measure supports the {', '.join(MEASURABLE)} family; {spec.name!r} is not.")
-        return Measured(adapter, llava_architecture(adapter.model.config, f"tiny twin {spec.name}"),
-                        Path(adapter.checkpoint), None)
-    config = sliced_config(_meta_config(spec), layers)
-    folder = scratch / (spec.name + (f"-L{layers}" if layers else ""))
-    write_skeleton(config, folder)
-    dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the load report would list every weight as missing: all are, on purpose
-    try:
-        adapter = spec.factory(source=str(folder), device=device, dtype=dtype)
-    finally:
-        hf_logging.set_verbosity(level)
-    what = spec.architecture().source + (f", first {layers} decoder layers" if layers else "")
-    return Measured(adapter, llava_architecture(adapter.model.config, what), folder, layers)
+        real_arch, source, folder = partner.architecture(), f"tiny twin {spec.name}", Path(adapter.checkpoint)
+    else:
+        real_arch = spec.architecture()
+        with torch.device("meta"):
+            config = sliced_config(real_arch.build().config, layers)
+        twin = partner.factory.folder(cache_dir)  # the twin's files only: its processor stands in
+        folder = scratch / (spec.name + (f"-L{layers}" if layers else ""))
+        write_skeleton(config, folder, twin=twin, image_size=real_arch.image_size,
+                       image_tokens=real_arch.image_tokens)
+        adapter = _load_skeleton(spec, folder, device=device)
+        source = real_arch.source + (f", first {layers} decoder layers" if layers else "")
+    arch = measured_architecture(adapter, real_arch, feats=synthetic_features(adapter, 1), source=source)
+    return Measured(adapter, arch, folder, layers)

@@ -23,6 +23,7 @@ from ..storage.confined import confined
 from ..storage.features import extract, model_revision
 from ..storage.integrity import CorruptFileError, read_finished, seal
 from ..storage.paths import cache_root, results_root
+from ..storage.random_init import RANDOM_INIT_MARKER
 from ..storage.results import atomic_write_json, remove_stale_temps
 from . import folders
 from .baselines import baselines_stage
@@ -130,6 +131,10 @@ class Runner:
             return
         adapter = self.load_adapter()
         self.revision = model_revision(adapter.checkpoint)
+        if self.revision.get("random_init"):
+            self.log(f"[warning] {adapter.checkpoint} is marked random-init ({RANDOM_INIT_MARKER}): its weights are "
+                     "drawn at load. This run measures speed only; its records say random_init and the leaderboard "
+                     "refuses them.")
         stores, feat_s = {}, 0.0
         for split in ("train", "test"):
             stores[split], s = extract(adapter, data.splits[split], cache_dir=self.cache,

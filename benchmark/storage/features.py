@@ -22,6 +22,7 @@ from benchmark import distributed
 from benchmark.errors import BenchmarkError
 from benchmark.storage.confined import confined
 from benchmark.storage.integrity import CorruptFileError, read_sealed_json, seal, sha256_file, verify_file
+from benchmark.storage.random_init import is_random_init
 from benchmark.storage.results import (
     atomic_save_tensors,
     atomic_write_json,
@@ -72,7 +73,10 @@ def local_revision(src: Path) -> dict:
     h = hashlib.sha256()
     for p in files:
         h.update(str(p.relative_to(src) if p != src else p.name).encode() + b"\0" + file_digest(p).encode())
-    return {"kind": "local", "content_hash": h.hexdigest()[:16], "files": len(files)}
+    rev = {"kind": "local", "content_hash": h.hexdigest()[:16], "files": len(files)}
+    if is_random_init(src):  # a skeleton of `plan --measure`: its weights are drawn at load, never a result
+        rev["random_init"] = True
+    return rev
 
 
 def hub_revision(repo_id: str) -> dict:

@@ -1,5 +1,6 @@
 """The prepared GPU check's CPU path (``benchmarks/gpu_check.py --cpu-smoke``): the same steps on the tiny twin,
-one JSON and one Markdown report, the short ``run --model-path`` trained as many steps as its data gives."""
+one JSON and one Markdown report, the short ``run --model-path`` trained as many steps as its data gives, from a
+checkpoint marked random-init: its records carry the mark and the leaderboard refuses them."""
 
 from __future__ import annotations
 
@@ -28,5 +29,7 @@ def test_the_gpu_check_runs_its_steps_on_the_cpu(tmp_path):
     run = report["run"]
     # 3 classes x 8 synthetic training images at a global batch of 8: 3 optimizer steps of micro-batches of 4.
     assert run["ok"] and run["training"]["optimizer_steps"] == 3 and run["training"]["micro_batch"] == 4
+    # Run from a checkpoint marked random-init: its records say so and the leaderboard refuses every one of them.
+    assert run["random_init_recorded"] and run["leaderboard_runs"] == 0 and run["leaderboard_refused"] >= 2
     md = (tmp_path / "report.md").read_text()
     assert "RANDOM-INIT" in md and "`run --model-path` (FT-Proj, synthetic images): ok" in md

@@ -247,41 +247,37 @@ def _tiny_llm(kind: str, tokenizer):
 TINY_VIT = {"img_size": 28, "patch_size": 7, "embed_dim": 32, "depth": 2, "num_heads": 2}
 
 
-def _tiny_builder(vision: list[dict], projector, llm_kind: str):
+def _build_tiny(out: Path, vision: list[dict], projector, llm_kind: str) -> None:
     """A tiny composition written in the spec-folder layout a user would bring: config.json, weights, llm/."""
+    import timm
+    from safetensors.torch import save_file
 
-    def build(out: Path) -> None:
-        import timm
-        from safetensors.torch import save_file
-
-        torch.manual_seed(0)
-        spec_vision = []
-        for i, b in enumerate(vision):
-            b = dict(b)
-            if b["library"] == "timm":
-                trunk = timm.create_model(b["name"], pretrained=False, num_classes=0, **b.get("kwargs", {}))
-                b["weights"] = f"vision/{i}.safetensors"
-                (out / "vision").mkdir(exist_ok=True)
-                save_file({k: v.contiguous() for k, v in trunk.state_dict().items()}, str(out / b["weights"]))
-            else:
-                (out / "vision" / str(i)).mkdir(parents=True)
-                build_tiny_clip(b.pop("tiny"), out / "vision" / str(i))
-                b["name"] = f"local-dir:vision/{i}"
-            spec_vision.append(b)
-        tokenizer = build_tokenizer()
-        llm = _tiny_llm(llm_kind, tokenizer)
-        llm.save_pretrained(out / "llm")
-        tokenizer.save_pretrained(out / "llm")
-        spec = {"model_type": "projbench-compose", "vision": spec_vision, "projector": projector, "llm": "llm",
-                "template": DEFAULT_TEMPLATE, "image_token": "<image>"}
-        (out / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
-        # The projector as a user brings it: a safetensors state dict next to the spec.
-        width = sum(TINY_VIT["embed_dim"] if b["library"] == "timm" else 32 for b in spec_vision)
-        projector_module, _ = projectors.build_projector(projector, width, 64)
-        save_file({k: v.contiguous() for k, v in projector_module.state_dict().items()},
-                  str(out / "projector.safetensors"))
-
-    return build
+    torch.manual_seed(0)
+    spec_vision = []
+    for i, b in enumerate(vision):
+        b = dict(b)
+        if b["library"] == "timm":
+            trunk = timm.create_model(b["name"], pretrained=False, num_classes=0, **b.get("kwargs", {}))
+            b["weights"] = f"vision/{i}.safetensors"
+            (out / "vision").mkdir(exist_ok=True)
+            save_file({k: v.contiguous() for k, v in trunk.state_dict().items()}, str(out / b["weights"]))
+        else:
+            (out / "vision" / str(i)).mkdir(parents=True)
+            build_tiny_clip(b.pop("tiny"), out / "vision" / str(i))
+            b["name"] = f"local-dir:vision/{i}"
+        spec_vision.append(b)
+    tokenizer = build_tokenizer()
+    llm = _tiny_llm(llm_kind, tokenizer)
+    llm.save_pretrained(out / "llm")
+    tokenizer.save_pretrained(out / "llm")
+    spec = {"model_type": "projbench-compose", "vision": spec_vision, "projector": projector, "llm": "llm",
+            "template": DEFAULT_TEMPLATE, "image_token": "<image>"}
+    (out / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+    # The projector as a user brings it: a safetensors state dict next to the spec.
+    width = sum(TINY_VIT["embed_dim"] if b["library"] == "timm" else 32 for b in spec_vision)
+    projector_module, _ = projectors.build_projector(projector, width, 64)
+    save_file({k: v.contiguous() for k, v in projector_module.state_dict().items()},
+              str(out / "projector.safetensors"))
 
 
 # Prismatic's "DINOv2 + SigLIP" fusion with LLaVA's MLP, on a Llama LM; and an open_clip CLIP with a Q-Former-style
@@ -290,8 +286,16 @@ _TINY_DINOSIGLIP = [{"library": "timm", "name": "vit_small_patch14_dinov2", "kwa
                     {"library": "timm", "name": "vit_base_patch16_siglip_224", "kwargs": TINY_VIT}]
 _TINY_CLIP_QFORMER = [{"library": "open_clip", "tiny": TINY_CLIP[0]}]
 _QFORMER = {"type": "qformer", "num_queries": 8, "depth": 1, "heads": 2, "width": 32}
-build_tiny_dinosiglip_mlp = _tiny_builder(_TINY_DINOSIGLIP, "mlp2x_gelu", "llama")
-build_tiny_clip_qformer = _tiny_builder(_TINY_CLIP_QFORMER, _QFORMER, "qwen2")
+
+
+# Plain functions, so that their key is read from this file without importing it (adapters.tiny.build_hash).
+def build_tiny_dinosiglip_mlp(out: Path) -> None:
+    _build_tiny(out, _TINY_DINOSIGLIP, "mlp2x_gelu", "llama")
+
+
+def build_tiny_clip_qformer(out: Path) -> None:
+    _build_tiny(out, _TINY_CLIP_QFORMER, _QFORMER, "qwen2")
+
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.
 ADAPTERS = catalog.COMPOSE

@@ -129,59 +129,63 @@ _TINY_TEMPLATE = (
 )
 
 
-def _tiny_builder(image_size: int, patch: int, scale: int, bos: str):
-    def build(out: Path) -> None:
-        from transformers import (
-            Idefics3Config,
-            Idefics3ForConditionalGeneration,
-            Idefics3ImageProcessor,
-            Idefics3Processor,
-            Idefics3VisionConfig,
-            LlamaConfig,
-        )
+def _build_tiny(out: Path, *, image_size: int, patch: int, scale: int, bos: str) -> None:
+    """An Idefics3 twin of ``image_size`` px in ``patch`` px patches, a ``scale`` x ``scale`` pixel shuffle, and a
+    template that begins with ``bos``."""
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+        Idefics3VisionConfig,
+        LlamaConfig,
+    )
 
-        specials = ("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", "<|im_start|>")
-        tokenizer = build_tokenizer(extra_special=specials)
-        # The turn end doubles as EOS here; the real checkpoints' generation configs also stop on it.
-        tokenizer.eos_token = "<end_of_utterance>"
-        if bos == "<|im_start|>":  # SmolVLM: SmolLM2's tokenizer, whose BOS is <|im_start|> and adds none itself
-            from tokenizers import processors
+    specials = ("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", "<|im_start|>")
+    tokenizer = build_tokenizer(extra_special=specials)
+    # The turn end doubles as EOS here; the real checkpoints' generation configs also stop on it.
+    tokenizer.eos_token = "<end_of_utterance>"
+    if bos == "<|im_start|>":  # SmolVLM: SmolLM2's tokenizer, whose BOS is <|im_start|> and adds none itself
+        from tokenizers import processors
 
-            tokenizer.bos_token = bos
-            tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(single="$A")
-        vision = Idefics3VisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            image_size=image_size, patch_size=patch,
-        )
-        text = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
-        )
-        config = Idefics3Config(
-            vision_config=vision, text_config=text, scale_factor=scale,
-            image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
-        )
-        torch.manual_seed(0)
-        Idefics3ForConditionalGeneration(config).save_pretrained(out)
-        image_processor = Idefics3ImageProcessor(
-            size={"longest_edge": image_size}, max_image_size={"longest_edge": image_size}, do_image_splitting=False,
-        )
-        seq_len = (image_size // patch) ** 2 // scale**2
-        processor = Idefics3Processor(
-            image_processor=image_processor, tokenizer=tokenizer, image_seq_len=seq_len,
-            chat_template=_TINY_TEMPLATE.format(bos=bos),
-        )
-        processor.save_pretrained(out)
-
-    return build
+        tokenizer.bos_token = bos
+        tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(single="$A")
+    vision = Idefics3VisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        image_size=image_size, patch_size=patch,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )
+    config = Idefics3Config(
+        vision_config=vision, text_config=text, scale_factor=scale,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    Idefics3ForConditionalGeneration(config).save_pretrained(out)
+    image_processor = Idefics3ImageProcessor(
+        size={"longest_edge": image_size}, max_image_size={"longest_edge": image_size}, do_image_splitting=False,
+    )
+    seq_len = (image_size // patch) ** 2 // scale**2
+    processor = Idefics3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=seq_len,
+        chat_template=_TINY_TEMPLATE.format(bos=bos),
+    )
+    processor.save_pretrained(out)
 
 
-# SmolVLM-256M-like: 8x8 patches, 4x4 shuffle (the real one: 32x32 patches, scale 4 -> 64 tokens).
-build_tiny_smolvlm = _tiny_builder(image_size=64, patch=8, scale=4, bos="<|im_start|>")
-# Idefics3-8B-like: 4x4 patches, 2x2 shuffle (the real one: 26x26 patches, scale 2 -> 169 tokens).
-build_tiny_idefics3 = _tiny_builder(image_size=32, patch=8, scale=2, bos="{{ bos_token }}")
+# Plain functions, so that their key is read from this file without importing it (adapters.tiny.build_hash).
+def build_tiny_smolvlm(out: Path) -> None:
+    """SmolVLM-256M-like: 8x8 patches, 4x4 shuffle (the real one: 32x32 patches, scale 4 -> 64 tokens)."""
+    _build_tiny(out, image_size=64, patch=8, scale=4, bos="<|im_start|>")
+
+
+def build_tiny_idefics3(out: Path) -> None:
+    """Idefics3-8B-like: 4x4 patches, 2x2 shuffle (the real one: 26x26 patches, scale 2 -> 169 tokens)."""
+    _build_tiny(out, image_size=32, patch=8, scale=2, bos="{{ bos_token }}")
 
 
 # The registry entries of this family live in catalog.py (importable without torch); kept here for callers.

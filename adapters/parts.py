@@ -45,12 +45,13 @@ class PartsModel(nn.Module):
     def get_output_embeddings(self) -> nn.Module:
         return self.language_model.get_output_embeddings()
 
-    # Only the LLM is ever trained through many layers; the vision tower is frozen in every regime.
-    def gradient_checkpointing_enable(self, **kwargs):
-        self.language_model.gradient_checkpointing_enable(**kwargs)
+    # Only the LLM is ever trained through many layers; the vision tower is frozen in every regime. transformers'
+    # names (its gradient_checkpointing_* are deprecated aliases).
+    def activation_checkpointing_enable(self, **kwargs):
+        self.language_model.activation_checkpointing_enable(**kwargs)
 
-    def gradient_checkpointing_disable(self):
-        self.language_model.gradient_checkpointing_disable()
+    def activation_checkpointing_disable(self):
+        self.language_model.activation_checkpointing_disable()
 
 
 class PartsAdapter(ModelAdapter):

@@ -3,6 +3,8 @@
 A tiny twin is the *same* transformers model class as the real checkpoint, with a tiny config and random
 weights from a fixed seed. It is written once to the cache directory with ``save_pretrained`` and always
 loaded back with ``from_pretrained``, so tests and the demo exercise the real loading path.
+
+Importing this module does not import torch (``cache list`` computes every registered twin's key with it).
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-
-import torch
 
 TINY_FORMAT = "2"  # part of every twin's build hash: bump to rebuild all cached twins
 
@@ -98,22 +98,29 @@ def build_tokenizer(vocab_size: int = 768, extra_special: tuple[str, ...] = ("<i
     return fast
 
 
-def build_hash(build: Callable[[Path], None]) -> str:
+def build_hash(build) -> str:
     """A digest of everything that decides what ``build`` writes: its code, its bound values, the versions.
 
     The code is the source of the module that defines ``build`` (its helpers and constants live there too)
-    plus this module (the tokenizer corpus); closures (``_tiny_builder(image_size=...)``) and
-    ``functools.partial`` add their bound values; transformers' version changes the saved config format.
+    plus this module (the tokenizer corpus); closures and ``functools.partial`` add their bound values;
+    transformers' version changes the saved config format.
+
+    ``build`` may also be a ``"module:function"`` reference (as a registry holds it): a function defined by a
+    plain top-level ``def`` of its module is then read from the module's file, to the same digest, without
+    importing the module (a builder's module imports torch); any other reference is imported.
     """
     import functools
     import hashlib
     import inspect
     import sys
 
-    import transformers
+    from benchmark.refs import Ref, resolve
 
-    parts = [TINY_FORMAT, transformers.__version__, inspect.getsource(sys.modules[__name__])]
-    fn = build
+    parts = [TINY_FORMAT, _transformers_version(), inspect.getsource(sys.modules[__name__])]
+    plain = _plain_function(str(build)) if isinstance(build, str | Ref) else None
+    if plain is not None:
+        return hashlib.sha256("\0".join([*parts, *plain]).encode()).hexdigest()[:12]
+    fn = resolve(build)
     while isinstance(fn, functools.partial):
         parts.append(repr((fn.args, sorted(fn.keywords.items()))))
         fn = fn.func
@@ -130,6 +137,60 @@ def build_hash(build: Callable[[Path], None]) -> str:
             continue
         parts.append(getattr(value, "__qualname__", None) or repr(value))
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def _transformers_version() -> str:
+    """transformers' version from its installed metadata: importing it would take seconds (and torch)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("transformers")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, without metadata
+        import transformers
+
+        return transformers.__version__
+
+
+def _plain_function(target: str) -> tuple[str, str] | None:
+    """(qualified name, module source) of the function a ``"module:function"`` reference names, read from the
+    module's file as ``inspect.getsource`` reads it (decoded as Python decodes source, universal newlines, a final
+    newline), when the module binds that name exactly once, by an undecorated top-level ``def``; else None (a
+    closure, a partial or anything else bound there: only importing the module tells what it is)."""
+    import ast
+    import importlib.util
+    import tokenize
+
+    module, _, name = target.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is None or not (spec.origin or "").endswith(".py") or not name.isidentifier():
+            return None
+        with tokenize.open(spec.origin) as f:
+            source = f.read()
+        tree = ast.parse(source)
+    except (ImportError, ValueError, OSError, SyntaxError):  # ImportError: a parent package does not import
+        return None
+    source += "" if not source or source.endswith("\n") else "\n"
+    bindings = [n for n in ast.walk(tree) if _binds(n, name)]
+    plain = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name and not n.decorator_list]
+    return (name, source) if len(bindings) == 1 and bindings == plain else None
+
+
+def _binds(node, name: str) -> bool:
+    """Whether the syntax node ``node`` binds ``name`` (in any scope: a stricter test than Python's, never a looser)."""
+    import ast
+
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return node.name == name
+    if isinstance(node, ast.Name):
+        return node.id == name and not isinstance(node.ctx, ast.Load)
+    if isinstance(node, ast.alias):  # import a.b binds a; from m import * binds anything
+        return node.name == "*" or (node.asname or node.name.split(".")[0]) == name
+    if isinstance(node, ast.Global | ast.Nonlocal):
+        return name in node.names
+    if isinstance(node, ast.arg):
+        return node.arg == name
+    return getattr(node, "name", None) == name or getattr(node, "rest", None) == name  # except as, match patterns
 
 
 def zero_matrices(directory: Path, below: float = 1e-6) -> list[str]:
@@ -157,6 +218,7 @@ def rerandomise_zero_matrices(directory: Path, seed: int = 0, std: float = 0.02,
     For a tiny twin's ``build`` to call after ``save_pretrained`` when the model's init leaves layers at zero.
     Vectors (biases, norm scales, gates) are left alone: zero is a meaningful value for them.
     """
+    import torch
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -186,6 +248,7 @@ _NAMED_NORM = re.compile(r"(^|\.)(norm|final_layer_norm)\.(weight|bias)$")
 def vary_named_norms(directory: Path, seed: int = 0, spread: float = 0.5) -> list[str]:
     """Add seeded uniform(-``spread``, ``spread``) values to every constant :data:`_NAMED_NORM` vector saved under
     ``directory`` (ones become 0.5-1.5, Gemma's zero offsets -0.5-0.5, zero biases small shifts); their names."""
+    import torch
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -210,8 +273,9 @@ def vary_named_norms(directory: Path, seed: int = 0, spread: float = 0.5) -> lis
 TWIN_MANIFEST = "projbench-twin.json"
 
 
-def twin_dir(cache_dir: Path, name: str, build: Callable[[Path], None]) -> Path:
-    """``cache_dir/tiny/<name>-<hash of the build code>``: where the twin ``build`` makes is cached."""
+def twin_dir(cache_dir: Path, name: str, build) -> Path:
+    """``cache_dir/tiny/<name>-<hash of the build code>``: where the twin ``build`` (a function or a
+    ``"module:function"`` reference) makes is cached."""
     return Path(cache_dir) / "tiny" / f"{name}-{build_hash(build)}"
 
 

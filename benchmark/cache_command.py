@@ -56,10 +56,13 @@ def tree_size(path: Path) -> int:
 
 
 def current_twins(reg) -> tuple[set[str], set[str]]:
-    """(``<name>-<hash>`` of every registered twin, names of registered twins whose hash could not be computed)."""
+    """(``<name>-<hash>`` of every registered twin, names of registered twins whose hash could not be computed).
+
+    A builder declared as a ``"module:function"`` reference to a plain function is keyed from its module's file,
+    without importing it (adapters.tiny.build_hash): listing the cache imports neither torch nor transformers.
+    """
     from .adapters.spec import TinyFactory
     from .adapters.tiny import twin_dir
-    from .refs import resolve
 
     keys, unknown = set(), set()
     for spec in reg.adapters:
@@ -67,7 +70,7 @@ def current_twins(reg) -> tuple[set[str], set[str]]:
         if not isinstance(factory, TinyFactory):
             continue
         try:
-            keys.add(twin_dir(Path("."), factory.name, resolve(factory.build)).name)
+            keys.add(twin_dir(Path("."), factory.name, factory.build).name)
         except Exception:  # noqa: BLE001  (a plugin's builder that does not import: keep its folders)
             unknown.add(factory.name)
     return keys, unknown

@@ -64,6 +64,7 @@ def _add_analyze_options(an) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m benchmark", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    p.commands = sub.choices  # command -> its parser, for unknown_arguments
 
     r = sub.add_parser("run", help="run the protocol (zero-shot, FT-Proj, FT-E2E, probes) for one model and task")
     _add_run_options(r)
@@ -281,7 +282,10 @@ def cmd_sweep(a) -> int:
     from .sweep.command import sweep_main
 
     def parse_run(flags: list[str]):
-        r = build_parser().parse_args(["run", *flags])  # a bad run flag: run's own one-line error
+        parser = build_parser()
+        r, rest = parser.parse_known_args(["run", *flags])  # a bad value: run's own one-line error
+        if rest:
+            raise unknown_arguments(parser, "sweep", rest)
         return run_config(r), r.accelerate_config
 
     return sweep_main(a, parse_run)
@@ -398,14 +402,34 @@ def cmd_export(a) -> int:
     return export(a)
 
 
+def unknown_arguments(parser, command: str, rest: list[str]) -> BenchmarkError:
+    """The one-line error for the arguments ``command`` does not take: each unknown flag with the closest flags it
+    does take, and the --help that lists them. ``sweep`` gives every flag it does not define to each cell's ``run``,
+    so its unknown flags are neither sweep's nor run's."""
+    import difflib
+
+    names = ("sweep", "run") if command == "sweep" else (command,)
+    known = [o for n in names for a in parser.commands[n]._actions  # argparse lists its options nowhere public
+             for o in a.option_strings if a.help != argparse.SUPPRESS]
+    helps = " and ".join(f"`python -m benchmark {n} --help`" for n in names)
+    flags = [t.split("=", 1)[0] for t in rest if t.startswith("-") and not t[1:2].isdigit()]  # -1: a value
+    if not flags:
+        return BenchmarkError(f"python -m benchmark {command} takes no argument {rest[0]!r}; see {helps}.")
+    named = []
+    for flag in flags:
+        close = difflib.get_close_matches(flag, known, n=1)
+        named.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+    return BenchmarkError(f"{', '.join(named)}: no such {' or '.join(names)} flag; see {helps}.")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "sweep":  # only sweep takes flags it does not define: they are run flags
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.argv, args.run_flags = argv, rest  # as typed: `run --accelerate-config` hands the same flags on
     try:
+        if rest and args.command != "sweep":  # only sweep takes flags it does not define: they are run flags
+            raise unknown_arguments(parser, args.command, rest)
         return {"run": cmd_run, "sweep": cmd_sweep, "plan": cmd_plan, "analyze": cmd_analyze, "list": cmd_list,
                 "cache": cmd_cache, "check-adapter": cmd_check_adapter, "leaderboard": cmd_leaderboard,
                 "verify": cmd_verify, "export": cmd_export}[args.command](args)

@@ -58,7 +58,9 @@ def set_trainable(adapter, regime: str, cfg: TrainConfig) -> list[torch.nn.Param
 
 
 def enable_checkpointing(adapter, regime: str) -> int:
-    """Turn on transformers' gradient checkpointing and make it act; returns the number of checkpointed layers.
+    """Turn on transformers' activation (gradient) checkpointing and make it act; returns the number of checkpointed
+    layers. Non-reentrant checkpoints (``torch.utils.checkpoint``'s ``use_reentrant=False``): transformers' default,
+    spelled out so that a change of that default changes nothing here.
 
     A layer checkpoints only in training mode (``GradientCheckpointingLayer``: ``gradient_checkpointing and
     training``). FT-Proj keeps the frozen LLM in eval mode, where the flag alone would do nothing, so its layers
@@ -67,7 +69,8 @@ def enable_checkpointing(adapter, regime: str) -> int:
     """
     from transformers.modeling_layers import GradientCheckpointingLayer
 
-    adapter.model.gradient_checkpointing_enable()
+    # activation_checkpointing_*: the names of transformers >= 5.24, whose gradient_checkpointing_* aliases warn
+    adapter.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     layers = [m for m in adapter.model.modules()
               if isinstance(m, GradientCheckpointingLayer) and getattr(m, "gradient_checkpointing", False)]
     if not layers:
@@ -360,7 +363,7 @@ def _finish(run: _Run) -> None:
             p.data = p.data.to(adapter.dtype)
     adapter.model.eval()
     if run.cfg.gradient_checkpointing:
-        adapter.model.gradient_checkpointing_disable()
+        adapter.model.activation_checkpointing_disable()
 
 
 def _record(run: _Run, *, held: float, seconds: float, cpu_seconds: float) -> dict:

@@ -10,7 +10,6 @@ import textwrap
 import pytest
 import torch
 
-from benchmark.adapters.idefics3 import build_tiny_idefics3, build_tiny_smolvlm
 from benchmark.adapters.tiny import (
     TWIN_MANIFEST,
     build_hash,
@@ -56,10 +55,57 @@ def test_editing_build_rebuilds_the_twin(tmp_path):
     assert json.loads((edited / "config.json").read_text())["num_hidden_layers"] == 2
 
 
+def _sized_builder(image_size: int):
+    def build(out):
+        (out / "size.txt").write_text(str(image_size))
+
+    return build
+
+
 def test_closure_values_are_part_of_the_hash():
-    # One builder function, two closures (64 px / scale 4 and 32 px / scale 2): two different twins.
-    assert build_tiny_smolvlm.__code__ is build_tiny_idefics3.__code__
-    assert build_hash(build_tiny_smolvlm) != build_hash(build_tiny_idefics3)
+    # One builder function, two closures (64 px and 32 px): two different twins.
+    small, large = _sized_builder(32), _sized_builder(64)
+    assert small.__code__ is large.__code__
+    assert build_hash(small) != build_hash(large)
+
+
+# A builder module with a plain function, and names that only importing the module tells apart from one; written
+# with Windows line ends and no final newline, which inspect.getsource normalises.
+REFERENCED = (
+    "import functools\r\n\r\ndef plain(out):\r\n    return out\r\n\r\n"
+    "def _sized(size):\r\n    def build(out):\r\n        return size\r\n    return build\r\n\r\n"
+    "closure = _sized(32)\r\npartial = functools.partial(plain)\r\n"
+    "def rebound(out):\r\n    return out\r\nrebound = _sized(64)\r\n"
+    "def _bound(f):\r\n    return functools.partial(f, size=8)\r\n\r\n"
+    "@_bound\r\ndef decorated(out, size):\r\n    return out"
+)
+
+
+def test_a_reference_to_a_plain_function_is_keyed_from_its_file_without_importing_it(tmp_path, monkeypatch):
+    from benchmark.refs import resolve
+
+    (tmp_path / "twin_refs.py").write_bytes(REFERENCED.encode())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "twin_refs", raising=False)
+    key = build_hash("twin_refs:plain")
+    assert "twin_refs" not in sys.modules  # read, not imported
+    assert key == build_hash(resolve("twin_refs:plain"))  # the digest of the imported function
+    for name in ("closure", "partial", "rebound", "decorated"):  # these are imported: the same digest as the value's
+        assert build_hash(f"twin_refs:{name}") == build_hash(resolve(f"twin_refs:{name}")), name
+    assert len({build_hash(f"twin_refs:{n}") for n in ("plain", "closure", "partial", "rebound", "decorated")}) == 5
+
+
+def test_every_registered_twin_is_keyed_from_its_file_as_from_its_function():
+    from benchmark.adapters.spec import TinyFactory
+    from benchmark.adapters.tiny import _plain_function
+    from benchmark.refs import resolve
+    from benchmark.registry import Plugins
+
+    factories = [s.factory for s in Plugins(autoload=False).adapters if isinstance(s.factory, TinyFactory)]
+    assert len(factories) >= len(TWINS)
+    for f in factories:
+        assert _plain_function(str(f.build)) is not None, f.name  # read from the file: `cache list` imports no torch
+        assert build_hash(f.build) == build_hash(resolve(f.build)), f.name
 
 
 def test_zeroed_matrices_are_recorded_and_rerandomised_on_request(tmp_path):

@@ -33,6 +33,13 @@ def test_unknown_task_suggests_the_closest(capsys, tmp_path):
     assert code == 2 and "Unknown task 'textiles'" in out.err and "'textile'" in out.err
 
 
+def test_unknown_flag_suggests_the_closest(capsys, tmp_path):
+    code, out = run_cli(capsys, "--model", "llava15-tiny", "--task", "textile", "--seedz", "1",
+                        "--results-dir", str(tmp_path))
+    assert code == 2 and "--seedz (did you mean --seeds?): no such run flag" in out.err
+    assert "`python -m benchmark run --help`" in out.err and not any(tmp_path.iterdir())
+
+
 def test_missing_data_dir(capsys, tmp_path):
     code, out = run_cli(capsys, "--model", "llava15-tiny", "--task", "derm", "--data-dir", str(tmp_path / "nowhere"),
                         "--results-dir", str(tmp_path / "res"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -113,6 +115,21 @@ def test_list_names_each_entry_and_its_status(cache, capsys):
         line = next(row for row in out.splitlines() if entry in row)
         assert status in line, line
     assert "left alone: a symbolic link" in out
+
+
+def test_list_imports_neither_torch_nor_transformers(cache):
+    """The twins' keys are read from their builders' files: `cache list` starts in a fraction of a second, and still
+    tells the current twin (keyed by materialise, from the imported builder) from the stale one."""
+    root, current, stale, _ = cache
+    code = (f"import json, sys\nfrom benchmark.cli import main\nrc = main(['cache', 'list', '--cache-dir', {str(root)!r}])\n"
+            "print(json.dumps([m for m in ('torch', 'transformers') if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert json.loads(lines[-1]) == []
+    assert "current" in next(row for row in lines if f"tiny/{current}" in row)
+    assert "stale" in next(row for row in lines if f"tiny/{stale}" in row)
 
 
 def test_a_linked_tiny_folder_is_left_alone(cache, capsys, tmp_path):

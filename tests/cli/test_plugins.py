@@ -143,6 +143,23 @@ def test_gemma3_example_package_passes_the_conformance_suite(tmp_path):
     assert f"{len(checks)} passed" in check.stdout and "skipped" not in check.stdout, check.stdout[-2000:]
 
 
+def test_listing_models_with_the_gemma3_example_installed_imports_no_torch(tmp_path):
+    """The example registers its adapter and twin builder as references: listing models (and keying the twin for
+    `cache list`) imports neither torch nor transformers."""
+    import json
+
+    target = install_example("projbench-gemma3", tmp_path)
+    code = ("import json, sys\nfrom benchmark.adapters.tiny import build_hash\nfrom benchmark.cli import main\n"
+            "rc = main(['list', 'models'])\nkey = build_hash('projbench_gemma3.adapter:build_tiny')\n"
+            "print(json.dumps([rc, key, [m for m in ('torch', 'transformers') if m in sys.modules]]))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    env.pop("PROJBENCH_DISABLE_PLUGIN_AUTOLOAD", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    rc, key, heavy = json.loads(out.stdout.splitlines()[-1])
+    assert rc == 0 and "gemma3-tiny" in out.stdout and "projbench-gemma3 0.1.0" in out.stdout, out.stderr
+    assert heavy == [] and len(key) == 12
+
+
 def test_check_adapter_lists_its_checks(capsys):
     from benchmark.cli import main
     from benchmark.conformance import list_checks

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,12 +27,14 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "projbench-gemma3"
 
 @pytest.fixture(scope="module")
 def gemma3():
+    """The example's adapter class, its twin's builder and the registered twin's loader."""
     sys.path.insert(0, str(EXAMPLE))
     try:
-        from projbench_gemma3 import plugin
+        from projbench_gemma3 import adapter, plugin
     finally:
         sys.path.remove(str(EXAMPLE))
-    return plugin
+    return SimpleNamespace(Gemma3Adapter=adapter.Gemma3Adapter, build_tiny=adapter.build_tiny,
+                           load_gemma3_tiny=plugin.load_gemma3_tiny)
 
 
 @pytest.fixture(scope="module")

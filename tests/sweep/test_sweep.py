@@ -115,6 +115,17 @@ def test_unknown_names_are_refused_before_anything_is_written(tmp_path, submissi
     assert submissions == [] and not (tmp_path / "sweep.json").exists()
 
 
+def test_an_unknown_flag_is_named_with_the_closest_sweep_or_run_flag_before_anything_is_written(
+        tmp_path, submissions, capsys):
+    code = sweep(tmp_path, "--eval-mode", "loglik", "--slurm-partiton", "gpu", "--executor", "slurm")
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--eval-mode (did you mean --eval?)" in err  # a run flag
+    assert "--slurm-partiton (did you mean --slurm-partition?)" in err  # a sweep flag
+    assert "`python -m benchmark run --help`" in err
+    assert submissions == [] and not (tmp_path / "sweep.json").exists()
+
+
 def test_slurm_without_sbatch_names_the_local_executor(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     code = sweep(tmp_path, "--executor", "slurm")

@@ -10,6 +10,7 @@ layer for the dropout; for checkpointing, the number of times a decoder layer's 
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -109,6 +110,31 @@ def test_gradient_checkpointing_recomputes_the_frozen_llm_in_ft_proj(real_images
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
     # Training is over: the model is back in eval mode with checkpointing off.
     assert not adapter.model.training and not adapter.llm_layers()[0].gradient_checkpointing
+
+
+@pytest.mark.parametrize("name", ["llava15-tiny", "limber-gemma2-tiny"])  # a transformers model; a PartsModel
+def test_checkpointing_is_switched_on_and_off_without_deprecation_warnings(real_images, monkeypatch, name):
+    """transformers' own names (its gradient_checkpointing_* aliases emit a FutureWarning): every LLM layer
+    checkpoints during training, with non-reentrant checkpoints, and none after it."""
+    adapter = Plugins(autoload=False).adapters.get(name).factory()
+    images = real_images[:4]
+    store = MemoryStore(adapter.vision_features(adapter.preprocess([im for im, _ in images])))
+    during = []
+    real_step = torch.optim.AdamW.step
+
+    def recording_step(self, *a, **k):
+        during.extend((layer.gradient_checkpointing, layer._gradient_checkpointing_func.keywords)
+                      for layer in adapter.llm_layers())
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        finetune(adapter, "ft-proj", store=store, samples=samples_for(images), classes=CLASSES, domain=DOMAIN, seed=0,
+                 progress=False, cfg=TrainConfig(lr=0.0, batch_size=4, warmup_ratio=0.0, gradient_checkpointing=True))
+    assert [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning | FutureWarning)] == []
+    assert during and all(on and keywords == {"use_reentrant": False} for on, keywords in during), during
+    assert not any(layer.gradient_checkpointing for layer in adapter.llm_layers())
 
 
 def test_gradient_checkpointing_with_dropout_in_the_frozen_llm_is_refused(real_images):

@@ -56,25 +56,26 @@ def test_a_model_built_from_parts_is_refused_with_the_list_of_measurable_ones(na
         assert family in str(err.value)
 
 
-def _measured_parameters(record):
-    return record["plan"]["parameters"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [f + "-tiny" for f in FAMILIES if f != "llava15"])
-def test_every_family_s_twin_measures_and_the_plan_counts_the_loaded_model(name, tmp_path, monkeypatch):
+def _count_loaded(monkeypatch) -> dict:
+    """The measured model's parameters and image tokens, counted on the loaded adapter (before LoRA adds its own)."""
     from benchmark.plan import measure_model
 
-    loaded = {}
-    real_load = measure_model.load_measured
+    loaded, real_load = {}, measure_model.load_measured
 
-    def spy(*args, **kwargs):  # count the loaded model's parameters before LoRA adds its own
+    def spy(*args, **kwargs):
         m = real_load(*args, **kwargs)
         loaded["parameters"] = sum(p.numel() for p in m.adapter.model.parameters())
         loaded["image_tokens"] = m.adapter.num_image_tokens
         return m
 
     monkeypatch.setattr(measure_model, "load_measured", spy)
+    return loaded
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [f + "-tiny" for f in FAMILIES if f != "llava15"])
+def test_every_family_s_twin_measures_and_the_plan_counts_the_loaded_model(name, tmp_path, monkeypatch):
+    loaded = _count_loaded(monkeypatch)
     record, plan = measure(name, "textile", out=tmp_path / "m.json", device="cpu",
                            settings=Settings(steps=1, warmup=1, micro_batch=1, eval_images=1))
     assert plan.parameters["total"] == loaded["parameters"]
@@ -92,25 +93,21 @@ IMAGE_TOKENS = {"blip2": 32, "instructblip": 32, "smolvlm": 64, "qwen2vl": 256, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(IMAGE_TOKENS))
-def test_a_real_width_slice_of_every_family_loads_scores_and_trains(name, tmp_path):
+def test_a_real_width_slice_of_every_family_loads_scores_and_trains(name, tmp_path, monkeypatch):
     """One decoder layer (two vision layers) at full width and vocabulary, fp32: FT-Proj and 3 classes scored."""
+    loaded = _count_loaded(monkeypatch)
     record, plan = measure(name, "textile", out=tmp_path / "m.json", layers=1, device="cpu",
                            settings=Settings(steps=1, warmup=1, micro_batch=1, eval_images=1, regimes=("ft-proj",)))
-    assert plan.tokens.image == IMAGE_TOKENS[name]
+    assert plan.tokens.image == IMAGE_TOKENS[name] == loaded["image_tokens"]
+    assert plan.parameters["total"] == loaded["parameters"]
+    if name == "qwen2vl":  # independently: one Qwen2 layer at full width, tied embeddings, and the merger
+        hidden, kv, mlp, vocab = 1536, 256, 8960, 151936  # 12 heads of 128, 2 KV heads
+        layer = (hidden * hidden + hidden) + 2 * (hidden * kv + kv) + hidden * hidden + 3 * hidden * mlp + 2 * hidden
+        assert plan.parameters["llm"] == vocab * hidden + layer + hidden
+        # LayerNorm over 1280, then 4 x 1280 -> 5120 -> 1536 with biases.
+        assert plan.parameters["projector"] == 2 * 1280 + 5120 * 5120 + 5120 + 5120 * 1536 + 1536
     assert record["layers"] == 1 and "first 1 decoder layers" in record["config_source"]
     sc = record["scoring"]
     assert sc["same_predictions"] and sc["max_abs_logprob_difference"] < 1e-3
     r = record["training"]["ft-proj"]
     assert "skipped" not in r and r["tokens_per_sample"] > plan.tokens.image
-
-
-@pytest.mark.slow
-def test_the_qwen2vl_slice_has_the_parameters_of_one_qwen2_layer_at_full_width(tmp_path):
-    record, plan = measure("qwen2vl", "textile", out=tmp_path / "q.json", layers=1, device="cpu",
-                           settings=Settings(steps=1, warmup=0, micro_batch=1, eval_images=1, regimes=("ft-proj",)))
-    hidden, kv, mlp, vocab = 1536, 256, 8960, 151936  # Qwen2-VL-2B: 12 heads of 128, 2 KV heads, tied embeddings
-    layer = (hidden * hidden + hidden) + 2 * (hidden * kv + kv) + hidden * hidden + 3 * hidden * mlp + 2 * hidden
-    assert plan.parameters["llm"] == vocab * hidden + layer + hidden
-    # The merger (projector): LayerNorm over 1280, then 4 x 1280 -> 5120 -> 1536 with biases.
-    assert plan.parameters["projector"] == 2 * 1280 + 5120 * 5120 + 5120 + 5120 * 1536 + 1536
-    assert plan.tokens.image == 256 and record["scoring"]["images"] == 1

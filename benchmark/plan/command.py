@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..errors import BenchmarkError
 
+TRAINED_NAMES = ("ft-proj", "ft-e2e", "ft-e2e-lora")  # what --measure trains (benchmark.plan.measure.TRAINED)
+
 
 def add_options(pl) -> None:
     pl.add_argument("--model", required=True)
@@ -30,7 +32,12 @@ def add_options(pl) -> None:
     m.add_argument("--steps", type=int, default=3, help="measured optimizer steps per regime (after warm-up)")
     m.add_argument("--warmup", type=int, default=1, help="warm-up optimizer steps per regime")
     m.add_argument("--eval-images", type=int, default=4, help="images of the scoring comparison")
+    m.add_argument("--regimes",
+                   help=f"trained regimes to measure, comma-separated (default: {','.join(TRAINED_NAMES)})")
     m.add_argument("--device", default="auto", help="device to measure on (default: cuda:0 if any, else cpu)")
+    m.add_argument("--engine", default="auto", help="launched as several processes (torchrun, accelerate launch): "
+                                                    "the training engine, as run's --engine (auto, ddp, fsdp2, "
+                                                    "deepspeed); measured against the plan's row for it")
     m.add_argument("--measure-out", help="JSON of the measurement (default ./plan-measure/<model>-<task>.json; "
                                          "never inside the results folder)")
 
@@ -52,8 +59,15 @@ def check(a) -> None:
     elif not a.measure:
         raise BenchmarkError("plan needs --gpus [COUNTx]NAME (e.g. --gpus 2xA100-80GB), or --measure to plan "
                              "and measure the local device.")
-    if not a.measure and (a.layers or a.measure_out):
-        raise BenchmarkError("--layers and --measure-out belong to --measure: add --measure.")
+    if not a.measure and (a.layers or a.measure_out or a.regimes or a.engine != "auto"):
+        raise BenchmarkError("--layers, --regimes, --engine and --measure-out belong to --measure: add --measure.")
+    from ..config import ENGINE_CHOICES
+
+    unknown = [r for r in (a.regimes or "").split(",") if a.regimes and r not in TRAINED_NAMES]
+    if unknown:
+        raise BenchmarkError(f"--regimes {','.join(unknown)}: plan --measure trains {', '.join(TRAINED_NAMES)}.")
+    if a.engine not in ENGINE_CHOICES:
+        raise BenchmarkError(f"--engine {a.engine!r}: choose one of {', '.join(ENGINE_CHOICES)}.")
     reg = plugins()
     reg.adapters.get(a.model)  # unknown names fail here, with suggestions
     reg.tasks.get(a.task)
@@ -75,14 +89,18 @@ def run(a) -> int:
                  peak_tflops=a.peak_tflops, n_train=a.n_train, n_test=a.n_test, train_tokens=a.tokens)
         print(json.dumps(p.to_json(), indent=2) if a.json else render(p))
         return 0
+    from ..distributed import current
     from .measure import Settings
     from .measure_report import render_measured, write_json
     from .measuring import measure
 
     settings = Settings(steps=a.steps, warmup=a.warmup, micro_batch=a.micro_batch, eval_images=a.eval_images,
-                        peak_tflops=a.peak_tflops, mfu=a.mfu)
+                        peak_tflops=a.peak_tflops, mfu=a.mfu, engine=a.engine,
+                        regimes=tuple(a.regimes.split(",")) if a.regimes else TRAINED_NAMES)
     record, p = measure(a.model, a.task, out=default_out(a), gpus=a.gpus, layers=a.layers, device=a.device,
                         settings=settings)
+    if not current().is_main:  # one answer for the whole group
+        return 0
     path = write_json(record, default_out(a))
     if a.json:
         print(json.dumps(record, indent=2))

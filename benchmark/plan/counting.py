@@ -13,6 +13,7 @@ import torch
 
 from ..schema import Regime
 from .architecture import adapters_default_llm_forward
+from .memory import GRADIENT_BYTES, TRAINED_WEIGHT_BYTES, Gathered
 
 LORA_RANK, LORA_TARGETS = 128, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TRAINED_REGIMES = (Regime.FT_PROJ, Regime.FT_E2E)  # the two ways of training; LoRA trains like ft-e2e
@@ -78,6 +79,7 @@ class MetaModel:
     def __init__(self, arch, dtype_bytes: int):
         self.arch, self.device = arch, torch.device("meta")
         self.dtype = torch.bfloat16 if dtype_bytes == 2 else torch.float32
+        self.dtype_bytes = dtype_bytes
         with torch.device("meta"):
             prev = torch.get_default_dtype()
             torch.set_default_dtype(self.dtype)
@@ -137,6 +139,26 @@ class MetaModel:
         """Bytes autograd saves for backward in one training sample's forward."""
         weights = frozenset(id(p) for p in self.net.parameters())
         return self._train_step(regime, tokens, measure=lambda fn: saved_bytes(fn, weights))
+
+    def gathered(self, regime: str) -> Gathered:
+        """What a sharded engine gathers whole while training ``regime`` (:class:`~.memory.Gathered`): the
+        parameters outside the trained modules' blocks (the root unit) and the largest block, in the bytes each
+        is held in, and the gradients of their trained parameters."""
+        trained_parts = ["projector"] + (["llm"] if regime in (Regime.FT_E2E, Regime.FT_E2E_LORA) else [])
+        full = ["projector"] + (["llm"] if regime == Regime.FT_E2E else [])  # LoRA's own weights are negligible
+        trained = {id(p) for k in full for p in self.parts[k].parameters()}
+        blocks = [b for k in trained_parts for sub in self.parts[k].modules()
+                  if isinstance(sub, torch.nn.ModuleList) for b in sub]
+        in_blocks = {id(p) for b in blocks for p in b.parameters()}
+
+        def held(params) -> tuple[int, int]:
+            params = list(params)
+            return (sum(p.numel() * (TRAINED_WEIGHT_BYTES if id(p) in trained else self.dtype_bytes) for p in params),
+                    sum(p.numel() * GRADIENT_BYTES for p in params if id(p) in trained))
+
+        root = held(p for p in self.net.parameters() if id(p) not in in_blocks)
+        block = max((held(b.parameters()) for b in blocks), default=(0, 0))
+        return Gathered(weights=root[0] + block[0], gradients=root[1] + block[1])
 
     def _train_step(self, regime: str, tokens: int, *, measure):
         self.net.requires_grad_(False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..schema import Regime
 from .architecture import resolve_architecture
 from .counting import LORA_RANK, TRAINED_REGIMES, MetaModel
 from .hardware import USABLE, Gpus
@@ -29,7 +30,8 @@ def count_workings(meta: MetaModel, tokens: TokenLengths, *, dtype_bytes: int, s
                         head_dim=shape.head_dim, dtype_bytes=dtype_bytes, tokens=tokens.train)
     workings = Workings(parameters=meta.parameters(), lora=meta.lora_parameters(), train_flops=train_flops,
                         eval_flops=eval_flops, activations=activations, kv_cache=kv, dtype_bytes=dtype_bytes,
-                        micro_batch=micro_batch)
+                        micro_batch=micro_batch,
+                        gathered={r: meta.gathered(r) for r in (*TRAINED_REGIMES, Regime.FT_E2E_LORA)})
     flops = Flops(vision_per_image=meta.vision_flops(), projector_per_image=meta.projector_flops(),
                   train_per_sample=train_flops, eval_per_sample=eval_flops)
     return workings, flops

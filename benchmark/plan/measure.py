@@ -52,6 +52,7 @@ class Settings:
     mfu: float = 0.35
     regimes: tuple[str, ...] = tuple(r.value for r in TRAINED)  # which trained regimes to measure (if they fit)
     checkpointed: tuple[str, ...] = ()  # regimes measured with activation checkpointing even where not needed
+    engine: str = "auto"  # several processes: the training engine (run's --engine)
 
 
 def synthetic_features(adapter, n: int, seed: int = 0) -> torch.Tensor:
@@ -85,31 +86,44 @@ class StepClock:
         return [b - a for a, b in zip(marks, marks[1:], strict=False)]
 
 
-def train_row(adapter, regime: str, *, row, feats, classes, domain, meter: DeviceMeter, s: Settings) -> dict:
-    """Warm-up and measured optimizer steps of ``regime`` at the plan row's micro-batch and checkpointing."""
+def train_row(adapter, regime: str, *, row, feats, classes, domain, meter: DeviceMeter, s: Settings,
+              ctx=None) -> dict:
+    """Warm-up and measured optimizer steps of ``regime`` at the plan row's micro-batch and checkpointing; with
+    several processes (``ctx``) each takes one micro-batch of every global batch, through the launched engine."""
+    from ..distributed import ProcessContext
+
+    ctx = ctx or ProcessContext()
     rec = row.recommended
     if regime in s.checkpointed and not rec.gradient_checkpointing:
         rec = checkpointed_recommendation(row, regime) or rec
     # On a CPU the plan's micro-batch (sized to the RAM) would take minutes per step: one sample unless asked.
     mb = s.micro_batch or (rec.micro_batch if meter.cuda else 1)
     ckpt = bool(rec.gradient_checkpointing)
-    n = mb * (s.warmup + s.steps)
+    n = mb * ctx.world_size * (s.warmup + s.steps)
     samples = [Sample(f"synthetic-{i}", i % len(classes)) for i in range(n)]
-    cfg = TrainConfig(lr=LR[regime], batch_size=mb, micro_batch=mb, lora=regime == Regime.FT_E2E_LORA,
-                      gradient_checkpointing=ckpt, checkpoint_every=0)
+    cfg = TrainConfig(lr=LR[regime], batch_size=mb * ctx.world_size, micro_batch=mb, engine=s.engine,
+                      lora=regime == Regime.FT_E2E_LORA, gradient_checkpointing=ckpt, checkpoint_every=0)
     clock = StepClock(feats, meter, s.warmup)
-    finetune(adapter, Regime(regime).recorded, store=None, samples=samples, classes=classes, domain=domain, seed=0,
-             cfg=cfg, progress=False, features_fn=clock)
+    trained = finetune(adapter, Regime(regime).recorded, store=None, samples=samples, classes=classes,
+                       domain=domain, seed=0, cfg=cfg, progress=False, features_fn=clock)
     meter.sync()
     seconds = clock.step_seconds(time.perf_counter())
     tokens = [len(adapter.encode(build_question(domain, classes, 0, x.uid), classes[x.label]).prompt_ids)
               + len(adapter.encode(build_question(domain, classes, 0, x.uid), classes[x.label]).answer_ids)
               for x in samples[:mb]]
+    per_rank = ctx.gather([meter.peak()])  # every process's peak, in rank order
     out = {"micro_batch": mb, "micro_batch_from": "--micro-batch" if s.micro_batch else
-           ("the plan" if meter.cuda else "CPU default (1)"), "gradient_checkpointing": ckpt, "steps": s.steps, "warmup_steps": s.warmup,
-           "step_seconds": seconds, "tokens_per_sample": sum(tokens) / len(tokens), "peak_gb": meter.peak()}
+           ("the plan" if meter.cuda else "CPU default (1)"), "gradient_checkpointing": ckpt, "steps": s.steps,
+           "warmup_steps": s.warmup, "step_seconds": seconds, "tokens_per_sample": sum(tokens) / len(tokens),
+           "peak_gb": highest(per_rank), "peak_gb_per_process": per_rank, "trained_by": trained["engine"],
+           "trained_weights_held_by_rank0": trained["trained_weights_held_by_rank0"]}
     meter.release()
     return out
+
+
+def highest(peaks: list[dict]) -> dict:
+    """The largest reading of each kind over the processes (the device that runs out first decides)."""
+    return {k: max((p[k] for p in peaks if p[k] is not None), default=None) for k in peaks[0]}
 
 
 def checkpointed_recommendation(row, regime: str):
@@ -165,22 +179,32 @@ def scoring_rows(adapter, *, feats, classes, domain, meter: DeviceMeter, warm: b
             "max_abs_logprob_difference": float((shared - per_class).abs().max())}
 
 
-def run_measurements(measured, plan, task, *, meter: DeviceMeter, s: Settings) -> dict:
-    """Every row: scoring first (the model as loaded), then the trained regimes the plan says fit."""
-    adapter, classes = measured.adapter, list(task.classes)
-    feats = synthetic_features(adapter, max(s.eval_images, 4))
-    warm = meter.cuda
-    scoring = scoring_rows(adapter, feats=feats[: s.eval_images], classes=classes, domain=task.domain,
-                           meter=meter, warm=warm)
-    rows = {}
+def run_measurements(measured, plan, task, *, meter: DeviceMeter, s: Settings, engine: str = "single",
+                     ctx=None) -> dict:
+    """Every row: scoring first (the model as loaded; each process scores the same batch), then the trained
+    regimes the plan's ``engine`` row says fit. With several processes the model is loaded afresh before each
+    regime after the first: a sharded engine changes the modules it trains in place."""
+    from ..distributed import ProcessContext
+
+    ctx = ctx or ProcessContext()
+    classes = list(task.classes)
+    feats = synthetic_features(measured.adapter, max(s.eval_images, 4))
+    scoring = scoring_rows(measured.adapter, feats=feats[: s.eval_images], classes=classes, domain=task.domain,
+                           meter=meter, warm=meter.cuda)
+    rows, trained = {}, False
     for regime in (r for r in TRAINED if r.value in s.regimes):
-        row = plan.regimes[regime].engines["single"]
+        row = plan.regimes[regime].engines[engine]
         if not row.fits:
             rows[regime] = {"skipped": row.instead or "does not fit this device"}
             continue
+        if trained and ctx.distributed:
+            meter.release()
+            measured.reload()
+            meter.release()
+        trained = True
         try:
-            rows[regime] = train_row(adapter, regime, row=row, feats=feats, classes=classes, domain=task.domain,
-                                     meter=meter, s=s)
+            rows[regime] = train_row(measured.adapter, regime, row=row, feats=feats, classes=classes,
+                                     domain=task.domain, meter=meter, s=s, ctx=ctx)
         except torch.OutOfMemoryError:  # the plan said it fits and it did not: that is the finding, not a crash
             peak = meter.peak()
             meter.release()

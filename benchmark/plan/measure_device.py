@@ -95,13 +95,6 @@ class DeviceMeter:
             torch.cuda.empty_cache()
 
 
-def local_device(device: str | None) -> torch.device:
-    """``device`` if given, else the first CUDA device, else the CPU."""
-    if device and device != "auto":
-        return torch.device(device)
-    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-
-
 def available_memory_gb() -> float:
     """Memory a CPU measurement may fill: MemAvailable of /proc/meminfo (16 GB where it cannot be read)."""
     info = Path("/proc/meminfo")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +25,18 @@ from ..errors import BenchmarkError
 
 @dataclass
 class Measured:
-    """The adapter to measure, the architecture ``plan`` counts for it, and where its files are."""
+    """The adapter to measure, the architecture ``plan`` counts for it, where its files are, and how to load the
+    same model again (several processes: a sharded engine changes the modules it trains in place)."""
 
     adapter: object
     architecture: object
     folder: Path
     layers: int | None
+    load: Callable[[], object]
+
+    def reload(self) -> None:
+        self.adapter = None  # the old copy goes first: two would double the memory this measures
+        self.adapter = self.load()
 
 
 def _adapter_class(spec):
@@ -107,14 +114,18 @@ def _load_skeleton(spec, folder: Path, *, device: str):
         hf_logging.set_verbosity(level)
 
 
-def load_measured(spec, *, layers: int | None, device: str, scratch: Path, cache_dir: str | None = None) -> Measured:
-    """The adapter of ``spec`` at real size with random weights (or its tiny twin), and its architecture."""
+def load_measured(spec, *, layers: int | None, device: str, scratch: Path, cache_dir: str | None = None,
+                  ctx=None) -> Measured:
+    """The adapter of ``spec`` at real size with random weights (or its tiny twin), and its architecture. With
+    several processes (``ctx``) rank 0 writes the skeleton and every rank loads it."""
     import torch
 
+    from ..distributed import ProcessContext
     from ..registry import plugins
     from .measure import synthetic_features
-    from .skeleton import sliced_config, write_skeleton
+    from .skeleton import sliced_config
 
+    ctx = ctx or ProcessContext()
     reg = plugins()
     partner = _partner(reg, spec)
     if partner is None:
@@ -122,17 +133,25 @@ def load_measured(spec, *, layers: int | None, device: str, scratch: Path, cache
     if spec.tiny:
         if layers is not None:
             raise BenchmarkError(f"--layers slices a real-size config; {spec.name!r} is a tiny twin already.")
-        adapter = spec.factory(device=device, cache_dir=cache_dir)
-        real_arch, source, folder = partner.architecture(), f"tiny twin {spec.name}", Path(adapter.checkpoint)
+        real_arch, source = partner.architecture(), f"tiny twin {spec.name}"
+        load = lambda: spec.factory(device=device, cache_dir=cache_dir)  # noqa: E731
+        folder = None
     else:
         real_arch = spec.architecture()
-        with torch.device("meta"):
-            config = sliced_config(real_arch.build().config, layers)
-        twin = partner.factory.folder(cache_dir)  # the twin's files only: its processor stands in
         folder = scratch / (spec.name + (f"-L{layers}" if layers else ""))
-        write_skeleton(config, folder, twin=twin, image_size=real_arch.image_size,
-                       image_tokens=real_arch.image_tokens)
-        adapter = _load_skeleton(spec, folder, device=device)
+        with torch.device("meta"):  # on every rank: a bad --layers is refused everywhere
+            config = sliced_config(real_arch.build().config, layers)
+        # Rank 0 writes; a failure there is raised on every rank, so that none waits for it.
+        ctx.from_rank0(lambda: _write(config, partner, folder=folder, real_arch=real_arch, cache_dir=cache_dir))
         source = real_arch.source + (f", first {layers} decoder layers" if layers else "")
+        load = lambda: _load_skeleton(spec, folder, device=device)  # noqa: E731
+    adapter = ctx.rank0_first(load)  # a twin missing from the cache is built once, by rank 0
     arch = measured_architecture(adapter, real_arch, feats=synthetic_features(adapter, 1), source=source)
-    return Measured(adapter, arch, folder, layers)
+    return Measured(adapter, arch, folder or Path(adapter.checkpoint), layers, load)
+
+
+def _write(config, twin_spec, *, folder: Path, real_arch, cache_dir: str | None) -> None:
+    from .skeleton import write_skeleton
+
+    twin = twin_spec.factory.folder(cache_dir)  # the twin's files only: its processor stands in
+    write_skeleton(config, folder, twin=twin, image_size=real_arch.image_size, image_tokens=real_arch.image_tokens)

@@ -22,24 +22,29 @@ def predicted_train_gb(row, micro_batch: int, checkpointing: bool) -> float:
     """The plan's peak for one device at this micro-batch: weights + gradients + optimizer + activations."""
     m = row.memory.to_gb()
     per = m["activations_per_sample_checkpointed" if checkpointing else "activations_per_sample"]
-    return m["weights"] + m["gradients"] + m["optimizer"] + micro_batch * per
+    state = m["weights"] + m["gradients"] + m["optimizer"] + m["gathered_weights"] + m["gathered_gradients"]
+    return state + micro_batch * per
 
 
-def train_record(plan, regime: str, raw: dict, *, peak_tflops: float | None, mfu: float) -> dict:
-    """One trained row: throughput, achieved FLOP/s and MFU from the plan's FLOPs, ratios to the plan."""
+def train_record(plan, regime: str, raw: dict, *, peak_tflops: float | None, mfu: float, engine: str = "single",
+                 processes: int = 1) -> dict:
+    """One trained row: throughput, achieved FLOP/s and MFU from the plan's FLOPs, ratios to the plan's ``engine``
+    row. With several processes each trains one micro-batch per step: throughput and FLOP/s are the group's, MFU
+    is over all its devices' peak, memory the largest process's against the plan's per-device figure."""
     if "skipped" in raw:
         return raw
-    row = plan.regimes[regime].engines["single"]
+    row = plan.regimes[regime].engines[engine]
     flops = plan.flops.train_per_sample[Regime(regime).recorded]
     mb, step = raw["micro_batch"], statistics.median(raw["step_seconds"])
-    achieved = flops * mb / step / 1e12
+    group = mb * processes
+    achieved = flops * group / step / 1e12
     predicted_s = flops * mb / (peak_tflops * 1e12 * mfu) if peak_tflops else None
     peak = raw["peak_gb"]
     measured_gb = peak["allocated"] if peak["allocated"] is not None else peak["rss_delta"]
     predicted_gb = predicted_train_gb(row, mb, raw["gradient_checkpointing"])
-    return {**raw, "step_seconds_median": step, "samples_per_second": mb / step,
-            "tokens_per_second": mb * raw["tokens_per_sample"] / step, "plan_flops_per_sample": flops,
-            "achieved_tflops": achieved, "mfu": achieved / peak_tflops if peak_tflops else None,
+    return {**raw, "step_seconds_median": step, "samples_per_second": group / step,
+            "tokens_per_second": group * raw["tokens_per_sample"] / step, "plan_flops_per_sample": flops,
+            "achieved_tflops": achieved, "mfu": achieved / (peak_tflops * processes) if peak_tflops else None,
             "predicted_peak_gb": predicted_gb, "memory_ratio": _ratio(measured_gb, predicted_gb),
             "predicted_step_seconds": predicted_s, "time_ratio": _ratio(step, predicted_s)}
 
@@ -91,7 +96,9 @@ def render_measured(record: dict) -> str:
                      _fmt(r.get("mfu")), _peak_text(r["peak_gb"]), _fmt(r.get("predicted_peak_gb")),
                      _fmt(r.get("memory_ratio")), _fmt(r.get("predicted_seconds"), ".3f"), _fmt(r.get("time_ratio"))])
     d = record["device"]
-    head = [f"measured ({KIND}, RANDOM-INIT weights: speed and memory only, never results) on {d['name']}, "
+    group = record.get("processes", 1)
+    where = d["name"] if group == 1 else f"{group} x {d['name']}, {group} processes, engine {record['engine']}"
+    head = [f"measured ({KIND}, RANDOM-INIT weights: speed and memory only, never results) on {where}, "
             f"{record['dtype']}; {record['config_source']}",
             f"memory: {record['memory_method']}",
             f"scoring: prefix-shared {sc['speedup']:.1f}x faster than one forward per class; same predictions: "

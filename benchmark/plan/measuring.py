@@ -57,44 +57,72 @@ def sample_tokens(adapter, task) -> int:
     return len(parts.prompt_ids) + len(parts.answer_ids)
 
 
+def plan_engine(ctx, requested: str) -> str:
+    """The plan's row for how this group trains (``benchmark.distributed.engine_for`` decides the same way)."""
+    if not ctx.distributed:
+        return "single"
+    if ctx.deepspeed:
+        return "zero3"
+    return "fsdp" if requested == "fsdp2" or ctx.backend == "FSDP" else "ddp"
+
+
 def measure(model: str, task_name: str, *, out: Path, gpus: str | None = None, layers: int | None = None,
             device: str | None = None, settings=None, cache_dir: str | None = None) -> tuple[dict, object]:
-    """Measure ``model`` on ``task_name`` on the local device; returns (record, plan of the measured model)."""
+    """Measure ``model`` on ``task_name`` on the local device, or on every device of a launched group (torchrun,
+    accelerate launch: one process per device); returns (record, plan of the measured model and devices)."""
+    import dataclasses
+
     import torch
 
+    from .. import distributed
     from ..registry import plugins
     from .estimate import plan
     from .measure import Settings, run_measurements, scratch_folder
-    from .measure_device import DeviceMeter, local_device
+    from .measure_device import DeviceMeter
     from .measure_model import load_measured
-    from .measure_report import refuse_results_folder, scoring_record, train_record
+    from .measure_report import refuse_results_folder
 
     s = settings or Settings()
     reg = plugins()
     spec, task = reg.adapters.get(model), reg.tasks.get(task_name)
     if not task.classes:
         raise BenchmarkError(f"--measure needs the class names of {task_name!r}; its classes come from folders.")
-    dev = local_device(device)
+    ctx = distributed.setup(device or "auto", s.engine)  # one process: no group, the local device
+    dev = torch.device(ctx.device)
     refuse_real_size_on_cpu(spec, dev, layers)
     out = refuse_results_folder(out)
     hw, peak = local_hardware(dev, gpus, s.peak_tflops)
+    hw = dataclasses.replace(hw, count=ctx.world_size)
     meter = DeviceMeter(dev)
-    measured = load_measured(spec, layers=layers, device=str(dev), scratch=scratch_folder(out), cache_dir=cache_dir)
-    dtype_bytes = measured.adapter.dtype.itemsize
+    measured = load_measured(spec, layers=layers, device=str(dev), scratch=scratch_folder(out), cache_dir=cache_dir,
+                             ctx=ctx)
     p = plan(model, task_name, gpus="", hardware=hw, architecture=measured.architecture, mfu=s.mfu,
-             dtype_bytes=dtype_bytes, tokenizer_source=str(measured.folder), micro_batch=s.micro_batch,
-             train_tokens=sample_tokens(measured.adapter, task))
-    raw = run_measurements(measured, p, task, meter=meter, s=s)
-    record = {
+             dtype_bytes=measured.adapter.dtype.itemsize, tokenizer_source=str(measured.folder),
+             micro_batch=s.micro_batch, train_tokens=sample_tokens(measured.adapter, task))
+    engine = plan_engine(ctx, s.engine)
+    about = {"dtype": str(measured.adapter.dtype).removeprefix("torch."),
+             "attention": measured.adapter.model.config._attn_implementation}
+    raw = run_measurements(measured, p, task, meter=meter, s=s, engine=engine, ctx=ctx)
+    return _record(spec, task, p, raw, layers=layers, source=measured.architecture.source, about=about,
+                   device={"type": dev.type, "name": hw.name, "memory_gb": hw.memory_gb, "peak_tflops_bf16": peak},
+                   group={"processes": ctx.world_size, "engine": engine, "engine_requested": s.engine},
+                   meter=meter, s=s), p
+
+
+def _record(spec, task, p, raw, *, layers, source, about, device, group, meter, s) -> dict:
+    import torch
+
+    from .measure_report import scoring_record, train_record
+
+    peak = device["peak_tflops_bf16"]
+    return {
         "kind": "plan-measure", "random_init": True, "model": spec.name, "task": task.name, "layers": layers,
-        "config_source": measured.architecture.source,
-        "device": {"type": dev.type, "name": hw.name, "memory_gb": hw.memory_gb, "peak_tflops_bf16": peak},
-        "dtype": str(measured.adapter.dtype).removeprefix("torch."), "memory_method": meter.method,
-        "torch": torch.__version__, "attention": measured.adapter.model.config._attn_implementation,
+        "config_source": source, "device": device, **group, "dtype": about["dtype"],
+        "memory_method": meter.method, "torch": torch.__version__, "attention": about["attention"],
         "settings": {"steps": s.steps, "warmup": s.warmup, "micro_batch": s.micro_batch,
                      "eval_images": s.eval_images, "mfu_planned": s.mfu},
-        "training": {r: train_record(p, r, v, peak_tflops=peak, mfu=s.mfu) for r, v in raw["training"].items()},
+        "training": {r: train_record(p, r, v, peak_tflops=peak, mfu=s.mfu, engine=group["engine"],
+                                     processes=group["processes"]) for r, v in raw["training"].items()},
         "scoring": scoring_record(p, raw["scoring"], peak_tflops=peak, mfu=s.mfu),
         "plan": p.to_json(),
     }
-    return record, p

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from ..schema import Regime
 from .hardware import GB, Gpus
-from .memory import Activations, Memory, engines_on, gpus_of
+from .memory import Activations, Gathered, Memory, engines_on, gpus_of
 from .micro_batch import recommend
 from .result import EngineRow, RegimeRow
 from .timing import SECONDS_PER_HOUR, Clock
@@ -27,6 +27,7 @@ class Workings:
     eval_flops: int                   # per test image
     activations: dict[str, Activations]  # per trained regime, one sample
     kv_cache: float                   # bytes of class scoring's KV cache
+    gathered: dict[str, Gathered]     # per trained regime: what a sharded engine holds whole at its peak
     dtype_bytes: int
     micro_batch: int | None           # forced by the user, else the largest that fits
 
@@ -43,7 +44,7 @@ def engine_row(engine: str, w: Workings, *, hw: Gpus, regime: str, trained: int,
     base = Regime(regime).recorded
     act = None if regime == Regime.ZERO_SHOT else w.activations[base]
     mem = Memory.model(engine, hw, total=w.parameters["total"], trained=trained, dtype_bytes=w.dtype_bytes,
-                       kv=w.kv_cache, activations=act)
+                       kv=w.kv_cache, activations=act, gathered=w.gathered.get(regime))
     if act is None:
         need = mem.state + mem.kv_cache_scoring
         return EngineRow(mem, need / GB, need <= hw.usable_bytes, hw.memory_gb, None, hours)

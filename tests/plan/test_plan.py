@@ -90,6 +90,24 @@ def test_hours_are_the_flops_at_the_stated_mfu_on_each_engines_gpus(llava):
     assert engines["fsdp"]["hours"] == pytest.approx(one_gpu_hours / 2)
 
 
+def test_a_sharded_row_adds_the_root_unit_and_one_decoder_layer_gathered_whole(llava):
+    """FSDP2 as projbench wraps it: the decoder layers are units, everything else (CLIP, projector, embeddings, LM
+    head, final norm) is the root unit, whole for the forward and backward, beside one gathered layer."""
+    p = llava["parameters"]
+    layer = 4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096
+    embed = 32064 * 4096
+    # FT-E2E: CLIP frozen in bf16; projector, embeddings, LM head, final norm and the layer trained (fp32).
+    trained_root = p["projector"] + 2 * embed + 4096
+    mem = llava["regimes"]["ft-e2e"]["engines"]["fsdp"]["memory_gb"]
+    assert mem["gathered_weights"] == pytest.approx((p["vision"] * 2 + (trained_root + layer) * 4) / 1e9)
+    assert mem["gathered_gradients"] == pytest.approx((trained_root + layer) * 4 / 1e9)
+    # FT-Proj: the projector has no layer list, so the whole model is the root unit: all of it gathered.
+    proj = llava["regimes"]["ft-proj"]["engines"]["fsdp"]["memory_gb"]
+    assert proj["gathered_weights"] == pytest.approx(((p["total"] - p["projector"]) * 2 + p["projector"] * 4) / 1e9)
+    for engine in ("single", "ddp"):
+        assert llava["regimes"]["ft-e2e"]["engines"][engine]["memory_gb"]["gathered_weights"] == 0
+
+
 def test_zero3_rows_have_the_fsdp_memory_model(llava):
     """ZeRO-3 partitions parameters, gradients and optimizer state like FSDP full-shard: the same numbers."""
     for regime, r in llava["regimes"].items():

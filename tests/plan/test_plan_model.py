@@ -8,7 +8,7 @@ import pytest
 from benchmark.errors import BenchmarkError
 from benchmark.plan import Gpus
 from benchmark.plan.hardware import GB
-from benchmark.plan.memory import Activations, Memory, engines_on
+from benchmark.plan.memory import Activations, Gathered, Memory, engines_on
 from benchmark.plan.micro_batch import recommend
 from benchmark.plan.timing import Clock
 
@@ -28,14 +28,28 @@ def test_sharded_engines_divide_the_training_state_and_ddp_replicates_it():
     assert engines_on(Gpus.parse("1xA100-80GB")) == ("single",)
 
 
+def test_a_sharded_engine_adds_what_it_gathers_and_the_others_do_not():
+    act, held = Activations(full=1e9, checkpointed=1e8), Gathered(weights=700.0, gradients=300.0)
+    rows = {e: Memory.model(e, TWO, total=10_000, trained=1_000, dtype_bytes=2, kv=0.0, activations=act,
+                            gathered=held) for e in engines_on(TWO)}
+    plain = Memory.model("fsdp", TWO, total=10_000, trained=1_000, dtype_bytes=2, kv=0.0, activations=act)
+    assert rows["fsdp"].state == plain.state + 1_000.0
+    assert rows["single"].gathered == rows["ddp"].gathered == Gathered()
+    one = Memory.model("fsdp", Gpus.parse("1xA100-80GB"), total=10_000, trained=1_000, dtype_bytes=2, kv=0.0,
+                       activations=act, gathered=held)
+    assert one.gathered == Gathered()  # one GPU: nothing is sharded, nothing gathered
+
+
 def test_zero_shot_holds_no_gradients_and_lists_no_activations():
     mem = Memory.model("single", TWO, total=10, trained=0, dtype_bytes=2, kv=GB, activations=None)
-    assert list(mem.to_gb()) == ["weights", "gradients", "optimizer", "kv_cache_scoring"]
+    assert list(mem.to_gb()) == ["weights", "gradients", "optimizer", "gathered_weights", "gathered_gradients",
+                                 "kv_cache_scoring"]
     assert mem.to_gb()["kv_cache_scoring"] == 1.0
     trained = Memory.model("single", TWO, total=10, trained=5, dtype_bytes=2, kv=0.0,
                            activations=Activations(1.0, 0.5))
-    assert list(trained.to_gb()) == ["weights", "gradients", "optimizer", "activations_per_sample",
-                                     "activations_per_sample_checkpointed", "kv_cache_scoring"]
+    assert list(trained.to_gb()) == ["weights", "gradients", "optimizer", "gathered_weights", "gathered_gradients",
+                                     "activations_per_sample", "activations_per_sample_checkpointed",
+                                     "kv_cache_scoring"]
 
 
 def test_the_micro_batch_is_the_largest_fitting_divisor_of_each_gpus_share():

@@ -27,7 +27,7 @@ from ..train.loop import finetune
 from .measure_device import DeviceMeter
 
 TRAINED = (Regime.FT_PROJ, Regime.FT_E2E, Regime.FT_E2E_LORA)  # LoRA last: it adds modules to the LLM
-NOISE_SIDE = 384  # pixels of a synthetic image: above every built-in model's input size, so each one resizes down
+NOISE_SIDE = 512  # pixels of a synthetic image: the largest built-in input (SmolVLM); each model resizes it to its own
 LR = {Regime.FT_PROJ: 1e-3, Regime.FT_E2E: 2e-5, Regime.FT_E2E_LORA: 2e-5}
 
 

@@ -8,7 +8,7 @@ plugin trial verdicts.
 
 Only entries with projbench's exact names are touched: a twin folder ``<name>-<12 hex>`` holding a
 ``projbench-twin.json`` that names the same twin and hash, a build folder ``.<name>-<8 characters>``, a feature
-folder ``<24 hex>`` holding ``key.json``, a verdict file ``probe-<32 hex>.json``. Anything else, and every symbolic
+folder ``<24 hex>`` holding ``key.json`` and its lock file ``<24 hex>.lock`` (kept while a process holds it), a verdict file ``probe-<32 hex>.json``. Anything else, and every symbolic
 link, is left alone and reported; nothing is followed out of the cache (``benchmark.storage.confined``).
 """
 
@@ -35,7 +35,7 @@ class Entry:
     """One thing in the cache: what it is, whether ``clean`` (or ``clean --all``) removes it, its size."""
 
     path: Path
-    kind: str        # "tiny twin", "twin build", "features", "plugin verdict", "not projbench's"
+    kind: str        # "tiny twin", "twin build", "features", "feature lock", "plugin verdict", "not projbench's"
     status: str      # "current", "stale", "in progress", "kept: ...", "left alone: ..."
     size: int
 
@@ -99,9 +99,23 @@ def _twin_entry(path: Path, keys: set[str], unknown: set[str]) -> Entry:
     return Entry(path, "not projbench's", "left alone: not a name projbench gives", tree_size(path))
 
 
+def _lock_held(path: Path) -> bool:
+    """Whether a process holds the file lock ``path`` now (a lock file stays after its holder lets it go)."""
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(str(path), timeout=0):
+            return False
+    except Timeout:
+        return True
+
+
 def _other_entry(path: Path, sub: str) -> Entry:
     if sub == "features" and path.is_dir() and FEATURES.fullmatch(path.name) and (path / "key.json").is_file():
         return Entry(path, "features", "current", tree_size(path))
+    if sub == "features" and path.is_file() and path.suffix == ".lock" and FEATURES.fullmatch(path.stem):
+        status = "in progress" if _lock_held(path) else "current"  # held: features being written now
+        return Entry(path, "feature lock", status, tree_size(path))
     if sub == "plugins" and path.is_file() and VERDICT.fullmatch(path.name):
         return Entry(path, "plugin verdict", "current", tree_size(path))
     return Entry(path, "not projbench's", "left alone: not a name projbench gives", tree_size(path))

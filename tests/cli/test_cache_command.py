@@ -107,6 +107,24 @@ def test_clean_all_removes_every_entry_of_projbench_and_nothing_else(cache, caps
     assert (outside / stale / "projbench-twin.json").is_file()
 
 
+def test_a_feature_folder_s_lock_file_is_projbench_s_and_kept_while_held(cache, capsys):
+    from filelock import FileLock
+
+    root = cache[0]
+    held, free = root / "features" / ("ab" * 12 + ".lock"), root / "features" / ("cd" * 12 + ".lock")
+    for lock in (held, free):
+        with FileLock(str(lock)):  # written as feature extraction writes them: the file stays after release
+            pass
+    with FileLock(str(held)):  # another process is extracting these features now
+        rows = run(capsys, root, "list")  # long names wrap: a row holds the name's start and the columns
+        assert "feature lock" in next(row for row in rows if "cd" * 12 in row)
+        assert "in progress" in next(row for row in rows if "ab" * 12 in row and "feature lock" in row)
+        run(capsys, root, "clean", "--all")
+        assert held.exists() and not free.exists()
+    run(capsys, root, "clean", "--all")
+    assert not held.exists()
+
+
 def test_list_names_each_entry_and_its_status(cache, capsys):
     root, current, stale, _ = cache
     out = "\n".join(run(capsys, root, "list"))

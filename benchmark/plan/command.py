@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import BenchmarkError
-
-TRAINED_NAMES = ("ft-proj", "ft-e2e", "ft-e2e-lora")  # what --measure trains (benchmark.plan.measure.TRAINED)
+from .measure_settings import TRAINED_NAMES, Settings
 
 
 def add_options(pl) -> None:
@@ -90,7 +89,6 @@ def run(a) -> int:
         print(json.dumps(p.to_json(), indent=2) if a.json else render(p))
         return 0
     from ..distributed import current
-    from .measure import Settings
     from .measure_report import render_measured, write_json
     from .measuring import measure
 

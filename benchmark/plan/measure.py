@@ -25,8 +25,8 @@ from ..evaluate.prompt import build_question
 from ..schema import Regime
 from ..train.loop import finetune
 from .measure_device import DeviceMeter
+from .measure_settings import TRAINED, Settings  # noqa: F401  (Settings: callers import it from here)
 
-TRAINED = (Regime.FT_PROJ, Regime.FT_E2E, Regime.FT_E2E_LORA)  # LoRA last: it adds modules to the LLM
 NOISE_SIDE = 512  # pixels of a synthetic image: the largest built-in input (SmolVLM); each model resizes it to its own
 LR = {Regime.FT_PROJ: 1e-3, Regime.FT_E2E: 2e-5, Regime.FT_E2E_LORA: 2e-5}
 
@@ -37,22 +37,6 @@ class Sample:
 
     uid: str
     label: int
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How much to measure: optimizer steps after ``warmup`` steps, the micro-batch (None: the plan's), the
-    evaluation batch, and the GPU's peak (None on CPU: no MFU, no predicted time)."""
-
-    steps: int = 3
-    warmup: int = 1
-    micro_batch: int | None = None
-    eval_images: int = 4
-    peak_tflops: float | None = None
-    mfu: float = 0.35
-    regimes: tuple[str, ...] = tuple(r.value for r in TRAINED)  # which trained regimes to measure (if they fit)
-    checkpointed: tuple[str, ...] = ()  # regimes measured with activation checkpointing even where not needed
-    engine: str = "auto"  # several processes: the training engine (run's --engine)
 
 
 def synthetic_features(adapter, n: int, seed: int = 0) -> torch.Tensor:

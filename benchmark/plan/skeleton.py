@@ -80,9 +80,8 @@ def _set_size(processor, image_size: int) -> None:
     pixels = hasattr(ip, "merge_size")  # Qwen2-VL's processors size images by their pixel count
     size = getattr(ip, "size", None)
     if size is not None:
-        fields = {k: v for k, v in dict(size.items() if hasattr(size, "items") else vars(size).items()).items()
-                  if v is not None}
-        ip.size = {k: image_size**2 if pixels else image_size for k in fields}
+        given = [k for k, v in (size if isinstance(size, dict) else vars(size)).items() if v is not None]
+        ip.size = {k: image_size**2 if pixels else image_size for k in given}  # SizeDict: a dataclass
     if getattr(ip, "crop_size", None) is not None:
         ip.crop_size = {"height": image_size, "width": image_size}
     if getattr(ip, "max_image_size", None) is not None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from benchmark.conformance import MemoryStore, samples_for
 from benchmark.evaluate.batching import collate
@@ -31,12 +30,6 @@ def load(name):
 def adapter(request):
     return load(request.param)
 
-
-@pytest.fixture(scope="module")
-def images(real_images):
-    # Real photos plus two synthetic ones of other sizes and aspect ratios.
-    extra = [Image.new("RGB", (97, 31), (200, 30, 30)), Image.new("RGB", (20, 140), (30, 200, 30))]
-    return [im for im, _ in real_images[:4]] + extra
 
 
 def test_registered_specs():

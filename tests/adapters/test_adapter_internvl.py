@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from benchmark.evaluate.batching import collate
 from benchmark.evaluate.prompt import build_question
@@ -30,12 +29,6 @@ def load(name="internvl3-tiny"):
 def adapter():
     return load()
 
-
-@pytest.fixture(scope="module")
-def images(real_images):
-    # Real photos plus two synthetic ones of other sizes and aspect ratios (tiling would cut them differently).
-    extra = [Image.new("RGB", (97, 31), (200, 30, 30)), Image.new("RGB", (20, 140), (30, 200, 30))]
-    return [im for im, _ in real_images[:4]] + extra
 
 
 def test_registered_specs():

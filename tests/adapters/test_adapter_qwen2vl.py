@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from benchmark.conformance import MemoryStore, samples_for
 from benchmark.evaluate.batching import IGNORE, collate
@@ -32,12 +31,6 @@ def load():
 def adapter():
     return load()
 
-
-@pytest.fixture(scope="module")
-def images(real_images):
-    # Real photos plus two synthetic ones whose aspect ratios would give Qwen2-VL other grids by default.
-    extra = [Image.new("RGB", (97, 31), (200, 30, 30)), Image.new("RGB", (20, 140), (30, 200, 30))]
-    return [im for im, _ in real_images[:4]] + extra
 
 
 @pytest.fixture(scope="module")

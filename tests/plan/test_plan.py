@@ -176,3 +176,24 @@ def test_the_json_has_the_documented_keys(llava):
     assert ft["engines"]["fsdp"]["instead"] is None
     zero = llava["regimes"]["zero-shot"]
     assert zero["flops_per_train_sample"] is None and zero["hours_train"] is None
+
+
+def test_a_group_s_measured_row_counts_every_process_s_samples_and_peak():
+    """`plan --measure` of a launched group: 2 processes x micro-batch 4 per step; its FLOP/s are the group's and
+    its MFU is over both GPUs' peak, its memory against the FSDP row's per-GPU figure."""
+    from benchmark.plan.measure_report import train_record
+
+    p = plan("llava15", "derm", gpus="2xA100-80GB", train_tokens=726)
+    raw = {"micro_batch": 4, "gradient_checkpointing": True, "step_seconds": [2.0, 4.0, 3.0], "tokens_per_sample": 700,
+           "peak_gb": {"allocated": 50.0, "reserved": 60.0, "rss_delta": None}}
+    r = train_record(p, "ft-e2e", raw, peak_tflops=312.0, mfu=0.4, engine="fsdp", processes=2)
+    flops = p.flops.train_per_sample["ft-e2e"]
+    assert r["samples_per_second"] == pytest.approx(8 / 3.0)
+    assert r["achieved_tflops"] == pytest.approx(flops * 8 / 3.0 / 1e12)
+    assert r["mfu"] == pytest.approx(flops * 8 / 3.0 / 1e12 / (2 * 312.0))
+    m = p.to_json()["regimes"]["ft-e2e"]["engines"]["fsdp"]["memory_gb"]
+    want = sum(m[k] for k in ("weights", "gradients", "optimizer", "gathered_weights", "gathered_gradients"))
+    assert r["predicted_peak_gb"] == pytest.approx(want + 4 * m["activations_per_sample_checkpointed"])
+    assert r["memory_ratio"] == pytest.approx(50.0 / r["predicted_peak_gb"])
+    # Each GPU does 4 samples per step: the predicted step time is one GPU's share at the planned MFU.
+    assert r["predicted_step_seconds"] == pytest.approx(flops * 4 / (312e12 * 0.4))

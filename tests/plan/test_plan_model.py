@@ -28,6 +28,16 @@ def test_sharded_engines_divide_the_training_state_and_ddp_replicates_it():
     assert engines_on(Gpus.parse("1xA100-80GB")) == ("single",)
 
 
+def test_activations_add_the_loss_s_vocabulary_wide_tensors_whole_and_under_checkpointing():
+    """Per (token, vocabulary entry): the logits in the model's dtype (bf16: 2) and three fp32 tensors of the loss
+    (saved log-softmax, the NLL's gradient into it, the gradient of its input): 2 + 12 bytes."""
+    act = Activations.model(1_000, layers=2, hidden=4, tokens=3, vocab=5, dtype_bytes=2)
+    loss = 3 * 5 * (2 + 12)
+    assert act.full == 1_000 + loss
+    # Checkpointed: each layer's input (2 x 3 x 4 x 2 bytes), one layer's saved tensors (1000 / 2), and the loss.
+    assert act.checkpointed == 2 * 3 * 4 * 2 + 500 + loss
+
+
 def test_a_sharded_engine_adds_what_it_gathers_and_the_others_do_not():
     act, held = Activations(full=1e9, checkpointed=1e8), Gathered(weights=700.0, gradients=300.0)
     rows = {e: Memory.model(e, TWO, total=10_000, trained=1_000, dtype_bytes=2, kv=0.0, activations=act,
